@@ -1,0 +1,130 @@
+"""Argument handling of ``run_recbole_transfer.py`` (also installed as ``recbole-transfer``)."""
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import warnings
+
+from recbole.config import Config
+
+from .errors import TransferError
+
+USAGE_EXIT = 2
+
+
+def _parser():
+    p = argparse.ArgumentParser(
+        prog="run_recbole_transfer.py",
+        description="Transfer learning for RecBole models. With no arguments: the default layer-transfer "
+        "scenario on the bundled ml-100k. Unknown --key=value arguments are RecBole / recbole_transfer config keys.",
+    )
+    p.add_argument("--model", "-m", default=None, help="model name (plugin first, then RecBole), e.g. TransferMLP, NeuMF, DMF")
+    p.add_argument("--source", default=None, help="source dataset or derived-domain name")
+    p.add_argument("--target", "--dataset", "-d", dest="target", default=None, help="target dataset or derived-domain name")
+    p.add_argument("--config_files", type=str, default=None, help="config files, separated by spaces")
+    p.add_argument("--scenario", action="store_true", help="run every arm on every target (gain table)")
+    p.add_argument("--arms", default=None, help="scenario arms, e.g. \"[none,config-1,config-5]\" (default: none + config-1..7)")
+    p.add_argument("--seeds", default=None, help="scenario seeds, e.g. \"[2020,2021,2022]\" (default: the seed key)")
+    p.add_argument("--output", default=None, help="scenario: write rows (JSON) and the table (Markdown) with this path prefix")
+    p.add_argument("--evaluate", metavar="CHECKPOINT", default=None, help="reload a recbole_transfer checkpoint and test it")
+    p.add_argument("--importance", metavar="CHECKPOINT", default=None, help="layer importance by representation erasure")
+    p.add_argument("--verbose", action="store_true", help="scenario: show RecBole's per-epoch logs")
+    return p
+
+
+def parse_extra(extra):
+    """``--key=value`` arguments to a config dict, values converted the way RecBole converts them."""
+    out = {}
+    for arg in extra:
+        if not arg.startswith("--") or "=" not in arg:
+            raise TransferError(f"argument {arg!r}: expected --key=value (see --help)")
+        key, value = arg[2:].split("=", 1)
+        out[key] = value
+    return Config._convert_config_dict(None, out)
+
+
+def _listish(value):
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    value = str(value).strip().strip("[]")
+    return [v.strip().strip("'\"") for v in value.split(",") if v.strip()]
+
+
+def _print(msg):
+    print(msg, flush=True)
+
+
+def _quiet_logging():
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(logging.WARNING)
+
+
+def run_scenario_cli(args, config_files, config_dict):
+    from .scenario import DEFAULT_SCENARIO, gain_table, run_scenario
+
+    if not args.verbose:
+        _quiet_logging()
+    files = [DEFAULT_SCENARIO] + config_files
+    targets = _listish(config_dict.pop("targets", None)) or ([args.target] if args.target else None)
+    seeds = [int(s) for s in _listish(args.seeds)] if args.seeds else None
+    arms = _listish(args.arms)
+    start = time.time()
+    _print("recbole_transfer: layer-transfer scenario " + " ".join(os.path.basename(f) for f in files))
+    rows = run_scenario(args.model, args.source, targets, files, config_dict, arms, seeds, progress=_print, verbose=args.verbose)
+    table = gain_table(rows)
+    ndcg = gain_table(rows, metric="test_ndcg@10")
+    _print("\n" + table + "\n\n" + ndcg + f"\n\ntotal wall time {time.time() - start:.0f}s")
+    if args.output:
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        with open(args.output + ".json", "w", encoding="utf-8") as f:
+            json.dump(rows, f, indent=1)
+        with open(args.output + ".md", "w", encoding="utf-8") as f:
+            f.write(table + "\n\n" + ndcg + "\n")
+        _print(f"wrote {args.output}.json and {args.output}.md")
+    return 0
+
+
+def main(argv=None):
+    # RecBole 1.2.1 on pandas 2.2 / torch 2.13 emits deprecation noise on every dataset and trainer.
+    warnings.filterwarnings("ignore", category=FutureWarning, module="recbole")
+    args, extra = _parser().parse_known_args(argv)
+    try:
+        config_dict = parse_extra(extra)
+        config_files = args.config_files.strip().split() if args.config_files else []
+        if args.evaluate or args.importance:
+            return _checkpoint_cli(args, config_dict)
+        if args.scenario or args.target is None:
+            return run_scenario_cli(args, config_files, config_dict)
+        from .quick_start import run_transfer
+
+        result = run_transfer(args.model, args.source, args.target, config_files, config_dict)
+        _print(f"transfer={result['transfer']} ({result['transfer_mode']})  test: {dict(result['test_result'])}")
+        if result["relatedness"] is not None:
+            _print(f"KL relatedness R(source, target) = {result['relatedness']:.4f}")
+        _print(f"model file: {result['model_file']}")
+        return 0
+    except TransferError as exc:
+        print(f"run_recbole_transfer.py: error: {exc}", file=sys.stderr)
+        return USAGE_EXIT
+
+
+def _checkpoint_cli(args, config_dict):
+    from .importance import importance_table, layer_importance
+    from .quick_start import load_transfer_model
+    from .trainer import TransferTrainer
+
+    _quiet_logging()
+    path = args.evaluate or args.importance
+    config, model, _dataset, _train, valid, test = load_transfer_model(path, config_dict)
+    if args.evaluate:
+        result = TransferTrainer(config, model, stage="analysis").evaluate(test, load_best_model=False)
+        _print(f"{os.path.basename(path)} on {config['dataset']}: test {dict(result)}")
+    else:
+        base, rows = layer_importance(config, model, valid)
+        _print(importance_table(base, rows))
+    return 0

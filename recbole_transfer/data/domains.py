@@ -1,0 +1,265 @@
+"""Domains: RecBole atomic datasets, or domains derived from one dataset by rule.
+
+A derived domain is declared under the ``domains`` key, by name::
+
+    domains:
+      drama-even:
+        base: ml-100k                          # an atomic dataset (bundled ml-100k, or under data_path)
+        items: {field: class, values: [Drama], match: first}   # item attribute rule
+        users: {field: zip_code, values: ['0', '1'], match: prefix}  # user attribute rule
+        time: {start: '1997-10-01', end: '1998-01-01'}          # time window on the time field [start, end)
+        user_split: {parts: 2, keep: [0]}      # disjoint users: stable hash of the raw user token
+        prefix_ids: true                       # item (and user) tokens become '<domain>:<token>'
+        keep_fraction: 0.5                     # sparsify: keep this fraction of each user's interactions
+        seed: 2020                             # seed of the sparsification
+        config: {user_inter_num_interval: '[3,inf)'}   # RecBole keys for this domain only
+
+Match modes: ``exact`` (the value, or for a token sequence any token, equals one of ``values``; default),
+``first`` (the first token of a token sequence), ``any`` (any token), ``prefix`` (starts with one of
+``values``, e.g. zip regions). ``user_split`` uses crc32 of the raw token: the same user lands in
+the same part in every domain, so parts are disjoint across domains derived from one base.
+
+Each derived domain is written once, as atomic files ``<domain_cache_dir>/<name>/<name>.{inter,item,user}``
+with a ``spec.json`` of its resolved spec; it is rebuilt only when the spec changes. Building is
+deterministic (stable hashes, seeded sampling, sorted output).
+"""
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import zlib
+
+import numpy as np
+import pandas as pd
+
+from ..errors import TransferConfigError, TransferDataError, did_you_mean
+from ..utils import BUNDLED_DATA_DIR, stable_hash
+
+logger = logging.getLogger(__name__)
+
+SPEC_KEYS = {"base", "items", "users", "time", "user_split", "prefix_ids", "keep_fraction", "seed", "config"}
+RULE_KEYS = {"field", "values", "match"}
+MATCH_MODES = ("exact", "first", "any", "prefix")
+SPEC_VERSION = 1
+
+
+def dataset_dir(name, data_path):
+    """Folder of an atomic dataset: the bundled ml-100k or ``data_path/name``."""
+    if name == "ml-100k":
+        return os.path.join(BUNDLED_DATA_DIR, name)
+    return os.path.join(os.path.abspath(data_path), name)
+
+
+def check_dataset_exists(name, data_path, key="dataset"):
+    folder = dataset_dir(name, data_path)
+    inter = os.path.join(folder, f"{name}.inter")
+    if not os.path.isfile(inter):
+        raise TransferDataError(
+            f"{key}={name!r}: no atomic file {inter!r}. Give an atomic dataset under data_path "
+            f"(data_path={data_path!r}), the bundled 'ml-100k', or a derived domain declared under 'domains'."
+        )
+    return folder
+
+
+def _read_atomic(path):
+    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3, encoding="utf-8")
+    fields = {c.split(":")[0]: c for c in frame.columns}
+    return frame, fields
+
+
+def _write_atomic(frame, path):
+    frame.to_csv(path, sep="\t", index=False, quoting=3, encoding="utf-8")
+
+
+def _validate_rule(domain, key, rule):
+    if not isinstance(rule, dict) or "field" not in rule or "values" not in rule:
+        raise TransferConfigError(f"domains.{domain}.{key}={rule!r}: expected {{field, values, match}}")
+    unknown = set(rule) - RULE_KEYS
+    if unknown:
+        bad = sorted(unknown)[0]
+        raise TransferConfigError(f"domains.{domain}.{key}.{bad}: unknown key{did_you_mean(bad, RULE_KEYS)}")
+    match = rule.get("match", "exact")
+    if match not in MATCH_MODES:
+        raise TransferConfigError(f"domains.{domain}.{key}.match={match!r}: allowed {', '.join(MATCH_MODES)}")
+
+
+def validate_spec(name, spec):
+    """Check a domain spec; returns it with defaults filled. Raises TransferConfigError."""
+    if not isinstance(spec, dict):
+        raise TransferConfigError(f"domains.{name}={spec!r}: expected a mapping of rules")
+    for key in spec:
+        if key not in SPEC_KEYS:
+            raise TransferConfigError(f"domains.{name}.{key}: unknown key{did_you_mean(key, SPEC_KEYS)}; allowed: {', '.join(sorted(SPEC_KEYS))}")
+    if "base" not in spec:
+        raise TransferConfigError(f"domains.{name}.base: missing (the atomic dataset to derive from)")
+    for key in ("items", "users"):
+        if key in spec:
+            _validate_rule(name, key, spec[key])
+    frac = spec.get("keep_fraction", 1.0)
+    if not isinstance(frac, (int, float)) or not 0 < frac <= 1:
+        raise TransferConfigError(f"domains.{name}.keep_fraction={frac!r}: must be in (0, 1]")
+    split = spec.get("user_split")
+    if split is not None:
+        parts = split.get("parts") if isinstance(split, dict) else None
+        keep = split.get("keep") if isinstance(split, dict) else None
+        if not isinstance(parts, int) or parts < 2 or not isinstance(keep, list) or not all(
+            isinstance(k, int) and 0 <= k < parts for k in keep
+        ):
+            raise TransferConfigError(
+                f"domains.{name}.user_split={split!r}: expected {{parts: P >= 2, keep: [indices in 0..P-1]}}"
+            )
+    if "time" in spec and not (isinstance(spec["time"], dict) and set(spec["time"]) <= {"start", "end"}):
+        raise TransferConfigError(f"domains.{name}.time={spec['time']!r}: expected {{start, end}} (dates or unix seconds)")
+    return {
+        "base": spec["base"],
+        "items": spec.get("items"),
+        "users": spec.get("users"),
+        "time": spec.get("time"),
+        "user_split": split,
+        "prefix_ids": bool(spec.get("prefix_ids", False)),
+        "keep_fraction": float(frac),
+        "seed": int(spec.get("seed", 2020)),
+        "config": dict(spec.get("config") or {}),
+    }
+
+
+def _rule_mask(frame, fields, rule, domain, key):
+    field = rule["field"]
+    if field not in fields:
+        raise TransferConfigError(
+            f"domains.{domain}.{key}.field={field!r}: no such field{did_you_mean(field, fields)}; "
+            f"fields: {', '.join(fields)}"
+        )
+    values = {str(v) for v in rule["values"]}
+    match = rule.get("match", "exact")
+    column = frame[fields[field]].astype(str)
+    tokens = column.str.split(" ")
+    if match == "first":
+        return tokens.str[0].isin(values)
+    if match == "prefix":
+        return column.apply(lambda s: any(s.startswith(v) for v in values))
+    if match == "any" or fields[field].endswith("token_seq"):
+        return tokens.apply(lambda ts: any(t in values for t in ts))
+    return column.isin(values)
+
+
+def _to_seconds(value):
+    if isinstance(value, (int, float)):
+        return float(value)
+    return pd.Timestamp(str(value), tz="UTC").timestamp()
+
+
+def _derive(name, spec, data_path):
+    folder = check_dataset_exists(spec["base"], data_path, key=f"domains.{name}.base")
+    base = spec["base"]
+    inter, ifields = _read_atomic(os.path.join(folder, f"{base}.inter"))
+    uid, iid = "user_id", "item_id"
+    if uid not in ifields or iid not in ifields:
+        raise TransferDataError(f"domains.{name}.base={base!r}: the .inter file needs user_id and item_id fields")
+    tables = {}
+    for suffix in ("item", "user"):
+        path = os.path.join(folder, f"{base}.{suffix}")
+        if os.path.isfile(path):
+            tables[suffix] = _read_atomic(path)
+    keep = pd.Series(True, index=inter.index)
+    for key, suffix, id_field in (("items", "item", iid), ("users", "user", uid)):
+        rule = spec[key]
+        if rule is None:
+            continue
+        if suffix not in tables:
+            raise TransferDataError(f"domains.{name}.{key}: dataset {base!r} has no .{suffix} file to filter on")
+        table, tfields = tables[suffix]
+        ids = set(table.loc[_rule_mask(table, tfields, rule, name, key), tfields[id_field]])
+        keep &= inter[ifields[id_field]].isin(ids)
+    if spec["time"] is not None:
+        if "timestamp" not in ifields:
+            raise TransferDataError(f"domains.{name}.time: dataset {base!r} has no timestamp field")
+        ts = inter[ifields["timestamp"]].astype(float)
+        if "start" in spec["time"]:
+            keep &= ts >= _to_seconds(spec["time"]["start"])
+        if "end" in spec["time"]:
+            keep &= ts < _to_seconds(spec["time"]["end"])
+    if spec["user_split"] is not None:
+        parts, kept = spec["user_split"]["parts"], set(spec["user_split"]["keep"])
+        part = inter[ifields[uid]].map(lambda t: zlib.crc32(t.encode("utf-8")) % parts)
+        keep &= part.isin(kept)
+    inter = inter[keep]
+    if spec["keep_fraction"] < 1.0 and len(inter):
+        rng = np.random.default_rng([spec["seed"], zlib.crc32(name.encode("utf-8"))])
+        order = np.argsort(rng.random(len(inter)), kind="stable")
+        shuffled = inter.iloc[order]
+        rank = shuffled.groupby(ifields[uid], sort=False).cumcount().to_numpy()
+        sizes = shuffled.groupby(ifields[uid], sort=False)[ifields[uid]].transform("size").to_numpy()
+        quota = np.maximum(1, np.round(sizes * spec["keep_fraction"]).astype(int))
+        inter = shuffled[rank < quota]
+    if inter.empty:
+        raise TransferDataError(f"domain {name!r}: its rules keep no interaction of {base!r} (spec: {spec})")
+    inter = inter.sort_values([ifields[uid], ifields.get("timestamp", ifields[iid]), ifields[iid]], kind="stable")
+    users, items = set(inter[ifields[uid]]), set(inter[ifields[iid]])
+    out = {"inter": inter}
+    for suffix, id_field, ids in (("item", iid, items), ("user", uid, users)):
+        if suffix in tables:
+            table, tfields = tables[suffix]
+            out[suffix] = table[table[tfields[id_field]].isin(ids)].sort_values(tfields[id_field], kind="stable")
+    if spec["prefix_ids"]:
+        for suffix, frame in out.items():
+            _, fields = (frame, {c.split(":")[0]: c for c in frame.columns})
+            for id_field in (uid, iid):
+                if id_field in fields:
+                    frame[fields[id_field]] = f"{name}:" + frame[fields[id_field]]
+    return out
+
+
+def materialize(name, spec, data_path, cache_dir):
+    """Write a derived domain once (or reuse it). Returns the folder holding ``<name>/``."""
+    spec = validate_spec(name, spec)
+    cache_dir = os.path.abspath(cache_dir)
+    target = os.path.join(cache_dir, name)
+    signature = {"version": SPEC_VERSION, "spec": spec, "base_dir": dataset_dir(spec["base"], data_path)}
+    digest = stable_hash(signature)
+    spec_file = os.path.join(target, "spec.json")
+    if os.path.isfile(spec_file):
+        with open(spec_file, encoding="utf-8") as f:
+            if json.load(f).get("hash") == digest:
+                return cache_dir
+    frames = _derive(name, spec, data_path)
+    os.makedirs(cache_dir, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{name}-", dir=cache_dir)
+    for suffix, frame in frames.items():
+        _write_atomic(frame, os.path.join(tmp, f"{name}.{suffix}"))
+    with open(os.path.join(tmp, "spec.json"), "w", encoding="utf-8") as f:
+        json.dump({"hash": digest, **signature, "interactions": len(frames["inter"])}, f, indent=1, sort_keys=True)
+    if os.path.isdir(target):
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    logger.info("derived domain %r: %d interactions written to %s", name, len(frames["inter"]), target)
+    return cache_dir
+
+
+def resolve_domain(name, config_dict, data_path, cache_dir, domains, key):
+    """Return (dataset name, data_path, extra config) for a dataset or derived-domain name."""
+    if name in (domains or {}):
+        spec = domains[name]
+        folder = materialize(name, spec, data_path, cache_dir)
+        return name, folder, dict((spec or {}).get("config") or {})
+    if name is None:
+        raise TransferConfigError(f"{key}: missing")
+    check_dataset_exists(name, data_path, key=key)
+    return name, data_path, {}
+
+
+def check_enough_items(dataset, config, key):
+    """uniN needs at least N negatives per user: refuse a domain with too few items."""
+    for phase in ("valid", "test"):
+        args = config[f"{phase}_neg_sample_args"] or {}
+        if args.get("distribution") in ("uniform", "popularity"):
+            need = int(args.get("sample_num", 0)) + 1
+            have = dataset.item_num - 1
+            if have < need + 1:
+                raise TransferDataError(
+                    f"{key}={config['dataset']!r}: {have} items, but the {phase} protocol samples {need - 1} "
+                    f"negatives per positive (needs more than {need} items). Use a bigger domain or "
+                    f"eval_args.mode 'full'."
+                )

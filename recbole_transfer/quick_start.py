@@ -1,0 +1,226 @@
+"""The transfer pipeline: source stage, transfer strategy, target stage, evaluation.
+
+``run_transfer`` is the plugin's ``run_recbole``: one model, one source, one target. It follows
+RecBole's own sequence for each stage (Config -> seed -> dataset -> dataloaders -> seed -> model ->
+trainer -> fit -> evaluate), so ``transfer: none`` gives exactly RecBole's metrics for the same seed
+and config. ``pretrain_source`` runs the source stage once so that many targets and arms reuse it.
+``load_transfer_model`` reloads any checkpoint this package wrote.
+"""
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import init_logger, init_seed
+
+from .config import TransferConfig, get_model
+from .data import check_enough_items, kl_relatedness, resolve_domain, user_counts
+from .errors import TransferConfigError
+from .trainer import TransferTrainer, load_checkpoint
+from .transfer import LayerTransfer
+from .utils import set_threads
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DomainData:
+    """A domain ready for training: its config, dataset and RecBole dataloaders."""
+
+    config: TransferConfig
+    dataset: object
+    train_data: object
+    valid_data: object
+    test_data: object
+
+
+@dataclass
+class PretrainedSource:
+    """A model trained on the source domain, shared by every target and arm."""
+
+    state_dict: dict
+    user_counts: np.ndarray
+    model_file: str
+    dataset: str
+    valid_result: dict = field(default_factory=dict)
+    test_result: dict = field(default_factory=dict)
+
+
+def domain_config(model, name, config_file_list=None, config_dict=None, key="dataset", overrides=None):
+    """A TransferConfig for a dataset or a derived domain (derived domains are written on first use)."""
+    config_dict = dict(config_dict or {})
+    probe = TransferConfig(model, name, config_file_list, config_dict)
+    if name is None:
+        raise TransferConfigError(f"{key}: no dataset or domain given")
+    data_path = config_dict.get("data_path", probe.external_config_dict.get("data_path", "dataset/"))
+    dataset, path, extra = resolve_domain(
+        name, config_dict, data_path, probe["domain_cache_dir"], probe["domains"], key
+    )
+    merged = {**extra, **config_dict, **(overrides or {}), "data_path": os.path.abspath(path)}
+    return TransferConfig(model, dataset, config_file_list, merged)
+
+
+def prepare_domain(config, key="dataset"):
+    """Seed, build the dataset and RecBole's dataloaders (RecBole's order of operations)."""
+    set_threads(config["num_threads"])
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    check_enough_items(dataset, config, key)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    return DomainData(config, dataset, train_data, valid_data, test_data)
+
+
+def build_model(data):
+    """Seed as RecBole does, then instantiate the configured model on the domain's training data."""
+    config = data.config
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    return get_model(config["model"])(config, data.train_data._dataset).to(config["device"])
+
+
+def train_domain(
+    data, stage, strategy=None, source_state=None, saved=True, verbose=True, extra_state=None, before_fit=None
+):
+    """Build the model, apply the strategy, then train and test it with a TransferTrainer.
+
+    ``before_fit(model)`` runs after the model exists and before any training (used to check a
+    transfer against the source model's shapes before spending time on the source).
+    """
+    config = data.config
+    model = build_model(data)
+    if before_fit is not None:
+        before_fit(model)
+    report = None
+    if strategy is not None and not strategy.is_identity:
+        strategy.apply(model, source_state)
+        report = strategy.report()
+        logger.info("\n%s", report)
+    trainer = TransferTrainer(config, model, stage=stage)
+    trainer.extra_state = dict(extra_state or {})
+    start = time.time()
+    best_valid_score, best_valid_result = trainer.fit(
+        data.train_data, data.valid_data, saved=saved, verbose=verbose, show_progress=config["show_progress"]
+    )
+    fit_seconds = time.time() - start
+    test_result = trainer.evaluate(data.test_data, load_best_model=saved, show_progress=config["show_progress"])
+    return {
+        "model": model,
+        "trainer": trainer,
+        "best_valid_score": best_valid_score,
+        "best_valid_result": best_valid_result,
+        "test_result": test_result,
+        "model_file": trainer.saved_model_file if saved else None,
+        "epochs_run": len(trainer.train_loss_dict),
+        "fit_seconds": fit_seconds,
+        "transfer_report": report,
+    }
+
+
+def pretrain_source(model, source, config_file_list=None, config_dict=None, verbose=True, before_fit=None):
+    """Source stage: train on the source domain once, or load ``source_checkpoint`` when given.
+
+    ``before_fit(source_model)`` runs before training (e.g. a shape check against the target).
+    """
+    probe = domain_config(model, source, config_file_list, config_dict, key="source")
+    checkpoint_path = probe["source_checkpoint"]
+    if checkpoint_path:
+        checkpoint = load_checkpoint(checkpoint_path)
+        counts = np.asarray(checkpoint.get("user_counts") or [], dtype=np.int64)
+        if counts.size == 0:
+            counts = user_counts(create_dataset(probe))
+        logger.info("source stage skipped: using %s", checkpoint_path)
+        return PretrainedSource(checkpoint["state_dict"], counts, checkpoint_path, probe["dataset"])
+    overrides = {"epochs": probe["source_epochs"]} if probe["source_epochs"] else None
+    config = domain_config(model, source, config_file_list, config_dict, key="source", overrides=overrides)
+    logger.info("==== stage: source (%s on %s) ====", config["model"], config["dataset"])
+    data = prepare_domain(config, key="source")
+    counts = user_counts(data.dataset)
+    out = train_domain(
+        data, "source", verbose=verbose, extra_state={"user_counts": counts.tolist()}, before_fit=before_fit
+    )
+    state = {k: v.detach().clone() for k, v in out["model"].state_dict().items()}
+    return PretrainedSource(
+        state, counts, out["model_file"], config["dataset"], out["best_valid_result"] or {}, out["test_result"] or {}
+    )
+
+
+def run_transfer(
+    model=None, source=None, target=None, config_file_list=None, config_dict=None, saved=True,
+    pretrained=None, verbose=True, log=True,
+):
+    """Train on ``source`` (or reuse ``pretrained``), transfer, train and test on ``target``.
+
+    Returns a dict with RecBole's keys (best_valid_score, best_valid_result, test_result) plus
+    transfer, relatedness, model_file, epochs_run, fit_seconds and the source results.
+    """
+    target_config = domain_config(model, target, config_file_list, config_dict, key="target")
+    if log:
+        init_logger(target_config)
+    strategy = LayerTransfer.from_config(target_config)
+    if not strategy.is_identity and pretrained is None and source is None:
+        raise TransferConfigError(
+            f"source: transfer={target_config['transfer']!r} needs a source domain (--source=<dataset>)"
+        )
+    data = prepare_domain(target_config, key="target")
+    if not strategy.is_identity and pretrained is None:
+        # Check layer names on the target model and shapes against the untrained source model
+        # before the source stage spends any time: bad input fails fast and changes nothing.
+        probe = build_model(data)
+        strategy.check(probe)
+        pretrained = pretrain_source(
+            model, source, config_file_list, config_dict, verbose=verbose,
+            before_fit=lambda source_model: strategy.check(probe, source_model.state_dict()),
+        )
+    logger.info("==== stage: target (%s on %s, transfer=%s) ====", target_config["model"], target_config["dataset"], strategy.label)
+    out = train_domain(
+        data, "target", strategy=strategy, source_state=pretrained.state_dict if pretrained else None,
+        saved=saved, verbose=verbose,
+    )
+    relatedness = None
+    if pretrained is not None:
+        relatedness = kl_relatedness(pretrained.user_counts, user_counts(data.dataset))
+    logger.info("best valid: %s", out["best_valid_result"])
+    logger.info("test result: %s", out["test_result"])
+    return {
+        "best_valid_score": out["best_valid_score"],
+        "valid_score_bigger": target_config["valid_metric_bigger"],
+        "best_valid_result": out["best_valid_result"],
+        "test_result": out["test_result"],
+        "transfer": strategy.label,
+        "transfer_mode": target_config["transfer_mode"],
+        "transfer_report": out["transfer_report"],
+        "relatedness": relatedness,
+        "model_file": out["model_file"],
+        "epochs_run": out["epochs_run"],
+        "fit_seconds": out["fit_seconds"],
+        "source_model_file": pretrained.model_file if pretrained else None,
+        "source_test_result": pretrained.test_result if pretrained else None,
+        "config": target_config,
+        "data": data,
+        "trained_model": out["model"],
+        "trainer": out["trainer"],
+    }
+
+
+def load_transfer_model(model_file, config_dict=None):
+    """Reload a checkpoint written by recbole_transfer, like RecBole's ``load_data_and_model``.
+
+    Returns (config, model, dataset, train_data, valid_data, test_data); the model is in eval mode.
+    ``config_dict`` may override keys (e.g. ``num_threads``). Raises TransferCheckpointError for a
+    file that is not ours or not weights-only.
+    """
+    checkpoint = load_checkpoint(model_file)
+    saved = dict(checkpoint["config"])
+    model_name, dataset_name = saved.pop("model"), saved.pop("dataset")
+    saved.update(config_dict or {})
+    config = TransferConfig(model_name, dataset_name, None, saved)
+    data = prepare_domain(config)
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, data.train_data._dataset).to(config["device"])
+    model.load_state_dict(checkpoint["state_dict"])
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in set(checkpoint.get("trainable", [])))
+    model.eval()
+    return config, model, data.dataset, data.train_data, data.valid_data, data.test_data

@@ -1,0 +1,104 @@
+"""Transfer strategies: objects that change a target model using a source model's weights.
+
+Contract (shared by every strategy, later ones included): ``check`` validates everything and raises a
+:class:`TransferError` before anything is touched; ``apply`` mutates the target model; ``report``
+returns a table of what happened per parameter plus the ``trainable params`` line. The trainer builds
+its optimizer after ``apply``, over trainable parameters only.
+"""
+
+import logging
+
+import torch
+
+from ..errors import TransferLayerError
+from .layers import parse_transfer, resolve_layers
+
+logger = logging.getLogger(__name__)
+
+
+def trainable_summary(model):
+    """``trainable params: N || all params: M || trainable%: x`` for a model."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    pct = 100.0 * trainable / total if total else 0.0
+    return f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {pct:.4f}"
+
+
+class LayerTransfer:
+    """Copy named layers from a source state dict into a target model; freeze or fine-tune them.
+
+    Args:
+        transfer: 'none', 'config-1'..'config-7', or a list of layer groups / module names.
+        mode: 'freeze' (paper) or 'finetune'.
+        containers: optional override of the model's transfer containers.
+    """
+
+    def __init__(self, transfer="none", mode="freeze", containers=None):
+        self.label, self.names = parse_transfer(transfer)
+        self.mode = mode
+        self.containers = containers
+        self.modules = []
+        self._rows = []
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(config["transfer"], config["transfer_mode"], config["transfer_containers"])
+
+    @property
+    def is_identity(self):
+        return not self.names
+
+    def _param_pairs(self, model):
+        for module_name in self.modules:
+            module = model.get_submodule(module_name)
+            for pname, param in module.named_parameters():
+                yield f"{module_name}.{pname}", param
+
+    def check(self, model, source_state=None):
+        """Resolve names on ``model``; with a source state, also compare shapes. Touches nothing."""
+        self.modules = resolve_layers(model, self.names, self.containers)
+        if source_state is None:
+            return self
+        for full_name, param in self._param_pairs(model):
+            if full_name not in source_state:
+                raise TransferLayerError(
+                    f"transfer: parameter {full_name!r} is missing from the source model "
+                    f"(source parameters: {', '.join(source_state)})"
+                )
+            src_shape = tuple(source_state[full_name].shape)
+            if src_shape != tuple(param.shape):
+                raise TransferLayerError(
+                    f"transfer: layer {full_name!r} has shape {src_shape} in the source but "
+                    f"{tuple(param.shape)} in the target; transferred layers must have equal shapes"
+                )
+        return self
+
+    def apply(self, model, source_state):
+        """Copy, then freeze (or keep trainable) the checked layers. Returns the model."""
+        if self.names and source_state is None:
+            raise TransferLayerError(f"transfer={self.label!r} needs a source model, but none was given")
+        self.check(model, source_state)
+        moved = set()
+        with torch.no_grad():
+            for full_name, param in self._param_pairs(model):
+                param.copy_(source_state[full_name].to(param.device))
+                param.requires_grad_(self.mode != "freeze")
+                moved.add(full_name)
+        self._rows = []
+        for name, param in model.named_parameters():
+            if name in moved:
+                action = "copied, frozen" if self.mode == "freeze" else "copied, fine-tuned"
+            else:
+                action = "initialised, trained"
+            self._rows.append((name, tuple(param.shape), action))
+        self._summary = trainable_summary(model)
+        return model
+
+    def report(self):
+        """A text table of every parameter and what the strategy did to it, then the summary line."""
+        width = max([len(r[0]) for r in self._rows] + [9])
+        lines = [f"transfer: {self.label} ({self.mode})", f"{'parameter':<{width}}  {'shape':<14}  action"]
+        for name, shape, action in self._rows:
+            lines.append(f"{name:<{width}}  {str(shape):<14}  {action}")
+        lines.append(self._summary)
+        return "\n".join(lines)
