@@ -100,8 +100,14 @@ def train_domain(
     trainer = TransferTrainer(config, model, stage=stage)
     trainer.extra_state = dict(extra_state or {})
     start = time.time()
+    curve = []  # (epoch, seconds since fit start, valid score): for time-to-quality measurements
+
+    def record(epoch_idx, valid_score):
+        curve.append((epoch_idx, time.time() - start, float(valid_score)))
+
     best_valid_score, best_valid_result = trainer.fit(
-        data.train_data, data.valid_data, saved=saved, verbose=verbose, show_progress=config["show_progress"]
+        data.train_data, data.valid_data, saved=saved, verbose=verbose, show_progress=config["show_progress"],
+        callback_fn=record,
     )
     fit_seconds = time.time() - start
     test_result = trainer.evaluate(data.test_data, load_best_model=saved, show_progress=config["show_progress"])
@@ -114,6 +120,7 @@ def train_domain(
         "model_file": trainer.saved_model_file if saved else None,
         "epochs_run": len(trainer.train_loss_dict),
         "fit_seconds": fit_seconds,
+        "valid_curve": curve,
         "transfer_report": report,
     }
 
@@ -195,6 +202,7 @@ def run_transfer(
         "model_file": out["model_file"],
         "epochs_run": out["epochs_run"],
         "fit_seconds": out["fit_seconds"],
+        "valid_curve": out["valid_curve"],
         "source_model_file": pretrained.model_file if pretrained else None,
         "source_test_result": pretrained.test_result if pretrained else None,
         "config": target_config,

@@ -68,6 +68,7 @@ def run_scenario(
                     "seed": seed, "target": target, "arm": parse_transfer(arm)[0],
                     "mode": result["transfer_mode"], "relatedness": result["relatedness"],
                     "epochs": result["epochs_run"], "seconds": result["fit_seconds"],
+                    "valid_curve": result["valid_curve"],
                     **{f"test_{k}": v for k, v in (result["test_result"] or {}).items()},
                     **{f"valid_{k}": v for k, v in (result["best_valid_result"] or {}).items()},
                 }
@@ -87,6 +88,24 @@ def mean_by(rows, keys, metric):
         if metric in row:
             groups[tuple(row[k] for k in keys)].append(row[metric])
     return {k: float(np.mean(v)) for k, v in groups.items()}
+
+
+def metric_table(rows, metrics=("test_hit@10", "test_ndcg@10")):
+    """Text table: mean and std over seeds of each metric, per target and arm."""
+    lines = ["| target | arm | " + " | ".join(m.replace("test_", "") for m in metrics) + " | epochs | fit s |",
+             "|---|---|" + "---|" * (len(metrics) + 2)]
+    groups = defaultdict(list)
+    for row in rows:
+        groups[(row["target"], row["arm"])].append(row)
+    for (target, arm), group in groups.items():
+        cells = []
+        for metric in metrics:
+            values = np.array([r[metric] for r in group if metric in r])
+            cells.append(f"{values.mean():.4f} ± {values.std():.4f}" if values.size else "-")
+        epochs = np.mean([r["epochs"] for r in group])
+        seconds = np.mean([r["seconds"] for r in group])
+        lines.append(f"| {target} | {arm} | " + " | ".join(cells) + f" | {epochs:.1f} | {seconds:.1f} |")
+    return "\n".join(lines)
 
 
 def gain_table(rows, metric="test_hit@10"):
