@@ -12,6 +12,7 @@ What it adds to :class:`recbole.config.Config`:
   them as ``config_dict``, so tests and notebooks never pick up stray arguments.
 """
 
+import functools
 import glob
 import importlib
 import logging
@@ -100,14 +101,16 @@ def _yaml_keys(path):
     return set(data) if isinstance(data, dict) else set()
 
 
+@functools.lru_cache(maxsize=None)
 def plugin_keys():
     """Every key declared by this package's property files (our 'transfer keys')."""
     keys = set()
     for path in glob.glob(os.path.join(PROPERTIES_DIR, "**", "*.yaml"), recursive=True):
         keys |= _yaml_keys(path)
-    return keys
+    return frozenset(keys)
 
 
+@functools.lru_cache(maxsize=None)
 def recbole_keys():
     """Every key RecBole knows: its property files, its argument lists and runtime keys."""
     keys = set(_RECBOLE_RUNTIME_KEYS)
@@ -115,7 +118,7 @@ def recbole_keys():
         keys |= _yaml_keys(path)
     for name in ("general_arguments", "training_arguments", "evaluation_arguments", "dataset_arguments"):
         keys |= set(getattr(argument_list, name))
-    return keys
+    return frozenset(keys)
 
 
 class TransferConfig(Config):

@@ -108,3 +108,14 @@ def test_transfer_works_on_recbole_models(small_domains, model_name, arm):
     frozen = [n for n, p in result["trained_model"].named_parameters() if not p.requires_grad]
     assert frozen and all(torch.equal(result["trained_model"].state_dict()[n], source.state_dict[n]) for n in frozen)
     assert 0.0 <= result["test_result"]["hit@10"] <= 1.0
+
+
+def test_full_ranking_protocol(small_domains, pretrained):
+    full = {"eval_args": {"split": {"LS": "valid_and_test"}, "group_by": "user", "order": "RO", "mode": "full"}}
+    result = run_transfer("TransferMLP", "src", "tiny", None, {**small_domains, **full, "transfer": "none"},
+                          verbose=False, log=False)  # 'tiny' is too small for uni99 but fine for full ranking
+    assert result["config"]["eval_args"]["mode"] == {"valid": "full", "test": "full"}
+    assert 0.0 <= result["test_result"]["hit@10"] <= 1.0
+    result = run_transfer("TransferMLP", "src", "tgt", None, {**small_domains, **full, "transfer": "config-1"},
+                          pretrained=pretrained, verbose=False, log=False)
+    assert "hit@10" in result["test_result"]

@@ -254,8 +254,8 @@ def check_enough_items(dataset, config, key):
     """uniN needs at least N negatives per user: refuse a domain with too few items."""
     for phase in ("valid", "test"):
         args = config[f"{phase}_neg_sample_args"] or {}
-        if args.get("distribution") in ("uniform", "popularity"):
-            need = int(args.get("sample_num", 0)) + 1
+        if args.get("distribution") in ("uniform", "popularity") and str(args.get("sample_num")).isdigit():
+            need = int(args["sample_num"]) + 1
             have = dataset.item_num - 1
             if have < need + 1:
                 raise TransferDataError(
