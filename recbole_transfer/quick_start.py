@@ -17,7 +17,7 @@ from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_logger, init_seed
 
 from .config import TransferConfig, get_model
-from .data import check_enough_items, kl_relatedness, resolve_domain, user_counts
+from .data import check_enough_items, id_tokens, kl_relatedness, resolve_domain, user_counts
 from .errors import TransferConfigError
 from .trainer import TransferTrainer, load_checkpoint
 from .transfer import LayerTransfer
@@ -47,6 +47,7 @@ class PretrainedSource:
     dataset: str
     valid_result: dict = field(default_factory=dict)
     test_result: dict = field(default_factory=dict)
+    id_tokens: dict = field(default_factory=dict)  # {id field: tokens}: checks embedding transfers
 
 
 def domain_config(model, name, config_file_list=None, config_dict=None, key="dataset", overrides=None):
@@ -128,28 +129,32 @@ def train_domain(
 def pretrain_source(model, source, config_file_list=None, config_dict=None, verbose=True, before_fit=None):
     """Source stage: train on the source domain once, or load ``source_checkpoint`` when given.
 
-    ``before_fit(source_model)`` runs before training (e.g. a shape check against the target).
+    ``before_fit(source_model, source_id_tokens)`` runs before training (e.g. checks against the target).
     """
     probe = domain_config(model, source, config_file_list, config_dict, key="source")
     checkpoint_path = probe["source_checkpoint"]
     if checkpoint_path:
         checkpoint = load_checkpoint(checkpoint_path)
         counts = np.asarray(checkpoint.get("user_counts") or [], dtype=np.int64)
-        if counts.size == 0:
-            counts = user_counts(create_dataset(probe))
+        ids = checkpoint.get("id_tokens") or {}
+        if counts.size == 0 or not ids:  # a checkpoint written by a plain training run: recompute
+            dataset = create_dataset(probe)
+            counts, ids = user_counts(dataset), id_tokens(dataset)
         logger.info("source stage skipped: using %s", checkpoint_path)
-        return PretrainedSource(checkpoint["state_dict"], counts, checkpoint_path, probe["dataset"])
+        return PretrainedSource(checkpoint["state_dict"], counts, checkpoint_path, probe["dataset"], id_tokens=ids)
     overrides = {"epochs": probe["source_epochs"]} if probe["source_epochs"] else None
     config = domain_config(model, source, config_file_list, config_dict, key="source", overrides=overrides)
     logger.info("==== stage: source (%s on %s) ====", config["model"], config["dataset"])
     data = prepare_domain(config, key="source")
-    counts = user_counts(data.dataset)
+    counts, ids = user_counts(data.dataset), id_tokens(data.dataset)
     out = train_domain(
-        data, "source", verbose=verbose, extra_state={"user_counts": counts.tolist()}, before_fit=before_fit
+        data, "source", verbose=verbose, extra_state={"user_counts": counts.tolist(), "id_tokens": ids},
+        before_fit=(lambda source_model: before_fit(source_model, ids)) if before_fit else None,
     )
     state = {k: v.detach().clone() for k, v in out["model"].state_dict().items()}
     return PretrainedSource(
-        state, counts, out["model_file"], config["dataset"], out["best_valid_result"] or {}, out["test_result"] or {}
+        state, counts, out["model_file"], config["dataset"], out["best_valid_result"] or {}, out["test_result"] or {},
+        ids,
     )
 
 
@@ -171,15 +176,20 @@ def run_transfer(
             f"source: transfer={target_config['transfer']!r} needs a source domain (--source=<dataset>)"
         )
     data = prepare_domain(target_config, key="target")
+    target_ids = id_tokens(data.dataset)
     if not strategy.is_identity and pretrained is None:
-        # Check layer names on the target model and shapes against the untrained source model
-        # before the source stage spends any time: bad input fails fast and changes nothing.
+        # Check layer names on the target model, shapes and id spaces against the untrained source
+        # model before the source stage spends any time: bad input fails fast and changes nothing.
         probe = build_model(data)
         strategy.check(probe)
         pretrained = pretrain_source(
             model, source, config_file_list, config_dict, verbose=verbose,
-            before_fit=lambda source_model: strategy.check(probe, source_model.state_dict()),
+            before_fit=lambda source_model, source_ids: strategy.check(
+                probe, source_model.state_dict(), source_ids, target_ids
+            ),
         )
+    elif pretrained is not None and not strategy.is_identity:
+        strategy.check(build_model(data), pretrained.state_dict, pretrained.id_tokens or None, target_ids)
     logger.info("==== stage: target (%s on %s, transfer=%s) ====", target_config["model"], target_config["dataset"], strategy.label)
     out = train_domain(
         data, "target", strategy=strategy, source_state=pretrained.state_dict if pretrained else None,

@@ -25,6 +25,11 @@ def user_counts(dataset):
     return counts[counts > 0]
 
 
+def id_tokens(dataset):
+    """{user id field: tokens, item id field: tokens} in RecBole's internal id order ([PAD] first)."""
+    return {f: [str(t) for t in dataset.field2id_token[f]] for f in (dataset.uid_field, dataset.iid_field)}
+
+
 def kl_relatedness(source_counts, target_counts):
     """KL(H_u(source) || H_u(target)) on shared bins, Laplace-smoothed."""
     source_counts, target_counts = np.asarray(source_counts), np.asarray(target_counts)

@@ -8,6 +8,10 @@ embeddings are not (ids are disjoint), so a network trained on a dense source ca
 sparse target: this is the situation layer transfer is for. ``signal=0`` gives pure noise, a control
 whose transfer must NOT help.
 
+``user_prefix`` and ``user_seed`` let two domains share one user space: the same user tokens, written in the
+same order (so RecBole maps them to the same internal ids), with the same latent clusters. That is the
+setting in which a user-embedding table can be transferred along with the interaction layers.
+
 Files are RecBole atomic files ``<folder>/<name>/<name>.inter`` with increasing timestamps.
 """
 
@@ -17,12 +21,15 @@ import numpy as np
 
 
 def write_planted_domain(
-    folder, name, n_users, n_items, per_user, n_clusters=4, signal=0.9, seed=0, id_prefix=None
+    folder, name, n_users, n_items, per_user, n_clusters=4, signal=0.9, seed=0, id_prefix=None,
+    user_prefix=None, user_seed=None,
 ):
     """Write one planted domain; returns the number of interactions written."""
     rng = np.random.default_rng(seed)
     prefix = id_prefix if id_prefix is not None else name
-    user_cluster = rng.integers(0, n_clusters, size=n_users)
+    uprefix = user_prefix if user_prefix is not None else prefix
+    user_rng = rng if user_seed is None else np.random.default_rng(user_seed)
+    user_cluster = user_rng.integers(0, n_clusters, size=n_users)
     item_cluster = np.arange(n_items) % n_clusters
     items_of = [np.flatnonzero(item_cluster == c) for c in range(n_clusters)]
     rows = []
@@ -37,7 +44,7 @@ def write_planted_domain(
             chosen.add(item)
         for item in chosen:
             clock += 1
-            rows.append(f"{prefix}u{u}\t{prefix}i{item}\t1\t{clock}")
+            rows.append(f"{uprefix}u{u}\t{prefix}i{item}\t1\t{clock}")
     path = os.path.join(folder, name)
     os.makedirs(path, exist_ok=True)
     with open(os.path.join(path, f"{name}.inter"), "w", encoding="utf-8") as f:

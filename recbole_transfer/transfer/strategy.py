@@ -54,9 +54,16 @@ class LayerTransfer:
             for pname, param in module.named_parameters():
                 yield f"{module_name}.{pname}", param
 
-    def check(self, model, source_state=None):
-        """Resolve names on ``model``; with a source state, also compare shapes. Touches nothing."""
+    def check(self, model, source_state=None, source_ids=None, target_ids=None):
+        """Resolve names on ``model``; with a source state, also compare shapes. Touches nothing.
+
+        With ``source_ids`` and ``target_ids`` ({id field: [token, ...]} of each dataset), a transferred
+        ``nn.Embedding`` whose row count is that of an id field must index the same tokens in both
+        domains: an embedding table only means something in the id space it was trained in.
+        """
         self.modules = resolve_layers(model, self.names, self.containers)
+        if source_ids is not None and target_ids is not None:
+            self._check_id_spaces(model, source_ids, target_ids)
         if source_state is None:
             return self
         for full_name, param in self._param_pairs(model):
@@ -72,6 +79,24 @@ class LayerTransfer:
                     f"{tuple(param.shape)} in the target; transferred layers must have equal shapes"
                 )
         return self
+
+    def _check_id_spaces(self, model, source_ids, target_ids):
+        for module_name in self.modules:
+            module = model.get_submodule(module_name)
+            if not isinstance(module, torch.nn.Embedding):
+                continue
+            fields = [f for f, tokens in target_ids.items() if len(tokens) == module.num_embeddings]
+            if not fields or any(list(source_ids.get(f, [])) == list(target_ids[f]) for f in fields):
+                continue
+            field = fields[0]
+            src, tgt = list(source_ids.get(field, [])), list(target_ids[field])
+            where = next((k for k, (a, b) in enumerate(zip(src, tgt)) if a != b), min(len(src), len(tgt)))
+            raise TransferLayerError(
+                f"transfer: {module_name!r} embeds {field!r} ids, but the source and target id spaces differ "
+                f"({len(src)} vs {len(tgt)} ids; first difference at index {where}: "
+                f"{src[where] if where < len(src) else '<end>'!r} vs {tgt[where] if where < len(tgt) else '<end>'!r}); "
+                f"embeddings only transfer between domains with the same {field!r} tokens in the same order"
+            )
 
     def apply(self, model, source_state):
         """Copy, then freeze (or keep trainable) the checked layers. Returns the model."""
