@@ -76,6 +76,28 @@ def time_to_reach_table(rows):
     return "\n".join(lines) + "\n\n" + summary
 
 
+def relatedness_table(rows, metric="test_hit@10"):
+    """Per arm: Pearson r (and p) between KL(S||T) and the mean % gain over scratch, across targets."""
+    from scipy.stats import pearsonr
+
+    means = defaultdict(list)
+    kl = {}
+    for r in rows:
+        means[(r["target"], r["arm"])].append(r[metric])
+        if r["relatedness"] is not None:
+            kl[r["target"]] = r["relatedness"]
+    targets = [t for t in dict.fromkeys(r["target"] for r in rows) if t in kl]
+    arms = [a for a in dict.fromkeys(r["arm"] for r in rows) if a != NO_TRANSFER]
+    lines = ["| arm | Pearson r (gain %, KL) | p-value | targets |", "|---|---|---|---|"]
+    for arm in arms:
+        gains = [100 * (np.mean(means[(t, arm)]) / np.mean(means[(t, NO_TRANSFER)]) - 1) for t in targets]
+        if len(targets) < 3:
+            continue
+        r, p = pearsonr([kl[t] for t in targets], gains)
+        lines.append(f"| {arm} | {r:+.2f} | {p:.3f} | {len(targets)} |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="+", default=[2020, 2021, 2022])
@@ -108,6 +130,8 @@ def main():
         "## Gain over scratch, HR@10\n\n" + gain_table(rows),
         "## Gain over scratch, NDCG@10\n\n" + gain_table(rows, metric="test_ndcg@10"),
         "## Mean ± std over seeds (test)\n\n" + metric_table(rows),
+        "## Relatedness vs gain (HR@10): the paper expects lower KL, larger gain (negative r)\n\n"
+        + relatedness_table(rows),
         "## Time to reach scratch's best validation HR@10 (fit wall time, seconds)\n\n" + time_to_reach_table(rows),
     ]
     text = "\n\n".join(sections) + "\n"

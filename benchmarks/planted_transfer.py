@@ -6,8 +6,11 @@ disjoint, so only the interaction function (the MLP) can carry anything from sou
 source (``signal=0``: users pick items uniformly) is the control: a transfer from it carries no planted
 knowledge, so any gain it shows is an optimisation effect, not knowledge transfer.
 
-Arms: scratch, config-1 and config-6 (frozen), config-1 fine-tuned, config-1 (frozen) from the noise
-source. Everything runs through the product's own pipeline (``pretrain_source`` + ``run_transfer``).
+Setting "disjoint" (the paper's): arms scratch, config-1 and config-6 (frozen), config-1 fine-tuned,
+config-1 (frozen) from the noise source. Setting "shared users" (the planted test in tests/test_planted.py):
+source and target share their users, the user embedding moves with fc1..fc4 (frozen), from the planted
+or from the noise source. Everything runs through the product's own pipeline (``pretrain_source`` +
+``run_transfer``).
 
     OMP_NUM_THREADS=1 python benchmarks/planted_transfer.py       # ~3 min on one core
 """
@@ -28,13 +31,35 @@ from recbole_transfer.data.synthetic import write_planted_domain
 from recbole_transfer.quick_start import pretrain_source, run_transfer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ARMS = [
-    ("scratch", "none", "freeze", None),
-    ("config-1 frozen", "config-1", "freeze", "planted"),
-    ("config-6 frozen", "config-6", "freeze", "planted"),
-    ("config-1 fine-tuned", "config-1", "finetune", "planted"),
-    ("config-1 frozen, noise source", "config-1", "freeze", "noise"),
-]
+SHARED = "[user_embedding,fc1,fc2,fc3,fc4]"
+SETTINGS = {
+    "disjoint": [
+        ("scratch", "none", "freeze", None),
+        ("config-1 frozen", "config-1", "freeze", "planted"),
+        ("config-6 frozen", "config-6", "freeze", "planted"),
+        ("config-1 fine-tuned", "config-1", "finetune", "planted"),
+        ("config-1 frozen, noise source", "config-1", "freeze", "noise"),
+    ],
+    "shared users": [
+        ("scratch", "none", "freeze", None),
+        ("user_embedding+fc1..4 frozen", SHARED, "freeze", "planted"),
+        ("user_embedding+fc1..4 frozen, noise source", SHARED, "freeze", "noise"),
+    ],
+}
+
+
+def write_domains(data, setting, clusters, target_per_user):
+    """Disjoint: the bench's sizes, ids prefixed per domain. Shared users: the sizes of tests/test_planted.py."""
+    if setting == "disjoint":
+        write_planted_domain(data, "src", 400, 200, 20, n_clusters=clusters, signal=0.9, seed=1)
+        write_planted_domain(data, "noise", 400, 200, 20, n_clusters=clusters, signal=0.0, seed=2)
+        write_planted_domain(data, "tgt", 400, 200, target_per_user, n_clusters=clusters, signal=0.9, seed=3)
+        return {"train_batch_size": 256}
+    common = dict(n_users=200, n_items=120, n_clusters=6, user_prefix="p", user_seed=11)
+    write_planted_domain(data, "src", per_user=16, seed=1, **common)
+    write_planted_domain(data, "noise", per_user=16, signal=0.0, seed=2, **common)
+    write_planted_domain(data, "tgt", per_user=4, seed=3, **common)
+    return {"train_batch_size": 256, "epochs": 30, "source_epochs": 20}
 
 
 def main():
@@ -49,49 +74,51 @@ def main():
     logging.disable(logging.INFO)
     torch.set_num_threads(args.threads)
     start = time.time()
-    with tempfile.TemporaryDirectory() as work:
-        os.chdir(work)
-        data = os.path.join(work, "data")
-        write_planted_domain(data, "src", 400, 200, 20, n_clusters=args.clusters, signal=0.9, seed=1)
-        write_planted_domain(data, "noise", 400, 200, 20, n_clusters=args.clusters, signal=0.0, seed=2)
-        write_planted_domain(data, "tgt", 400, 200, args.target_per_user, n_clusters=args.clusters, signal=0.9, seed=3)
-        results = {name: [] for name, *_ in ARMS}
-        for seed in args.seeds:
-            base = {
-                "data_path": data, "seed": seed, "show_progress": False, "train_batch_size": 256,
-                "user_inter_num_interval": "[3,inf)", "num_threads": args.threads,
-            }
-            sources = {
-                kind: pretrain_source("TransferMLP", kind if kind == "noise" else "src", None, base, verbose=False)
-                for kind in ("planted", "noise")
-            }
-            print(f"seed {seed}: source test HR@10 planted {sources['planted'].test_result['hit@10']:.3f}, "
-                  f"noise {sources['noise'].test_result['hit@10']:.3f}", flush=True)
-            for name, transfer, mode, source in ARMS:
-                out = run_transfer(
-                    "TransferMLP", None, "tgt", None, {**base, "transfer": transfer, "transfer_mode": mode},
-                    pretrained=sources[source] if source else None, verbose=False, log=False,
-                )
-                hit = out["test_result"]["hit@10"]
-                results[name].append((hit, out["epochs_run"]))
-                print(f"  {name:32s} HR@10 {hit:.4f}  epochs {out['epochs_run']}", flush=True)
-    scratch = np.mean([h for h, _ in results["scratch"]])
     lines = [
-        "# Planted-signal layer transfer (synthetic, ids disjoint)\n",
+        "# Planted-signal transfer (synthetic)\n",
         f"command: `OMP_NUM_THREADS={args.threads} python benchmarks/planted_transfer.py --seeds "
         f"{' '.join(map(str, args.seeds))} --target_per_user {args.target_per_user} --clusters {args.clusters}`  ",
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; "
-        f"total wall time {time.time() - start:.0f}s\n",
-        "| arm | test HR@10 mean ± std | per seed | gain over scratch | epochs run (mean) |",
-        "|---|---|---|---|---|",
     ]
-    for name, *_ in ARMS:
-        hits = np.array([h for h, _ in results[name]])
-        gain = f"{100 * (hits.mean() - scratch) / scratch:+.1f}%" if name != "scratch" else ""
-        lines.append(
-            f"| {name} | {hits.mean():.4f} ± {hits.std():.4f} | {' '.join(f'{h:.3f}' for h in hits)} | {gain} | "
-            f"{np.mean([e for _, e in results[name]]):.1f} |"
-        )
+    for setting, arms in SETTINGS.items():
+        results = {name: [] for name, *_ in arms}
+        with tempfile.TemporaryDirectory() as work:
+            os.chdir(work)
+            data = os.path.join(work, "data")
+            extra = write_domains(data, setting, args.clusters, args.target_per_user)
+            for seed in args.seeds:
+                base = {
+                    "data_path": data, "seed": seed, "show_progress": False, "user_inter_num_interval": "[3,inf)",
+                    "num_threads": args.threads, **extra,
+                }
+                sources = {
+                    kind: pretrain_source("TransferMLP", "src" if kind == "planted" else "noise", None, base, verbose=False)
+                    for kind in ("planted", "noise")
+                }
+                print(f"[{setting}] seed {seed}: source test HR@10 planted {sources['planted'].test_result['hit@10']:.3f}, "
+                      f"noise {sources['noise'].test_result['hit@10']:.3f}", flush=True)
+                for name, transfer, mode, source in arms:
+                    out = run_transfer(
+                        "TransferMLP", None, "tgt", None, {**base, "transfer": transfer, "transfer_mode": mode},
+                        pretrained=sources[source] if source else None, verbose=False, log=False,
+                    )
+                    hit = out["test_result"]["hit@10"]
+                    results[name].append((hit, out["epochs_run"]))
+                    print(f"  {name:44s} HR@10 {hit:.4f}  epochs {out['epochs_run']}", flush=True)
+        scratch = np.mean([h for h, _ in results["scratch"]])
+        lines += [
+            f"\n## {setting}\n",
+            "| arm | test HR@10 mean ± std | per seed | gain over scratch | epochs run (mean) |",
+            "|---|---|---|---|---|",
+        ]
+        for name, *_ in arms:
+            hits = np.array([h for h, _ in results[name]])
+            gain = f"{100 * (hits.mean() - scratch) / scratch:+.1f}%" if name != "scratch" else ""
+            lines.append(
+                f"| {name} | {hits.mean():.4f} ± {hits.std():.4f} | {' '.join(f'{h:.3f}' for h in hits)} | {gain} | "
+                f"{np.mean([e for _, e in results[name]]):.1f} |"
+            )
+    lines.insert(2, f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; "
+                    f"total wall time {time.time() - start:.0f}s")
     text = "\n".join(lines) + "\n"
     print("\n" + text)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

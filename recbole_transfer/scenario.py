@@ -137,4 +137,4 @@ def gain_table(rows, metric="test_hit@10"):
     fmt = lambda cells: "| " + " | ".join(str(c).rjust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
     out = [fmt(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [fmt(c) for c in lines]
     title = f"Gain (%) of {short} over scratch (test, mean of {seeds} seed{'s' if seeds > 1 else ''}); transfer_mode={rows[0]['mode'] if rows else '-'}"
-    return title + "\n" + "\n".join(out)
+    return title + "\n\n" + "\n".join(out)

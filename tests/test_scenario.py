@@ -18,7 +18,7 @@ def test_scenario_pretrains_once_and_reports_every_target_and_arm(small_domains,
     ]
     assert sum(m.startswith("[") for m in messages) == 6 and "[6/6]" in messages[-1]
     table = gain_table(rows)
-    header, _, first, second = table.splitlines()[1:5]
+    header, _, first, second = table.splitlines()[2:6]
     assert "scratch HR@10" in header and "config-1" in header and "KL(S||T)" in header
     assert first.split("|")[1].strip() == "tgt" and second.split("|")[1].strip() == "src"
     # Transferring to the source itself: relatedness 0.
