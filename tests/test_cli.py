@@ -36,6 +36,7 @@ BAD = [
     (["--model=TransferMLP", "--source=src", "--target=narrow", "--transfer=config-1", "--config_files=narrow.yaml"],
      "in the source but"),
     (["--model=TransferMLP", "--source=src", "--target=tiny"], "target='tiny': "),
+    (["--model=TransferMLP", "--source=src", "--target=tgt", "--transfer=[user_embedding,fc1]"], "id spaces differ"),
     (["--model=TransferMLP", "--source=src", "--target=tgt", "--tranfer_mode=freeze"], "did you mean 'transfer_mode'"),
     (["--model=TransferMLP", "--source=nosuch", "--target=tgt", "--transfer=config-1"], "source='nosuch': no atomic file"),
     (["--evaluate=plain.pth"], "not a recbole_transfer checkpoint"),
