@@ -1,6 +1,6 @@
 """Benchmark: does layer transfer beat scratch on planted synthetic domains?
 
-Source and target are written by ``recbole_transfer.data.synthetic.write_planted_domain``: users and items
+Domains are written by ``recbole_transfer.data.synthetic.write_planted_scenario``: users and items
 of each domain fall into latent clusters and users mostly pick items of their own cluster. Ids are
 disjoint, so only the interaction function (the MLP) can carry anything from source to target. A noise
 source (``signal=0``: users pick items uniformly) is the control: a transfer from it carries no planted
@@ -27,7 +27,7 @@ import warnings
 import numpy as np
 import torch
 
-from recbole_transfer.data.synthetic import write_planted_domain
+from recbole_transfer.data.synthetic import write_planted_scenario
 from recbole_transfer.quick_start import pretrain_source, run_transfer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -48,25 +48,11 @@ SETTINGS = {
 }
 
 
-def write_domains(data, setting, clusters, target_per_user):
-    """Disjoint: the bench's sizes, ids prefixed per domain. Shared users: the sizes of tests/test_planted.py."""
-    if setting == "disjoint":
-        write_planted_domain(data, "src", 400, 200, 20, n_clusters=clusters, signal=0.9, seed=1)
-        write_planted_domain(data, "noise", 400, 200, 20, n_clusters=clusters, signal=0.0, seed=2)
-        write_planted_domain(data, "tgt", 400, 200, target_per_user, n_clusters=clusters, signal=0.9, seed=3)
-        return {"train_batch_size": 256}
-    common = dict(n_users=200, n_items=120, n_clusters=6, user_prefix="p", user_seed=11)
-    write_planted_domain(data, "src", per_user=16, seed=1, **common)
-    write_planted_domain(data, "noise", per_user=16, signal=0.0, seed=2, **common)
-    write_planted_domain(data, "tgt", per_user=4, seed=3, **common)
-    return {"train_batch_size": 256, "epochs": 30, "source_epochs": 20}
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--target_per_user", type=int, default=5, help="interactions per target user")
-    parser.add_argument("--clusters", type=int, default=8)
+    parser.add_argument("--target_per_user", type=int, default=5, help="interactions per target user (disjoint)")
+    parser.add_argument("--clusters", type=int, default=8, help="latent clusters (disjoint setting)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=os.path.join(HERE, "results", "planted_transfer.md"))
     args = parser.parse_args()
@@ -84,7 +70,9 @@ def main():
         with tempfile.TemporaryDirectory() as work:
             os.chdir(work)
             data = os.path.join(work, "data")
-            extra = write_domains(data, setting, args.clusters, args.target_per_user)
+            shared = setting == "shared users"
+            write_planted_scenario(data, shared, args.clusters, args.target_per_user)
+            extra = {"train_batch_size": 256, **({"epochs": 30, "source_epochs": 20} if shared else {})}
             for seed in args.seeds:
                 base = {
                     "data_path": data, "seed": seed, "show_progress": False, "user_inter_num_interval": "[3,inf)",

@@ -176,24 +176,28 @@ def run_transfer(
             f"source: transfer={target_config['transfer']!r} needs a source domain (--source=<dataset>)"
         )
     data = prepare_domain(target_config, key="target")
-    target_ids = id_tokens(data.dataset)
-    if not strategy.is_identity and pretrained is None:
-        # Check layer names on the target model, shapes and id spaces against the untrained source
-        # model before the source stage spends any time: bad input fails fast and changes nothing.
-        probe = build_model(data)
-        strategy.check(probe)
-        pretrained = pretrain_source(
-            model, source, config_file_list, config_dict, verbose=verbose,
-            before_fit=lambda source_model, source_ids: strategy.check(
-                probe, source_model.state_dict(), source_ids, target_ids
-            ),
-        )
-    elif pretrained is not None and not strategy.is_identity:
-        strategy.check(build_model(data), pretrained.state_dict, pretrained.id_tokens or None, target_ids)
+    target_check = None
+    if not strategy.is_identity:
+        target_ids = id_tokens(data.dataset)
+        if pretrained is None:
+            # Check layer names on the target model, shapes and id spaces against the untrained source
+            # model before the source stage spends any time: bad input fails fast and changes nothing.
+            probe = build_model(data)
+            strategy.check(probe)
+            pretrained = pretrain_source(
+                model, source, config_file_list, config_dict, verbose=verbose,
+                before_fit=lambda source_model, source_ids: strategy.check(
+                    probe, source_model.state_dict(), source_ids, target_ids
+                ),
+            )
+        else:  # a shared source: check its id spaces on the target model before it trains
+            target_check = lambda target_model: strategy.check(  # noqa: E731
+                target_model, pretrained.state_dict, pretrained.id_tokens or None, target_ids
+            )
     logger.info("==== stage: target (%s on %s, transfer=%s) ====", target_config["model"], target_config["dataset"], strategy.label)
     out = train_domain(
         data, "target", strategy=strategy, source_state=pretrained.state_dict if pretrained else None,
-        saved=saved, verbose=verbose,
+        saved=saved, verbose=verbose, before_fit=target_check,
     )
     relatedness = None
     if pretrained is not None:

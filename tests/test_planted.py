@@ -14,7 +14,7 @@ measurably; benchmarks/planted_transfer.py measures that and the README reports 
 import pytest
 
 from recbole_transfer import pretrain_source, run_transfer
-from recbole_transfer.data.synthetic import write_planted_domain
+from recbole_transfer.data.synthetic import write_planted_domain, write_planted_scenario
 from recbole_transfer.errors import TransferLayerError
 
 from conftest import PROTOCOL
@@ -26,11 +26,9 @@ MARGIN = 0.25  # HR@10, absolute; measured gap is ~0.5 (scratch ~0.1-0.15, trans
 @pytest.fixture
 def planted(workdir):
     data = str(workdir / "data")
-    common = dict(n_users=200, n_items=120, n_clusters=6, user_prefix="p", user_seed=11)
-    write_planted_domain(data, "src", per_user=16, seed=1, **common)
-    write_planted_domain(data, "noise", per_user=16, signal=0.0, seed=2, **common)
-    write_planted_domain(data, "tgt", per_user=4, seed=3, **common)
-    write_planted_domain(data, "strangers", per_user=4, seed=4, **{**common, "user_prefix": "q"})
+    write_planted_scenario(data, shared_users=True)
+    # As many users as the others, different tokens: shapes agree, rows mean different people.
+    write_planted_domain(data, "strangers", 200, 120, 4, n_clusters=6, seed=4, user_prefix="q", user_seed=11)
     return {
         **PROTOCOL, "data_path": data, "seed": 1, "show_progress": False, "train_batch_size": 256,
         "epochs": 30, "user_inter_num_interval": "[3,inf)",
@@ -57,7 +55,6 @@ def test_transfer_beats_scratch_on_planted_data_and_noise_transfer_does_not(plan
 
 
 def test_embedding_transfer_between_different_id_spaces_is_refused(planted):
-    # Same number of users, different tokens: the shapes agree, the rows mean different people.
     with pytest.raises(TransferLayerError, match="user_id.*id spaces differ"):
         run_transfer(
             "TransferMLP", "src", "strangers", None, {**planted, "transfer": SHARED}, verbose=False, log=False,

@@ -51,3 +51,22 @@ def write_planted_domain(
         f.write("user_id:token\titem_id:token\trating:float\ttimestamp:float\n")
         f.write("\n".join(rows) + "\n")
     return len(rows)
+
+
+def write_planted_scenario(folder, shared_users=False, n_clusters=8, target_per_user=5):
+    """Write a planted source ``src``, a noise source ``noise`` and a sparse planted target ``tgt``.
+
+    ``shared_users=False``: the paper's setting, every domain with its own ids (400 users, 200 items,
+    20 interactions per source user). ``shared_users=True``: the three domains share 200 users and their
+    clusters (6 clusters, 120 items per domain, 16 per source user, 4 per target user), so a user
+    embedding can carry the planted signal; ``n_clusters`` and ``target_per_user`` are then fixed.
+    """
+    if not shared_users:
+        write_planted_domain(folder, "src", 400, 200, 20, n_clusters=n_clusters, seed=1)
+        write_planted_domain(folder, "noise", 400, 200, 20, n_clusters=n_clusters, signal=0.0, seed=2)
+        write_planted_domain(folder, "tgt", 400, 200, target_per_user, n_clusters=n_clusters, seed=3)
+        return
+    common = dict(n_users=200, n_items=120, n_clusters=6, user_prefix="p", user_seed=11)
+    write_planted_domain(folder, "src", per_user=16, seed=1, **common)
+    write_planted_domain(folder, "noise", per_user=16, signal=0.0, seed=2, **common)
+    write_planted_domain(folder, "tgt", per_user=4, seed=3, **common)
