@@ -5,6 +5,8 @@
         --config_files="my.yaml" --transfer=config-5 --transfer_mode=freeze
     python run_recbole_transfer.py --scenario --targets="[action,dark]"   # all arms, gain table
     python run_recbole_transfer.py --importance=saved/<checkpoint>.pth     # layer importance (Fig. 2)
+    python run_recbole_transfer.py --tune --target=action                  # Ray Tune picks the transfer per target
+    python run_recbole_transfer.py --resume=saved/tune/<run>               # continue an interrupted search
 
 Any other ``--key=value`` is a RecBole or recbole_transfer config key. Bad input exits with code 2
 and one message on stderr.

@@ -8,9 +8,10 @@ import sys
 import time
 import warnings
 
-from recbole.config import Config
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated")  # ray 2.6.3, imported by recbole
+from recbole.config import Config  # noqa: E402
 
-from .errors import TransferError
+from .errors import TransferError  # noqa: E402
 
 USAGE_EXIT = 2
 
@@ -32,6 +33,14 @@ def _parser():
     p.add_argument("--evaluate", metavar="CHECKPOINT", default=None, help="reload a recbole_transfer checkpoint and test it")
     p.add_argument("--importance", metavar="CHECKPOINT", default=None, help="layer importance by representation erasure")
     p.add_argument("--verbose", action="store_true", help="scenario: show RecBole's per-epoch logs")
+    t = p.add_argument_group("search (Ray Tune)")
+    t.add_argument("--tune", action="store_true", help="search the best transfer configuration per target with Ray Tune")
+    t.add_argument("--search_space", default=None, help="search-space YAML (default: every layer-transfer arm, frozen or fine-tuned)")
+    t.add_argument("--num_samples", type=int, default=None, help="random draws per grid point of the space")
+    t.add_argument("--ray_address", default=None, help="join this Ray cluster (default: a local Ray on all cores)")
+    t.add_argument("--num_cpus", type=int, default=None, help="CPUs of the local Ray (default: all cores)")
+    t.add_argument("--run_dir", default=None, help="directory of the search (default: <tune_dir>/<timestamp>)")
+    t.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue an interrupted search")
     return p
 
 
@@ -89,6 +98,36 @@ def run_scenario_cli(args, config_files, config_dict):
     return 0
 
 
+def run_search_cli(args, config_files, config_dict):
+    from .scenario import DEFAULT_SCENARIO
+    from .tune import SearchInterrupted, run_search, summary_table
+
+    _quiet_logging()
+    targets = _listish(config_dict.pop("targets", None)) or _listish(args.target)
+    start = time.time()
+    try:
+        outcomes = run_search(
+            args.model, args.source, targets, [DEFAULT_SCENARIO] + config_files, config_dict,
+            search_space=args.search_space, num_samples=args.num_samples, ray_address=args.ray_address,
+            run_dir=args.run_dir, resume=args.resume, num_cpus=args.num_cpus, progress=_print,
+        )
+    except SearchInterrupted as exc:
+        print(f"run_recbole_transfer.py: interrupted: {exc}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        where = args.resume or args.run_dir or "<the search directory printed above>"
+        print(f"run_recbole_transfer.py: interrupted; continue with --resume={where}", file=sys.stderr)
+        return 130
+    for out in outcomes:
+        _print(f"\n{out['target']}: trials (validation only; test metrics of the winner below)\n\n{out['table']}")
+    _print("\n" + summary_table(outcomes))
+    for out in outcomes:
+        if out["best_yaml"]:
+            _print(f"{out['target']}: {out['best_yaml']}\n  reproduce: {out['command']}")
+    _print(f"search directory {outcomes[0]['run_dir'] if outcomes else '-'}; total wall time {time.time() - start:.0f}s")
+    return 0
+
+
 def main(argv=None):
     # RecBole 1.2.1 on pandas 2.2 / torch 2.13 emits deprecation noise on every dataset and trainer.
     warnings.filterwarnings("ignore", category=FutureWarning, module="recbole")
@@ -98,6 +137,8 @@ def main(argv=None):
         config_files = args.config_files.strip().split() if args.config_files else []
         if args.evaluate or args.importance:
             return _checkpoint_cli(args, config_dict)
+        if args.tune or args.resume:
+            return run_search_cli(args, config_files, config_dict)
         if args.scenario or args.target is None:
             return run_scenario_cli(args, config_files, config_dict)
         from .quick_start import run_transfer

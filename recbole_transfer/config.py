@@ -106,7 +106,8 @@ def plugin_keys():
     """Every key declared by this package's property files (our 'transfer keys')."""
     keys = set()
     for path in glob.glob(os.path.join(PROPERTIES_DIR, "**", "*.yaml"), recursive=True):
-        keys |= _yaml_keys(path)
+        if os.path.basename(os.path.dirname(path)) != "tune":  # search spaces are not config files
+            keys |= _yaml_keys(path)
     return frozenset(keys)
 
 

@@ -82,12 +82,16 @@ def build_model(data):
 
 
 def train_domain(
-    data, stage, strategy=None, source_state=None, saved=True, verbose=True, extra_state=None, before_fit=None
+    data, stage, strategy=None, source_state=None, saved=True, verbose=True, extra_state=None, before_fit=None,
+    on_epoch=None, evaluate_test=True,
 ):
     """Build the model, apply the strategy, then train and test it with a TransferTrainer.
 
     ``before_fit(model)`` runs after the model exists and before any training (used to check a
     transfer against the source model's shapes before spending time on the source).
+    ``on_epoch(epoch, trainer, valid_result, last)`` runs after each validation (epoch counts from 1;
+    ``last`` is True when RecBole's loop ends after it: max epochs or early stopping).
+    ``evaluate_test=False`` never touches the test split (hyper-parameter search).
     """
     config = data.config
     model = build_model(data)
@@ -105,13 +109,18 @@ def train_domain(
 
     def record(epoch_idx, valid_score):
         curve.append((epoch_idx, time.time() - start, float(valid_score)))
+        if on_epoch is not None:
+            last = epoch_idx + 1 >= trainer.epochs or trainer.cur_step > trainer.stopping_step
+            on_epoch(epoch_idx + 1, trainer, trainer.last_valid_result, last)
 
     best_valid_score, best_valid_result = trainer.fit(
         data.train_data, data.valid_data, saved=saved, verbose=verbose, show_progress=config["show_progress"],
         callback_fn=record,
     )
     fit_seconds = time.time() - start
-    test_result = trainer.evaluate(data.test_data, load_best_model=saved, show_progress=config["show_progress"])
+    test_result = None
+    if evaluate_test:
+        test_result = trainer.evaluate(data.test_data, load_best_model=saved, show_progress=config["show_progress"])
     return {
         "model": model,
         "trainer": trainer,
@@ -129,7 +138,8 @@ def train_domain(
 def pretrain_source(model, source, config_file_list=None, config_dict=None, verbose=True, before_fit=None):
     """Source stage: train on the source domain once, or load ``source_checkpoint`` when given.
 
-    ``before_fit(source_model, source_id_tokens)`` runs before training (e.g. checks against the target).
+    ``before_fit(source_state_dict, source_id_tokens)`` runs before training, or after loading the
+    checkpoint (e.g. checks shapes and id spaces against the target).
     """
     probe = domain_config(model, source, config_file_list, config_dict, key="source")
     checkpoint_path = probe["source_checkpoint"]
@@ -140,6 +150,8 @@ def pretrain_source(model, source, config_file_list=None, config_dict=None, verb
         if counts.size == 0 or not ids:  # a checkpoint written by a plain training run: recompute
             dataset = create_dataset(probe)
             counts, ids = user_counts(dataset), id_tokens(dataset)
+        if before_fit is not None:
+            before_fit(checkpoint["state_dict"], ids)
         logger.info("source stage skipped: using %s", checkpoint_path)
         return PretrainedSource(checkpoint["state_dict"], counts, checkpoint_path, probe["dataset"], id_tokens=ids)
     overrides = {"epochs": probe["source_epochs"]} if probe["source_epochs"] else None
@@ -149,7 +161,7 @@ def pretrain_source(model, source, config_file_list=None, config_dict=None, verb
     counts, ids = user_counts(data.dataset), id_tokens(data.dataset)
     out = train_domain(
         data, "source", verbose=verbose, extra_state={"user_counts": counts.tolist(), "id_tokens": ids},
-        before_fit=(lambda source_model: before_fit(source_model, ids)) if before_fit else None,
+        before_fit=(lambda source_model: before_fit(source_model.state_dict(), ids)) if before_fit else None,
     )
     state = {k: v.detach().clone() for k, v in out["model"].state_dict().items()}
     return PretrainedSource(
@@ -160,10 +172,11 @@ def pretrain_source(model, source, config_file_list=None, config_dict=None, verb
 
 def run_transfer(
     model=None, source=None, target=None, config_file_list=None, config_dict=None, saved=True,
-    pretrained=None, verbose=True, log=True,
+    pretrained=None, verbose=True, log=True, on_epoch=None, evaluate_test=True,
 ):
     """Train on ``source`` (or reuse ``pretrained``), transfer, train and test on ``target``.
 
+    ``on_epoch`` and ``evaluate_test`` are passed to :func:`train_domain` (used by the tuner).
     Returns a dict with RecBole's keys (best_valid_score, best_valid_result, test_result) plus
     transfer, relatedness, model_file, epochs_run, fit_seconds and the source results.
     """
@@ -186,9 +199,7 @@ def run_transfer(
             strategy.check(probe)
             pretrained = pretrain_source(
                 model, source, config_file_list, config_dict, verbose=verbose,
-                before_fit=lambda source_model, source_ids: strategy.check(
-                    probe, source_model.state_dict(), source_ids, target_ids
-                ),
+                before_fit=lambda source_state, source_ids: strategy.check(probe, source_state, source_ids, target_ids),
             )
         else:  # a shared source: check its id spaces on the target model before it trains
             target_check = lambda target_model: strategy.check(  # noqa: E731
@@ -197,7 +208,7 @@ def run_transfer(
     logger.info("==== stage: target (%s on %s, transfer=%s) ====", target_config["model"], target_config["dataset"], strategy.label)
     out = train_domain(
         data, "target", strategy=strategy, source_state=pretrained.state_dict if pretrained else None,
-        saved=saved, verbose=verbose, before_fit=target_check,
+        saved=saved, verbose=verbose, before_fit=target_check, on_epoch=on_epoch, evaluate_test=evaluate_test,
     )
     relatedness = None
     if pretrained is not None:

@@ -36,6 +36,7 @@ class TransferTrainer(Trainer):
     def __init__(self, config, model, stage="target"):
         self.stage = stage
         self.extra_state = {}  # plain data stored in every checkpoint (e.g. source user counts)
+        self.last_valid_result = None  # the latest validation result (all metrics), for epoch callbacks
         super().__init__(config, model)
         name = f"{config['model']}-{config['dataset']}-{stage}-{uuid.uuid4().hex[:8]}.pth"
         self.saved_model_file = os.path.abspath(os.path.join(self.checkpoint_dir, name))
@@ -57,6 +58,10 @@ class TransferTrainer(Trainer):
         """Call after changing which parameters are trainable (e.g. gradual unfreezing)."""
         self.optimizer = self._build_optimizer()
         self.check_optimizer()
+
+    def _valid_epoch(self, valid_data, show_progress=False):
+        valid_score, self.last_valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)
+        return valid_score, self.last_valid_result
 
     # ----- checkpoints -------------------------------------------------------------------------
     def checkpoint_state(self, epoch):

@@ -1,0 +1,216 @@
+"""Ray Tune search, end to end through the CLI: small planted data, 2 epochs, a local Ray on 2 CPUs.
+
+One search (module fixture) serves several assertions: one validation report per epoch per trial, no
+test metric reaching the searcher, the winner inside the space, a crashing trial recorded without ending
+the search, the source pretrained once, nothing written outside the run directory, and a best.yaml that
+reproduces the winner's test metrics outside Ray. Separate tests interrupt and resume a search, and
+join a cluster started with ``ray start --head``.
+"""
+
+import csv
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from recbole_transfer.data.synthetic import write_planted_domain
+from recbole_transfer.tune import SearchSpace
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "run_recbole_transfer.py")
+
+SPACE = """
+scheduler: {type: asha, grace_period: 1, reduction_factor: 2}
+branches:
+  layers:
+    transfer: {type: grid, values: [config-1, config-6]}
+    transfer_mode: freeze
+  broken:                     # nn.Dropout(p=1.5) raises when the trial builds its model
+    transfer: config-5
+    dropout_prob: 1.5
+"""
+KEYS = ["--model=TransferMLP", "--source=src", "--target=tgt", "--data_path=../data", "--epochs=2",
+        "--train_batch_size=512", "--seed=7", "--user_inter_num_interval=[3,inf)", "--num_cpus=2"]
+
+
+def env_for(home):
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT, "HOME": str(home)}
+
+
+def run_cli(args, cwd, home, timeout=600):
+    return subprocess.run([sys.executable, SCRIPT, *args], cwd=cwd, env=env_for(home), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def make_dirs(base):
+    """base/data (planted source and target), base/work (the CLI's cwd), base/home (its HOME)."""
+    write_planted_domain(str(base / "data"), "src", n_users=120, n_items=130, per_user=12, n_clusters=4, seed=1)
+    write_planted_domain(str(base / "data"), "tgt", n_users=80, n_items=120, per_user=6, n_clusters=4, seed=2)
+    for name in ("work", "home"):
+        (base / name).mkdir()
+    (base / "work" / "space.yaml").write_text(SPACE)
+    return base / "work", base / "home"
+
+
+@pytest.fixture(scope="module")
+def search(tmp_path_factory):
+    base = tmp_path_factory.mktemp("tune")
+    work, home = make_dirs(base)
+    before = sorted(os.listdir(work))
+    proc = run_cli(["--tune", "--search_space=space.yaml", "--run_dir=run", *KEYS], work, home)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = work / "run"
+    result = json.loads((run / "tgt" / "result.json").read_text())
+    return {"work": work, "home": home, "run": run, "proc": proc, "result": result, "before": before}
+
+
+def reports(trial_dir):
+    with open(os.path.join(trial_dir, "progress.csv"), encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_one_validation_report_per_epoch_and_no_test_metric(search):
+    rows = search["result"]["rows"]
+    assert len(rows) == 4  # none (added), config-1, config-6, broken
+    ran = [r for r in rows if not r["ended"].startswith("error")]
+    assert len(ran) == 3
+    for row in ran:
+        progress = reports(row["path"])
+        assert [int(r["epoch"]) for r in progress] == list(range(1, row["epochs"] + 1))
+        assert [int(r["training_iteration"]) for r in progress] == list(range(1, row["epochs"] + 1))
+        assert all(r["valid_hit@10"] != "" for r in progress)
+        assert not any(key.startswith("test") for key in progress[0])
+        if row["ended"] == "finished":
+            assert row["epochs"] == 2
+        else:
+            assert row["ended"] == "stopped early (ASHA)" and row["epochs"] == 1
+
+
+def test_best_configuration_lies_in_the_space_and_is_tested_once(search):
+    result = search["result"]
+    space = SearchSpace.from_file(str(search["work"] / "space.yaml"))
+    assert result["best"]["config"] in space.trials(7)
+    best_valid = max(r["best_valid"] for r in result["rows"] if r["best_valid"] is not None)
+    assert result["best"]["best_valid"] == best_valid
+    assert set(result["test_result"]) == {"hit@10", "ndcg@10"}
+    assert "best configuration" in search["proc"].stdout and "reproduce:" in search["proc"].stdout
+
+
+def test_a_crashing_trial_is_recorded_and_the_search_goes_on(search):
+    errors = [r for r in search["result"]["rows"] if r["ended"].startswith("error")]
+    assert len(errors) == 1 and "dropout probability" in errors[0]["ended"]
+    assert errors[0]["config"]["dropout_prob"] == 1.5
+    assert search["result"]["errors"] == 1
+    assert "ERROR (recorded, search goes on)" in search["proc"].stdout
+
+
+def test_source_pretrained_once_and_nothing_written_outside_the_run_dir(search):
+    run, work, home = search["run"], search["work"], search["home"]
+    sources = [f for f in os.listdir(run / "source") if f.endswith(".pth")]
+    assert len(sources) == 1
+    state = json.loads((run / "search.json").read_text())
+    assert state["source_checkpoint"] == str(run / "source" / sources[0])
+    for row in search["result"]["rows"]:  # trials only save target checkpoints
+        saved = os.path.join(row["path"], "saved")
+        assert not os.path.isdir(saved) or all("-target-" in f for f in os.listdir(saved))
+    assert sorted(os.listdir(work)) == sorted(search["before"] + ["run"])
+    assert os.listdir(home) == []
+
+
+def test_best_yaml_reproduces_the_winner_outside_ray(search):
+    result = search["result"]
+    best_yaml = result["best_yaml"]
+    keys = yaml.safe_load(open(best_yaml, encoding="utf-8"))
+    assert keys["transfer"] == result["best"]["config"]["transfer"]
+    command = shlex.split(result["command"])[2:]  # drop "python run_recbole_transfer.py"
+    proc = run_cli(command, search["work"], search["home"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("transfer="))
+    test = eval(line.split("test: ", 1)[1])  # noqa: S307 - the CLI prints a plain dict
+    assert test == pytest.approx(result["test_result"], abs=1e-4)
+
+
+def test_interrupted_search_resumes_to_completion(tmp_path):
+    work, home = make_dirs(tmp_path)
+    (work / "space.yaml").write_text(
+        "scheduler: {type: fifo}\nbranches:\n  layers:\n    transfer: {type: grid, values: [config-1, config-2, config-3, config-6, config-7]}\n"
+    )
+    args = ["--tune", "--search_space=space.yaml", "--run_dir=run", *KEYS]
+    proc = subprocess.Popen([sys.executable, SCRIPT, *args], cwd=work, env=env_for(home), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stdout:  # interrupt (Ctrl-C) as soon as the first trial has ended
+        lines.append(line)
+        if "trial 1/6" in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-2000:]
+    assert "continue it with --resume=" in err
+    ended_before = len((work / "run" / "tgt" / "trial_ends.jsonl").read_text().splitlines())
+    assert 1 <= ended_before < 6
+    resumed = run_cli([f"--resume={work / 'run'}"], work, home)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"{ended_before} ended trials are kept" in resumed.stdout
+    result = json.loads((work / "run" / "tgt" / "result.json").read_text())
+    assert len(result["rows"]) == 6 and all(r["ended"] == "finished" for r in result["rows"])
+    assert all(r["epochs"] == 2 for r in result["rows"])
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_search_joins_a_cluster_started_with_ray_start(tmp_path):
+    """``ray start --head --block`` in the foreground of a child process: terminating that process stops
+    this cluster only (``ray stop`` would stop every Ray on the machine, a user's searches included)."""
+    work, home = make_dirs(tmp_path)
+    (work / "space.yaml").write_text("branches:\n  layers: {transfer: config-6}\n")
+    ray = os.path.join(os.path.dirname(sys.executable), "ray")
+    port = _free_port()
+    head = subprocess.Popen(
+        [ray, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
+         "--include-dashboard=false", "--disable-usage-stats"],
+        env=env_for(home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(120):  # wait until the head's GCS accepts connections
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(1)
+        proc = run_cli(["--tune", "--search_space=space.yaml", "--run_dir=run", f"--ray_address=127.0.0.1:{port}", *KEYS[:-1]],
+                       work, home)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        result = json.loads((work / "run" / "tgt" / "result.json").read_text())
+        assert len(result["rows"]) == 2 and result["errors"] == 0
+        assert all(r["ended"] == "finished" for r in result["rows"])
+    finally:
+        head.send_signal(signal.SIGTERM)
+        head.wait(timeout=120)
+
+
+def test_bad_search_inputs_exit_2(tmp_path):
+    work, home = make_dirs(tmp_path)
+    (work / "bad.yaml").write_text("branches:\n  layers:\n    transfer: {type: grid, values: [config-1, '[fc9]']}\n")
+    (work / "busy").mkdir()
+    (work / "busy" / "x").write_text("")
+    cases = [
+        (["--tune", "--search_space=nope.yaml", *KEYS], "search_space: file"),
+        (["--tune", "--search_space=bad.yaml", "--run_dir=r1", *KEYS], "layer 'fc9' not found"),
+        (["--tune", "--run_dir=busy", *KEYS], "is not empty"),
+        (["--resume=busy"], "no search.json there"),
+    ]
+    for args, message in cases:
+        proc = run_cli(args, work, home)
+        assert proc.returncode == 2, (args, proc.stderr[-2000:])
+        assert message in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr[-2000:])
