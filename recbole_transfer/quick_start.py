@@ -110,7 +110,7 @@ def train_domain(
     def record(epoch_idx, valid_score):
         curve.append((epoch_idx, time.time() - start, float(valid_score)))
         if on_epoch is not None:
-            last = epoch_idx + 1 >= trainer.epochs or trainer.cur_step > trainer.stopping_step
+            last = epoch_idx + trainer.eval_step >= trainer.epochs or trainer.cur_step > trainer.stopping_step
             on_epoch(epoch_idx + 1, trainer, trainer.last_valid_result, last)
 
     best_valid_score, best_valid_result = trainer.fit(

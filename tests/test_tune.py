@@ -141,27 +141,34 @@ def test_interrupted_search_resumes_to_completion(tmp_path):
     work, home = make_dirs(tmp_path)
     (work / "space.yaml").write_text(
         "scheduler: {type: fifo}\nbranches:\n  layers:\n    transfer: {type: grid, values: [config-1, config-2, config-3, config-6, config-7]}\n"
+        "  broken: {transfer: config-5, dropout_prob: 1.5}\n"
     )
     args = ["--tune", "--search_space=space.yaml", "--run_dir=run", *KEYS]
     proc = subprocess.Popen([sys.executable, SCRIPT, *args], cwd=work, env=env_for(home), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    lines = []
     for line in proc.stdout:  # interrupt (Ctrl-C) as soon as the first trial has ended
-        lines.append(line)
-        if "trial 1/6" in line:
+        if "trial 1/7" in line:
             proc.send_signal(signal.SIGINT)
             break
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err[-2000:]
     assert "continue it with --resume=" in err
-    ended_before = len((work / "run" / "tgt" / "trial_ends.jsonl").read_text().splitlines())
-    assert 1 <= ended_before < 6
+    target_dir = work / "run" / "tgt"
+    kept = [json.loads(x) for x in (target_dir / "trial_ends.jsonl").read_text().splitlines()]
+    assert 1 <= len(kept) < 7
+    kept_progress = {r["trial_id"]: (target_dir / f"trial_{r['trial_id']}" / "progress.csv").read_bytes()
+                     for r in kept if r["outcome"] != "error"}
     resumed = run_cli([f"--resume={work / 'run'}"], work, home)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"{ended_before} ended trials are kept" in resumed.stdout
-    result = json.loads((work / "run" / "tgt" / "result.json").read_text())
-    assert len(result["rows"]) == 6 and all(r["ended"] == "finished" for r in result["rows"])
-    assert all(r["epochs"] == 2 for r in result["rows"])
+    assert f"{len(kept)} ended trials are kept" in resumed.stdout
+    assert sum("] trial " in x for x in resumed.stdout.splitlines()) == 7 - len(kept)  # only the others ran
+    for trial_id, before in kept_progress.items():
+        assert (target_dir / f"trial_{trial_id}" / "progress.csv").read_bytes() == before
+    result = json.loads((target_dir / "result.json").read_text())
+    assert len(result["rows"]) == 7 and result["errors"] == 1
+    assert all(r["ended"] == "finished" and r["epochs"] == 2 for r in result["rows"] if r["config"].get("dropout_prob") != 1.5)
+    again = run_cli([f"--resume={work / 'run'}"], work, home)  # a finished search: results are read back
+    assert again.returncode == 0 and "search already finished" in again.stdout
 
 
 def _free_port():
@@ -191,6 +198,7 @@ def test_search_joins_a_cluster_started_with_ray_start(tmp_path):
         proc = run_cli(["--tune", "--search_space=space.yaml", "--run_dir=run", f"--ray_address=127.0.0.1:{port}", *KEYS[:-1]],
                        work, home)
         assert proc.returncode == 0, proc.stderr[-3000:]
+        assert f":{port}: 2 CPUs" in proc.stdout  # "Ray cluster <ip>:<port>": joined it, did not start its own
         result = json.loads((work / "run" / "tgt" / "result.json").read_text())
         assert len(result["rows"]) == 2 and result["errors"] == 0
         assert all(r["ended"] == "finished" for r in result["rows"])
@@ -214,3 +222,47 @@ def test_bad_search_inputs_exit_2(tmp_path):
         proc = run_cli(args, work, home)
         assert proc.returncode == 2, (args, proc.stderr[-2000:])
         assert message in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr[-2000:])
+
+
+class StubTrial:
+    def __init__(self, last_result, trial_id="abc_00001"):
+        self.trial_id, self.last_result = trial_id, last_result
+        self.config = {"trial": {"branch": "layers", "transfer": "config-1", "transfer_mode": "freeze"}}
+        self.metric_analysis = {"valid_hit@10": {"max": 0.5}}
+
+
+def test_progress_tells_a_finished_trial_from_one_the_scheduler_stopped(tmp_path):
+    from recbole_transfer.tune.search import _ends, _progress_callback
+
+    lines, ends = [], tmp_path / "ends.jsonl"
+    progress = _progress_callback("tgt", 3, "valid_hit@10", lines.append, str(ends))
+    progress.on_trial_complete(0, [], StubTrial({"epoch": 2, "recbole_done": True}, "t_1"))
+    progress.on_trial_complete(0, [], StubTrial({"epoch": 1, "recbole_done": False}, "t_2"))
+    progress.on_trial_error(0, [], StubTrial({}, "t_3"))
+    assert {k: v["outcome"] for k, v in _ends(str(ends)).items()} == {
+        "t_1": "finished", "t_2": "stopped early (ASHA)", "t_3": "error"}
+    assert lines[0].startswith("[tgt] trial 1/3 config-1 freeze") and lines[2].endswith("ERROR (recorded, search goes on)")
+    with open(ends, "a", encoding="utf-8") as f:  # a line cut off by a killed process is skipped
+        f.write('{"trial_id": "t_4", "outc')
+    assert len(_ends(str(ends))) == 3
+
+
+def test_best_yaml_of_a_stopped_transfer_winner_pins_epochs_and_source(tmp_path):
+    from recbole_transfer.tune.search import _write_best_yaml, trial_seed
+
+    state = {"config_dict": {"data_path": "/d", "learning_rate": 0.002}, "seed": 7, "num_threads": 1,
+             "source_checkpoint": "/run/source/s.pth", "config_files": ["/a.yaml"], "model": "TransferMLP",
+             "source": "src"}
+    row = {"config": {"branch": "layers", "transfer": "config-3", "transfer_mode": "finetune"}, "stopped_early": True,
+           "epochs": 4}
+    path = tmp_path / "best.yaml"
+    command = _write_best_yaml(str(path), state, "tgt", row, "valid_hit@10", 0.5, {"hit@10": 0.4})
+    keys = yaml.safe_load(path.read_text())
+    assert keys == {"data_path": "/d", "learning_rate": 0.002, "transfer": "config-3", "transfer_mode": "finetune",
+                    "seed": trial_seed(7, row["config"]), "num_threads": 1, "epochs": 4,
+                    "source_checkpoint": "/run/source/s.pth"}
+    assert f'--config_files="/a.yaml {path}"' in command and "--target=tgt" in command
+    finished_scratch = {"config": {"branch": "none", "transfer": "none"}, "stopped_early": False, "epochs": 9}
+    _write_best_yaml(str(path), state, "tgt", finished_scratch, "valid_hit@10", 0.5, {"hit@10": 0.4})
+    keys = yaml.safe_load(path.read_text())
+    assert "epochs" not in keys and "source_checkpoint" not in keys

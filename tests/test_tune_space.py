@@ -18,8 +18,17 @@ def test_default_space_is_every_arm_frozen_or_finetuned_plus_scratch():
 
 def test_no_transfer_is_always_an_arm():
     space = SearchSpace({"branches": {"layers": {"transfer": {"type": "grid", "values": ["config-1", "config-5"]}}}})
-    assert space.added_none
-    assert [t["transfer"] for t in space.trials(0)] == ["none", "config-1", "config-5"]
+    assert [t["transfer"] for t in space.trials(0)] == ["none", "config-1", "config-5"] and space.added_none
+    # A choice that may draw 'none' is not a guaranteed arm; a branch named 'none' is not one by its name.
+    choice = SearchSpace({"branches": {"l": {"transfer": {"type": "choice", "values": ["none", "config-1"]}}}})
+    drawn = [t["transfer"] for t in choice.trials(1)]
+    assert drawn[0] == "none" and (choice.added_none == ("none" not in drawn[1:]))
+    named = SearchSpace({"branches": {"none": {"transfer": "config-1"}}})
+    assert [t["transfer"] for t in named.trials(0)] == ["none", "config-1"] and named.added_none
+    # A branch without a transfer entry takes the run's own transfer key (here: no transfer).
+    lr_only = SearchSpace({"parameters": {"learning_rate": {"type": "grid", "values": [0.001, 0.002]}}})
+    assert [t["transfer"] for t in lr_only.trials(0)] == ["none", "none"] and not lr_only.added_none
+    assert [t["transfer"] for t in lr_only.trials(0, "config-5")] == ["none", "config-5", "config-5"]
 
 
 def test_random_entries_are_drawn_per_sample_seeded_and_in_range():
@@ -56,7 +65,8 @@ BAD = [
     ({"parameters": {"learning_rate": {"type": "float", "low": 0.001, "hi": 0.01}}}, "parameters.learning_rate.hi: not a key of a float entry; allowed: high, log, low"),
     ({"parameters": {"embedding_size": {"type": "int", "low": 8.5, "high": 16}}}, "parameters.embedding_size.low: expected an int"),
     ({"branches": {"l": {"transfer_mode": {"type": "choice", "values": []}}}}, "branches.l.transfer_mode.values: expected a non-empty list"),
-    ({"branches": {"l": {"transfer": "config-9"}}}, "transfer='config-9': unknown configuration"),
+    ({"branches": {"l": {"transfer": "config-9"}}}, "branches.l.transfer: transfer='config-9': unknown configuration"),
+    ({"scheduler": {"type": "asha", "reduction_factor": 1}}, "scheduler.reduction_factor: expected an integer >= 2"),
     ({"schedular": {"type": "asha"}}, "search space schedular: unknown key (did you mean 'scheduler'?)"),
     ({"scheduler": {"type": "hyperband"}}, "scheduler.type: 'hyperband' unknown"),
     ({"scheduler": {"type": "asha", "grace": 2}}, "scheduler.grace: not a asha setting; allowed: grace_period, reduction_factor"),

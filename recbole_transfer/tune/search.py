@@ -34,7 +34,7 @@ import warnings
 import yaml
 
 from ..config import TransferConfig
-from ..errors import TransferConfigError, TransferError
+from ..errors import TransferConfigError, TransferError, did_you_mean
 from ..transfer import NO_TRANSFER, LayerTransfer, parse_transfer
 from ..utils import stable_hash
 from .space import BRANCH_KEY, SearchSpace
@@ -107,11 +107,18 @@ ENDS_FILE = "trial_ends.jsonl"
 
 
 def _ends(path):
-    """{trial_id: outcome} of the trials that ended (finished, stopped by the scheduler, errored)."""
-    if not os.path.isfile(path):
-        return {}
-    with open(path, "r", encoding="utf-8") as f:
-        return {r["trial_id"]: r["outcome"] for r in map(json.loads, filter(str.strip, f))}
+    """{trial_id: {outcome, config}} of the trials that ended (finished, stopped by the scheduler,
+    errored). A line cut off by a killed process is skipped."""
+    ends = {}
+    if os.path.isfile(path):
+        with open(path, "r", encoding="utf-8") as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                ends[record["trial_id"]] = record
+    return ends
 
 
 def _progress_callback(target, total, metric, emit, ends_path):
@@ -123,7 +130,7 @@ def _progress_callback(target, total, metric, emit, ends_path):
         def _end(self, trial, outcome):
             os.makedirs(os.path.dirname(ends_path), exist_ok=True)
             with open(ends_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps({"trial_id": trial.trial_id, "outcome": outcome}) + "\n")
+                f.write(json.dumps({"trial_id": trial.trial_id, "outcome": outcome, "config": trial.config[TRIAL_KEY]}) + "\n")
             best = trial.metric_analysis.get(metric, {}).get("max")
             epochs = (trial.last_result or {}).get("epoch", 0)
             score = f"best {metric} {best:.4f}" if best is not None else "no result"
@@ -150,6 +157,9 @@ def ray_session(address=None, num_cpus=None):
     if ray.is_initialized():
         yield
         return
+    if address and str(address).startswith("ray://"):
+        raise TransferConfigError(f"ray_address={address!r}: Ray Client addresses are not supported; give the "
+                                  "cluster's GCS address (host:port) from a node of the cluster")
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = {"OMP_NUM_THREADS": "1", "PYTHONWARNINGS": QUIET_WARNINGS,
            "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
@@ -164,8 +174,9 @@ def ray_session(address=None, num_cpus=None):
     tune_logger.setLevel(logging.CRITICAL)
     try:
         try:
+            # "local": always a new Ray, never one found on the machine (another search, a `ray start`)
             ray.init(
-                address=address, num_cpus=None if address else (num_cpus or os.cpu_count()), include_dashboard=False,
+                address=address or "local", num_cpus=None if address else (num_cpus or os.cpu_count()), include_dashboard=False,
                 logging_level=logging.WARNING, runtime_env={"env_vars": env},
             )
         except (ConnectionError, ValueError, RuntimeError) as exc:
@@ -186,14 +197,24 @@ def ray_session(address=None, num_cpus=None):
                 os.environ[key] = value
 
 
+def _check_cluster(space, emit):
+    import ray
+
+    cpus = ray.cluster_resources().get("CPU", 0)
+    emit(f"Ray cluster {ray.get_runtime_context().gcs_address}: {cpus:g} CPUs, "
+         f"{int(cpus // space.cpus_per_trial)} trials at a time")
+    if cpus < space.cpus_per_trial:
+        raise TransferConfigError(f"search space cpus_per_trial={space.cpus_per_trial}: the Ray cluster has {cpus:g} CPUs")
+
+
 def _absolute_config(config_dict, probe, run_dir):
     """Paths a trial needs, made absolute (Tune runs each trial in its own directory); derived domains
     are written under the run directory."""
     out = dict(config_dict)
     out["data_path"] = os.path.abspath(out.get("data_path") or probe.external_config_dict.get("data_path") or "dataset/")
     out["domain_cache_dir"] = os.path.join(run_dir, "domains")
-    if out.get("source_checkpoint"):
-        out["source_checkpoint"] = os.path.abspath(out["source_checkpoint"])
+    if out.get("source_checkpoint") or probe["source_checkpoint"]:
+        out["source_checkpoint"] = os.path.abspath(out.get("source_checkpoint") or probe["source_checkpoint"])
     return out
 
 
@@ -212,15 +233,19 @@ def _new_state(model, source, targets, config_files, config_dict, space_path, nu
     if not targets:
         raise TransferConfigError("targets: no target given (--target=<name>, or a 'targets:' list)")
     space = SearchSpace.from_file(space_path)
+    if space.metric:
+        config_dict["valid_metric"] = space.metric
     if num_samples is not None:
         space.num_samples = int(num_samples)
         if space.num_samples < 1:
             raise TransferConfigError(f"num_samples={num_samples!r}: must be >= 1")
-    if not source and any(not LayerTransfer(t.get("transfer", NO_TRANSFER)).is_identity for t in space.trials(0)):
+    default_transfer = config_dict.get("transfer", probe["transfer"]) or NO_TRANSFER
+    if not source and any(not LayerTransfer(t["transfer"]).is_identity for t in space.trials(0, default_transfer)):
         raise TransferConfigError("source: the search space transfers layers but no source is given (--source=<name>)")
     return {
         "model": model, "source": source, "targets": targets, "config_files": files, "config_dict": config_dict,
         "space_path": space.path, "space_text": space.text, "num_samples": space.num_samples,
+        "default_transfer": default_transfer,
         "seed": probe["seed"], "num_threads": None, "source_checkpoint": None, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
 
@@ -269,16 +294,20 @@ def _trial_rows(results, metric, space_trials, ends):
     """One row per trial: its configuration, best validation metric, epochs, how it ended."""
     rows = []
     for result in results:
-        params = result.config[TRIAL_KEY]
+        trial_id = os.path.basename(str(result.log_dir)).replace("trial_", "")
+        record = ends.get(trial_id, {})
+        params = result.config[TRIAL_KEY] if result.config else record.get("config")
         frame = result.metrics_dataframe
-        has = frame is not None and metric in frame and frame[metric].notna().any()
         best, best_epoch, model_file, reports = None, None, None, 0
-        if has:  # a resumed trial restarts: its reports of the cut-off run come first, epochs count up again
-            idx = frame[metric].idxmax()
+        if frame is not None and metric in frame and frame[metric].notna().any():
+            # A trial restarted by --resume appends a second run to progress.csv: keep the last run.
+            starts = frame.index[frame["epoch"] == frame["epoch"].min()]
+            frame = frame.loc[starts[-1]:]
+            # RecBole keeps the checkpoint of the LAST epoch that reached the best value (>=).
+            idx = frame.index[frame[metric] == frame[metric].max()][-1]
             best, best_epoch = float(frame[metric][idx]), int(frame["epoch"][idx])
             model_file, reports = frame["model_file"].iloc[-1], int(frame["epoch"].iloc[-1])
-        trial_id = os.path.basename(str(result.log_dir)).replace("trial_", "")
-        ended = ends.get(trial_id, "error")
+        ended = record.get("outcome", "error")
         if result.error is not None:
             first = str(result.error).strip().splitlines()
             ended = "error: " + (first[-1] if first else type(result.error).__name__)[:160]
@@ -342,6 +371,24 @@ def _test_once(model_file, num_threads):
     return {k: float(v) for k, v in result.items()}
 
 
+def _check_run_keys(config):
+    """The Tune metric and the epoch budget of a target config; clear errors for what Tune cannot use."""
+    metric = str(config["valid_metric"]).lower()
+    computed = {f"{m.lower()}@{k}" for m in config["metrics"] for k in config["topk"]} | {m.lower() for m in config["metrics"]}
+    if metric not in computed:
+        raise TransferConfigError(
+            f"valid_metric={config['valid_metric']!r} (search space metric): not computed by metrics={config['metrics']} "
+            f"topk={config['topk']}{did_you_mean(metric, computed)}"
+        )
+    if not config["valid_metric_bigger"]:
+        raise TransferConfigError(f"valid_metric={config['valid_metric']!r}: the search needs a metric where bigger is better")
+    if not isinstance(config["eval_step"], int) or config["eval_step"] < 1:
+        raise TransferConfigError(f"eval_step={config['eval_step']!r}: the search needs a validation every 1..N epochs")
+    if not isinstance(config["epochs"], int) or config["epochs"] < 1:
+        raise TransferConfigError(f"epochs={config['epochs']!r}: must be an integer >= 1")
+    return _metric_key(metric), config["epochs"]
+
+
 def _safe(name):
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))
 
@@ -356,20 +403,16 @@ def _search_target(state, run_dir, target, space, pretrained, emit, resume):
         emit(f"[{target}] search already finished: {os.path.join(path, 'result.json')}")
         with open(os.path.join(path, "result.json"), "r", encoding="utf-8") as f:
             return json.load(f)
-    trials = space.trials(state["seed"])
+    trials = space.trials(state["seed"], state["default_transfer"])
     target_config = _check_trials(state, target, trials, pretrained) if pretrained is not None else None
     if target_config is None:
         from ..quick_start import domain_config
 
         target_config = domain_config(state["model"], target, state["config_files"], state["config_dict"], key="target")
-    metric = _metric_key(space.metric or target_config["valid_metric"])
-    mode = "max" if target_config["valid_metric_bigger"] else "min"
-    if mode != "max":
-        raise TransferConfigError(f"metric={metric!r}: only metrics where bigger is better are supported")
-    epochs = int(target_config["epochs"])
+    metric, epochs = _check_run_keys(target_config)
     if space.scheduler["type"] == "asha":
         scheduler = ASHAScheduler(
-            time_attr="training_iteration", max_t=epochs, grace_period=min(space.scheduler.get("grace_period", 3), epochs),
+            time_attr="epoch", max_t=epochs, grace_period=min(space.scheduler.get("grace_period", 3), epochs),
             reduction_factor=space.scheduler.get("reduction_factor", 3),
         )
     else:
@@ -382,7 +425,8 @@ def _search_target(state, run_dir, target, space, pretrained, emit, resume):
     trainable = tune.with_resources(tune.with_parameters(_trial, setup=setup), {"cpu": space.cpus_per_trial})
     ends_path = os.path.join(path, ENDS_FILE)
     progress = _progress_callback(target, len(trials), metric, emit, ends_path)
-    if resume and tune.Tuner.can_restore(path):
+    saved_state = os.path.isdir(path) and any(f.startswith("experiment_state") for f in os.listdir(path))
+    if resume and tune.Tuner.can_restore(path) and saved_state:
         emit(f"[{target}] resuming the search in {path}: {len(_ends(ends_path))} ended trials are kept, the others run")
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False, restart_errored=False)
         tuner._local_tuner.get_run_config().callbacks = [progress]  # this process's progress lines
@@ -392,7 +436,7 @@ def _search_target(state, run_dir, target, space, pretrained, emit, resume):
             trainable,
             param_space={TRIAL_KEY: tune.grid_search(trials)},
             tune_config=tune.TuneConfig(
-                metric=metric, mode=mode, scheduler=scheduler, trial_dirname_creator=lambda t: f"trial_{t.trial_id}",
+                metric=metric, mode="max", scheduler=scheduler, trial_dirname_creator=lambda t: f"trial_{t.trial_id}",
                 reuse_actors=False,
             ),
             run_config=air.RunConfig(
@@ -472,11 +516,11 @@ def run_search(
     space = _space_of(state)
     state["num_threads"] = max(1, int(space.cpus_per_trial))
     _save_state(run_dir, state)
-    emit(f"search {run_dir}: {state['model']}, source {state['source']}, targets {', '.join(state['targets'])}; {space.describe()}")
+    emit(f"search {run_dir}: {state['model']}, source {state['source']}, targets {', '.join(state['targets'])}; {space.describe(state['default_transfer'])}")
     outcomes = []
     with contextlib.chdir(run_dir):  # RecBole writes log/ and log_tensorboard/ into the working directory
         pretrained = None
-        transfers = any(not LayerTransfer(t.get("transfer", NO_TRANSFER)).is_identity for t in space.trials(state["seed"]))
+        transfers = any(not LayerTransfer(t["transfer"]).is_identity for t in space.trials(state["seed"], state["default_transfer"]))
         if transfers:
             source_dict = {**state["config_dict"], "num_threads": state["num_threads"],
                            "checkpoint_dir": os.path.join(run_dir, "source")}
@@ -484,13 +528,14 @@ def run_search(
                 source_dict["source_checkpoint"] = state["source_checkpoint"]
             start = time.time()
             pretrained = pretrain_source(state["model"], state["source"], state["config_files"], source_dict, verbose=False)
-            if not state["source_checkpoint"]:
+            if state["source_checkpoint"] != pretrained.model_file:
                 state["source_checkpoint"] = pretrained.model_file
                 _save_state(run_dir, state)
                 emit(f"source {state['source']!r} pretrained once in {time.time() - start:.1f}s "
                      f"(test {dict(pretrained.test_result)}); every trial loads {pretrained.model_file}")
             assert isinstance(pretrained, PretrainedSource)
         with ray_session(ray_address, num_cpus):
+            _check_cluster(space, emit)
             for target in state["targets"]:
                 out = _search_target(state, run_dir, target, space, pretrained, emit, resume)
                 outcomes.append(out)

@@ -17,8 +17,9 @@ A search-space file::
 Entry types: a plain value (fixed), ``{type: float|int, low, high, log}``, ``{type: choice, values}``
 (one drawn at random per sample), ``{type: grid, values}`` (every value, crossed with the branch's other
 grids). Entry names are RecBole or recbole_transfer config keys, so strategies added later (patches,
-annealing, adapters) plug in as new branches with their own keys. "No transfer" is always an arm: a
-space without a ``transfer: none`` point gets a ``none`` branch.
+annealing, adapters) plug in as new branches with their own keys. "No transfer" is always an arm: when no
+expanded trial is one, a no-transfer trial is added. A branch without a ``transfer`` entry uses the
+run's own ``transfer`` key.
 
 Branches are expanded here, before Ray sees them, into a list of concrete trial configurations
 (random entries drawn with Ray Tune's own samplers under a seeded random state): Ray 2.6.3 cannot
@@ -44,6 +45,7 @@ ENTRY_TYPES = ("float", "int", "choice", "grid")
 ENTRY_KEYS = {"float": {"low", "high", "log"}, "int": {"low", "high", "log"}, "choice": {"values"}, "grid": {"values"}}
 SCHEDULERS = {"asha": {"grace_period", "reduction_factor"}, "fifo": set()}
 BRANCH_KEY = "branch"  # trial configs carry their branch name under this key
+ADDED_NONE = "no-transfer (added)"  # branch of the no-transfer arm added to a space that has none
 
 
 def _err(where, msg):
@@ -124,19 +126,17 @@ class SearchSpace:
             raise _err("branches", f"expected a mapping of branch name -> entries, got {branches!r}")
         self.branches = {str(name): self._entries(f"branches.{name}", body or {}, known) for name, body in branches.items()}
         if not self.branches:
-            self.branches = {"layers": {}} if "transfer" in self.parameters else {}
+            self.branches = {"all": {}}
         for name, entries in self.branches.items():
-            merged = {**self.parameters, **entries}
-            for entry in merged.get("transfer", Entry("", NO_TRANSFER)).values:
-                parse_transfer(entry)  # raises on a bad transfer value, naming it
             if "transfer" in entries and "transfer" in self.parameters:
                 raise _err(f"branches.{name}.transfer", "also given under parameters: give it in one place")
-        if not any(NO_TRANSFER in [parse_transfer(v)[0] for v in {**self.parameters, **b}.get("transfer", Entry("", NO_TRANSFER)).values]
-                   for b in self.branches.values()):
-            self.branches = {NO_TRANSFER: {"transfer": Entry(f"branches.{NO_TRANSFER}.transfer", NO_TRANSFER)}, **self.branches}
-            self.added_none = True
-        else:
-            self.added_none = False
+            entry = entries.get("transfer") or self.parameters.get("transfer")
+            for value in entry.values if entry is not None and entry.kind != "float" else []:
+                try:
+                    parse_transfer(value)
+                except TransferConfigError as exc:
+                    raise _err(entry.where, str(exc)) from None
+        self.added_none = False
 
     @classmethod
     def from_file(cls, path=None):
@@ -161,8 +161,9 @@ class SearchSpace:
             if key != "type" and key not in SCHEDULERS[spec["type"]]:
                 raise _err(f"scheduler.{key}", f"not a {spec['type']} setting{did_you_mean(key, SCHEDULERS[spec['type']])}; "
                            f"allowed: {', '.join(sorted(SCHEDULERS[spec['type']])) or 'none'}")
-            if key != "type" and (isinstance(spec[key], bool) or not isinstance(spec[key], int) or spec[key] < 1):
-                raise _err(f"scheduler.{key}", f"expected an integer >= 1, got {spec[key]!r}")
+            least = 2 if key == "reduction_factor" else 1
+            if key != "type" and (isinstance(spec[key], bool) or not isinstance(spec[key], int) or spec[key] < least):
+                raise _err(f"scheduler.{key}", f"expected an integer >= {least}, got {spec[key]!r}")
         return dict(spec)
 
     @staticmethod
@@ -176,13 +177,16 @@ class SearchSpace:
             entries[key] = Entry(f"{where}.{key}", spec)
         return entries
 
-    def trials(self, seed):
+    def trials(self, seed, default_transfer=NO_TRANSFER):
         """Concrete trial configurations: every branch x grid point x sample, random entries drawn with a
-        random state seeded by ``seed``. Each is a dict of config keys plus ``branch``."""
+        random state seeded by ``seed``. Each is a dict of config keys plus ``branch``; a branch without
+        a ``transfer`` entry gets ``default_transfer`` (the run's own config). A no-transfer trial is
+        put first when no point of the space is one (``added_none`` tells)."""
         rng = np.random.RandomState(seed)
         out, seen = [], set()
         for name, entries in self.branches.items():
             merged = {**self.parameters, **entries}
+            merged.setdefault("transfer", Entry(f"branches.{name}.transfer", default_transfer))
             grid_keys = [k for k, e in merged.items() if e.kind in ("fixed", "grid")]
             random_keys = [k for k, e in merged.items() if e.is_random]
             samples = self.num_samples if random_keys else 1
@@ -194,10 +198,13 @@ class SearchSpace:
                     if key not in seen:  # e.g. two branches that both hold transfer: none
                         seen.add(key)
                         out.append(trial)
+        self.added_none = not any(parse_transfer(t["transfer"])[0] == NO_TRANSFER for t in out)
+        if self.added_none:
+            out.insert(0, {BRANCH_KEY: ADDED_NONE, "transfer": NO_TRANSFER})
         return out
 
-    def describe(self):
-        n = len(self.trials(0))
+    def describe(self, default_transfer=NO_TRANSFER):
+        n = len(self.trials(0, default_transfer))
         names = ", ".join(self.branches)
         extra = " ('none' added: no transfer is always an arm)" if self.added_none else ""
         return f"{os.path.basename(self.path)}: {n} trials per target, branches {names}{extra}, scheduler {self.scheduler['type']}"
