@@ -8,8 +8,10 @@ Both go through ``run_search`` (one Ray trial per arm, 1 thread each, all cores)
 seed, so a trial of (b) follows the same trajectory as the same arm of (a) until ASHA stops it.
 
 After the searches, this script (not the searchers) computes the test HR@10 of every grid trial from its
-best checkpoint, to find the oracle arm (best test HR@10 in (a)). Reported per target and seed: the
-oracle, the grid's own validation pick, the tuned pick, scratch, and the trial-epochs of (b) / (a).
+best checkpoint, to find the oracle arm (best test HR@10 in (a)), and of the trials each selection rule
+picks: the product's default (``scratch_margin: se``: a transfer arm must beat no transfer on validation
+by one standard error) and plain argmax of the validation metric. Reported per target and seed: scratch,
+the oracle, the picks of (a) and (b) under both rules, and the trial-epochs of (b) / (a).
 
     OMP_NUM_THREADS=1 python benchmarks/tune_transfer.py                    # 3 seeds
     OMP_NUM_THREADS=1 python benchmarks/tune_transfer.py --seeds 2020 --out /tmp/quick
@@ -32,7 +34,7 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 
 from recbole_transfer.scenario import DEFAULT_SCENARIO  # noqa: E402
 from recbole_transfer.tune import SearchSpace, run_search  # noqa: E402
-from recbole_transfer.tune.search import _test_once  # noqa: E402
+from recbole_transfer.tune.search import _test_once, choose_winner  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 METRIC = "hit@10"
@@ -56,71 +58,105 @@ def run(seeds, work, threads):
     for seed in seeds:
         for kind, space in (("grid", fifo), ("asha", None)):
             run_dir = os.path.join(work, f"{kind}-{seed}")
-            shutil.rmtree(run_dir, ignore_errors=True)
-            start = time.time()
-            outcomes = run_search(
-                config_file_list=[DEFAULT_SCENARIO], config_dict={"seed": seed}, search_space=space,
-                run_dir=run_dir, progress=lambda m: print(f"  {kind}-{seed} {m}", flush=True),
-            )
-            wall = time.time() - start
+            done = run_dir + ".json"  # a finished search is reused: the benchmark can be rerun after a crash
+            if os.path.isfile(done):
+                with open(done, encoding="utf-8") as f:
+                    saved = json.load(f)
+                outcomes, wall = saved["outcomes"], saved["wall_s"]
+            else:
+                shutil.rmtree(run_dir, ignore_errors=True)
+                start = time.time()
+                outcomes = run_search(
+                    config_file_list=[DEFAULT_SCENARIO], config_dict={"seed": seed}, search_space=space,
+                    run_dir=run_dir, progress=lambda m: print(f"  {kind}-{seed} {m}", flush=True),
+                )
+                wall = time.time() - start
+                with open(done, "w", encoding="utf-8") as f:
+                    json.dump({"wall_s": wall, "outcomes": outcomes}, f, default=str)
             print(f"seed {seed} {kind}: {wall:.0f}s, {sum(o['trial_epochs'] for o in outcomes)} trial-epochs", flush=True)
             for out in outcomes:
                 for row in out["rows"]:
-                    test = None
-                    if kind == "grid" and row["model_file"]:
-                        test = _test_once(row["model_file"], threads)[METRIC]
                     rows.append({
-                        "seed": seed, "kind": kind, "target": out["target"], "arm": row["label"],
-                        "valid": row["best_valid"], "epochs": row["epochs"], "ended": row["ended"],
-                        "test": test, "picked": bool(out["best"] and row["label"] == out["best"]["label"]),
-                        "picked_test": out["test_result"].get(METRIC) if out["best"] and row["label"] == out["best"]["label"] else None,
-                        "wall_s": wall,
+                        "seed": seed, "kind": kind, "target": out["target"], "arm": row["label"], "config": row["config"],
+                        "index": row["index"], "best_valid": row["best_valid"], "epochs": row["epochs"],
+                        "ended": row["ended"], "model_file": row["model_file"], "n_valid": out.get("n_valid"),
+                        "test": None, "wall_s": wall,
                     })
+    # Test HR@10 (computed here, never seen by a searcher): every grid trial (for the oracle) and, in the
+    # tuned search, the trials either selection rule picks.
+    n_valid = {(r["seed"], r["target"]): r["n_valid"] for r in rows if r["n_valid"]}
+    for group in groups(rows).values():
+        for r in group:
+            r["n_valid"] = n_valid[(r["seed"], r["target"])]
+        wanted = group if group[0]["kind"] == "grid" else [pick(group, rule) for rule in RULES]
+        for r in wanted:
+            if r is not None and r["test"] is None and r["model_file"]:
+                r["test"] = _test_once(r["model_file"], threads)[METRIC]
     return rows
 
 
+RULES = ("se", 0)  # the product's default (no transfer kept unless beaten by one standard error), plain argmax
+
+
+def groups(rows):
+    out = {}
+    for r in rows:
+        out.setdefault((r["seed"], r["kind"], r["target"]), []).append(r)
+    return out
+
+
+def pick(group, rule):
+    return choose_winner(group, rule, group[0]["n_valid"])[0]
+
+
 def tables(rows):
+    by = groups(rows)
     seeds = sorted({r["seed"] for r in rows})
     targets = list(dict.fromkeys(r["target"] for r in rows))
-    per_seed = ["| seed | target | scratch test | oracle arm | oracle test | grid pick (valid) | its test | tuned pick | its test | tuned vs oracle | trial-epochs tuned / grid |",
-                "|---|---|---|---|---|---|---|---|---|---|---|"]
+    per_seed = ["| seed | target | scratch test | oracle arm | oracle test | grid pick (1-SE rule) | its test | "
+                "tuned pick (1-SE rule) | its test | tuned pick (argmax) | its test | trial-epochs tuned / grid |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     summary = {}
     for seed in seeds:
         for target in targets:
-            grid = [r for r in rows if r["seed"] == seed and r["kind"] == "grid" and r["target"] == target]
-            asha = [r for r in rows if r["seed"] == seed and r["kind"] == "asha" and r["target"] == target]
+            grid, asha = by[(seed, "grid", target)], by[(seed, "asha", target)]
             scratch = next(r["test"] for r in grid if r["arm"] == "none")
             oracle = max(grid, key=lambda r: r["test"] if r["test"] is not None else -1)
-            gpick = next(r for r in grid if r["picked"])
-            tpick = next(r for r in asha if r["picked"])
+            gpick, tpick, tmax = pick(grid, "se"), pick(asha, "se"), pick(asha, 0)
+            gmax = pick(grid, 0)
             ratio = sum(r["epochs"] for r in asha) / sum(r["epochs"] for r in grid)
-            gap = 100.0 * (tpick["picked_test"] - oracle["test"]) / oracle["test"]
-            summary.setdefault(target, []).append((scratch, oracle["test"], gpick["test"], tpick["picked_test"], ratio))
+            summary.setdefault(target, []).append(
+                (scratch, oracle["test"], gmax["test"], gpick["test"], tmax["test"], tpick["test"], ratio))
             per_seed.append(
                 f"| {seed} | {target} | {scratch:.4f} | {oracle['arm']} | {oracle['test']:.4f} | {gpick['arm']} | "
-                f"{gpick['test']:.4f} | {tpick['arm']} | {tpick['picked_test']:.4f} | {gap:+.1f}% | {ratio:.2f} |"
+                f"{gpick['test']:.4f} | {tpick['arm']} | {tpick['test']:.4f} | {tmax['arm']} | {tmax['test']:.4f} | {ratio:.2f} |"
             )
-    mean = ["| target | scratch test | oracle test | grid-pick test | tuned-pick test | tuned vs oracle | tuned vs scratch | trial-epochs tuned / grid |",
-            "|---|---|---|---|---|---|---|---|"]
-    all_vals = []
+    mean = ["| target | scratch | oracle arm (test-selected) | grid, argmax | grid, 1-SE rule | tuned, argmax | "
+            "**tuned, 1-SE rule** | tuned vs oracle | tuned vs grid (1-SE) | tuned vs scratch | trial-epochs tuned / grid |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    stacked = []
     for target, vals in summary.items():
-        v = np.array(vals)
-        m = v.mean(axis=0)
-        all_vals.append(v)
-        mean.append(f"| {target} | {m[0]:.4f} | {m[1]:.4f} | {m[2]:.4f} | {m[3]:.4f} | {100 * (m[3] - m[1]) / m[1]:+.1f}% | "
-                    f"{100 * (m[3] - m[0]) / m[0]:+.1f}% | {m[4]:.2f} |")
-    v = np.concatenate(all_vals).mean(axis=0)
+        stacked.append(np.array(vals))
+        mean.append(_mean_row(target, stacked[-1].mean(axis=0)))
     grid_e = sum(r["epochs"] for r in rows if r["kind"] == "grid")
     asha_e = sum(r["epochs"] for r in rows if r["kind"] == "asha")
-    mean.append(f"| **all** | {v[0]:.4f} | {v[1]:.4f} | {v[2]:.4f} | {v[3]:.4f} | {100 * (v[3] - v[1]) / v[1]:+.1f}% | "
-                f"{100 * (v[3] - v[0]) / v[0]:+.1f}% | {asha_e / grid_e:.2f} |")
-    walls = {}
-    for r in rows:
-        walls[(r["seed"], r["kind"])] = r["wall_s"]
+    total = np.concatenate(stacked).mean(axis=0)
+    total[6] = asha_e / grid_e
+    mean.append(_mean_row("**all**", total))
+    worst = min(v[5] - v[0] for vals in stacked for v in vals)
+    walls = {(r["seed"], r["kind"]): r["wall_s"] for r in rows}
     wall = (f"Wall time per seed (5 targets, Ray on all cores): grid {np.mean([w for (s, k), w in walls.items() if k == 'grid']):.0f}s, "
-            f"tuned {np.mean([w for (s, k), w in walls.items() if k == 'asha']):.0f}s")
+            f"tuned {np.mean([w for (s, k), w in walls.items() if k == 'asha']):.0f}s. "
+            f"Worst single (seed, target) of the tuned 1-SE pick vs scratch: {worst:+.4f} HR@10.")
     title = f"Test HR@10, mean of {len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))})"
     return f"{title}\n\n" + "\n".join(mean) + "\n\n" + wall + "\n\nPer seed\n\n" + "\n".join(per_seed)
+
+
+def _mean_row(name, m):
+    scratch, oracle, gmax, gse, tmax, tse, ratio = m
+    pct = lambda a, b: f"{100 * (a - b) / b:+.1f}%"  # noqa: E731
+    return (f"| {name} | {scratch:.4f} | {oracle:.4f} | {gmax:.4f} | {gse:.4f} | {tmax:.4f} | **{tse:.4f}** | "
+            f"{pct(tse, oracle)} | {pct(tse, gse)} | {pct(tse, scratch)} | {ratio:.2f} |")
 
 
 def main():
@@ -135,14 +171,15 @@ def main():
         with open(args.tables_from, encoding="utf-8") as f:
             print(tables(json.load(f)["rows"]))
         return 0
-    start = time.time()
     rows = run(args.seeds, args.work, args.threads)
-    text = tables(rows)
-    env = f"python {platform.python_version()}, {os.cpu_count()} cores, 1 torch thread per trial, total {time.time() - start:.0f}s"
-    print("\n" + text + "\n\n" + env)
+    searches = sum({(r["seed"], r["kind"]): r["wall_s"] for r in rows}.values())
+    env = (f"python {platform.python_version()}, {os.cpu_count()} cores, 1 torch thread per trial; "
+           f"the {2 * len(args.seeds)} searches took {searches:.0f}s in all (each timed when it ran)")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out + ".json", "w", encoding="utf-8") as f:
-        json.dump({"wall_s": time.time() - start, "env": env, "rows": rows}, f, indent=1)
+        json.dump({"env": env, "rows": rows}, f, indent=1)
+    text = tables(rows)
+    print("\n" + text + "\n\n" + env)
     with open(args.out + ".md", "w", encoding="utf-8") as f:
         f.write("Command: `OMP_NUM_THREADS=1 python benchmarks/tune_transfer.py`\n\n" + text + "\n\n" + env + "\n")
     return 0

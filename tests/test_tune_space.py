@@ -89,3 +89,30 @@ def test_missing_or_invalid_file(tmp_path):
     bad.write_text("branches: [unclosed\n")
     with pytest.raises(TransferConfigError, match="not valid YAML"):
         SearchSpace.from_file(str(bad))
+
+
+def _row(index, transfer, valid, ended="finished"):
+    return {"index": index, "config": {BRANCH_KEY: "b", "transfer": transfer}, "label": transfer,
+            "best_valid": valid, "ended": ended}
+
+
+def test_winner_keeps_no_transfer_unless_beaten_by_one_standard_error():
+    from recbole_transfer.tune.search import choose_winner, selection_margin
+
+    assert selection_margin("se", 0.5, 400) == pytest.approx(0.025)
+    assert selection_margin(0.01, 0.5, 400) == 0.01
+    close = [_row(0, "none", 0.50), _row(1, "config-1", 0.52), _row(2, "config-2", None, "error: boom")]
+    assert choose_winner(close, "se", 400)[0]["label"] == "none"  # lead 0.02 <= 0.025
+    assert choose_winner(close, 0, 400)[0]["label"] == "config-1"  # plain argmax
+    clear = [_row(0, "none", 0.50), _row(1, "config-1", 0.53)]
+    best, why = choose_winner(clear, "se", 400)
+    assert best["label"] == "config-1" and "> margin 0.0250" in why
+    tie = [_row(0, "none", 0.50), _row(1, "config-1", 0.50)]
+    assert choose_winner(tie, 0, 400)[0]["label"] == "none"
+    assert choose_winner([_row(0, "none", None, "error: x")], "se", 10)[0] is None
+
+
+def test_scratch_margin_setting_is_checked():
+    assert SearchSpace({}).scratch_margin == "se"
+    with pytest.raises(TransferConfigError, match="scratch_margin: expected 'se' or a number >= 0"):
+        SearchSpace({"scratch_margin": -0.1})

@@ -9,9 +9,11 @@
 3. run one Ray Tune search per target: trials are concrete configurations from :class:`SearchSpace`
    (a grid Ray enumerates), each trains with a seed derived from the global seed and its own
    configuration, reports its validation metrics once per epoch (``ray.air.session.report``) and never
-   evaluates the test split; ASHA (default) stops trials whose validation metric lags;
-4. pick the trial with the best validation metric, then compute its test metrics once, from the
-   checkpoint of its best epoch; write the trial table, ``best.yaml`` (reproduces the winner outside
+   evaluates the test split; ASHA (default) stops trials whose validation metric lags, except the
+   no-transfer baseline;
+4. pick the trial with the best validation metric (a transfer trial must beat the best no-transfer
+   trial by more than ``scratch_margin``, default one standard error), then compute its test metrics
+   once, from the checkpoint of its best epoch; write the trial table, ``best.yaml`` (reproduces the winner outside
    Ray with ``run_recbole_transfer.py``) and ``result.json`` per target, and a summary table.
 
 Everything is written under the run directory (``tune_dir``/<timestamp>, or ``--run_dir``): Ray's
@@ -27,7 +29,9 @@ trials read the source checkpoint and the driver reads the winner's checkpoint b
 import contextlib
 import json
 import logging
+import math
 import os
+import socket
 import time
 import warnings
 
@@ -157,9 +161,6 @@ def ray_session(address=None, num_cpus=None):
     if ray.is_initialized():
         yield
         return
-    if address and str(address).startswith("ray://"):
-        raise TransferConfigError(f"ray_address={address!r}: Ray Client addresses are not supported; give the "
-                                  "cluster's GCS address (host:port) from a node of the cluster")
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = {"OMP_NUM_THREADS": "1", "PYTHONWARNINGS": QUIET_WARNINGS,
            "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
@@ -195,6 +196,23 @@ def ray_session(address=None, num_cpus=None):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def _probe_address(address):
+    """Fail in seconds, before any training, when nothing listens at a ``host:port`` Ray address
+    (Ray itself retries for minutes)."""
+    if not address:
+        return
+    if str(address).startswith("ray://"):
+        raise TransferConfigError(f"ray_address={address!r}: Ray Client addresses are not supported; give the "
+                                  "cluster's GCS address (host:port) from a node of the cluster")
+    host, _, port = str(address).rpartition(":")
+    if not host or not port.isdigit():
+        raise TransferConfigError(f"ray_address={address!r}: expected host:port, e.g. 127.0.0.1:6379")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise TransferConfigError(f"ray_address={address!r}: no Ray cluster answers there ({exc.strerror or exc})") from None
 
 
 def _check_cluster(space, emit):
@@ -270,12 +288,15 @@ def _space_of(state):
 
 
 def _check_trials(state, target, trials, pretrained):
-    """Validate every distinct trial config on the target before Ray starts (fails fast, exit 2)."""
+    """Validate every distinct trial config on the target before Ray starts (fails fast, exit 2).
+    Returns the target's DomainData (its config and validation split are used by the driver)."""
     from ..data import id_tokens
     from ..quick_start import build_model, domain_config, prepare_domain
 
     base = {**state["config_dict"], "num_threads": state["num_threads"]}
     data = prepare_domain(domain_config(state["model"], target, state["config_files"], base, key="target"), key="target")
+    if pretrained is None:  # nothing transfers: nothing to check against a source
+        return data
     probe = build_model(data)
     target_ids, checked = id_tokens(data.dataset), set()
     for params in trials:
@@ -287,7 +308,7 @@ def _check_trials(state, target, trials, pretrained):
             continue
         checked.add(key)
         strategy.check(probe, pretrained.state_dict, pretrained.id_tokens or None, target_ids)
-    return data.config
+    return data
 
 
 def _trial_rows(results, metric, space_trials, ends):
@@ -331,12 +352,53 @@ def trial_table(rows, metric):
     return "\n".join(lines)
 
 
-def _winner(rows):
-    """Best validation metric; ties go to the earlier trial (no transfer comes first)."""
+def is_scratch(row):
+    return is_scratch_config(row["config"])
+
+
+def is_scratch_config(params):
+    return parse_transfer(params.get("transfer", NO_TRANSFER))[0] == NO_TRANSFER
+
+
+def _baseline_asha(**kwargs):
+    """Ray's ASHA, except that no-transfer trials are never stopped early: they are the baseline every
+    transfer arm must beat, and a baseline cut at a rung would make a weak transfer arm look better."""
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    class BaselineASHA(ASHAScheduler):
+        def on_trial_result(self, tune_controller, trial, result):
+            decision = super().on_trial_result(tune_controller, trial, result)  # records the rung result
+            return TrialScheduler.CONTINUE if is_scratch_config(trial.config[TRIAL_KEY]) else decision
+
+    return BaselineASHA(**kwargs)
+
+
+def selection_margin(setting, scratch_valid, n_valid):
+    """How much a transfer trial's validation metric must exceed the best no-transfer trial's to win.
+    ``se``: one standard error of a per-user mean of a metric in [0, 1] with mean s over n users,
+    sqrt(s (1 - s) / n) (exact for HR, an upper bound for NDCG/MRR/... by the Bhatia-Davis inequality)."""
+    if setting == "se":
+        s = min(max(float(scratch_valid), 0.0), 1.0)
+        return math.sqrt(s * (1.0 - s) / max(int(n_valid), 1))
+    return float(setting)
+
+
+def choose_winner(rows, setting="se", n_valid=1):
+    """The winning row and why: the best validation metric (ties: the earlier trial, no transfer first),
+    unless it is a transfer trial that beats the best no-transfer trial by no more than the margin."""
     scored = [r for r in rows if r["best_valid"] is not None and not r["ended"].startswith("error")]
     if not scored:
-        return None
-    return max(scored, key=lambda r: (r["best_valid"], -r["index"]))
+        return None, "no trial reported a validation metric"
+    best = max(scored, key=lambda r: (r["best_valid"], -r["index"]))
+    scratch = [r for r in scored if is_scratch(r)]
+    if is_scratch(best) or not scratch:
+        return best, "best validation metric"
+    base = max(scratch, key=lambda r: (r["best_valid"], -r["index"]))
+    margin = selection_margin(setting, base["best_valid"], n_valid)
+    lead = best["best_valid"] - base["best_valid"]
+    if lead <= margin:
+        return base, f"{best['label']} led no transfer by {lead:.4f} <= margin {margin:.4f}: no transfer kept"
+    return best, f"leads no transfer by {lead:.4f} > margin {margin:.4f}"
 
 
 def _write_best_yaml(path, state, target, row, metric, valid, test):
@@ -395,7 +457,7 @@ def _safe(name):
 
 def _search_target(state, run_dir, target, space, pretrained, emit, resume):
     from ray import air, tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers import FIFOScheduler
 
     name = _safe(target)
     path = os.path.join(run_dir, name)
@@ -404,14 +466,11 @@ def _search_target(state, run_dir, target, space, pretrained, emit, resume):
         with open(os.path.join(path, "result.json"), "r", encoding="utf-8") as f:
             return json.load(f)
     trials = space.trials(state["seed"], state["default_transfer"])
-    target_config = _check_trials(state, target, trials, pretrained) if pretrained is not None else None
-    if target_config is None:
-        from ..quick_start import domain_config
-
-        target_config = domain_config(state["model"], target, state["config_files"], state["config_dict"], key="target")
+    data = _check_trials(state, target, trials, pretrained)
+    target_config, n_valid = data.config, int(data.valid_data._dataset.inter_num)
     metric, epochs = _check_run_keys(target_config)
     if space.scheduler["type"] == "asha":
-        scheduler = ASHAScheduler(
+        scheduler = _baseline_asha(
             time_attr="epoch", max_t=epochs, grace_period=min(space.scheduler.get("grace_period", 3), epochs),
             reduction_factor=space.scheduler.get("reduction_factor", 3),
         )
@@ -456,8 +515,9 @@ def _search_target(state, run_dir, target, space, pretrained, emit, resume):
     table = trial_table(rows, metric)
     out = {"target": target, "metric": metric, "rows": rows, "table": table, "trials": len(rows),
            "trial_epochs": sum(r["epochs"] for r in rows), "errors": sum(r["ended"].startswith("error") for r in rows)}
-    best = _winner(rows)
-    scratch = [r for r in rows if parse_transfer(r["config"].get("transfer", NO_TRANSFER))[0] == NO_TRANSFER and r["best_valid"] is not None]
+    best, why = choose_winner(rows, space.scratch_margin, n_valid)
+    out.update(n_valid=n_valid, selection=why)
+    scratch = [r for r in rows if is_scratch(r) and r["best_valid"] is not None]
     out["scratch_valid"] = max((r["best_valid"] for r in scratch), default=None)
     if best is None:
         out.update(best=None, test_result={}, best_yaml=None, command=None)
@@ -502,6 +562,7 @@ def run_search(
     from ..quick_start import PretrainedSource, pretrain_source
 
     emit = progress or (lambda msg: logger.info(msg))
+    _probe_address(ray_address)
     if resume:
         run_dir = os.path.abspath(resume)
         state = _load_state(run_dir)
@@ -541,7 +602,7 @@ def run_search(
                 outcomes.append(out)
                 best = out["best"]
                 if best:
-                    emit(f"[{target}] best: {best['label']} ({out['metric']} {best['best_valid']:.4f}); "
+                    emit(f"[{target}] best: {best['label']} ({out['metric']} {best['best_valid']:.4f}; {out['selection']}); "
                          f"test {out['test_result']}; reproduce: {out['command']}")
     table = summary_table(outcomes)
     with open(os.path.join(run_dir, "summary.md"), "w", encoding="utf-8") as f:

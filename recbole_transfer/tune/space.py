@@ -6,6 +6,7 @@ A search-space file::
     num_samples: 1        # random draws per grid point of a branch (a branch with no random entry runs once)
     scheduler: {type: asha, grace_period: 3, reduction_factor: 3}   # or {type: fifo}
     cpus_per_trial: 1
+    scratch_margin: se    # a transfer trial must beat no transfer on validation by more than this to win
     parameters:           # entries used in every branch
       learning_rate: {type: float, low: 0.0005, high: 0.01, log: true}
     branches:             # one per strategy; an entry inside a branch only exists in that branch
@@ -40,7 +41,7 @@ from ..transfer import NO_TRANSFER, parse_transfer
 from ..utils import property_file
 
 DEFAULT_SPACE = property_file("tune", "layer_transfer.yaml")
-TOP_KEYS = ("metric", "num_samples", "scheduler", "cpus_per_trial", "parameters", "branches")
+TOP_KEYS = ("metric", "num_samples", "scheduler", "cpus_per_trial", "scratch_margin", "parameters", "branches")
 ENTRY_TYPES = ("float", "int", "choice", "grid")
 ENTRY_KEYS = {"float": {"low", "high", "log"}, "int": {"low", "high", "log"}, "choice": {"values"}, "grid": {"values"}}
 SCHEDULERS = {"asha": {"grace_period", "reduction_factor"}, "fifo": set()}
@@ -119,6 +120,10 @@ class SearchSpace:
         if isinstance(self.cpus_per_trial, bool) or not isinstance(self.cpus_per_trial, (int, float)) or self.cpus_per_trial <= 0:
             raise _err("cpus_per_trial", f"expected a positive number, got {self.cpus_per_trial!r}")
         self.scheduler = self._scheduler(spec.get("scheduler") or {"type": "asha"})
+        self.scratch_margin = spec.get("scratch_margin", "se")
+        margin = self.scratch_margin
+        if margin != "se" and (isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0):
+            raise _err("scratch_margin", f"expected 'se' or a number >= 0, got {margin!r}")
         known = plugin_keys() | recbole_keys()
         self.parameters = self._entries("parameters", spec.get("parameters") or {}, known)
         branches = spec.get("branches") or {}
