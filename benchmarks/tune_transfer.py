@@ -77,7 +77,8 @@ def run(seeds, work, threads):
             for out in outcomes:
                 for row in out["rows"]:
                     rows.append({
-                        "seed": seed, "kind": kind, "target": out["target"], "arm": row["label"], "config": row["config"],
+                        "seed": seed, "kind": kind, "target": out["target"], "arm": row["label"], "label": row["label"],
+                        "config": row["config"],
                         "index": row["index"], "best_valid": row["best_valid"], "epochs": row["epochs"],
                         "ended": row["ended"], "model_file": row["model_file"], "n_valid": out.get("n_valid"),
                         "test": None, "wall_s": wall,
