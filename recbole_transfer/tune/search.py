@@ -38,10 +38,11 @@ import warnings
 import yaml
 
 from ..config import TransferConfig
+from ..scenario import scenario_targets
 from ..errors import TransferConfigError, TransferError, did_you_mean
 from ..transfer import NO_TRANSFER, LayerTransfer, parse_transfer
 from ..utils import stable_hash
-from .space import BRANCH_KEY, SearchSpace
+from .space import BRANCH_KEY, SearchSpace, is_no_transfer
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def _trial(config, setup):
     params = {k: v for k, v in config[TRIAL_KEY].items() if k != BRANCH_KEY}
     config_dict = {**setup["config_dict"], **params, "seed": trial_seed(setup["seed"], params)}
     pretrained = None
-    if not LayerTransfer(params.get("transfer", NO_TRANSFER)).is_identity:
+    if not is_no_transfer(params):
         pretrained = pretrain_source(
             setup["model"], setup["source"], setup["config_files"],
             {**config_dict, "source_checkpoint": setup["source_checkpoint"]}, verbose=False,
@@ -245,11 +246,7 @@ def _new_state(model, source, targets, config_files, config_dict, space_path, nu
     config_dict = _absolute_config(config_dict or {}, probe, run_dir)
     model = model or probe["model"]
     source = source or probe["source"]
-    if isinstance(targets, str):
-        targets = [t for t in targets.replace(",", " ").split() if t]
-    targets = list(targets or probe["targets"] or [])
-    if not targets:
-        raise TransferConfigError("targets: no target given (--target=<name>, or a 'targets:' list)")
+    targets = scenario_targets(probe, targets or None)
     space = SearchSpace.from_file(space_path)
     if space.metric:
         config_dict["valid_metric"] = space.metric
@@ -258,7 +255,7 @@ def _new_state(model, source, targets, config_files, config_dict, space_path, nu
         if space.num_samples < 1:
             raise TransferConfigError(f"num_samples={num_samples!r}: must be >= 1")
     default_transfer = config_dict.get("transfer", probe["transfer"]) or NO_TRANSFER
-    if not source and any(not LayerTransfer(t["transfer"]).is_identity for t in space.trials(0, default_transfer)):
+    if not source and not all(is_no_transfer(t) for t in space.trials(0, default_transfer)):
         raise TransferConfigError("source: the search space transfers layers but no source is given (--source=<name>)")
     return {
         "model": model, "source": source, "targets": targets, "config_files": files, "config_dict": config_dict,
@@ -352,14 +349,6 @@ def trial_table(rows, metric):
     return "\n".join(lines)
 
 
-def is_scratch(row):
-    return is_scratch_config(row["config"])
-
-
-def is_scratch_config(params):
-    return parse_transfer(params.get("transfer", NO_TRANSFER))[0] == NO_TRANSFER
-
-
 def _baseline_asha(**kwargs):
     """Ray's ASHA, except that no-transfer trials are never stopped early: they are the baseline every
     transfer arm must beat, and a baseline cut at a rung would make a weak transfer arm look better."""
@@ -368,7 +357,7 @@ def _baseline_asha(**kwargs):
     class BaselineASHA(ASHAScheduler):
         def on_trial_result(self, tune_controller, trial, result):
             decision = super().on_trial_result(tune_controller, trial, result)  # records the rung result
-            return TrialScheduler.CONTINUE if is_scratch_config(trial.config[TRIAL_KEY]) else decision
+            return TrialScheduler.CONTINUE if is_no_transfer(trial.config[TRIAL_KEY]) else decision
 
     return BaselineASHA(**kwargs)
 
@@ -390,8 +379,8 @@ def choose_winner(rows, setting="se", n_valid=1):
     if not scored:
         return None, "no trial reported a validation metric"
     best = max(scored, key=lambda r: (r["best_valid"], -r["index"]))
-    scratch = [r for r in scored if is_scratch(r)]
-    if is_scratch(best) or not scratch:
+    scratch = [r for r in scored if is_no_transfer(r["config"])]
+    if is_no_transfer(best["config"]) or not scratch:
         return best, "best validation metric"
     base = max(scratch, key=lambda r: (r["best_valid"], -r["index"]))
     margin = selection_margin(setting, base["best_valid"], n_valid)
@@ -407,7 +396,7 @@ def _write_best_yaml(path, state, target, row, metric, valid, test):
     keys["num_threads"] = state["num_threads"]
     if row["stopped_early"]:  # ASHA ended it: the same epochs reproduce the same best epoch
         keys["epochs"] = row["epochs"]
-    if not LayerTransfer(params.get("transfer", NO_TRANSFER)).is_identity:
+    if not is_no_transfer(params):
         keys["source_checkpoint"] = state["source_checkpoint"]
     files = " ".join(state["config_files"] + [path])
     command = (f"python run_recbole_transfer.py --model={state['model']} --source={state['source']} "
@@ -455,7 +444,7 @@ def _safe(name):
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))
 
 
-def _search_target(state, run_dir, target, space, pretrained, emit, resume):
+def _search_target(state, run_dir, target, space, trials, pretrained, emit, resume):
     from ray import air, tune
     from ray.tune.schedulers import FIFOScheduler
 
@@ -465,7 +454,6 @@ def _search_target(state, run_dir, target, space, pretrained, emit, resume):
         emit(f"[{target}] search already finished: {os.path.join(path, 'result.json')}")
         with open(os.path.join(path, "result.json"), "r", encoding="utf-8") as f:
             return json.load(f)
-    trials = space.trials(state["seed"], state["default_transfer"])
     data = _check_trials(state, target, trials, pretrained)
     target_config, n_valid = data.config, int(data.valid_data._dataset.inter_num)
     metric, epochs = _check_run_keys(target_config)
@@ -517,7 +505,7 @@ def _search_target(state, run_dir, target, space, pretrained, emit, resume):
            "trial_epochs": sum(r["epochs"] for r in rows), "errors": sum(r["ended"].startswith("error") for r in rows)}
     best, why = choose_winner(rows, space.scratch_margin, n_valid)
     out.update(n_valid=n_valid, selection=why)
-    scratch = [r for r in rows if is_scratch(r) and r["best_valid"] is not None]
+    scratch = [r for r in rows if is_no_transfer(r["config"]) and r["best_valid"] is not None]
     out["scratch_valid"] = max((r["best_valid"] for r in scratch), default=None)
     if best is None:
         out.update(best=None, test_result={}, best_yaml=None, command=None)
@@ -559,7 +547,7 @@ def run_search(
     ``resume=<run dir>`` continues an interrupted search (all other arguments are read from it).
     Raises TransferError on bad input, SearchInterrupted when the search did not finish.
     """
-    from ..quick_start import PretrainedSource, pretrain_source
+    from ..quick_start import pretrain_source
 
     emit = progress or (lambda msg: logger.info(msg))
     _probe_address(ray_address)
@@ -581,8 +569,8 @@ def run_search(
     outcomes = []
     with contextlib.chdir(run_dir):  # RecBole writes log/ and log_tensorboard/ into the working directory
         pretrained = None
-        transfers = any(not LayerTransfer(t["transfer"]).is_identity for t in space.trials(state["seed"], state["default_transfer"]))
-        if transfers:
+        trials = space.trials(state["seed"], state["default_transfer"])
+        if not all(is_no_transfer(t) for t in trials):
             source_dict = {**state["config_dict"], "num_threads": state["num_threads"],
                            "checkpoint_dir": os.path.join(run_dir, "source")}
             if state["source_checkpoint"] and os.path.isfile(state["source_checkpoint"]):
@@ -594,11 +582,10 @@ def run_search(
                 _save_state(run_dir, state)
                 emit(f"source {state['source']!r} pretrained once in {time.time() - start:.1f}s "
                      f"(test {dict(pretrained.test_result)}); every trial loads {pretrained.model_file}")
-            assert isinstance(pretrained, PretrainedSource)
         with ray_session(ray_address, num_cpus):
             _check_cluster(space, emit)
             for target in state["targets"]:
-                out = _search_target(state, run_dir, target, space, pretrained, emit, resume)
+                out = _search_target(state, run_dir, target, space, trials, pretrained, emit, resume)
                 outcomes.append(out)
                 best = out["best"]
                 if best:

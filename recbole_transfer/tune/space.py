@@ -49,6 +49,11 @@ BRANCH_KEY = "branch"  # trial configs carry their branch name under this key
 ADDED_NONE = "no-transfer (added)"  # branch of the no-transfer arm added to a space that has none
 
 
+def is_no_transfer(params):
+    """True for a trial configuration that trains from scratch (its ``transfer`` is none)."""
+    return parse_transfer(params.get("transfer", NO_TRANSFER))[0] == NO_TRANSFER
+
+
 def _err(where, msg):
     return TransferConfigError(f"search space {where}: {msg}")
 
@@ -203,7 +208,7 @@ class SearchSpace:
                     if key not in seen:  # e.g. two branches that both hold transfer: none
                         seen.add(key)
                         out.append(trial)
-        self.added_none = not any(parse_transfer(t["transfer"])[0] == NO_TRANSFER for t in out)
+        self.added_none = not any(is_no_transfer(t) for t in out)
         if self.added_none:
             out.insert(0, {BRANCH_KEY: ADDED_NONE, "transfer": NO_TRANSFER})
         return out
