@@ -34,7 +34,7 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 
 from recbole_transfer.scenario import DEFAULT_SCENARIO  # noqa: E402
 from recbole_transfer.tune import SearchSpace, run_search  # noqa: E402
-from recbole_transfer.tune.search import _test_once, choose_winner  # noqa: E402
+from recbole_transfer.tune.search import _test_once, choose_winner, selection_margin  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 METRIC = "hit@10"
@@ -145,10 +145,16 @@ def tables(rows):
     total[6] = asha_e / grid_e
     mean.append(_mean_row("**all**", total))
     worst = min(v[5] - v[0] for vals in stacked for v in vals)
+    noise = []  # one standard error of scratch's validation HR@10, sqrt(s(1-s)/n): the 1-SE rule's margin
+    for target in targets:
+        grid = [r for r in rows if r["kind"] == "grid" and r["target"] == target and r["arm"] == "none"]
+        se = np.mean([selection_margin("se", r["best_valid"], r["n_valid"]) for r in grid])
+        noise.append(f"{target} n={grid[0]['n_valid']} SE={se:.3f}")
     walls = {(r["seed"], r["kind"]): r["wall_s"] for r in rows}
     wall = (f"Wall time per seed (5 targets, Ray on all cores): grid {np.mean([w for (s, k), w in walls.items() if k == 'grid']):.0f}s, "
             f"tuned {np.mean([w for (s, k), w in walls.items() if k == 'asha']):.0f}s. "
-            f"Worst single (seed, target) of the tuned 1-SE pick vs scratch: {worst:+.4f} HR@10.")
+            f"Worst single (seed, target) of the tuned 1-SE pick vs scratch: {worst:+.4f} HR@10. "
+            f"Validation users and one standard error of scratch's validation HR@10 (mean over seeds): {'; '.join(noise)}.")
     title = f"Test HR@10, mean of {len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))})"
     return f"{title}\n\n" + "\n".join(mean) + "\n\n" + wall + "\n\nPer seed\n\n" + "\n".join(per_seed)
 

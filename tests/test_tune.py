@@ -88,6 +88,8 @@ def test_one_validation_report_per_epoch_and_no_test_metric(search):
         assert [int(r["training_iteration"]) for r in progress] == list(range(1, row["epochs"] + 1))
         assert all(r["valid_hit@10"] != "" for r in progress)
         assert not any(key.startswith("test") for key in progress[0])
+        log = open(os.path.join(row["path"], "recbole.log"), encoding="utf-8").read()
+        assert "valid result" in log and "test result: OrderedDict" not in log  # validated, never tested
         if row["ended"] == "finished":
             assert row["epochs"] == 2
         else:
