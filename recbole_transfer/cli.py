@@ -26,8 +26,8 @@ def _parser():
     p.add_argument("--source", default=None, help="source dataset or derived-domain name")
     p.add_argument("--target", "--dataset", "-d", dest="target", default=None, help="target dataset or derived-domain name")
     p.add_argument("--config_files", type=str, default=None, help="config files, separated by spaces")
-    p.add_argument("--scenario", action="store_true", help="run every arm on every target (gain table)")
-    p.add_argument("--arms", default=None, help="scenario arms, e.g. \"[none,config-1,config-5]\" (default: none + config-1..7)")
+    p.add_argument("--scenario", action="store_true", help="run every arm on every target (gain table; PeterRec: method x task table)")
+    p.add_argument("--arms", default=None, help="scenario arms, e.g. \"[none,config-1,config-5]\" (default: none + config-1..7; PeterRec: pop, finecls, finelast, fineall, peterrec/serial, peterrec/parallel, peterzero/serial)")
     p.add_argument("--seeds", default=None, help="scenario seeds, e.g. \"[2020,2021,2022]\" (default: the seed key)")
     p.add_argument("--output", default=None, help="scenario: write rows (JSON) and the table (Markdown) with this path prefix")
     p.add_argument("--evaluate", metavar="CHECKPOINT", default=None, help="reload a recbole_transfer checkpoint and test it")
@@ -74,26 +74,28 @@ def _quiet_logging():
 
 
 def run_scenario_cli(args, config_files, config_dict):
-    from .scenario import DEFAULT_SCENARIO, gain_table, run_scenario
+    from .scenario import default_scenario, gain_table, method_table, run_scenario
 
     if not args.verbose:
         _quiet_logging()
-    files = [DEFAULT_SCENARIO] + config_files
+    files = [default_scenario(args.model)] + config_files
     targets = _listish(config_dict.pop("targets", None)) or ([args.target] if args.target else None)
     seeds = [int(s) for s in _listish(args.seeds)] if args.seeds else None
     arms = _listish(args.arms)
     start = time.time()
-    _print("recbole_transfer: layer-transfer scenario " + " ".join(os.path.basename(f) for f in files))
+    _print("recbole_transfer: scenario " + " ".join(os.path.basename(f) for f in files))
     rows = run_scenario(args.model, args.source, targets, files, config_dict, arms, seeds, progress=_print, verbose=args.verbose)
-    table = gain_table(rows)
-    ndcg = gain_table(rows, metric="test_ndcg@10")
-    _print("\n" + table + "\n\n" + ndcg + f"\n\ntotal wall time {time.time() - start:.0f}s")
+    if any(r.get("trainable") for r in rows):  # fine-tuning methods (PeterRec): the method x task table
+        tables = method_table(rows)
+    else:
+        tables = gain_table(rows) + "\n\n" + gain_table(rows, metric="test_ndcg@10")
+    _print("\n" + tables + f"\n\ntotal wall time {time.time() - start:.0f}s")
     if args.output:
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
         with open(args.output + ".json", "w", encoding="utf-8") as f:
             json.dump(rows, f, indent=1)
         with open(args.output + ".md", "w", encoding="utf-8") as f:
-            f.write(table + "\n\n" + ndcg + "\n")
+            f.write(tables + "\n")
         _print(f"wrote {args.output}.json and {args.output}.md")
     return 0
 
@@ -142,9 +144,13 @@ def main(argv=None):
         if args.scenario or args.target is None:
             return run_scenario_cli(args, config_files, config_dict)
         from .quick_start import run_transfer
+        from .scenario import PETERREC_SCENARIO, default_scenario
 
+        if default_scenario(args.model) == PETERREC_SCENARIO:  # its task domains and source, unless overridden
+            config_files = [PETERREC_SCENARIO] + config_files
         result = run_transfer(args.model, args.source, args.target, config_files, config_dict)
-        _print(f"transfer={result['transfer']} ({result['transfer_mode']})  test: {dict(result['test_result'])}")
+        mode = f" ({result['transfer_mode']})" if result["trainable"] is None else ""
+        _print(f"transfer={result['transfer']}{mode}  test: {dict(result['test_result'])}")
         if result["relatedness"] is not None:
             _print(f"KL relatedness R(source, target) = {result['relatedness']:.4f}")
         _print(f"model file: {result['model_file']}")

@@ -12,6 +12,7 @@ drop of the ranking metrics of the evaluation protocol (the spec allows either).
 
 import numpy as np
 
+from .errors import TransferConfigError
 from .trainer import TransferTrainer
 from .transfer import layer_groups
 
@@ -35,11 +36,17 @@ def _erased(module, index=None):
 
 def layer_importance(config, model, eval_data, metric="hit@10"):
     """Rows per layer group: neuron-drop statistics and the whole-layer drop, for ``metric``."""
+    groups = layer_groups(model, config["transfer_containers"])
+    if not groups:
+        raise TransferConfigError(
+            f"importance: {type(model).__name__} declares no layer groups fc1..fcK (transfer_containers); "
+            f"representation erasure applies to layer-transfer models such as TransferMLP, NeuMF, DMF"
+        )
     model.eval()
     trainer = TransferTrainer(config, model, stage="analysis")
     base = _evaluate(trainer, eval_data)
     rows = []
-    for group, names in layer_groups(model, config["transfer_containers"]).items():
+    for group, names in groups.items():
         for name in names:
             module = model.get_submodule(name)
             drops = []
@@ -67,7 +74,7 @@ def layer_importance(config, model, eval_data, metric="hit@10"):
 
 def importance_table(base, rows, metric="hit@10"):
     header = f"Representation erasure on held-out data (base {metric} = {base[metric]:.4f}); drops are relative"
-    lines = [header, f"| group | module | neurons | mean drop | median | max | share > 1% | whole layer |",
+    lines = [header, "| group | module | neurons | mean drop | median | max | share > 1% | whole layer |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(

@@ -19,8 +19,9 @@ from recbole.utils import init_logger, init_seed
 from .config import TransferConfig, get_model
 from .data import check_enough_items, id_tokens, kl_relatedness, resolve_domain, user_counts
 from .errors import TransferConfigError
-from .trainer import TransferTrainer, load_checkpoint
-from .transfer import LayerTransfer
+from .transfer.patches import backbone_of, check_backbone
+from .trainer import TransferTrainer, load_checkpoint, load_model_state
+from .transfer import PatchTransfer, make_strategy
 from .utils import set_threads
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,9 @@ def train_domain(
         logger.info("\n%s", report)
     trainer = TransferTrainer(config, model, stage=stage)
     trainer.extra_state = dict(extra_state or {})
+    if isinstance(strategy, PatchTransfer):  # save what fine-tuning changed, over the pretrained checkpoint
+        trainer.state_keys = strategy.delta_keys(model)
+        trainer.extra_state.update(delta_of=os.path.abspath(config["source_checkpoint"]), source_keys=strategy.source_keys)
     start = time.time()
     curve = []  # (epoch, seconds since fit start, valid score): for time-to-quality measurements
 
@@ -132,16 +136,22 @@ def train_domain(
         "fit_seconds": fit_seconds,
         "valid_curve": curve,
         "transfer_report": report,
+        "trainable": strategy.counts(model) if isinstance(strategy, PatchTransfer) else None,
     }
 
 
 def pretrain_source(model, source, config_file_list=None, config_dict=None, verbose=True, before_fit=None):
     """Source stage: train on the source domain once, or load ``source_checkpoint`` when given.
 
+    The source model is ``source_model`` when set (PeterRec pretrains NextItNet), else ``model``.
+
     ``before_fit(source_state_dict, source_id_tokens)`` runs before training, or after loading the
     checkpoint (e.g. checks shapes and id spaces against the target).
     """
     probe = domain_config(model, source, config_file_list, config_dict, key="source")
+    model = probe["source_model"] or model
+    if model != probe["model"]:
+        probe = domain_config(model, source, config_file_list, config_dict, key="source")
     checkpoint_path = probe["source_checkpoint"]
     if checkpoint_path:
         checkpoint = load_checkpoint(checkpoint_path)
@@ -183,7 +193,10 @@ def run_transfer(
     target_config = domain_config(model, target, config_file_list, config_dict, key="target")
     if log:
         init_logger(target_config)
-    strategy = LayerTransfer.from_config(target_config)
+    strategy = make_strategy(target_config)
+    if isinstance(strategy, PatchTransfer):
+        return _run_patch_transfer(model, source, target, config_file_list, config_dict, target_config, strategy,
+                                   saved, pretrained, verbose, on_epoch, evaluate_test)
     if not strategy.is_identity and pretrained is None and source is None:
         raise TransferConfigError(
             f"source: transfer={target_config['transfer']!r} needs a source domain (--source=<dataset>)"
@@ -213,6 +226,36 @@ def run_transfer(
     relatedness = None
     if pretrained is not None:
         relatedness = kl_relatedness(pretrained.user_counts, user_counts(data.dataset))
+    return _result(target_config, strategy, data, out, pretrained, relatedness)
+
+
+def _run_patch_transfer(model, source, target, config_file_list, config_dict, target_config, strategy, saved,
+                        pretrained, verbose, on_epoch, evaluate_test):
+    """PeterRec: pretrain (or load) the source network, then build the target model on its checkpoint."""
+    source = source or target_config["source"]
+    if pretrained is None:
+        if source is None and not target_config["source_checkpoint"]:
+            raise TransferConfigError(
+                f"source: transfer={strategy.method!r} needs a pretrained network: --source=<domain> "
+                f"(pretrains {target_config['source_model']} on it) or source_checkpoint=<file>"
+            )
+        spec = backbone_of(target_config["source_model"], target_config["backbone_modules"])
+        pretrained = pretrain_source(
+            model, source, config_file_list, config_dict, verbose=verbose,
+            before_fit=lambda source_state, _ids: check_backbone(spec, source_state, target_config["source_model"]),
+        )
+    config_dict = {**dict(config_dict or {}), "source_checkpoint": os.path.abspath(pretrained.model_file)}
+    target_config = domain_config(model, target, config_file_list, config_dict, key="target")
+    data = prepare_domain(target_config, key="target")
+    logger.info("==== stage: target (%s on %s, transfer=%s) ====", target_config["model"], target_config["dataset"], strategy.label)
+    out = train_domain(
+        data, "target", strategy=strategy, source_state=pretrained.state_dict, saved=saved, verbose=verbose,
+        on_epoch=on_epoch, evaluate_test=evaluate_test,
+    )
+    return _result(target_config, strategy, data, out, pretrained, None)
+
+
+def _result(target_config, strategy, data, out, pretrained, relatedness):
     logger.info("best valid: %s", out["best_valid_result"])
     logger.info("test result: %s", out["test_result"])
     return {
@@ -234,6 +277,7 @@ def run_transfer(
         "data": data,
         "trained_model": out["model"],
         "trainer": out["trainer"],
+        "trainable": out["trainable"],
     }
 
 
@@ -252,7 +296,9 @@ def load_transfer_model(model_file, config_dict=None):
     data = prepare_domain(config)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, data.train_data._dataset).to(config["device"])
-    model.load_state_dict(checkpoint["state_dict"])
+    if checkpoint.get("delta_of"):  # fine-tuned patches/head over a pretrained network: rebuild, then load
+        make_strategy(config).apply(model, load_checkpoint(checkpoint["delta_of"])["state_dict"])
+    load_model_state(model, checkpoint)
     for name, param in model.named_parameters():
         param.requires_grad_(name in set(checkpoint.get("trainable", [])))
     model.eval()

@@ -1,9 +1,12 @@
-"""One source, many targets, many transfer arms: the paper's Table 3 experiment.
+"""One source, many targets, many transfer arms: the Table 3 experiments of both papers.
 
 ``run_scenario`` pretrains the source once per seed, then trains every (target, arm) pair through
-``run_transfer`` and collects test metrics. ``gain_table`` prints the paper's Table 3 shape:
-target x config, % HR@10 gain over scratch, the best config with its HR@10, and the KL relatedness
-of the target to the source.
+``run_transfer`` and collects test metrics. Arms are layer transfers (``none``, ``config-1``..) for
+layer-transfer models, or fine-tuning methods (``finecls``, ``peterrec/parallel``, ...) for PeterRec.
+``gain_table`` prints the layer-transfer paper's Table 3 shape: target x config, % HR@10 gain over
+scratch, the best config with its HR@10, and the KL relatedness of the target to the source.
+``method_table`` prints PeterRec's Table 3 shape: method x task, each task's own metric, with the
+trainable parameters of each method beside it.
 """
 
 import logging
@@ -12,15 +15,37 @@ from collections import defaultdict
 
 import numpy as np
 
-from .config import TransferConfig
+from .config import TransferConfig, get_model
 from .errors import TransferConfigError
 from .quick_start import pretrain_source, run_transfer
-from .transfer import ARMS, NO_TRANSFER, parse_transfer
+from .transfer import ARMS, NO_TRANSFER, PATCH_ARMS, PatchTransfer, arm_overrides, parse_transfer
 from .utils import property_file
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SCENARIO = property_file("scenario", "ml100k_genres.yaml")
+PETERREC_SCENARIO = property_file("scenario", "ml100k_peterrec.yaml")
+
+
+def default_scenario(model):
+    """The bundled scenario of a model: PeterRec's tasks, or the layer-transfer genres."""
+    return PETERREC_SCENARIO if model == "PeterRec" else DEFAULT_SCENARIO
+
+
+# Arms that train another RecBole model on the target alone (a baseline beside the transfer arms).
+# "bag": logistic regression on the user's source items (reads source_checkpoint, learns no transfer).
+BASELINE_ARMS = {"pop": "Popularity", "bag": "BagOfItems"}  # pop: on a profile task, the majority label
+
+
+def arm_label(arm, patches):
+    """Validate an arm and return its name in tables."""
+    if arm in BASELINE_ARMS:
+        return arm
+    if patches:
+        overrides = arm_overrides(arm)
+        PatchTransfer(overrides["transfer"], overrides.get("patch_position", "serial"))
+        return str(arm)
+    return parse_transfer(arm)[0]
 
 
 def scenario_targets(config, given=None):
@@ -44,28 +69,39 @@ def run_scenario(
     if not source:
         raise TransferConfigError("source: no source domain given (--source=<name> or a 'source:' key)")
     targets = scenario_targets(probe, targets)
-    arms = list(arms or ARMS)
-    for arm in arms:
-        parse_transfer(arm)
+    patches = bool(getattr(get_model(model), "transfer_methods", None))
+    arms = list(arms or (PATCH_ARMS if patches else ARMS))
+    labels = {arm: arm_label(arm, patches) for arm in arms}
     seeds = list(seeds or [probe["seed"]])
     total = len(seeds) * len(targets) * len(arms)
     rows, done, start = [], 0, time.time()
     for seed in seeds:
         seeded = {**config_dict, "seed": seed}
         t0 = time.time()
+        if progress:
+            progress(f"seed {seed}: source stage on {source!r} ...")
         pretrained = pretrain_source(model, source, config_file_list, seeded, verbose=verbose)
         if progress:
-            hr = pretrained.test_result.get("hit@10")
-            progress(f"seed {seed}: source {source!r} trained in {time.time() - t0:.1f}s (test HR@10 {hr})")
+            shown = ", ".join(f"{k} {v}" for k, v in (pretrained.test_result or {}).items()) or "from checkpoint"
+            progress(f"seed {seed}: source {source!r} trained in {time.time() - t0:.1f}s (test {shown})")
         for target in targets:
             for arm in arms:
-                result = run_transfer(
-                    model, source, target, config_file_list, {**seeded, "transfer": arm},
-                    pretrained=pretrained, verbose=verbose, log=False,
-                )
+                if arm in BASELINE_ARMS:
+                    result = run_transfer(
+                        BASELINE_ARMS[arm], None, target, config_file_list,
+                        {**seeded, "transfer": "none", "source_checkpoint": pretrained.model_file},
+                        verbose=verbose, log=False,
+                    )
+                else:
+                    result = run_transfer(
+                        model, source, target, config_file_list, {**seeded, **arm_overrides(arm)},
+                        pretrained=pretrained, verbose=verbose, log=False,
+                    )
                 done += 1
+                primary = str(result["config"]["valid_metric"]).lower()
                 row = {
-                    "seed": seed, "target": target, "arm": parse_transfer(arm)[0],
+                    "seed": seed, "target": target, "arm": labels[arm], "metric": primary,
+                    "trainable": result["trainable"],
                     "mode": result["transfer_mode"], "relatedness": result["relatedness"],
                     "epochs": result["epochs_run"], "seconds": result["fit_seconds"],
                     "valid_curve": result["valid_curve"],
@@ -74,9 +110,9 @@ def run_scenario(
                 }
                 rows.append(row)
                 if progress:
+                    shown = "  ".join(f"{k} {v:.4f}" for k, v in (result["test_result"] or {}).items())
                     progress(
-                        f"[{done}/{total}] seed {seed} target {target:<10} {row['arm']:<9} "
-                        f"HR@10 {row.get('test_hit@10', float('nan')):.4f}  NDCG@10 {row.get('test_ndcg@10', float('nan')):.4f}  "
+                        f"[{done}/{total}] seed {seed} target {target:<10} {row['arm']:<9} {shown}  "
                         f"epochs {row['epochs']:>3}  {row['seconds']:.1f}s  (elapsed {time.time() - start:.0f}s)"
                     )
     return rows
@@ -138,3 +174,36 @@ def gain_table(rows, metric="test_hit@10"):
     out = [fmt(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [fmt(c) for c in lines]
     title = f"Gain (%) of {short} over scratch (test, mean of {seeds} seed{'s' if seeds > 1 else ''}); transfer_mode={rows[0]['mode'] if rows else '-'}"
     return title + "\n\n" + "\n".join(out)
+
+
+METRIC_NAMES = {"hit@1": "accuracy"}
+
+
+def method_table(rows):
+    """PeterRec's Table 3: one row per method, one column per task (its own test metric, mean ± std over
+    seeds), then the method's trainable parameters without the head and their share of the network."""
+    tasks = list(dict.fromkeys(r["target"] for r in rows))
+    arms = list(dict.fromkeys(r["arm"] for r in rows))
+    metric_of = {r["target"]: r["metric"] for r in rows}
+    header = ["method"] + [f"{t} {METRIC_NAMES.get(metric_of[t], metric_of[t])}" for t in tasks] + [
+        "trainable w/o head", "% of network", "trainable with head (max over tasks)",
+    ]
+    lines = []
+    for arm in arms:
+        cells = [arm]
+        for task in tasks:
+            values = np.array([r[f"test_{r['metric']}"] for r in rows if r["arm"] == arm and r["target"] == task])
+            cells.append(f"{values.mean():.4f} ± {values.std():.4f}" if values.size else "-")
+        counts = [r["trainable"] for r in rows if r["arm"] == arm and r.get("trainable")]
+        if counts:
+            c = counts[0]
+            cells += [f"{c['trainable_no_head']:,}", f"{100.0 * c['trainable_no_head'] / c['network']:.2f}%",
+                      f"{max(x['trainable'] for x in counts):,}"]
+        else:
+            cells += ["-", "-", "-"]
+        lines.append(cells)
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
+    fmt = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    seeds = len(set(r["seed"] for r in rows))
+    title = f"Test metric per task (mean ± std over {seeds} seed{'s' if seeds > 1 else ''}); trainable parameters per method"
+    return title + "\n\n" + "\n".join([fmt(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [fmt(c) for c in lines])

@@ -93,3 +93,43 @@ def test_kl_relatedness():
     assert kl_relatedness(source, far) > 10 * kl_relatedness(source, close) > 0
     assert np.isfinite(kl_relatedness(np.array([1, 1]), np.array([500])))  # disjoint supports: smoothed
     assert list(histogram_bins(100)[:3]) == [1, 2, 3] and histogram_bins(100)[-1] > 100
+
+
+def test_label_task_with_stratified_user_holdout(workdir):
+    spec = {"base": "ml-100k", "label": {"field": "age", "bins": [18, 25, 35, 45, 50, 56]}, "seed": 4,
+            "user_holdout": {"valid": 0.1, "test": 0.2}}
+    folder = materialize("age", spec, "dataset/", "cache")
+    parts = {p: read(folder, "age", f"{p}.inter") for p in ("train", "valid", "test")}
+    users = [set(parts[p]["user_id:token"]) for p in parts]
+    assert sum(len(u) for u in users) == len(set.union(*users)) == 943  # every user in exactly one part
+    assert not os.path.exists(os.path.join(folder, "age", "age.user"))  # the label is not also a feature
+    labels = pd.concat(parts.values())["item_id:token"]
+    assert set(labels) == {"<18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+"}
+    share = {p: parts[p]["item_id:token"].value_counts(normalize=True) for p in parts}
+    assert (share["test"] - share["train"]).abs().max() < 0.03  # stratified by label
+    assert abs(len(parts["test"]) / 943 - 0.2) < 0.01
+    low = materialize("age_low", {**spec, "user_holdout": {"valid": 0.1, "test": 0.2, "label_fraction": 0.1}}, "dataset/", "cache")
+    assert set(read(low, "age_low", "test.inter")["user_id:token"]) == users[2]  # same test users
+    assert abs(len(read(low, "age_low", "train.inter")) - 0.1 * len(parts["train"])) <= 7
+    config = domain_config("PeterRec", "age", None, {"domains": {"age": spec}, "domain_cache_dir": "cache",
+                                                      "source_checkpoint": "unused.pth"})
+    assert config["benchmark_filename"] == ["train", "valid", "test"]
+
+
+def test_exclude_rule_keeps_the_complement(workdir):
+    rule = {"field": "class", "values": ["Comedy"], "match": "first"}
+    a = materialize("c", {"base": "ml-100k", "items": rule}, "dataset/", "cache")
+    b = materialize("not_c", {"base": "ml-100k", "items": {**rule, "exclude": True}}, "dataset/", "cache")
+    ia, ib = read(a, "c"), read(b, "not_c")
+    assert len(ia) + len(ib) == 100000 and set(ia["item_id:token"]).isdisjoint(ib["item_id:token"])
+
+
+@pytest.mark.parametrize("spec,message", [
+    ({"base": "ml-100k", "label": {"field": "gendr"}}, "did you mean 'gender'"),
+    ({"base": "ml-100k", "label": {"field": "gender", "bins": [30, 20]}}, "increasing numbers"),
+    ({"base": "ml-100k", "label": {"field": "gender"}, "user_holdout": {"valid": 0.5, "test": 0.5}}, "leaves no training users"),
+    ({"base": "ml-100k", "label": {"field": "gender"}, "user_holdout": {"tests": 0.2}}, "did you mean 'test'"),
+])
+def test_bad_label_and_holdout_specs(workdir, spec, message):
+    with pytest.raises((TransferConfigError, TransferDataError), match=message):
+        materialize("bad", spec, "dataset/", "cache")

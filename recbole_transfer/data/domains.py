@@ -13,15 +13,26 @@ A derived domain is declared under the ``domains`` key, by name::
         keep_fraction: 0.5                     # sparsify: keep this fraction of each user's interactions
         seed: 2020                             # seed of the sparsification
         config: {user_inter_num_interval: '[3,inf)'}   # RecBole keys for this domain only
+        label: {field: age, bins: [18, 25, 35, 45, 50, 56]}   # one interaction per user: (user, her label)
+        user_holdout: {valid: 0.1, test: 0.2, stratify: true, label_fraction: 1.0}  # users split 3 ways
 
 Match modes: ``exact`` (the value, or for a token sequence any token, equals one of ``values``; default),
 ``first`` (the first token of a token sequence), ``any`` (any token), ``prefix`` (starts with one of
-``values``, e.g. zip regions). ``user_split`` uses crc32 of the raw token: the same user lands in
+``values``, e.g. zip regions). A rule with ``exclude: true`` keeps what does NOT match. ``user_split`` uses crc32 of the raw token: the same user lands in
 the same part in every domain, so parts are disjoint across domains derived from one base.
 
 Each derived domain is written once, as atomic files ``<domain_cache_dir>/<name>/<name>.{inter,item,user}``
 with a ``spec.json`` of its resolved spec; it is rebuilt only when the spec changes. Building is
 deterministic (stable hashes, seeded sampling, sorted output).
+
+``label`` turns a domain into a user-profile task: each kept user becomes one interaction whose "item" is
+her label token (a field of the ``.user`` file; ``bins`` buckets a numeric field into ``<18``, ``18-24``,
+..., ``56+``). Such a domain has no ``.user`` / ``.item`` files, so the label never leaks in as a feature.
+``user_holdout`` splits USERS (not interactions) into train / valid / test, stratified by label when the
+domain has one, under ``seed`` (two domains with the same users, labels and seed get the same test users);
+``label_fraction`` keeps only that share of the training users (a low-label regime). It writes RecBole benchmark files ``<name>.{train,valid,test}.inter`` and sets
+``benchmark_filename``, so RecBole's own loaders use the split: test users are never seen in training
+(cold-start in the domain).
 """
 
 import json
@@ -39,10 +50,16 @@ from ..utils import BUNDLED_DATA_DIR, stable_hash
 
 logger = logging.getLogger(__name__)
 
-SPEC_KEYS = {"base", "items", "users", "time", "user_split", "prefix_ids", "keep_fraction", "seed", "config"}
-RULE_KEYS = {"field", "values", "match"}
+SPEC_KEYS = {
+    "base", "items", "users", "time", "user_split", "prefix_ids", "keep_fraction", "seed", "config", "label",
+    "user_holdout",
+}
+RULE_KEYS = {"field", "values", "match", "exclude"}
+LABEL_KEYS = {"field", "bins"}
+HOLDOUT_KEYS = {"valid", "test", "stratify", "label_fraction"}
+HOLDOUT_PARTS = ("train", "valid", "test")
 MATCH_MODES = ("exact", "first", "any", "prefix")
-SPEC_VERSION = 1
+SPEC_VERSION = 2
 
 
 def dataset_dir(name, data_path):
@@ -110,6 +127,17 @@ def validate_spec(name, spec):
             raise TransferConfigError(
                 f"domains.{name}.user_split={split!r}: expected {{parts: P >= 2, keep: [indices in 0..P-1]}}"
             )
+    label = spec.get("label")
+    if label is not None:
+        if not isinstance(label, dict) or "field" not in label or set(label) - LABEL_KEYS:
+            raise TransferConfigError(f"domains.{name}.label={label!r}: expected {{field, bins (optional)}}")
+        bins = label.get("bins")
+        if bins is not None and (not isinstance(bins, list) or not bins or not all(isinstance(b, (int, float)) for b in bins)
+                                 or list(bins) != sorted(set(bins))):
+            raise TransferConfigError(f"domains.{name}.label.bins={bins!r}: expected increasing numbers, e.g. [18, 25, 35]")
+    holdout = spec.get("user_holdout")
+    if holdout is not None:
+        holdout = _validate_holdout(name, holdout)
     if "time" in spec and not (isinstance(spec["time"], dict) and set(spec["time"]) <= {"start", "end"}):
         raise TransferConfigError(f"domains.{name}.time={spec['time']!r}: expected {{start, end}} (dates or unix seconds)")
     return {
@@ -122,7 +150,28 @@ def validate_spec(name, spec):
         "keep_fraction": float(frac),
         "seed": int(spec.get("seed", 2020)),
         "config": dict(spec.get("config") or {}),
+        "label": label,
+        "user_holdout": holdout,
     }
+
+
+def _validate_holdout(name, holdout):
+    if not isinstance(holdout, dict) or set(holdout) - HOLDOUT_KEYS:
+        bad = sorted(set(holdout) - HOLDOUT_KEYS)[0] if isinstance(holdout, dict) else None
+        raise TransferConfigError(
+            f"domains.{name}.user_holdout={holdout!r}: expected {{valid, test, stratify, label_fraction}}"
+            + (f"; unknown key {bad!r}{did_you_mean(bad, HOLDOUT_KEYS)}" if bad else "")
+        )
+    out = {"valid": holdout.get("valid", 0.1), "test": holdout.get("test", 0.2),
+           "stratify": bool(holdout.get("stratify", True)), "label_fraction": holdout.get("label_fraction", 1.0)}
+    for key in ("valid", "test", "label_fraction"):
+        if not isinstance(out[key], (int, float)) or not 0 < out[key] <= 1:
+            raise TransferConfigError(f"domains.{name}.user_holdout.{key}={out[key]!r}: must be in (0, 1]")
+    if out["valid"] + out["test"] >= 1:
+        raise TransferConfigError(
+            f"domains.{name}.user_holdout: valid + test = {out['valid'] + out['test']} leaves no training users"
+        )
+    return out
 
 
 def _rule_mask(frame, fields, rule, domain, key):
@@ -137,12 +186,14 @@ def _rule_mask(frame, fields, rule, domain, key):
     column = frame[fields[field]].astype(str)
     tokens = column.str.split(" ")
     if match == "first":
-        return tokens.str[0].isin(values)
-    if match == "prefix":
-        return column.apply(lambda s: any(s.startswith(v) for v in values))
-    if match == "any" or fields[field].endswith("token_seq"):
-        return tokens.apply(lambda ts: any(t in values for t in ts))
-    return column.isin(values)
+        mask = tokens.str[0].isin(values)
+    elif match == "prefix":
+        mask = column.apply(lambda s: any(s.startswith(v) for v in values))
+    elif match == "any" or fields[field].endswith("token_seq"):
+        mask = tokens.apply(lambda ts: any(t in values for t in ts))
+    else:
+        mask = column.isin(values)
+    return ~mask if rule.get("exclude", False) else mask
 
 
 def _to_seconds(value):
@@ -203,6 +254,11 @@ def _derive(name, spec, data_path):
         if suffix in tables:
             table, tfields = tables[suffix]
             out[suffix] = table[table[tfields[id_field]].isin(ids)].sort_values(tfields[id_field], kind="stable")
+    if spec["label"] is not None:
+        out = {"inter": _label_interactions(name, spec["label"], inter[ifields[uid]].unique(), tables)}
+    if spec["user_holdout"] is not None:
+        out.update(_holdout(name, spec, out["inter"]))
+        out["inter"] = pd.concat([out[f"{part}.inter"] for part in HOLDOUT_PARTS], ignore_index=True)
     if spec["prefix_ids"]:
         for suffix, frame in out.items():
             _, fields = (frame, {c.split(":")[0]: c for c in frame.columns})
@@ -210,6 +266,79 @@ def _derive(name, spec, data_path):
                 if id_field in fields:
                     frame[fields[id_field]] = f"{name}:" + frame[fields[id_field]]
     return out
+
+
+def bucket_labels(values, bins):
+    """Numeric values to bucket tokens: ``<b0``, ``b0-(b1-1)``, ..., ``bK+`` (integer bins read naturally)."""
+    edges = [float(b) for b in bins]
+    fmt = lambda v: f"{v:g}"  # noqa: E731
+    names = [f"<{fmt(edges[0])}"] + [
+        f"{fmt(lo)}-{fmt(hi - 1)}" if float(lo).is_integer() and float(hi).is_integer() else f"{fmt(lo)}-{fmt(hi)}"
+        for lo, hi in zip(edges, edges[1:])
+    ] + [f"{fmt(edges[-1])}+"]
+    return [names[int(np.searchsorted(edges, v, side="right"))] for v in values]
+
+
+def _label_interactions(name, label, users, tables):
+    if "user" not in tables:
+        raise TransferDataError(f"domains.{name}.label: the base dataset has no .user file to read labels from")
+    table, tfields = tables["user"]
+    field = label["field"]
+    if field not in tfields or field == "user_id":
+        raise TransferConfigError(
+            f"domains.{name}.label.field={field!r}: no such user field{did_you_mean(field, tfields)}; "
+            f"fields: {', '.join(f for f in tfields if f != 'user_id')}"
+        )
+    labels = table.set_index(tfields["user_id"])[tfields[field]]
+    users = sorted(u for u in users if u in labels.index and str(labels[u]) != "")
+    values = labels.loc[users].astype(str).tolist()
+    if label.get("bins") is not None:
+        try:
+            values = bucket_labels([float(v) for v in values], label["bins"])
+        except ValueError:
+            raise TransferDataError(f"domains.{name}.label.bins: field {field!r} is not numeric") from None
+    return pd.DataFrame({"user_id:token": users, "item_id:token": values})
+
+
+def _holdout(name, spec, inter):
+    """Split the users of ``inter`` into train / valid / test (stratified by the label when there is one)."""
+    holdout = spec["user_holdout"]
+    uid, iid = _col(inter, "user_id"), _col(inter, "item_id")
+    per_user = inter.groupby(uid, sort=True)[iid].first()
+    strata = per_user if (spec["label"] is not None and holdout["stratify"]) else pd.Series("all", index=per_user.index)
+    rng = np.random.default_rng(spec["seed"])  # not the name: age and a low-label age share test users
+    part_of = {}
+    for _, group in sorted(strata.groupby(strata), key=lambda kv: str(kv[0])):
+        users = list(group.index)
+        users = [users[k] for k in rng.permutation(len(users))]
+        n_test = int(round(len(users) * holdout["test"]))
+        n_valid = int(round(len(users) * holdout["valid"]))
+        train = users[n_test + n_valid:]
+        train = train[: max(1, int(round(len(train) * holdout["label_fraction"])))] if train else train
+        for part, chunk in (("test", users[:n_test]), ("valid", users[n_test:n_test + n_valid]), ("train", train)):
+            part_of.update({u: part for u in chunk})
+    parts = inter[uid].map(part_of)
+    out = {f"{part}.inter": inter[parts == part] for part in HOLDOUT_PARTS}
+    for part in HOLDOUT_PARTS:
+        if out[f"{part}.inter"].empty:
+            raise TransferDataError(
+                f"domains.{name}.user_holdout: the {part} part has no users ({len(per_user)} users in all); "
+                f"raise its share or use a bigger domain"
+            )
+    return out
+
+
+def _col(frame, field):
+    return next(c for c in frame.columns if c.split(":")[0] == field)
+
+
+def domain_config_extras(spec):
+    """RecBole keys a derived domain sets for itself: its ``config`` block, plus the benchmark files of a
+    user holdout."""
+    extra = dict((spec or {}).get("config") or {})
+    if (spec or {}).get("user_holdout") is not None:
+        extra["benchmark_filename"] = list(HOLDOUT_PARTS)
+    return extra
 
 
 def materialize(name, spec, data_path, cache_dir):
@@ -243,7 +372,7 @@ def resolve_domain(name, config_dict, data_path, cache_dir, domains, key):
     if name in (domains or {}):
         spec = domains[name]
         folder = materialize(name, spec, data_path, cache_dir)
-        return name, folder, dict((spec or {}).get("config") or {})
+        return name, folder, domain_config_extras(spec)
     if name is None:
         raise TransferConfigError(f"{key}: missing")
     check_dataset_exists(name, data_path, key=key)

@@ -1,4 +1,4 @@
-"""Synthetic source/target domains with a planted, transferable interaction function.
+"""Synthetic domains with planted, transferable structure (layer transfer; PeterRec sequences at the end).
 
 Users and items of a domain each belong to one of ``n_clusters`` latent clusters; a user interacts with
 items of her own cluster with probability ``signal`` and with a random item otherwise. Cluster labels
@@ -70,3 +70,32 @@ def write_planted_scenario(folder, shared_users=False, n_clusters=8, target_per_
     write_planted_domain(folder, "src", per_user=16, seed=1, **common)
     write_planted_domain(folder, "noise", per_user=16, signal=0.0, seed=2, **common)
     write_planted_domain(folder, "tgt", per_user=4, seed=3, **common)
+
+
+def write_planted_sequences(folder, name, n_users=600, n_items=600, length=10, n_clusters=2, signal=0.95, seed=0):
+    """Write item sequences whose users carry a hidden profile label: the cluster they draw items from.
+
+    Items are split into ``n_clusters`` equal clusters; a user of cluster c picks each next item from
+    cluster c with probability ``signal`` (else any item). ``<name>.inter`` holds the sequences (increasing
+    timestamps); ``<name>.user`` holds the label as the token field ``group`` (``g0``, ``g1``, ...), for a
+    ``label: {field: group}`` task domain. With many items and few labelled users, the label can only be
+    read from what next-item pretraining learned about items (which items go together), not from the
+    labelled users' own items: the planted setting of PeterRec's "pretraining matters" claim.
+    """
+    rng = np.random.default_rng(seed)
+    group = rng.integers(0, n_clusters, size=n_users)
+    item_cluster = np.arange(n_items) % n_clusters
+    items_of = [np.flatnonzero(item_cluster == c) for c in range(n_clusters)]
+    rows, clock = [], 0
+    for u in range(n_users):
+        for _ in range(length):
+            item = int(rng.choice(items_of[group[u]])) if rng.random() < signal else int(rng.integers(0, n_items))
+            clock += 1
+            rows.append(f"u{u}\ti{item}\t{clock}")
+    path = os.path.join(folder, name)
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, f"{name}.inter"), "w", encoding="utf-8") as f:
+        f.write("user_id:token\titem_id:token\ttimestamp:float\n" + "\n".join(rows) + "\n")
+    with open(os.path.join(path, f"{name}.user"), "w", encoding="utf-8") as f:
+        f.write("user_id:token\tgroup:token\n" + "\n".join(f"u{u}\tg{g}" for u, g in enumerate(group)) + "\n")
+    return len(rows)

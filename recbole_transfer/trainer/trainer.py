@@ -10,6 +10,8 @@ early stopping, evaluator, logging are RecBole's):
 - checkpoint names carry the stage, the dataset and a unique suffix (RecBole's have one-second
   resolution: parallel runs overwrite each other);
 - ``evaluate(load_best_model=True)`` and ``resume_checkpoint`` use the weights-only loader;
+- with ``state_keys`` set (model patches), checkpoints hold only those state entries: a *delta* over the
+  pretrained source checkpoint named in ``extra_state['delta_of']``;
 - with ``eval_seed`` set, sampled evaluation negatives (uniN) are drawn under that fixed seed and the
   random state is restored afterwards: every arm, and a reloaded model, is scored on the same
   candidates. Default ``eval_seed: ~`` keeps RecBole's behaviour exactly.
@@ -37,6 +39,7 @@ class TransferTrainer(Trainer):
         self.stage = stage
         self.extra_state = {}  # plain data stored in every checkpoint (e.g. source user counts)
         self.last_valid_result = None  # the latest validation result (all metrics), for epoch callbacks
+        self.state_keys = None  # save only these state entries (a delta checkpoint); None: the whole model
         super().__init__(config, model)
         name = f"{config['model']}-{config['dataset']}-{stage}-{uuid.uuid4().hex[:8]}.pth"
         self.saved_model_file = os.path.abspath(os.path.join(self.checkpoint_dir, name))
@@ -72,11 +75,15 @@ class TransferTrainer(Trainer):
             "epoch": epoch,
             "cur_step": self.cur_step,
             "best_valid_score": float(self.best_valid_score),
-            "state_dict": self.model.state_dict(),
+            "state_dict": self._saved_state(),
             "trainable": [n for n, p in self.model.named_parameters() if p.requires_grad],
             "optimizer": self.optimizer.state_dict(),
             **self.extra_state,
         }
+
+    def _saved_state(self):
+        state = self.model.state_dict()
+        return state if self.state_keys is None else {k: state[k] for k in self.state_keys}
 
     def _save_checkpoint(self, epoch, verbose=True, **kwargs):
         saved_model_file = kwargs.pop("saved_model_file", self.saved_model_file)
@@ -90,14 +97,14 @@ class TransferTrainer(Trainer):
         self.start_epoch = checkpoint["epoch"] + 1
         self.cur_step = checkpoint["cur_step"]
         self.best_valid_score = checkpoint["best_valid_score"]
-        self.model.load_state_dict(checkpoint["state_dict"])
+        load_model_state(self.model, checkpoint)
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
 
     def load_best(self, model_file=None):
         checkpoint_file = model_file or self.saved_model_file
         checkpoint = load_checkpoint(checkpoint_file, map_location=self.device)
-        self.model.load_state_dict(checkpoint["state_dict"])
+        load_model_state(self.model, checkpoint)
         self.logger.info(f"Loading model parameters from {checkpoint_file}")
 
     @torch.no_grad()
@@ -143,3 +150,17 @@ def load_checkpoint(path, map_location="cpu"):
             f"checkpoint {path!r}: not a recbole_transfer checkpoint (expected format {CHECKPOINT_FORMAT!r})"
         )
     return checkpoint
+
+
+def load_model_state(model, checkpoint):
+    """Load a checkpoint's weights; a delta checkpoint must cover every entry but its source's frozen ones."""
+    if not checkpoint.get("delta_of"):
+        model.load_state_dict(checkpoint["state_dict"])
+        return
+    result = model.load_state_dict(checkpoint["state_dict"], strict=False)
+    expected = set(checkpoint.get("source_keys", []))
+    if result.unexpected_keys or set(result.missing_keys) != expected:
+        raise TransferCheckpointError(
+            f"delta checkpoint over {checkpoint['delta_of']!r} does not fit the model: unexpected "
+            f"{result.unexpected_keys[:4]}, missing {sorted(set(result.missing_keys) - expected)[:4]}"
+        )

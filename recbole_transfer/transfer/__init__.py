@@ -1,9 +1,11 @@
 """Transfer strategies and the layer names they act on."""
 
 from .layers import ARMS, NO_TRANSFER, PAPER_CONFIGS, layer_groups, parse_transfer, resolve_layers
-from .strategy import LayerTransfer, trainable_summary
+from .patches import METHODS, PATCH_ARMS, PatchTransfer, arm_overrides, is_patch_method
+from .strategy import LayerTransfer, make_strategy, trainable_summary
 
 __all__ = [
     "ARMS", "NO_TRANSFER", "PAPER_CONFIGS", "layer_groups", "parse_transfer", "resolve_layers",
-    "LayerTransfer", "trainable_summary",
+    "LayerTransfer", "make_strategy", "trainable_summary",
+    "METHODS", "PATCH_ARMS", "PatchTransfer", "arm_overrides", "is_patch_method",
 ]

@@ -10,7 +10,7 @@ import logging
 
 import torch
 
-from ..errors import TransferLayerError
+from ..errors import TransferConfigError, TransferLayerError
 from .layers import parse_transfer, resolve_layers
 
 logger = logging.getLogger(__name__)
@@ -127,3 +127,20 @@ class LayerTransfer:
             lines.append(f"{name:<{width}}  {str(shape):<14}  {action}")
         lines.append(self._summary)
         return "\n".join(lines)
+
+
+def make_strategy(config):
+    """The strategy a config asks for: model patches for a model that declares ``transfer_methods``
+    (PeterRec), layer transfer otherwise. Raises TransferConfigError for a method the model cannot take."""
+    from ..config import get_model
+    from .patches import METHODS, PatchTransfer, is_patch_method
+
+    methods = getattr(get_model(config["model"]), "transfer_methods", None)
+    if methods:
+        return PatchTransfer.from_config(config)
+    if is_patch_method(config["transfer"]):
+        raise TransferConfigError(
+            f"transfer={config['transfer']!r}: a PeterRec fine-tuning method ({', '.join(METHODS)}); use "
+            f"--model=PeterRec, or a layer transfer (none, config-1..7, a list of layers) for {config['model']}"
+        )
+    return LayerTransfer.from_config(config)

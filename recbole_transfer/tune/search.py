@@ -37,7 +37,7 @@ import warnings
 
 import yaml
 
-from ..config import TransferConfig
+from ..config import TransferConfig, get_model
 from ..scenario import scenario_targets
 from ..errors import TransferConfigError, TransferError, did_you_mean
 from ..transfer import NO_TRANSFER, LayerTransfer, parse_transfer
@@ -550,6 +550,11 @@ def run_search(
     from ..quick_start import pretrain_source
 
     emit = progress or (lambda msg: logger.info(msg))
+    if not resume and model is not None and getattr(get_model(model), "transfer_methods", None):
+        raise TransferConfigError(
+            f"--tune: model={model!r} is fine-tuned by method (transfer: peterrec, finecls, ...); searches cover "
+            f"layer transfers only for now. Compare its methods with --model={model} (the method x task table)."
+        )
     _probe_address(ray_address)
     if resume:
         run_dir = os.path.abspath(resume)

@@ -1,0 +1,142 @@
+"""Benchmark: PeterRec and its baselines on the bundled ml-100k (paper Table 3 shape).
+
+Tasks (properties/scenario/ml100k_peterrec.yaml): cold-start Comedy recommendation (NDCG@10, HR@10),
+gender / age / occupation prediction (accuracy) and age with 10% of training users labelled. Methods:
+popularity (majority label), FineCLS, FineLast, FineAll, PeterRec serial and parallel, PeterZero.
+Per seed: NextItNet is pretrained on the source sequences under that seed, and every task's USER split is
+drawn under that seed (each task domain's `seed`), so the spread covers pretraining, split and
+fine-tuning. One torch thread (``--threads``).
+
+    OMP_NUM_THREADS=1 python benchmarks/peterrec_transfer.py                  # 3 seeds
+    OMP_NUM_THREADS=1 python benchmarks/peterrec_transfer.py --seeds 2020 --targets "gender age" --out /tmp/q
+
+Finished seeds are kept in <out>.seed<N>.json and reused by a rerun (delete them to measure again).
+"""
+
+import argparse
+import copy
+import json
+import os
+import platform
+import sys
+import time
+import warnings
+from collections import defaultdict
+
+import numpy as np
+import torch
+import yaml
+
+from recbole_transfer.scenario import PETERREC_SCENARIO, method_table, run_scenario
+from recbole_transfer.transfer import PATCH_ARMS
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def seeded_domains(seed):
+    """The scenario's domains, with every task domain's user split drawn under ``seed``."""
+    with open(PETERREC_SCENARIO, encoding="utf-8") as f:
+        domains = copy.deepcopy(yaml.safe_load(f)["domains"])
+    for spec in domains.values():
+        if "user_holdout" in spec:
+            spec["seed"] = seed
+    return domains
+
+
+def mean(rows, task, arm, metric):
+    values = [r[f"test_{metric}"] for r in rows if r["target"] == task and r["arm"] == arm]
+    return float(np.mean(values)) if values else None
+
+
+def goals_table(rows):
+    """Per task: PeterRec (serial, parallel) minus FineAll, PeterZero and FineCLS, in points of the task metric."""
+    tasks = list(dict.fromkeys(r["target"] for r in rows))
+    metric_of = {r["target"]: r["metric"] for r in rows}
+    lines = ["| task | metric | PeterRec variant | vs FineAll (points) | vs PeterZero | vs FineCLS | vs popularity |",
+             "|---|---|---|---|---|---|---|"]
+    for task in tasks:
+        metric = metric_of[task]
+        ref = {arm: mean(rows, task, arm, metric) for arm in ("fineall", "peterzero/serial", "finecls", "pop")}
+        for arm in ("peterrec/serial", "peterrec/parallel"):
+            value = mean(rows, task, arm, metric)
+            if value is None:
+                continue
+            cells = [f"{100 * (value - ref[a]):+.2f}" if ref[a] is not None else "-" for a in ref]
+            lines.append(f"| {task} | {metric} | {arm} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def extra_metrics_table(rows):
+    """Every test metric of every task (e.g. HR@10 beside NDCG@10 for cold-start recommendation)."""
+    groups = defaultdict(list)
+    for r in rows:
+        groups[(r["target"], r["arm"])].append(r)
+    lines = ["| task | method | test metrics (mean ± std) | epochs | fit s |", "|---|---|---|---|---|"]
+    for (task, arm), group in groups.items():
+        keys = [k for k in group[0] if k.startswith("test_")]
+        cells = ", ".join(
+            f"{k[5:]} {np.mean([g[k] for g in group]):.4f} ± {np.std([g[k] for g in group]):.4f}" for k in keys
+        )
+        lines.append(f"| {task} | {arm} | {cells} | {np.mean([g['epochs'] for g in group]):.1f} | "
+                     f"{np.mean([g['seconds'] for g in group]):.1f} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", default="2020 2021 2022")
+    parser.add_argument("--targets", default=None, help="default: every task of the scenario")
+    parser.add_argument("--arms", default=" ".join(PATCH_ARMS))
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "peterrec_transfer"))
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest for these small models)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    seeds = [int(s) for s in args.seeds.split()]
+    targets = args.targets.split() if args.targets else None
+    arms = args.arms.split()
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+
+    rows, seconds = [], {}
+    for seed in seeds:
+        cache = f"{args.out}.seed{seed}.json"
+        if os.path.isfile(cache):
+            with open(cache, encoding="utf-8") as f:
+                saved = json.load(f)
+            if saved["arms"] == arms and (targets is None or saved["targets"] == targets):
+                rows += saved["rows"]
+                seconds[seed] = saved["seconds"]
+                print(f"seed {seed}: reused {cache}", flush=True)
+                continue
+        start = time.time()
+        seed_rows = run_scenario(
+            "PeterRec", None, targets, [PETERREC_SCENARIO],
+            {"seed": seed, "domains": seeded_domains(seed), "num_threads": args.threads},
+            arms=arms, seeds=[seed], progress=lambda m: print(m, flush=True),
+        )
+        for r in seed_rows:
+            r.pop("valid_curve", None)
+        seconds[seed] = time.time() - start
+        with open(cache, "w", encoding="utf-8") as f:
+            json.dump({"arms": arms, "targets": targets, "rows": seed_rows, "seconds": seconds[seed]}, f, indent=1)
+        rows += seed_rows
+
+    text = "\n\n".join([
+        method_table(rows),
+        "PeterRec minus each reference, in points (100 x metric difference), mean over seeds:\n\n" + goals_table(rows),
+        "All test metrics:\n\n" + extra_metrics_table(rows),
+        "Wall time per seed (pretraining included): "
+        + ", ".join(f"{s}: {seconds[s]:.0f}s" for s in seeds)
+        + f". Machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}, "
+        f"python {sys.version.split()[0]}.",
+    ])
+    print("\n" + text)
+    with open(args.out + ".md", "w", encoding="utf-8") as f:
+        f.write("Command: `OMP_NUM_THREADS=1 python benchmarks/peterrec_transfer.py`\n\n" + text + "\n")
+    with open(args.out + ".json", "w", encoding="utf-8") as f:
+        json.dump(rows, f, indent=1)
+    print(f"\nwrote {args.out}.md and {args.out}.json")
+
+
+if __name__ == "__main__":
+    main()

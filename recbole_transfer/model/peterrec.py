@@ -1,0 +1,137 @@
+r"""PeterRec: one pretrained sequential network, frozen, with grafted model patches and a task head.
+
+Reference:
+    Fajie Yuan, Xiangnan He, Alexandros Karatzoglou and Liguang Zhang. "Parameter-Efficient Transfer from
+    Sequential Behaviors for User Modeling and Recommendation" (SIGIR 2020).
+
+Setting: a network is pretrained, self-supervised, on users' item sequences of a source domain (RecBole's
+``NextItNet``, next-item softmax). A target task gives (user, y) pairs for the SAME users: y is a profile
+label (gender, age bucket, occupation) or an item of another domain (cold-start recommendation). The
+user's source sequence, with a [CLS] position appended, goes through the network; the hidden state at
+the [CLS] position is the user representation, and a new head (a linear softmax over the target's labels
+or items; for items its weight is a new item embedding table) maps it to y.
+
+In RecBole terms this is a general recommender over the TARGET dataset: its "items" are the task's
+labels or target items, training is softmax cross-entropy, and evaluation is RecBole's full ranking
+(accuracy of a profile task = Hit@1). The pretrained network is a live RecBole model (``self.backbone``),
+rebuilt from the source checkpoint (``source_checkpoint``: its config, its dataset, its weights), never a
+copy of its code; what trains is decided by :class:`~recbole_transfer.transfer.patches.PatchTransfer`.
+
+Faithfulness:
+    - The paper's [CLS] token is a new, frozen, random vocabulary row. Here it is a frozen random vector
+      written at position ``len(sequence)`` of the right-padded sequence (RecBole's layout), never at
+      the padding id 0.
+    - RecBole's NextItNet is pretrained on RecBole's prefix-augmented sequences with the loss at the last
+      position (the same (prefix, next item) pairs as the paper's loss at every position) and reads its
+      hidden state at the last padded position; unchanged here.
+    - Only causal NextItNet is declared; the paper's best Table 3 numbers use a non-causal (masked) CNN.
+"""
+
+import functools
+import os
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import TransferConfigError
+from ..transfer.patches import METHODS, backbone_of
+from .user_softmax import UserSoftmax
+
+
+class PeterRec(UserSoftmax):
+    """A pretrained sequential network (``backbone``) + [CLS] user representation + a new linear head."""
+
+    transfer_methods = METHODS  # the values of `transfer` this model accepts (PatchTransfer)
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+
+        # load parameters info
+        source = load_source(config["source_checkpoint"])
+        self.sequence_length = config["sequence_length"]
+        if not isinstance(self.sequence_length, int) or self.sequence_length < 1:
+            raise TransferConfigError(f"sequence_length={self.sequence_length!r}: must be an integer >= 1")
+
+        # define layers and loss: the pretrained network as RecBole builds it, the head, the [CLS] vector
+        from ..config import get_model
+
+        self.backbone = get_model(source.config["model"])(source.config, source.dataset)
+        self.backbone_spec = backbone_of(source.config["model"], config["backbone_modules"])
+        embedding = self.backbone.get_submodule(self.backbone_spec.embedding)
+        self.embedding_size = embedding.embedding_dim
+        self.head = nn.Linear(self.embedding_size, self.n_items)
+        self.register_buffer("cls_embedding", torch.randn(self.embedding_size) * embedding.weight.detach().std())
+
+        # each target user's source sequence (last `sequence_length` items, right-padded, room for [CLS])
+        seqs, lens = source.sequences_for(dataset.field2id_token[self.USER_ID], self.sequence_length)
+        self.register_buffer("item_seq", torch.as_tensor(seqs), persistent=False)
+        self.register_buffer("item_seq_len", torch.as_tensor(lens), persistent=False)
+        self.source_users = int((lens > 0).sum())
+
+    def user_representation(self, user):
+        """Hidden state of the top block at each user's [CLS] position. [B] -> [B, d]"""
+        seq, lens = self.item_seq[user], self.item_seq_len[user]
+        emb = self.backbone.get_submodule(self.backbone_spec.embedding)(seq)
+        at_cls = (torch.arange(seq.size(1), device=seq.device)[None, :] == lens[:, None]).unsqueeze(-1)
+        emb = torch.where(at_cls, self.cls_embedding.to(emb.dtype), emb)
+        hidden = self.backbone.get_submodule(self.backbone_spec.blocks)(emb)
+        return hidden[torch.arange(seq.size(0), device=seq.device), lens]
+
+    def _logits(self, user):
+        """Head scores per row; each distinct user's sequence runs through the network once."""
+        users, inverse = torch.unique(user, return_inverse=True)
+        return self.head(self.user_representation(users))[inverse]
+
+
+class SourceData:
+    """A source checkpoint's network config, its RecBole dataset and its users' time-ordered item ids."""
+
+    def __init__(self, config, dataset):
+        self.config, self.dataset = config, dataset
+        uid, iid, time_field = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"], config["TIME_FIELD"]
+        feat = dataset.inter_feat
+        users, items = feat[uid].to_numpy(), feat[iid].to_numpy()
+        order = np.lexsort((feat[time_field].to_numpy(), users)) if time_field in feat else np.argsort(users, kind="stable")
+        users, items = users[order], items[order]
+        bounds = np.flatnonzero(np.diff(users)) + 1
+        self.by_user = {int(u[0]): s for u, s in zip(np.split(users, bounds), np.split(items, bounds)) if len(u)}
+        self.token2id = dataset.field2token_id[uid]
+        self.longest = max((len(s) for s in self.by_user.values()), default=1)
+
+    def sequences_for(self, user_tokens, length):
+        """([n, length + 1] right-padded item ids, [n] lengths) for target user tokens (row 0 = padding)."""
+        seqs = np.zeros((len(user_tokens), length + 1), dtype=np.int64)
+        lens = np.zeros(len(user_tokens), dtype=np.int64)
+        for row, token in enumerate(user_tokens):
+            source_id = self.token2id.get(token)
+            if row == 0 or source_id is None or source_id not in self.by_user:
+                continue
+            items = self.by_user[source_id][-length:]
+            seqs[row, : len(items)] = items
+            lens[row] = len(items)
+        return seqs, lens
+
+
+def load_source(path):
+    """The source a PeterRec model builds on, from ``source_checkpoint`` (cached per file version)."""
+    if not path:
+        raise TransferConfigError(
+            "source_checkpoint: PeterRec builds on a pretrained network; give --source=<domain> (pretrains "
+            "source_model on it first) or source_checkpoint=<file> written by a source stage"
+        )
+    path = os.path.abspath(str(path))
+    return _load_source(path, os.path.getmtime(path) if os.path.exists(path) else 0.0)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_source(path, _mtime):
+    from recbole.data import create_dataset
+
+    from ..config import TransferConfig
+    from ..trainer import load_checkpoint
+
+    checkpoint = load_checkpoint(path)
+    saved = dict(checkpoint["config"])
+    config = TransferConfig(saved.pop("model"), saved.pop("dataset"), None, saved)
+    return SourceData(config, create_dataset(config))

@@ -1,0 +1,207 @@
+"""PeterRec: model patches grafted into RecBole's NextItNet, and the fine-tuning methods of Table 3.
+
+One small NextItNet is pretrained once per module on planted sequences (users draw items from a hidden
+cluster, their profile label); every test fine-tunes on top of that checkpoint.
+"""
+
+import os
+
+import pytest
+import torch
+
+from recbole_transfer import load_transfer_model, pretrain_source, run_transfer
+from recbole_transfer.config import TransferConfig
+from recbole_transfer.data.synthetic import write_planted_sequences
+from recbole_transfer.errors import TransferConfigError, TransferLayerError
+from recbole_transfer.model import PeterRec
+from recbole_transfer.quick_start import domain_config, prepare_domain
+from recbole_transfer.scenario import method_table, run_scenario
+from recbole_transfer.trainer import load_checkpoint
+from recbole_transfer.transfer import PatchTransfer
+from recbole_transfer.transfer.patches import Patch
+
+USERS = {"split": {"RS": [0.8, 0.1, 0.1]}, "group_by": "user", "order": "RO", "mode": "full"}
+PROFILE = {"metrics": ["Hit"], "topk": [1], "valid_metric": "Hit@1", "eval_args": USERS}
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """Planted sequences + a label task with 15% of training users labelled + one pretrained NextItNet."""
+    root = tmp_path_factory.mktemp("peterrec")
+    cwd = os.getcwd()
+    os.chdir(root)
+    data = str(root / "data")
+    write_planted_sequences(data, "seqs", n_users=600, n_items=600, length=10, seed=3)
+    config = {
+        "data_path": data, "seed": 5, "show_progress": False, "domain_cache_dir": str(root / "domains"),
+        "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+        # a small network: the test is about mechanics and the planted signal, not capacity
+        "embedding_size": 32, "dilations": [1, 2], "MAX_ITEM_LIST_LENGTH": 10, "sequence_length": 10,
+        "source_epochs": 20, "train_batch_size": 128, "learning_rate": 0.01, "epochs": 30, "stopping_step": 30,
+        "domains": {
+            "group": {"base": "seqs", "label": {"field": "group"}, "seed": 9,
+                      "user_holdout": {"valid": 0.2, "test": 0.3, "label_fraction": 0.15},
+                      "config": {**PROFILE, "train_batch_size": 32}},
+        },
+    }
+    source = pretrain_source("PeterRec", "seqs", None, config, verbose=False)
+    yield {"config": config, "source": source, "root": root}
+    os.chdir(cwd)
+
+
+def fine_tune(planted, method, **extra):
+    config = {**planted["config"], "transfer": method, **extra}
+    return run_transfer("PeterRec", "seqs", "group", None, config, pretrained=planted["source"], verbose=False, log=False)
+
+
+def fresh_model(planted, **extra):
+    config = domain_config("PeterRec", "group", None, {
+        **planted["config"], "source_checkpoint": planted["source"].model_file, **extra,
+    })
+    data = prepare_domain(config)
+    return PeterRec(config, data.train_data._dataset), data
+
+
+def test_nextitnet_yaml_sets_the_ce_requirement(planted):
+    config = TransferConfig("NextItNet", "seqs", None, {"data_path": planted["config"]["data_path"]})
+    assert config["train_neg_sample_args"]["distribution"] == "none" and config["loss_type"] == "CE"
+    assert config["eval_args"]["order"] == "TO"
+    assert planted["source"].test_result["hit@10"] > 0  # and pretraining ran through RecBole's trainer
+
+
+@pytest.mark.parametrize("position", ["serial", "parallel"])
+def test_grafted_model_scores_exactly_like_the_pretrained_one(planted, position):
+    pretrained, _ = fresh_model(planted)
+    PatchTransfer("finecls").apply(pretrained, planted["source"].state_dict)  # pretrained network, no patches
+    grafted, _ = fresh_model(planted)
+    PatchTransfer("peterrec", position, width=8).apply(grafted, planted["source"].state_dict)
+    patches = [m for m in grafted.modules() if isinstance(m, Patch)]
+    assert len(patches) == (4 if position == "serial" else 2)  # 2 blocks x (conv1, conv2) or one per block
+    grafted.head.load_state_dict(pretrained.head.state_dict())
+    users = torch.arange(1, grafted.n_users)
+    with torch.no_grad():
+        assert torch.equal(grafted.user_representation(users), pretrained.user_representation(users))
+        before = grafted.user_representation(users)
+        patches[0].up.weight.add_(0.1)  # a patch that is not zero changes the output: the check can fail
+        assert not torch.equal(grafted.user_representation(users), before)
+
+
+@pytest.mark.parametrize("method,position", [("peterrec", "serial"), ("peterrec", "parallel"), ("finelast", "serial")])
+def test_fine_tuning_keeps_every_pretrained_parameter_bit_identical(planted, method, position):
+    result = fine_tune(planted, method, patch_position=position, epochs=3)
+    model, source = result["trained_model"], planted["source"].state_dict
+    moved, kept = [], []
+    for name, param in model.backbone.named_parameters():
+        key = name.replace(".base.", ".") if ".patch." not in name else None
+        if key is None:
+            moved.append(name)
+            continue
+        changed = not torch.equal(param.detach(), source[key])
+        (moved if changed else kept).append(name)
+        if not param.requires_grad:
+            assert not changed, f"frozen pretrained parameter {name} changed"
+    trained = {n for n, p in model.backbone.named_parameters() if p.requires_grad}
+    if method == "peterrec":
+        assert trained and all(".patch." in n for n in trained)
+        ups = [m.up.weight for m in model.modules() if isinstance(m, Patch)]
+        assert all(u.abs().sum() > 0 for u in ups)  # every patch learned something
+    else:  # finelast: only the last block moves
+        assert set(moved) <= trained and all(n.startswith("residual_blocks.1.") for n in trained)
+    assert result["trainable"]["trainable_no_head"] == sum(p.numel() for n, p in model.backbone.named_parameters() if n in trained)
+
+
+def test_delta_checkpoint_reloads_onto_the_pretrained_model_under_another_seed(planted):
+    result = fine_tune(planted, "peterrec", epochs=3)
+    checkpoint = load_checkpoint(result["model_file"])
+    assert checkpoint["delta_of"] == os.path.abspath(planted["source"].model_file)
+    saved = set(checkpoint["state_dict"])
+    assert not any(k.startswith("backbone.") and ".patch." not in k for k in saved)  # no pretrained weight stored
+    assert "cls_embedding" in saved and "head.weight" in saved
+    config, model, _, _, _, test = load_transfer_model(result["model_file"], {"seed": 12345})
+    trained = result["trained_model"].eval()
+    with torch.no_grad():
+        for batch in test:
+            interaction = batch[0]
+            assert torch.equal(model.full_sort_predict(interaction), trained.full_sort_predict(interaction))
+    assert os.path.getsize(result["model_file"]) < os.path.getsize(planted["source"].model_file)
+
+
+def test_pretraining_lets_peterrec_learn_a_label_that_peterzero_does_not(planted):
+    peter = fine_tune(planted, "peterrec")["test_result"]["hit@1"]
+    zero = fine_tune(planted, "peterzero")["test_result"]["hit@1"]
+    assert peter >= 0.8, peter
+    assert peter - zero >= 0.2, (peter, zero)
+
+
+def test_table3_run_reports_every_method_with_its_trainable_share(planted):
+    rows = run_scenario(
+        "PeterRec", "seqs", ["group"], None, {**planted["config"], "epochs": 1, "source_checkpoint": planted["source"].model_file},
+        arms=["pop", "bag", "finecls", "finelast", "fineall", "peterrec/serial", "peterrec/parallel", "peterzero/serial"],
+    )
+    table = method_table(rows)
+    counts = {r["arm"]: r["trainable"] for r in rows if r["trainable"]}
+    network = counts["fineall"]["network"]
+    assert counts["fineall"]["trainable_no_head"] == network and counts["finecls"]["trainable_no_head"] == 0
+    assert 0 < counts["peterrec/parallel"]["trainable_no_head"] < counts["peterrec/serial"]["trainable_no_head"] < network
+    for arm in ["pop", "bag", *counts]:
+        assert f"| {arm} " in table
+    assert "group accuracy" in table and "100.00%" in table
+
+
+def test_layer_norm_option_trains_the_second_layer_norms_and_counts_them(planted):
+    base, _ = fresh_model(planted)
+    PatchTransfer("peterrec").apply(base, planted["source"].state_dict)
+    with_ln, _ = fresh_model(planted)
+    strategy = PatchTransfer("peterrec", layer_norm=True)
+    strategy.apply(with_ln, planted["source"].state_dict)
+    extra = strategy.counts(with_ln)["trainable"] - PatchTransfer("peterrec").counts(base)["trainable"]
+    assert extra == 2 * 2 * 32  # 2 blocks x ln2 (weight + bias) x 32 channels
+    assert "ln2" in strategy.report()
+
+
+@pytest.mark.parametrize("extra,error,listed", [
+    ({"patch_position": "diagonal"}, TransferConfigError, "serial, parallel"),
+    ({"transfer": "config-1"}, TransferConfigError, "peterrec, peterzero, finecls, finelast, fineall"),
+    ({"patch_width": 0}, TransferConfigError, ">= 1"),
+    ({"backbone_modules": {"embedding": "item_embedding", "blocks": "residual_block", "serial": ["conv1"]}},
+     TransferLayerError, "item_embedding, residual_blocks, final_layer"),
+    ({"backbone_modules": {"embedding": "item_embedding", "blocks": "residual_blocks", "serial": ["conv3"]}},
+     TransferLayerError, "conv1, ln1, conv2, ln2"),
+])
+def test_bad_patch_config_raises_before_training_and_lists_what_exists(planted, extra, error, listed):
+    config = {**planted["config"], "source_checkpoint": planted["source"].model_file, **extra}
+    with pytest.raises(error) as info:
+        run_transfer("PeterRec", "seqs", "group", None, config, verbose=False, log=False)
+    assert listed in str(info.value)
+
+
+def test_patch_method_on_a_model_without_blocks_is_refused(planted):
+    with pytest.raises(TransferConfigError, match="--model=PeterRec"):
+        run_transfer("TransferMLP", "seqs", "group", None, {**planted["config"], "transfer": "peterrec"}, log=False)
+
+
+def test_cli_fine_tunes_then_evaluates_the_delta_checkpoint_and_refuses_bad_input(planted, tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    config = {k: v for k, v in planted["config"].items() if k not in ("seed",)}
+    (tmp_path / "planted.yaml").write_text(yaml.safe_dump({**config, "epochs": 2}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": root}
+    base = [sys.executable, os.path.join(root, "run_recbole_transfer.py"), "--model=PeterRec", "--source=seqs",
+            "--target=group", f"--config_files={tmp_path / 'planted.yaml'}",
+            f"--source_checkpoint={planted['source'].model_file}"]
+    run = lambda *args: subprocess.run([*base, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)  # noqa: E731
+    proc = run("--transfer=peterrec", "--patch_position=parallel")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "transfer=peterrec/parallel  test:" in proc.stdout and "grafted patch, trained" in proc.stderr
+    test_line = [line for line in proc.stdout.splitlines() if line.startswith("transfer=")][0]
+    model_file = proc.stdout.split("model file: ")[1].strip()
+    proc = subprocess.run([sys.executable, base[1], f"--evaluate={model_file}"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert test_line.split("test: ")[1] in proc.stdout
+    proc = run("--transfer=peterrec", "--patch_position=diagonal")
+    assert proc.returncode == 2 and "allowed: serial, parallel" in proc.stderr and "Traceback" not in proc.stderr
