@@ -233,17 +233,24 @@ def _run_patch_transfer(model, source, target, config_file_list, config_dict, ta
                         pretrained, verbose, on_epoch, evaluate_test):
     """PeterRec: pretrain (or load) the source network, then build the target model on its checkpoint."""
     source = source or target_config["source"]
+    checkpoint_path = target_config["source_checkpoint"]
     if pretrained is None:
-        if source is None and not target_config["source_checkpoint"]:
+        spec = backbone_of(target_config["source_model"], target_config["backbone_modules"])
+        check = lambda source_state, _ids=None: check_backbone(spec, source_state, target_config["source_model"])  # noqa: E731
+        if checkpoint_path:  # the checkpoint alone describes the source (its name need not resolve here)
+            checkpoint = load_checkpoint(checkpoint_path)
+            check(checkpoint["state_dict"])
+            pretrained = PretrainedSource(
+                checkpoint["state_dict"], np.asarray(checkpoint.get("user_counts") or [], dtype=np.int64),
+                checkpoint_path, checkpoint["config"].get("dataset"), id_tokens=checkpoint.get("id_tokens") or {},
+            )
+        elif source is None:
             raise TransferConfigError(
                 f"source: transfer={strategy.method!r} needs a pretrained network: --source=<domain> "
                 f"(pretrains {target_config['source_model']} on it) or source_checkpoint=<file>"
             )
-        spec = backbone_of(target_config["source_model"], target_config["backbone_modules"])
-        pretrained = pretrain_source(
-            model, source, config_file_list, config_dict, verbose=verbose,
-            before_fit=lambda source_state, _ids: check_backbone(spec, source_state, target_config["source_model"]),
-        )
+        else:
+            pretrained = pretrain_source(model, source, config_file_list, config_dict, verbose=verbose, before_fit=check)
     config_dict = {**dict(config_dict or {}), "source_checkpoint": os.path.abspath(pretrained.model_file)}
     target_config = domain_config(model, target, config_file_list, config_dict, key="target")
     data = prepare_domain(target_config, key="target")

@@ -190,8 +190,9 @@ def test_cli_fine_tunes_then_evaluates_the_delta_checkpoint_and_refuses_bad_inpu
     config = {k: v for k, v in planted["config"].items() if k not in ("seed",)}
     (tmp_path / "planted.yaml").write_text(yaml.safe_dump({**config, "epochs": 2}))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": root}
-    base = [sys.executable, os.path.join(root, "run_recbole_transfer.py"), "--model=PeterRec", "--source=seqs",
-            "--target=group", f"--config_files={tmp_path / 'planted.yaml'}",
+    # no --source: the checkpoint alone describes the pretrained network
+    base = [sys.executable, os.path.join(root, "run_recbole_transfer.py"), "--model=PeterRec", "--target=group",
+            f"--config_files={tmp_path / 'planted.yaml'}",
             f"--source_checkpoint={planted['source'].model_file}"]
     run = lambda *args: subprocess.run([*base, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)  # noqa: E731
     proc = run("--transfer=peterrec", "--patch_position=parallel")
