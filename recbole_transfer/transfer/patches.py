@@ -212,6 +212,8 @@ class PatchTransfer:
         self.loads_source = method != "peterzero"
         self.source_keys = []  # state keys copied from the source and frozen (not in a delta checkpoint)
         self._rows, self._summary = [], ""
+        if self.layer_norm and not self.patched:
+            logger.warning("patch_layer_norm=True has no effect with transfer=%r (patch methods only)", method)
 
     @classmethod
     def from_config(cls, config):
@@ -227,6 +229,8 @@ class PatchTransfer:
     def check(self, model, source_state=None):
         """Validate the declaration on ``model.backbone`` and, with a source state, its keys and shapes."""
         backbone = model.backbone
+        if any(isinstance(m, Patch) for m in backbone.modules()):
+            raise TransferLayerError("patches: this model already has patches grafted; build a fresh model to apply a method")
         blocks = check_backbone(model.backbone_spec, backbone.state_dict().keys(), type(backbone).__name__)
         width_limit = model.embedding_size
         if self.patched and self.width > width_limit:
