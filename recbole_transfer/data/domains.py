@@ -375,7 +375,13 @@ def resolve_domain(name, config_dict, data_path, cache_dir, domains, key):
         return name, folder, domain_config_extras(spec)
     if name is None:
         raise TransferConfigError(f"{key}: missing")
-    check_dataset_exists(name, data_path, key=key)
+    try:
+        check_dataset_exists(name, data_path, key=key)
+    except TransferDataError as exc:
+        hint = did_you_mean(name, list(domains or {}))
+        if hint:
+            raise TransferDataError(f"{exc}{hint.replace(' (', ' (a declared domain; ', 1)}") from None
+        raise
     return name, data_path, {}
 
 
