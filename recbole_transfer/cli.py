@@ -33,6 +33,8 @@ def _parser():
     p.add_argument("--evaluate", metavar="CHECKPOINT", default=None, help="reload a recbole_transfer checkpoint and test it")
     p.add_argument("--importance", metavar="CHECKPOINT", default=None, help="layer importance by representation erasure")
     p.add_argument("--verbose", action="store_true", help="scenario: show RecBole's per-epoch logs")
+    p.add_argument("--show_periods", action="store_true",
+                   help="print the time periods of --dataset given by --periods=T [--period_by=interactions|time], then exit")
     t = p.add_argument_group("search (Ray Tune)")
     t.add_argument("--tune", action="store_true", help="search the best transfer configuration per target with Ray Tune")
     t.add_argument("--search_space", default=None, help="search-space YAML (default: every layer-transfer arm, frozen or fine-tuned)")
@@ -139,6 +141,8 @@ def main(argv=None):
         config_files = args.config_files.strip().split() if args.config_files else []
         if args.evaluate or args.importance:
             return _checkpoint_cli(args, config_dict)
+        if args.show_periods:
+            return _periods_cli(args, config_files, config_dict)
         if args.tune or args.resume:
             return run_search_cli(args, config_files, config_dict)
         if args.scenario or args.target is None:
@@ -174,4 +178,27 @@ def _checkpoint_cli(args, config_dict):
     else:
         base, rows = layer_importance(config, model, valid)
         _print(importance_table(base, rows))
+    return 0
+
+
+def _periods_cli(args, config_files, config_dict):
+    from recbole.data import create_dataset
+
+    from .data.periods import check_period_args, dataset_periods, format_period_table, period_table
+    from .quick_start import domain_config
+
+    _quiet_logging()
+    if args.target is None:
+        raise TransferError("--show_periods: give the dataset with --dataset=<name>")
+    # raw timestamps, for dates in the table (RecBole's ml-100k.yaml min-max normalises every float field)
+    raw_time = None if {"normalize_all", "normalize_field"} & set(config_dict) else {"normalize_all": False}
+    config = domain_config(args.model or "Popularity", args.target, config_files, config_dict, overrides=raw_time)
+    check_period_args(config["periods"], config["period_by"])  # before the dataset is read
+    dataset = create_dataset(config)
+    period = dataset_periods(dataset, config["periods"], config["period_by"])
+    feat = dataset.inter_feat
+    rows = period_table(feat[dataset.uid_field].to_numpy(), feat[dataset.iid_field].to_numpy(),
+                        feat[dataset.time_field].to_numpy(), period)
+    _print(f"{config['dataset']}: {len(feat)} interactions in {config['periods']} periods (period_by={config['period_by']})\n")
+    _print(format_period_table(rows))
     return 0
