@@ -148,9 +148,10 @@ def main(argv=None):
         if args.scenario or args.target is None:
             return run_scenario_cli(args, config_files, config_dict)
         from .quick_start import run_transfer
-        from .scenario import PETERREC_SCENARIO, default_scenario
+        from .scenario import PETERREC_SCENARIO
+        from .transfer import uses_patches
 
-        if default_scenario(args.model) == PETERREC_SCENARIO:  # its task domains and source, unless overridden
+        if uses_patches(args.model):  # its task domains and source, unless overridden
             config_files = [PETERREC_SCENARIO] + config_files
         result = run_transfer(args.model, args.source, args.target, config_files, config_dict)
         mode = f" ({result['transfer_mode']})" if result["trainable"] is None else ""

@@ -140,6 +140,15 @@ def train_domain(
     }
 
 
+def source_from_checkpoint(path):
+    """A :class:`PretrainedSource` read from a source checkpoint, as stored (no dataset is built)."""
+    checkpoint = load_checkpoint(path)
+    return PretrainedSource(
+        checkpoint["state_dict"], np.asarray(checkpoint.get("user_counts") or [], dtype=np.int64), str(path),
+        checkpoint["config"].get("dataset"), id_tokens=checkpoint.get("id_tokens") or {},
+    )
+
+
 def pretrain_source(model, source, config_file_list=None, config_dict=None, verbose=True, before_fit=None):
     """Source stage: train on the source domain once, or load ``source_checkpoint`` when given.
 
@@ -154,16 +163,15 @@ def pretrain_source(model, source, config_file_list=None, config_dict=None, verb
         probe = domain_config(model, source, config_file_list, config_dict, key="source")
     checkpoint_path = probe["source_checkpoint"]
     if checkpoint_path:
-        checkpoint = load_checkpoint(checkpoint_path)
-        counts = np.asarray(checkpoint.get("user_counts") or [], dtype=np.int64)
-        ids = checkpoint.get("id_tokens") or {}
-        if counts.size == 0 or not ids:  # a checkpoint written by a plain training run: recompute
+        pretrained = source_from_checkpoint(checkpoint_path)
+        if pretrained.user_counts.size == 0 or not pretrained.id_tokens:  # written by a plain run: recompute
             dataset = create_dataset(probe)
-            counts, ids = user_counts(dataset), id_tokens(dataset)
+            pretrained.user_counts, pretrained.id_tokens = user_counts(dataset), id_tokens(dataset)
+        pretrained.dataset = probe["dataset"]
         if before_fit is not None:
-            before_fit(checkpoint["state_dict"], ids)
+            before_fit(pretrained.state_dict, pretrained.id_tokens)
         logger.info("source stage skipped: using %s", checkpoint_path)
-        return PretrainedSource(checkpoint["state_dict"], counts, checkpoint_path, probe["dataset"], id_tokens=ids)
+        return pretrained
     overrides = {"epochs": probe["source_epochs"]} if probe["source_epochs"] else None
     config = domain_config(model, source, config_file_list, config_dict, key="source", overrides=overrides)
     logger.info("==== stage: source (%s on %s) ====", config["model"], config["dataset"])
@@ -238,12 +246,8 @@ def _run_patch_transfer(model, source, target, config_file_list, config_dict, ta
         spec = backbone_of(target_config["source_model"], target_config["backbone_modules"])
         check = lambda source_state, _ids=None: check_backbone(spec, source_state, target_config["source_model"])  # noqa: E731
         if checkpoint_path:  # the checkpoint alone describes the source (its name need not resolve here)
-            checkpoint = load_checkpoint(checkpoint_path)
-            check(checkpoint["state_dict"])
-            pretrained = PretrainedSource(
-                checkpoint["state_dict"], np.asarray(checkpoint.get("user_counts") or [], dtype=np.int64),
-                checkpoint_path, checkpoint["config"].get("dataset"), id_tokens=checkpoint.get("id_tokens") or {},
-            )
+            pretrained = source_from_checkpoint(checkpoint_path)
+            check(pretrained.state_dict)
         elif source is None:
             raise TransferConfigError(
                 f"source: transfer={strategy.method!r} needs a pretrained network: --source=<domain> "

@@ -15,10 +15,10 @@ from collections import defaultdict
 
 import numpy as np
 
-from .config import TransferConfig, get_model
+from .config import TransferConfig
 from .errors import TransferConfigError
 from .quick_start import pretrain_source, run_transfer
-from .transfer import ARMS, NO_TRANSFER, PATCH_ARMS, PatchTransfer, arm_overrides, parse_transfer
+from .transfer import ARMS, NO_TRANSFER, PATCH_ARMS, PatchTransfer, arm_overrides, parse_transfer, uses_patches
 from .utils import property_file
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ PETERREC_SCENARIO = property_file("scenario", "ml100k_peterrec.yaml")
 
 def default_scenario(model):
     """The bundled scenario of a model: PeterRec's tasks, or the layer-transfer genres."""
-    return PETERREC_SCENARIO if model == "PeterRec" else DEFAULT_SCENARIO
+    return PETERREC_SCENARIO if uses_patches(model) else DEFAULT_SCENARIO
 
 
 # Arms that train another RecBole model on the target alone (a baseline beside the transfer arms).
@@ -69,7 +69,7 @@ def run_scenario(
     if not source:
         raise TransferConfigError("source: no source domain given (--source=<name> or a 'source:' key)")
     targets = scenario_targets(probe, targets)
-    patches = bool(getattr(get_model(model), "transfer_methods", None))
+    patches = uses_patches(model)
     arms = list(arms or (PATCH_ARMS if patches else ARMS))
     labels = {arm: arm_label(arm, patches) for arm in arms}
     seeds = list(seeds or [probe["seed"]])

@@ -67,7 +67,6 @@ class PeterRec(UserSoftmax):
         seqs, lens = source.sequences_for(dataset.field2id_token[self.USER_ID], self.sequence_length)
         self.register_buffer("item_seq", torch.as_tensor(seqs), persistent=False)
         self.register_buffer("item_seq_len", torch.as_tensor(lens), persistent=False)
-        self.source_users = int((lens > 0).sum())
 
     def user_representation(self, user):
         """Hidden state of the top block at each user's [CLS] position. [B] -> [B, d]"""

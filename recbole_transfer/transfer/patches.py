@@ -334,7 +334,6 @@ class PatchTransfer:
                 action = "trained" if param.requires_grad else "frozen"
             self._rows.append((name, tuple(param.shape), action))
         c = self.counts(model)
-        self._counts = c
         self._summary = (
             trainable_summary(model) + f"\nwithout the head: {c['trainable_no_head']:,} trainable = "
             f"{100.0 * c['trainable_no_head'] / max(c['network'], 1):.2f}% of the pretrained network ({c['network']:,})"

@@ -129,14 +129,19 @@ class LayerTransfer:
         return "\n".join(lines)
 
 
+def uses_patches(model_name):
+    """True for a model fine-tuned by method (declares ``transfer_methods``: PeterRec); False for None."""
+    from ..config import get_model
+
+    return model_name is not None and bool(getattr(get_model(model_name), "transfer_methods", None))
+
+
 def make_strategy(config):
     """The strategy a config asks for: model patches for a model that declares ``transfer_methods``
     (PeterRec), layer transfer otherwise. Raises TransferConfigError for a method the model cannot take."""
-    from ..config import get_model
     from .patches import METHODS, PatchTransfer, is_patch_method
 
-    methods = getattr(get_model(config["model"]), "transfer_methods", None)
-    if methods:
+    if uses_patches(config["model"]):
         return PatchTransfer.from_config(config)
     if is_patch_method(config["transfer"]):
         raise TransferConfigError(

@@ -37,10 +37,10 @@ import warnings
 
 import yaml
 
-from ..config import TransferConfig, get_model
+from ..config import TransferConfig
 from ..scenario import scenario_targets
 from ..errors import TransferConfigError, TransferError, did_you_mean
-from ..transfer import NO_TRANSFER, LayerTransfer, parse_transfer
+from ..transfer import NO_TRANSFER, LayerTransfer, parse_transfer, uses_patches
 from ..utils import stable_hash
 from .space import BRANCH_KEY, SearchSpace, is_no_transfer
 
@@ -550,7 +550,7 @@ def run_search(
     from ..quick_start import pretrain_source
 
     emit = progress or (lambda msg: logger.info(msg))
-    if not resume and model is not None and getattr(get_model(model), "transfer_methods", None):
+    if not resume and uses_patches(model):
         raise TransferConfigError(
             f"--tune: model={model!r} is fine-tuned by method (transfer: peterrec, finecls, ...); searches cover "
             f"layer transfers only for now. Compare its methods with --model={model} (the method x task table)."
