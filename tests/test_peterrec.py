@@ -206,3 +206,33 @@ def test_cli_fine_tunes_then_evaluates_the_delta_checkpoint_and_refuses_bad_inpu
     assert test_line.split("test: ")[1] in proc.stdout
     proc = run("--transfer=peterrec", "--patch_position=diagonal")
     assert proc.returncode == 2 and "allowed: serial, parallel" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_popularity_baseline_predicts_the_majority_training_label(planted):
+    from collections import Counter
+
+    result = run_transfer("Popularity", None, "group", None, {**planted["config"], "transfer": "none", "epochs": 1},
+                          verbose=False, log=False)
+    data = result["data"]
+    item_field = data.config["ITEM_ID_FIELD"]
+    train_labels = Counter(data.train_data._dataset.inter_feat[item_field].tolist())
+    majority = train_labels.most_common(1)[0][0]
+    test_labels = data.test_data._dataset.inter_feat[item_field].tolist()
+    assert result["test_result"]["hit@1"] == round(test_labels.count(majority) / len(test_labels), 4)
+
+
+def test_bag_of_items_scores_are_the_mean_of_the_users_source_item_weights(planted):
+    from recbole_transfer.model import BagOfItems
+    from recbole_transfer.model.peterrec import load_source
+
+    config = domain_config("BagOfItems", "group", None, {
+        **planted["config"], "transfer": "none", "source_checkpoint": planted["source"].model_file,
+    })
+    data = prepare_domain(config)
+    model = BagOfItems(config, data.train_data._dataset)
+    torch.nn.init.normal_(model.weights.weight)
+    source = load_source(planted["source"].model_file)
+    user = 3
+    items = source.by_user[source.token2id[data.dataset.field2id_token[config["USER_ID_FIELD"]][user]]]
+    expected = model.weights.weight[torch.as_tensor(items)].mean(0) + model.bias
+    assert len(items) == 10 and torch.allclose(model._logits(torch.tensor([user]))[0], expected, atol=1e-6)
