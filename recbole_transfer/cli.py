@@ -12,6 +12,7 @@ warnings.filterwarnings("ignore", message="pkg_resources is deprecated")  # ray 
 from recbole.config import Config  # noqa: E402
 
 from .errors import TransferError  # noqa: E402
+from .utils import listish as _listish  # noqa: E402
 
 USAGE_EXIT = 2
 
@@ -55,15 +56,6 @@ def parse_extra(extra):
         key, value = arg[2:].split("=", 1)
         out[key] = value
     return Config._convert_config_dict(None, out)
-
-
-def _listish(value):
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    value = str(value).strip().strip("[]")
-    return [v.strip().strip("'\"") for v in value.split(",") if v.strip()]
 
 
 def _print(msg):
@@ -143,6 +135,8 @@ def main(argv=None):
             return _checkpoint_cli(args, config_dict)
         if args.show_periods:
             return _periods_cli(args, config_files, config_dict)
+        if args.model == "SML":
+            return _periodic_cli(args, config_files, config_dict)
         if args.tune or args.resume:
             return run_search_cli(args, config_files, config_dict)
         if args.scenario or args.target is None:
@@ -202,4 +196,45 @@ def _periods_cli(args, config_files, config_dict):
                         feat[dataset.time_field].to_numpy(), period)
     _print(f"{config['dataset']}: {len(feat)} interactions in {config['periods']} periods (period_by={config['period_by']})\n")
     _print(format_period_table(rows))
+    return 0
+
+
+def _periodic_cli(args, config_files, config_dict):
+    """``--model=SML``: every method of ``retrain_methods`` over the periods of --dataset (default ml-100k)."""
+    from .quick_start import domain_config
+    from .trainer.periodic import check_periodic_config, period_table_of, plot_curves, run_periodic, table1
+
+    if args.resume:
+        raise TransferError("--resume with --model=SML: SML searches are not resumable; start a new --tune")
+    if not args.verbose:
+        _quiet_logging()
+    dataset = args.target or "ml-100k"
+    config = domain_config("SML", dataset, config_files, config_dict)
+    methods = check_periodic_config(config)  # before the dataset is read
+    start = time.time()
+    if args.tune:  # choose SML's keys on the validation periods, then run every method with them
+        from .tune.periodic import run_periodic_search
+
+        found = run_periodic_search(config, args.search_space, args.num_samples, args.run_dir, args.ray_address,
+                                    args.num_cpus, progress=_print)
+        _print(f"\nSML trials (validation periods only)\n\n{found['table']}\n\nbest: {found['best_yaml']}\n"
+               f"  reproduce: {found['command']}\n")
+        config_dict = {**config_dict, **found["winner"]["params"]}
+        config = domain_config("SML", dataset, config_files, config_dict)
+    _print(f"recbole_transfer: periodic retraining of {config['sml_base']} on {config['dataset']}: "
+           f"{config['periods']} periods ({config['period_by']}), last {config['test_periods']} tested; methods {methods}")
+    rows = run_periodic(config, methods, progress=_print)
+    for r in rows:
+        r["seed"] = config["seed"]
+    tables = (f"Test periods (online: the model after period t-1 is tested on period t)\n\n{table1(rows)}\n\n"
+              f"{period_table_of(rows)}")
+    _print("\n" + tables + f"\n\ntotal wall time {time.time() - start:.0f}s")
+    prefix = args.output or os.path.join("saved", "sml", f"{config['dataset']}-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
+    with open(prefix + ".json", "w", encoding="utf-8") as f:
+        json.dump(rows, f, indent=1)
+    with open(prefix + ".md", "w", encoding="utf-8") as f:
+        f.write(tables + "\n")
+    plot_curves(rows, prefix + ".png")
+    _print(f"wrote {prefix}.json, {prefix}.md and {prefix}.png")
     return 0

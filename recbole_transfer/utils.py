@@ -34,3 +34,13 @@ def stable_hash(obj, length=12):
     """Hash of a JSON-serialisable object that does not change between processes."""
     text = json.dumps(obj, sort_keys=True, default=str)
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:length]
+
+
+def listish(value):
+    """A list from a YAML list, a Python list, or a command-line string such as ``[a,b]`` or ``a,b``."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    value = str(value).strip().strip("[]")
+    return [v.strip().strip("'\"") for v in value.split(",") if v.strip()]

@@ -45,11 +45,7 @@ def write_planted_domain(
         for item in chosen:
             clock += 1
             rows.append(f"{uprefix}u{u}\t{prefix}i{item}\t1\t{clock}")
-    path = os.path.join(folder, name)
-    os.makedirs(path, exist_ok=True)
-    with open(os.path.join(path, f"{name}.inter"), "w", encoding="utf-8") as f:
-        f.write("user_id:token\titem_id:token\trating:float\ttimestamp:float\n")
-        f.write("\n".join(rows) + "\n")
+    _write_atomic(folder, name, "inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float", rows)
     return len(rows)
 
 
@@ -92,10 +88,53 @@ def write_planted_sequences(folder, name, n_users=600, n_items=600, length=10, n
             item = int(rng.choice(items_of[group[u]])) if rng.random() < signal else int(rng.integers(0, n_items))
             clock += 1
             rows.append(f"u{u}\ti{item}\t{clock}")
+    _write_atomic(folder, name, "inter", "user_id:token\titem_id:token\ttimestamp:float", rows)
+    _write_atomic(folder, name, "user", "user_id:token\tgroup:token", [f"u{u}\tg{g}" for u, g in enumerate(group)])
+    return len(rows)
+
+
+def write_drifting_periods(
+    folder, name="drift", n_users=200, n_items=300, periods=8, per_period=10, dim=8, drift=0.8,
+    persistence=0.7, trend=0.0, sharpness=2.0, seed=0,
+):
+    """Write interactions whose users keep long-term tastes AND drift, period after period (SML's setting).
+
+    Items have fixed factors b_i ~ N(0, I/dim). User u's taste in period t is a_u + d_{u,t}: a long-term
+    factor a_u ~ N(0, I) and a drift d_{u,t} = persistence * d_{u,t-1} + trend * v_u + drift * e_{u,t}
+    (v_u ~ N(0, I) fixed per user: a steady movement of her taste; e ~ N(0, I) fresh every period), so a
+    period resembles the one before it (recent data matters), a_u persists (history matters) and the
+    trend can be extrapolated from the last two models (what a transfer of (W_{t-1}, Ŵ_t) can learn).
+    Every user returns in every period and picks ``per_period`` items she has not picked before, drawn
+    in proportion to exp(sharpness * (a_u + d_{u,t}) . b_i). Period t's interactions carry timestamps of
+    block t (shuffled within it), so ``periods`` equal-count periods recover the generator's periods.
+    """
+    rng = np.random.default_rng(seed)
+    items = rng.normal(size=(n_items, dim)) / np.sqrt(dim)
+    long_term = rng.normal(size=(n_users, dim))
+    state = np.zeros((n_users, dim))
+    velocity = rng.normal(size=(n_users, dim))
+    used = [set() for _ in range(n_users)]
+    rows, clock = [], 0
+    for _ in range(periods):
+        state = persistence * state + trend * velocity + drift * rng.normal(size=(n_users, dim))
+        block = []
+        for u in range(n_users):
+            logits = sharpness * (items @ (long_term[u] + state[u]))
+            logits[list(used[u])] = -np.inf
+            p = np.exp(logits - logits.max())
+            picks = rng.choice(n_items, size=per_period, replace=False, p=p / p.sum())
+            used[u].update(picks.tolist())
+            block += [(u, int(i)) for i in picks]
+        for j in rng.permutation(len(block)):
+            clock += 1
+            rows.append(f"u{block[j][0]}\ti{block[j][1]}\t{clock}")
+    _write_atomic(folder, name, "inter", "user_id:token\titem_id:token\ttimestamp:float", rows)
+    return len(rows)
+
+
+def _write_atomic(folder, name, suffix, header, rows):
+    """Write the RecBole atomic file ``<folder>/<name>/<name>.<suffix>``: a typed header, then the rows."""
     path = os.path.join(folder, name)
     os.makedirs(path, exist_ok=True)
-    with open(os.path.join(path, f"{name}.inter"), "w", encoding="utf-8") as f:
-        f.write("user_id:token\titem_id:token\ttimestamp:float\n" + "\n".join(rows) + "\n")
-    with open(os.path.join(path, f"{name}.user"), "w", encoding="utf-8") as f:
-        f.write("user_id:token\tgroup:token\n" + "\n".join(f"u{u}\tg{g}" for u, g in enumerate(group)) + "\n")
-    return len(rows)
+    with open(os.path.join(path, f"{name}.{suffix}"), "w", encoding="utf-8") as f:
+        f.write(header + "\n" + "\n".join(rows) + "\n")

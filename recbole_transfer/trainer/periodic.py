@@ -1,0 +1,410 @@
+r"""Periodic retraining evaluated online: SML (seed 002) against its baselines.
+
+A dataset with timestamps is cut into periods D_0..D_{T-1} (``periods``, ``period_by``). Every method
+runs the same loop; for t = 0..T-1:
+
+1. if t >= 1, the model served after period t-1 is TESTED on D_t (nothing of D_t has been trained on);
+2. the method updates its model with D_t (skipped after the last period).
+
+What is tested on D_t: the users of D_t, each with her D_t items that were seen in some period before t
+(interactions on never-seen items cannot be ranked and are excluded, for every method alike, and
+counted); full ranking over the items seen before t, with the user's own earlier items masked. Metrics
+are RecBole's Recall@K and NDCG@K, averaged over users, then over periods: periods 1..T-1-test_periods
+validate, the last ``test_periods`` test. "Warm" metrics keep only users seen before t.
+
+Methods (``retrain_methods``), all starting from the same seeded initialiser:
+
+- ``pop``: items ranked by their count in D_0..D_t;
+- ``full``: the base model (``sml_base``) trained on D_0..D_t, warm-started from the previous model;
+- ``finetune``: the previous model trained on D_t only;
+- ``sample``: the previous model trained on D_t plus a uniform reservoir of earlier interactions
+  (Algorithm R, ``reservoir_size``; the paper's SPMF also weights its samples, which is not done here);
+- ``sml``: Algorithm 2. When D_t arrives and W_{t-1} has been tested on it, ``sml_rounds`` times: Step 2
+  (Θ on D_t through f_Θ(W_{t-2}, Ŵ_{t-1}), Ŵ fixed) then Step 1 (Ŵ_{t-1} on D_{t-1}, Θ fixed); W_{t-1}
+  is recomputed; then Ŵ_t <- W_{t-1} is learnt on D_t through f_Θ(W_{t-1}, ·) and W_t = f_Θ(W_{t-1}, Ŵ_t).
+  Run from t = 0 (W_{-1}: the initialiser), this loop performs Algorithm 1 on the early periods.
+
+Training uses RecBole's pieces: each training set is a ``Dataset.copy`` of the chosen interactions, with
+RecBole's ``TrainDataLoader`` and a ``Sampler`` drawing negatives among the items seen so far, and a
+:class:`TransferTrainer` (Adam over the trainable parameters, fixed epochs per period: there is no
+validation split inside a period).
+"""
+
+import contextlib
+import logging
+import time
+
+import numpy as np
+import torch
+from recbole.data import create_dataset
+from recbole.data.dataloader import TrainDataLoader
+from recbole.data.interaction import Interaction
+from recbole.evaluator.metrics import NDCG, Recall
+from recbole.sampler import Sampler
+from recbole.utils import init_seed
+
+from ..config import get_model
+from ..data.periods import dataset_periods
+from ..errors import TransferConfigError, TransferDataError
+from ..utils import listish, set_threads
+from .trainer import TransferTrainer
+
+logger = logging.getLogger(__name__)
+
+RETRAIN_METHODS = ("pop", "full", "finetune", "sample", "sml")
+METHOD_LABELS = {"pop": "Popularity", "full": "Full-retrain", "finetune": "Fine-tune", "sample": "Sample-based", "sml": "SML"}
+
+
+class SeenItemSampler(Sampler):
+    """RecBole's training sampler, drawing negatives uniformly among ``candidates`` (the items seen so far)."""
+
+    def __init__(self, dataset, candidates):
+        self.candidates = np.asarray(candidates, dtype=np.int64)
+        super().__init__(["train"], [dataset])
+        most = max((len(s) for s in self.used_ids["train"]), default=0)
+        if most >= self.candidates.size:
+            raise TransferDataError(
+                f"a user has interacted with all {self.candidates.size} items seen so far: no negative can be drawn "
+                f"for her (use fewer, longer periods)"
+            )
+
+    def _uni_sampling(self, sample_num):
+        return self.candidates[np.random.randint(0, self.candidates.size, sample_num)]
+
+
+@contextlib.contextmanager
+def overridden(config, values):
+    """Set config keys for a block (RecBole's loaders and trainer read them when built)."""
+    old = {k: config[k] for k in values}
+    for k, v in values.items():
+        config[k] = v
+    try:
+        yield config
+    finally:
+        for k, v in old.items():
+            config[k] = v
+
+
+class PeriodicData:
+    """A RecBole dataset cut into periods: training sets, seen ids and the online test set of a period."""
+
+    def __init__(self, config, dataset):
+        if not isinstance(dataset.inter_feat, Interaction):
+            dataset._change_feat_format()
+        self.config, self.dataset = config, dataset
+        self.period = dataset_periods(dataset, config["periods"], config["period_by"])
+        self.n_periods = int(config["periods"])
+        feat = dataset.inter_feat
+        self.users = feat[dataset.uid_field].numpy()
+        self.items = feat[dataset.iid_field].numpy()
+        self.rows = [np.flatnonzero(self.period == t) for t in range(self.n_periods)]
+        self.n_users, self.n_items = dataset.user_num, dataset.item_num
+        self.user_first = self._first_period(self.users, self.n_users)
+        self.item_first = self._first_period(self.items, self.n_items)
+
+    def _first_period(self, ids, n):
+        first = np.full(n, self.n_periods, dtype=np.int64)  # padding id 0 is never seen
+        np.minimum.at(first, ids, self.period)
+        return first
+
+    def seen_users(self, t):
+        return self.user_first <= t
+
+    def seen_items(self, t):
+        return self.item_first <= t
+
+    def subset(self, rows):
+        return self.dataset.copy(self.dataset.inter_feat[torch.as_tensor(np.sort(rows))])
+
+    def test_set(self, t):
+        """Users of D_t, their positives among items seen before t, and the pairs to mask (earlier items)."""
+        rows = self.rows[t]
+        known = self.seen_items(t - 1)[self.items[rows]]
+        rows_kept = rows[known]
+        pos_keys = np.unique(self.users[rows_kept] * self.n_items + self.items[rows_kept])
+        users = np.unique(pos_keys // self.n_items)
+        before = np.concatenate(self.rows[:t])
+        before = before[np.isin(self.users[before], users)]
+        history = np.setdiff1d(self.users[before] * self.n_items + self.items[before], pos_keys)
+        return {
+            "users": users, "pos_keys": pos_keys, "history_keys": history, "excluded": int((~known).sum()),
+            "warm": self.seen_users(t - 1)[users], "candidates": self.seen_items(t - 1),
+        }
+
+
+def evaluate_period(scorer, data, t, config, batch_users=512):
+    """Online test of a served model on D_t: RecBole's Recall@K and NDCG@K (all users and warm users)."""
+    test = data.test_set(t)
+    topk = list(config["topk"])
+    users, n_items, kmax = test["users"], data.n_items, max(topk)
+    hits, pos_len = [], []
+    for start in range(0, len(users), batch_users):
+        chunk = users[start:start + batch_users]
+        with torch.no_grad():
+            scores = scorer(torch.as_tensor(chunk)).view(len(chunk), n_items).clone()
+        scores[:, torch.as_tensor(~test["candidates"])] = -np.inf
+        keys = test["history_keys"][np.isin(test["history_keys"] // n_items, chunk)]
+        row_of = {u: i for i, u in enumerate(chunk.tolist())}
+        rows = torch.as_tensor([row_of[u] for u in (keys // n_items).tolist()], dtype=torch.long)
+        scores[rows, torch.as_tensor(keys % n_items)] = -np.inf
+        top = torch.topk(scores, kmax, dim=1).indices.numpy()
+        hits.append(np.isin(chunk[:, None] * n_items + top, test["pos_keys"]))
+        pos_len.append(np.bincount(np.searchsorted(chunk, test["pos_keys"][np.isin(test["pos_keys"] // n_items, chunk)] // n_items), minlength=len(chunk)))
+    hits, pos_len = np.concatenate(hits), np.concatenate(pos_len)
+    per_user = {"recall": Recall(config).metric_info(hits, pos_len), "ndcg": NDCG(config).metric_info(hits, pos_len)}
+    out = {"period": t, "users": int(len(users)), "warm_users": int(test["warm"].sum()), "excluded": test["excluded"]}
+    for name, values in per_user.items():
+        for k in topk:
+            out[f"{name}@{k}"] = float(values[:, k - 1].mean())
+            out[f"warm_{name}@{k}"] = float(values[test["warm"], k - 1].mean()) if test["warm"].any() else float("nan")
+    return out
+
+
+class _Retrainer:
+    """One method: ``update(t)`` trains on what period t adds; ``scores(users)`` serves the current model."""
+
+    def __init__(self, run):
+        self.run = run
+
+
+class PopularityRetrain(_Retrainer):
+    def __init__(self, run):
+        super().__init__(run)
+        self.counts = torch.zeros(run.data.n_items)
+
+    def update(self, t):
+        dataset = self.run.data.subset(self.run.data.rows[t])
+        self.run.observe("train", t, dataset)
+        items = dataset.inter_feat[dataset.iid_field]
+        self.counts += torch.bincount(items, minlength=self.counts.numel()).float()
+
+    def scores(self, users):
+        return self.counts.expand(len(users), -1)
+
+
+class BaseRetrain(_Retrainer):
+    """full / finetune / sample: the base model, warm-started, trained on the method's rows each period."""
+
+    def __init__(self, run, kind):
+        super().__init__(run)
+        self.kind = kind
+        self.model = get_model(run.config["sml_base"])(run.config, run.data.dataset)
+        size = run.config["reservoir_size"]
+        self.reservoir_size = int(size) if size else int(np.mean([len(r) for r in run.data.rows]))
+        self.reservoir, self.offered = np.empty(0, dtype=np.int64), 0
+        self.rng = np.random.default_rng(run.config["seed"])
+
+    def update(self, t):
+        rows = self.run.data.rows
+        train_rows = {
+            "finetune": rows[t], "full": np.concatenate(rows[:t + 1]), "sample": np.concatenate([rows[t], self.reservoir]),
+        }[self.kind]
+        self.run.fit(self.model, train_rows, self.run.data.seen_items(t), t)
+        if self.kind == "sample":
+            self._offer(rows[t])
+
+    def _offer(self, new_rows):
+        """Algorithm R: after it, the reservoir is a uniform sample of every interaction offered so far."""
+        for row in new_rows:
+            self.offered += 1
+            if self.reservoir.size < self.reservoir_size:
+                self.reservoir = np.append(self.reservoir, row)
+            else:
+                slot = self.rng.integers(0, self.offered)
+                if slot < self.reservoir_size:
+                    self.reservoir[slot] = row
+
+    def scores(self, users):
+        return self.model.full_sort_predict(Interaction({self.model.USER_ID: users}))
+
+
+class SMLRetrain(BaseRetrain):
+    """Algorithm 2 (and Algorithm 1 on the early periods); see the module docstring."""
+
+    def __init__(self, run):
+        _Retrainer.__init__(self, run)
+        self.model = get_model("SML")(run.config, run.data.dataset)
+        config = run.config
+        self.step2 = {"learning_rate": config["sml_lr"], "train_batch_size": config["sml_batch_size"],
+                      "weight_decay": config["sml_weight_decay"], "epochs": config["sml_epochs"]}
+
+    def update(self, t):
+        data, model = self.run.data, self.model
+        if t >= 1 and self.run.config["sml_rounds"]:
+            # Step 2 sees D_t as W_{t-1} served it: only interactions on items seen before t
+            known = data.rows[t][data.seen_items(t - 1)[data.items[data.rows[t]]]]
+            for _ in range(self.run.config["sml_rounds"]):
+                model.set_step("theta")
+                self.run.fit(model, known, data.seen_items(t - 1), t, self.step2)
+                model.set_step("hat")
+                self.run.fit(model, data.rows[t - 1], data.seen_items(t - 1), t - 1)
+            model.commit()
+        model.advance(data.seen_users(t), data.seen_items(t))
+        model.set_step("hat" if t >= 1 else "direct")  # Ŵ_0 is the base model trained on D_0
+        self.run.fit(model, data.rows[t], data.seen_items(t), t)
+        model.commit()
+        if t == 0 and self.run.config["sml_theta_init"] == "identity":
+            model.advance(data.seen_users(t), data.seen_items(t))  # the pair (W_0, W_0): f_Θ must return Ŵ
+            logger.info("Θ fitted to the identity on ŵ: squared error %.5f", model.init_transfer_identity())
+
+
+class PeriodicRun:
+    """The shared pieces of every method: config, periods, the training call and the observer."""
+
+    def __init__(self, config, data, method, observer=None):
+        self.config, self.data, self.method, self.observer = config, data, method, observer
+
+    def observe(self, event, t, dataset=None):
+        if self.observer is not None:
+            self.observer(event, t, dataset, self.method)
+
+    def fit(self, model, rows, candidates, t, values=None):
+        """Train ``model`` on interactions ``rows`` with RecBole's loader, sampler and a TransferTrainer."""
+        dataset = self.data.subset(rows)
+        self.observe("train", t, dataset)
+        with overridden(self.config, values or {}):
+            sampler = SeenItemSampler(dataset, np.flatnonzero(candidates)).set_phase("train")
+            loader = TrainDataLoader(self.config, dataset, sampler, shuffle=True)
+            trainer = TransferTrainer(self.config, model, stage=f"period{t}")
+            try:
+                trainer.fit(loader, None, verbose=False, saved=False, show_progress=False)
+            finally:
+                trainer.tensorboard.close()  # RecBole opens a SummaryWriter (a thread) per trainer
+
+
+def make_retrainer(name, run):
+    if name == "pop":
+        return PopularityRetrain(run)
+    if name == "sml":
+        return SMLRetrain(run)
+    return BaseRetrain(run, name)
+
+
+def check_periodic_config(config):
+    methods = listish(config["retrain_methods"]) or []
+    bad = [m for m in methods if m not in RETRAIN_METHODS]
+    if not methods or bad:
+        raise TransferConfigError(
+            f"retrain_methods={config['retrain_methods']!r}: unknown {bad}; allowed: {', '.join(RETRAIN_METHODS)}"
+        )
+    periods, tests = config["periods"], config["test_periods"]
+    if not isinstance(periods, int) or periods < 3:
+        raise TransferConfigError(f"periods={periods!r}: periodic retraining needs >= 3 periods (train, validate, test)")
+    if not isinstance(tests, int) or not 1 <= tests <= periods - 1:
+        raise TransferConfigError(f"test_periods={tests!r}: must be between 1 and periods - 1 = {periods - 1}")
+    for key in ("epochs", "sml_epochs", "sml_n1", "sml_n2", "sml_hidden", "sml_batch_size"):
+        if not isinstance(config[key], int) or config[key] < 1:
+            raise TransferConfigError(f"{key}={config[key]!r}: must be an integer >= 1")
+    if not isinstance(config["sml_rounds"], int) or config["sml_rounds"] < 0:
+        raise TransferConfigError(f"sml_rounds={config['sml_rounds']!r}: must be an integer >= 0")
+    return methods
+
+
+def run_periodic(config, methods=None, progress=None, observer=None, last_period=None, on_result=None):
+    """Run each method over the periods; returns one row per (method, tested period).
+
+    ``last_period``: stop after testing this period (``--tune`` stops before the test periods).
+    ``on_result(row)`` runs after each tested period (``--tune`` reports validation periods to Ray).
+    ``observer(event, t, dataset, method)`` sees every training set handed to a trainer (``'train'``, the
+    period it belongs to) and every test (``'test'``, the tested period): the no-leak test uses it.
+    """
+    methods = list(methods or check_periodic_config(config))
+    set_threads(config["num_threads"])
+    init_seed(config["seed"], config["reproducibility"])
+    data = PeriodicData(config, create_dataset(config))
+    n = data.n_periods
+    last = n - 1 if last_period is None else int(last_period)
+    first_test = n - config["test_periods"]
+    rows = []
+    for name in methods:
+        init_seed(config["seed"], config["reproducibility"])  # every method from the same initialiser
+        run = PeriodicRun(config, data, name, observer)
+        method = make_retrainer(name, run)
+        seconds, k = 0.0, max(config["topk"])
+        for t in range(last + 1):
+            if t >= 1:
+                run.observe("test", t)
+                result = evaluate_period(method.scores, data, t, config)
+                result.update(method=name, phase="test" if t >= first_test else "valid", train_seconds=seconds)
+                rows.append(result)
+                if on_result is not None:
+                    on_result(result)
+                if progress:
+                    progress(f"{METHOD_LABELS[name]:>12} period {t}/{n - 1} ({result['phase']}): "
+                             f"recall@{k} {result[f'recall@{k}']:.4f} ndcg@{k} {result[f'ndcg@{k}']:.4f} users {result['users']} "
+                             f"(warm {result['warm_users']}), trained {seconds:.1f}s")
+            if t < last:
+                start = time.time()
+                method.update(t)
+                seconds = time.time() - start
+    return rows
+
+
+TABLE_METRICS = ["recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20", "warm_recall@20", "warm_ndcg@20"]
+
+
+def summarise(rows, phase="test"):
+    """{method: {metric: (mean, std over seeds)}}: each seed's metrics averaged over its ``phase`` periods."""
+    by = {}
+    for r in rows:
+        if r["phase"] == phase:
+            by.setdefault(r["method"], {}).setdefault(r.get("seed"), []).append(r)
+    out = {}
+    for method, seeds in by.items():
+        per_seed = {k: [np.nanmean([r[k] for r in rs]) for rs in seeds.values()] for k in TABLE_METRICS + ["train_seconds"]}
+        out[method] = {k: (float(np.mean(v)), float(np.std(v)), len(v)) for k, v in per_seed.items()}
+    return out
+
+
+def table1(rows, phase="test"):
+    """The paper's Table 1 shape: one row per method, metrics averaged over the test periods (± std over seeds)."""
+    summary = summarise(rows, phase)
+    head = ["method"] + [m.replace("warm_", "warm ") for m in TABLE_METRICS] + ["train s / period"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for method in [m for m in RETRAIN_METHODS if m in summary]:
+        cells = [METHOD_LABELS[method]]
+        for key in TABLE_METRICS + ["train_seconds"]:
+            mean, std, n = summary[method][key]
+            fmt = "{:.1f}" if key == "train_seconds" else "{:.4f}"
+            cells.append(fmt.format(mean) + (" ± " + fmt.format(std) if n > 1 else ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def period_table_of(rows, metric="ndcg@20"):
+    """Per-period ``metric`` of every method (mean over seeds), with the period's users and warm users."""
+    periods = sorted({r["period"] for r in rows})
+    methods = [m for m in RETRAIN_METHODS if any(r["method"] == m for r in rows)]
+    head = ["period", "phase", "users (warm)", "excluded"] + [METHOD_LABELS[m] for m in methods]
+    lines = [f"{metric} per period", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for p in periods:
+        at = [r for r in rows if r["period"] == p]
+        first = at[0]
+        cells = [str(p), first["phase"], f"{first['users']} ({first['warm_users']})", str(first["excluded"])]
+        cells += [f"{np.mean([r[metric] for r in at if r['method'] == m]):.4f}" for m in methods]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_curves(rows, path, metrics=("recall@20", "ndcg@20")):
+    """Per-period curves of every method (mean over seeds; test periods shaded), written as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6))
+    test_periods = sorted({r["period"] for r in rows if r["phase"] == "test"})
+    for ax, metric in zip(np.atleast_1d(axes), metrics):
+        for m in [m for m in RETRAIN_METHODS if any(r["method"] == m for r in rows)]:
+            periods = sorted({r["period"] for r in rows if r["method"] == m})
+            values = [np.mean([r[metric] for r in rows if r["method"] == m and r["period"] == p]) for p in periods]
+            ax.plot(periods, values, marker="o", label=METHOD_LABELS[m])
+        if test_periods:
+            ax.axvspan(test_periods[0] - 0.5, test_periods[-1] + 0.5, color="0.92", zorder=0)
+        ax.set_xlabel("tested period t (model after t-1)")
+        ax.set_ylabel(metric)
+    np.atleast_1d(axes)[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

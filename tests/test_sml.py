@@ -1,0 +1,217 @@
+"""SML's transfer network f_Θ: the paper's shapes, the stack layer, and gradients to every input and Θ."""
+
+import torch
+
+from recbole_transfer.model.sml import TransferNetwork
+
+
+def test_shapes_and_parameter_set_follow_the_paper():
+    torch.manual_seed(0)
+    net = TransferNetwork(embedding_size=16, n1=10, n2=5, hidden=32)
+    out = net(torch.randn(7, 16), torch.randn(7, 16))
+    assert out.shape == (7, 16)
+    shapes = {n: tuple(p.shape) for n, p in net.named_parameters()}
+    assert shapes == {
+        "conv1.weight": (10, 3, 1), "conv2.weight": (5, 10, 1),  # F1 in R^{n1 x 3}, F2 in R^{n2 x n1}
+        "fc.weight": (32, 5 * 16), "fc.bias": (32,), "out.weight": (16, 32), "out.bias": (16,),
+    }
+
+
+def test_stack_layer_is_previous_new_and_normalised_product():
+    net = TransferNetwork(embedding_size=3)
+    w_prev, w_hat = torch.tensor([[3.0, 0.0, 4.0]]), torch.tensor([[1.0, 2.0, 0.5]])
+    h0 = net.stack(w_prev, w_hat)
+    assert torch.equal(h0[:, 0], w_prev) and torch.equal(h0[:, 1], w_hat)
+    assert torch.allclose(h0[:, 2], torch.tensor([[3.0 / 5, 0.0, 2.0 / 5]]))
+
+
+def test_rows_are_transformed_independently_and_gradients_reach_inputs_and_theta():
+    torch.manual_seed(1)
+    net = TransferNetwork(embedding_size=8, hidden=16)
+    w_prev = torch.randn(5, 8, requires_grad=True)
+    w_hat = torch.randn(5, 8, requires_grad=True)
+    out = net(w_prev, w_hat)
+    assert torch.allclose(net(w_prev[2:3], w_hat[2:3]), out[2:3], atol=1e-6)  # one row does not see another
+    out.pow(2).sum().backward()
+    assert w_prev.grad.abs().sum() > 0 and w_hat.grad.abs().sum() > 0  # Step 1 learns Ŵ_t through f_Θ
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())  # Step 2 learns Θ
+
+
+# ----- the SML model, the online protocol and the retraining loop ------------------------------------
+
+import json  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from recbole.data import create_dataset  # noqa: E402
+
+from recbole_transfer.config import TransferConfig, get_model  # noqa: E402
+from recbole_transfer.data.synthetic import write_drifting_periods  # noqa: E402
+from recbole_transfer.errors import TransferConfigError, TransferDataError  # noqa: E402
+from recbole_transfer.trainer.periodic import PeriodicData, evaluate_period, run_periodic, summarise  # noqa: E402
+
+from test_cli import run_cli  # noqa: E402
+
+FAST = {"epochs": 2, "sml_epochs": 1, "sml_rounds": 1, "sml_hidden": 32, "embedding_size": 16, "show_progress": False}
+
+
+def sml_config(folder, **extra):
+    keys = {"data_path": str(folder), "periods": 4, "test_periods": 2, **FAST, **extra}
+    return TransferConfig("SML", "drift", None, keys)
+
+
+@pytest.fixture
+def drift(tmp_path, workdir):
+    write_drifting_periods(str(tmp_path), "drift", n_users=60, n_items=300, periods=4, per_period=6, seed=3)
+    return tmp_path
+
+
+def test_no_test_period_interaction_reaches_a_trainer_before_its_test(drift):
+    """Assert on the datasets handed to the trainers: before period t is tested, nothing of period >= t."""
+    config = sml_config(drift)
+    data = PeriodicData(config, create_dataset(config))
+    start = {t: float(data.dataset.inter_feat["timestamp"][data.rows[t]].min()) for t in range(4)}
+    events = []
+    run_periodic(config, observer=lambda event, t, ds, method: events.append(
+        (event, t, None if ds is None else ds.inter_feat["timestamp"].numpy(), method)))
+    trained_max, tests, current = -np.inf, 0, None
+    for event, t, stamps, method in events:
+        if method != current:  # each method starts from the initialiser
+            trained_max, current = -np.inf, method
+        if event == "test":
+            assert trained_max < start[t], f"period {t} was trained on before its test"
+            tests += 1
+        else:
+            trained_max = max(trained_max, stamps.max())
+            assert stamps.max() < (start[t + 1] if t + 1 < 4 else np.inf)  # labelled with the period it holds
+    assert tests == 5 * 3  # every method tests periods 1, 2, 3
+    steps = [(e, t) for e, t, _, m in events if m == "sml"]
+    assert ("train", 1) in steps[steps.index(("test", 1)):]  # SML's Step 2 uses D_1 only after its test
+
+
+def test_evaluation_excludes_never_seen_items_and_masks_earlier_items(drift):
+    config = sml_config(drift)
+    data = PeriodicData(config, create_dataset(config))
+    test = data.test_set(2)
+    seen = data.seen_items(1)
+    rows = data.rows[2]
+    assert test["excluded"] == int((~seen[data.items[rows]]).sum()) and test["excluded"] > 0
+    assert seen[test["pos_keys"] % data.n_items].all()
+    # an oracle that scores exactly the user's D_2 items first gets recall 1 whenever K covers them
+    pos = set(test["pos_keys"].tolist())
+
+    def oracle(users):
+        scores = torch.zeros(len(users), data.n_items)
+        for i, u in enumerate(users.tolist()):
+            for item in range(data.n_items):
+                if u * data.n_items + item in pos:
+                    scores[i, item] = 1.0
+        return scores
+
+    result = evaluate_period(oracle, data, 2, config)
+    assert result["ndcg@20"] == pytest.approx(1.0) and result["recall@20"] == pytest.approx(1.0)
+
+    def history_lover(users):  # scores the user's earlier items highest: masked, so worth nothing
+        scores = torch.zeros(len(users), data.n_items)
+        for i, u in enumerate(users.tolist()):
+            scores[i, data.items[np.concatenate(data.rows[:2])][data.users[np.concatenate(data.rows[:2])] == u]] = 9.0
+        return scores
+
+    assert evaluate_period(history_lover, data, 2, config)["recall@5"] < result["recall@5"]
+
+
+def test_sml_steps_train_only_their_part_and_unseen_rows_keep_the_initialiser(drift):
+    config = sml_config(drift)
+    dataset = create_dataset(config)
+    model = get_model("SML")(config, dataset)
+    assert not any(p.requires_grad for p in model.base.parameters())
+    model.set_step("hat")
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"user_hat", "item_hat"}
+    model.set_step("theta")
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("user_transfer.", "item_transfer.")) for n in trainable)
+    init = model.base.user_embedding.weight.detach().clone()
+    seen = torch.zeros(model.n_users, dtype=torch.bool)
+    seen[1:10] = True
+    model.advance(seen, torch.ones(model.n_items, dtype=torch.bool))
+    with torch.no_grad():
+        model.user_hat.add_(1.0)
+    model.commit()
+    served = model.base.user_embedding.weight
+    assert torch.equal(served[10:], init[10:])  # never-seen users: the initialiser, untouched by f_Θ
+    assert not torch.allclose(served[1:10], init[1:10])
+    error = model.init_transfer_identity(steps=400)
+    assert error < 0.05 * float(model.user_hat[seen].pow(2).sum(-1).mean())  # f_Θ(w, ŵ) ≈ ŵ after the fit
+
+
+def test_base_must_be_two_embedding_tables_and_bpr_qualifies(drift):
+    for base, match in [("Popularity", "must be exactly .* Popularity has \\['anchor'\\]"), ("NeuMF", "cannot be built")]:
+        with pytest.raises(TransferConfigError, match=f"sml_base='{base}': .*{match}"):
+            config = sml_config(drift, sml_base=base)
+            get_model("SML")(config, create_dataset(config))
+    rows = run_periodic(sml_config(drift, sml_base="BPR", retrain_methods=["sml"]))
+    assert len(rows) == 3 and all(np.isfinite(r["ndcg@20"]) for r in rows)
+
+
+def test_same_seed_same_metrics(drift):
+    first = run_periodic(sml_config(drift, retrain_methods=["sample", "sml"]))
+    second = run_periodic(sml_config(drift, retrain_methods=["sample", "sml"]))
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "train_seconds"} for r in rows]  # noqa: E731
+    assert strip(first) == strip(second)
+
+
+@pytest.mark.parametrize("extra, error, match", [
+    ({"retrain_methods": ["sml", "finetuen"]}, TransferConfigError, "unknown \\['finetuen'\\]"),
+    ({"test_periods": 4}, TransferConfigError, "test_periods=4: must be between 1 and periods - 1 = 3"),
+    ({"periods": 2}, TransferConfigError, "periods=2: periodic retraining needs >= 3"),
+    ({"sml_rounds": -1}, TransferConfigError, "sml_rounds=-1"),
+    ({"periods": 5000, "test_periods": 2}, TransferDataError, "only 1440 distinct timestamps .* at most 1440 periods"),
+    ({"load_col": {"inter": ["user_id", "item_id"]}}, TransferDataError, "has no time field"),
+])
+def test_bad_periodic_config_raises_its_named_error(drift, extra, error, match):
+    with pytest.raises(error, match=match):
+        run_periodic(sml_config(drift, **extra))
+
+
+def test_cli_prints_table1_and_writes_json_table_and_curves(drift):
+    args = ["--model=SML", "--dataset=drift", f"--data_path={drift}", "--periods=4", "--test_periods=2",
+            "--retrain_methods=[pop,finetune,sml]", "--output=out/run"] + [f"--{k}={v}" for k, v in FAST.items()]
+    proc = run_cli(args, drift)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| Popularity |" in proc.stdout and "| SML |" in proc.stdout and "ndcg@20 per period" in proc.stdout
+    rows = json.load(open(drift / "out" / "run.json"))
+    assert {r["method"] for r in rows} == {"pop", "finetune", "sml"}
+    assert (drift / "out" / "run.png").stat().st_size > 1000
+    bad = run_cli(["--model=SML", "--dataset=drift", f"--data_path={drift}", "--retrain_methods=[smll]"], drift)
+    assert bad.returncode == 2 and "retrain_methods" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_sml_beats_finetune_and_full_retraining_on_planted_drift(tmp_path, workdir):
+    """Users return every period; their taste = long-term factor + a steadily moving drift. A transfer of
+    (W_{t-1}, Ŵ_t) trained for the next period can extrapolate the movement; D_t alone (fine-tune) or all
+    data (full retraining) cannot. The benchmark's setting (benchmarks/sml_retraining.py), one seed."""
+    write_drifting_periods(str(tmp_path), "drift", n_users=200, n_items=300, periods=8, per_period=20, trend=0.3,
+                           drift=0.3, persistence=1.0, seed=0)
+    config = TransferConfig("SML", "drift", None, {"data_path": str(tmp_path), "periods": 8, "test_periods": 4,
+                                                   "epochs": 20, "retrain_methods": ["full", "finetune", "sml"]})
+    test = summarise(run_periodic(config))
+    for metric, margin in [("ndcg@20", 0.01), ("recall@20", 0.0)]:
+        sml = test["sml"][metric][0]
+        assert sml > test["finetune"][metric][0] + margin, (metric, test)
+        assert sml > test["full"][metric][0] + margin, (metric, test)
+
+
+def test_tune_chooses_sml_keys_on_validation_periods_and_reproduces(drift):
+    args = ["--model=SML", "--tune", "--dataset=drift", f"--data_path={drift}", "--periods=4", "--test_periods=2",
+            "--num_samples=2", "--num_cpus=2", "--run_dir=search", "--retrain_methods=[finetune,sml]", "--output=out/tuned"]
+    proc = run_cli(args + [f"--{k}={v}" for k, v in FAST.items() if k != "sml_epochs"], drift)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trials = json.load(open(drift / "search" / "trials.json"))
+    assert len(trials) == 2 and all(t["periods"] == 1 and t["error"] is None for t in trials)  # 1 validation period
+    best = (drift / "search" / "best.yaml").read_text()
+    winner = max(trials, key=lambda t: t["valid"])["params"]
+    assert f"sml_epochs: {winner['sml_epochs']}" in best and "data_path:" in best
+    assert "trial 2/2" in proc.stdout and "| SML |" in proc.stdout
+    rows = json.load(open(drift / "out" / "tuned.json"))
+    assert {r["period"] for r in rows} == {1, 2, 3}  # the winner then runs every period, tests included
