@@ -10,7 +10,9 @@ averaged over users, then over the test periods; "warm" keeps users seen before 
   20 picks per user per period, 8 periods, taste = long-term factor + a drift that moves steadily
   (trend 0.3) plus noise (0.3)); periods 1-3 validate, 4-7 test; 20 epochs per period.
 
-Per seed, the planted data is drawn under that seed as well. One torch thread.
+Per seed, the planted data is drawn under that seed as well. Ablation row "SML, random Θ": SML with the
+paper's random initialisation of the transfer (``sml_theta_init: random``) instead of the identity fit.
+One torch thread.
 
     OMP_NUM_THREADS=1 python benchmarks/sml_retraining.py                     # both settings, 3 seeds
     OMP_NUM_THREADS=1 python benchmarks/sml_retraining.py --settings drift --seeds 2020 --out /tmp/q
@@ -46,9 +48,13 @@ def run_setting(name, seed, folder):
     if name == "drift":
         write_drifting_periods(folder, "drift", seed=seed, **DRIFT)
         keys["data_path"] = folder
-    config = TransferConfig("SML", name, None, keys)
     start = time.time()
-    rows = run_periodic(config, progress=lambda line: print(f"  [{name} seed {seed}] {line}", flush=True))
+    show = lambda line: print(f"  [{name} seed {seed}] {line}", flush=True)  # noqa: E731
+    rows = run_periodic(TransferConfig("SML", name, None, keys), progress=show)
+    ablation = run_periodic(TransferConfig("SML", name, None, {**keys, "sml_theta_init": "random"}), ["sml"], progress=show)
+    for r in ablation:
+        r["method"] = "SML, random Θ"
+    rows += ablation
     for r in rows:
         r.update(seed=seed, setting=name)
     print(f"  [{name} seed {seed}] {time.time() - start:.0f}s", flush=True)

@@ -97,27 +97,27 @@ def test_evaluation_excludes_never_seen_items_and_masks_earlier_items(drift):
     rows = data.rows[2]
     assert test["excluded"] == int((~seen[data.items[rows]]).sum()) and test["excluded"] > 0
     assert seen[test["pos_keys"] % data.n_items].all()
-    # an oracle that scores exactly the user's D_2 items first gets recall 1 whenever K covers them
+    # an oracle that scores the user's D_2 items above everything else: recall 1 (<= 20 positives each)
     pos = set(test["pos_keys"].tolist())
+    earlier = np.concatenate(data.rows[:2])
 
-    def oracle(users):
-        scores = torch.zeros(len(users), data.n_items)
-        for i, u in enumerate(users.tolist()):
-            for item in range(data.n_items):
-                if u * data.n_items + item in pos:
-                    scores[i, item] = 1.0
-        return scores
+    def scorer(bonus_history=0.0, bonus_unseen=0.0):
+        def scores_of(users):
+            scores = torch.zeros(len(users), data.n_items)
+            scores[:, torch.as_tensor(~seen)] = bonus_unseen  # items nobody had before period 2
+            for i, u in enumerate(users.tolist()):
+                scores[i, data.items[earlier][data.users[earlier] == u]] = bonus_history  # her earlier items
+                for item in range(data.n_items):
+                    if u * data.n_items + item in pos:
+                        scores[i, item] = 1.0
+            return scores
+        return scores_of
 
-    result = evaluate_period(oracle, data, 2, config)
-    assert result["ndcg@20"] == pytest.approx(1.0) and result["recall@20"] == pytest.approx(1.0)
-
-    def history_lover(users):  # scores the user's earlier items highest: masked, so worth nothing
-        scores = torch.zeros(len(users), data.n_items)
-        for i, u in enumerate(users.tolist()):
-            scores[i, data.items[np.concatenate(data.rows[:2])][data.users[np.concatenate(data.rows[:2])] == u]] = 9.0
-        return scores
-
-    assert evaluate_period(history_lover, data, 2, config)["recall@5"] < result["recall@5"]
+    assert evaluate_period(scorer(), data, 2, config)["recall@20"] == pytest.approx(1.0)
+    assert evaluate_period(scorer(), data, 2, config)["ndcg@20"] == pytest.approx(1.0)
+    # earlier items and never-seen items scored above the positives change nothing: both are masked
+    assert evaluate_period(scorer(bonus_history=9.0), data, 2, config)["ndcg@20"] == pytest.approx(1.0)
+    assert evaluate_period(scorer(bonus_unseen=9.0), data, 2, config)["ndcg@20"] == pytest.approx(1.0)
 
 
 def test_sml_steps_train_only_their_part_and_unseen_rows_keep_the_initialiser(drift):
@@ -162,10 +162,12 @@ def test_same_seed_same_metrics(drift):
 
 
 @pytest.mark.parametrize("extra, error, match", [
-    ({"retrain_methods": ["sml", "finetuen"]}, TransferConfigError, "unknown \\['finetuen'\\]"),
+    ({"retrain_methods": ["sml", "finetuen"]}, TransferConfigError, "unknown \\['finetuen'\\] \\(did you mean 'finetune'\\?\\)"),
+    ({"sml_base": "NeuMF", "retrain_methods": ["full"]}, TransferConfigError, "sml_base='NeuMF': cannot be built"),
     ({"test_periods": 4}, TransferConfigError, "test_periods=4: must be between 1 and periods - 1 = 3"),
     ({"periods": 2}, TransferConfigError, "periods=2: periodic retraining needs >= 3"),
     ({"sml_rounds": -1}, TransferConfigError, "sml_rounds=-1"),
+    ({"sml_theta_init": "zeros"}, TransferConfigError, "sml_theta_init='zeros': allowed values are 'identity' and 'random'"),
     ({"periods": 5000, "test_periods": 2}, TransferDataError, "only 1440 distinct timestamps .* at most 1440 periods"),
     ({"load_col": {"inter": ["user_id", "item_id"]}}, TransferDataError, "has no time field"),
 ])
@@ -203,8 +205,11 @@ def test_sml_beats_finetune_and_full_retraining_on_planted_drift(tmp_path, workd
 
 
 def test_tune_chooses_sml_keys_on_validation_periods_and_reproduces(drift):
+    (drift / "space.yaml").write_text("scheduler: {type: fifo}\nparameters:\n  sml_epochs: {type: grid, values: [1, 2]}\n"
+                                      "  sml_lr: {type: float, low: 0.0005, high: 0.005, log: true}\n")
     args = ["--model=SML", "--tune", "--dataset=drift", f"--data_path={drift}", "--periods=4", "--test_periods=2",
-            "--num_samples=2", "--num_cpus=2", "--run_dir=search", "--retrain_methods=[finetune,sml]", "--output=out/tuned"]
+            "--search_space=space.yaml", "--num_cpus=2", "--run_dir=search", "--retrain_methods=[finetune,sml]",
+            "--output=out/tuned"]
     proc = run_cli(args + [f"--{k}={v}" for k, v in FAST.items() if k != "sml_epochs"], drift)
     assert proc.returncode == 0, proc.stderr[-3000:]
     trials = json.load(open(drift / "search" / "trials.json"))

@@ -18,7 +18,8 @@ filter is a 1x1 convolution over the three (then n1) stacked rows.
 Ŵ (``user_hat`` / ``item_hat``, trainable in Step 1) and W_{t-1} (``user_prev`` / ``item_prev``, fixed).
 Its loss is the base model's own ``calculate_loss`` evaluated with the tables f_Θ(W_{t-1}, Ŵ) (through
 ``torch.func.functional_call``), so any base whose parameters are exactly a user and an item embedding
-table works (MF, RecBole's BPR, LightGCN). The retraining procedure (Algorithms 1 and 2) is
+table works (MF, RecBole's BPR; RecBole's LightGCN has that shape but its
+adjacency code fails on the pinned scipy). The retraining procedure (Algorithms 1 and 2) is
 :mod:`recbole_transfer.trainer.periodic`.
 
 Ids not seen up to the period keep their W_{t-1} row (for a never-seen id: the initialiser) instead of
@@ -66,10 +67,26 @@ def check_base(base, name):
         raise TransferConfigError(
             f"sml_base={name!r}: SML transfers embedding tables, so the base model's parameters must be exactly "
             f"{sorted(TABLES.values())}; {name} has {names[:6]}{' ...' if len(names) > 6 else ''} "
-            f"(MF, BPR and LightGCN qualify)"
+            f"(MF and BPR qualify)"
         )
     if base.input_type != InputType.PAIRWISE:
         raise TransferConfigError(f"sml_base={name!r}: needs a PAIRWISE model (a positive and a sampled negative per row)")
+
+
+def build_base(config, dataset):
+    """The ``sml_base`` model on ``dataset``, checked: a clear error when it cannot serve as SML's base."""
+    from ..config import get_model
+
+    name = config["sml_base"]
+    try:
+        base = get_model(name)(config, dataset)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TransferConfigError(
+            f"sml_base={name!r}: cannot be built with SML's config ({type(exc).__name__}: {str(exc)[:120]}); "
+            f"the base must be a model whose parameters are exactly {sorted(TABLES.values())} (MF, BPR)"
+        ) from None
+    check_base(base, name)
+    return base
 
 
 class _BaseLoss(nn.Module):
@@ -94,16 +111,7 @@ class SML(GeneralRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        from ..config import get_model
-
-        try:
-            self.base = get_model(config["sml_base"])(config, dataset)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise TransferConfigError(
-                f"sml_base={config['sml_base']!r}: cannot be built with SML's config ({type(exc).__name__}: {exc}); "
-                f"the base must be a model whose parameters are exactly {sorted(TABLES.values())} (MF, BPR, LightGCN)"
-            ) from None
-        check_base(self.base, config["sml_base"])
+        self.base = build_base(config, dataset)
         self.base.requires_grad_(False)
         d = self.base.user_embedding.weight.shape[1]
         sizes = dict(n1=config["sml_n1"], n2=config["sml_n2"], hidden=config["sml_hidden"])

@@ -45,7 +45,8 @@ from recbole.utils import init_seed
 
 from ..config import get_model
 from ..data.periods import dataset_periods
-from ..errors import TransferConfigError, TransferDataError
+from ..model.sml import build_base
+from ..errors import TransferConfigError, TransferDataError, did_you_mean
 from ..utils import listish, set_threads
 from .trainer import TransferTrainer
 
@@ -188,7 +189,7 @@ class BaseRetrain(_Retrainer):
     def __init__(self, run, kind):
         super().__init__(run)
         self.kind = kind
-        self.model = get_model(run.config["sml_base"])(run.config, run.data.dataset)
+        self.model = build_base(run.config, run.data.dataset)
         size = run.config["reservoir_size"]
         self.reservoir_size = int(size) if size else int(np.mean([len(r) for r in run.data.rows]))
         self.reservoir, self.offered = np.empty(0, dtype=np.int64), 0
@@ -284,8 +285,9 @@ def check_periodic_config(config):
     methods = listish(config["retrain_methods"]) or []
     bad = [m for m in methods if m not in RETRAIN_METHODS]
     if not methods or bad:
+        hint = did_you_mean(bad[0], RETRAIN_METHODS) if bad else ""
         raise TransferConfigError(
-            f"retrain_methods={config['retrain_methods']!r}: unknown {bad}; allowed: {', '.join(RETRAIN_METHODS)}"
+            f"retrain_methods={config['retrain_methods']!r}: unknown {bad}{hint}; allowed: {', '.join(RETRAIN_METHODS)}"
         )
     periods, tests = config["periods"], config["test_periods"]
     if not isinstance(periods, int) or periods < 3:
@@ -295,6 +297,8 @@ def check_periodic_config(config):
     for key in ("epochs", "sml_epochs", "sml_n1", "sml_n2", "sml_hidden", "sml_batch_size"):
         if not isinstance(config[key], int) or config[key] < 1:
             raise TransferConfigError(f"{key}={config[key]!r}: must be an integer >= 1")
+    if config["sml_theta_init"] not in ("identity", "random"):
+        raise TransferConfigError(f"sml_theta_init={config['sml_theta_init']!r}: allowed values are 'identity' and 'random'")
     if not isinstance(config["sml_rounds"], int) or config["sml_rounds"] < 0:
         raise TransferConfigError(f"sml_rounds={config['sml_rounds']!r}: must be an integer >= 0")
     return methods
@@ -312,6 +316,7 @@ def run_periodic(config, methods=None, progress=None, observer=None, last_period
     set_threads(config["num_threads"])
     init_seed(config["seed"], config["reproducibility"])
     data = PeriodicData(config, create_dataset(config))
+    build_base(config, data.dataset)  # a base that cannot serve fails before any method trains
     n = data.n_periods
     last = n - 1 if last_period is None else int(last_period)
     first_test = n - config["test_periods"]
@@ -340,6 +345,16 @@ def run_periodic(config, methods=None, progress=None, observer=None, last_period
     return rows
 
 
+def _methods_in(rows):
+    """Methods of ``rows`` in table order: the built-in ones first, then variants (e.g. an ablation's rows)."""
+    names = list(dict.fromkeys(r["method"] for r in rows))
+    return [m for m in RETRAIN_METHODS if m in names] + [m for m in names if m not in RETRAIN_METHODS]
+
+
+def _label(method):
+    return METHOD_LABELS.get(method, method)
+
+
 TABLE_METRICS = ["recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20", "warm_recall@20", "warm_ndcg@20"]
 
 
@@ -361,8 +376,8 @@ def table1(rows, phase="test"):
     summary = summarise(rows, phase)
     head = ["method"] + [m.replace("warm_", "warm ") for m in TABLE_METRICS] + ["train s / period"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for method in [m for m in RETRAIN_METHODS if m in summary]:
-        cells = [METHOD_LABELS[method]]
+    for method in [m for m in _methods_in(rows) if m in summary]:
+        cells = [_label(method)]
         for key in TABLE_METRICS + ["train_seconds"]:
             mean, std, n = summary[method][key]
             fmt = "{:.1f}" if key == "train_seconds" else "{:.4f}"
@@ -374,8 +389,8 @@ def table1(rows, phase="test"):
 def period_table_of(rows, metric="ndcg@20"):
     """Per-period ``metric`` of every method (mean over seeds), with the period's users and warm users."""
     periods = sorted({r["period"] for r in rows})
-    methods = [m for m in RETRAIN_METHODS if any(r["method"] == m for r in rows)]
-    head = ["period", "phase", "users (warm)", "excluded"] + [METHOD_LABELS[m] for m in methods]
+    methods = _methods_in(rows)
+    head = ["period", "phase", "users (warm)", "excluded"] + [_label(m) for m in methods]
     lines = [f"{metric} per period", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for p in periods:
         at = [r for r in rows if r["period"] == p]
@@ -396,10 +411,10 @@ def plot_curves(rows, path, metrics=("recall@20", "ndcg@20")):
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6))
     test_periods = sorted({r["period"] for r in rows if r["phase"] == "test"})
     for ax, metric in zip(np.atleast_1d(axes), metrics):
-        for m in [m for m in RETRAIN_METHODS if any(r["method"] == m for r in rows)]:
+        for m in _methods_in(rows):
             periods = sorted({r["period"] for r in rows if r["method"] == m})
             values = [np.mean([r[metric] for r in rows if r["method"] == m and r["period"] == p]) for p in periods]
-            ax.plot(periods, values, marker="o", label=METHOD_LABELS[m])
+            ax.plot(periods, values, marker="o", label=_label(m))
         if test_periods:
             ax.axvspan(test_periods[0] - 0.5, test_periods[-1] + 0.5, color="0.92", zorder=0)
         ax.set_xlabel("tested period t (model after t-1)")
