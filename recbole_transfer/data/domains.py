@@ -15,11 +15,19 @@ A derived domain is declared under the ``domains`` key, by name::
         config: {user_inter_num_interval: '[3,inf)'}   # RecBole keys for this domain only
         label: {field: age, bins: [18, 25, 35, 45, 50, 56]}   # one interaction per user: (user, her label)
         user_holdout: {valid: 0.1, test: 0.2, stratify: true, label_fraction: 1.0}  # users split 3 ways
+        context: [hour, weekday, age_bucket, decade]   # derived context fields (token fields), see below
 
 Match modes: ``exact`` (the value, or for a token sequence any token, equals one of ``values``; default),
 ``first`` (the first token of a token sequence), ``any`` (any token), ``prefix`` (starts with one of
 ``values``, e.g. zip regions). A rule with ``exclude: true`` keeps what does NOT match. ``user_split`` uses crc32 of the raw token: the same user lands in
 the same part in every domain, so parts are disjoint across domains derived from one base.
+
+``context`` adds interaction-context fields derived from the base's own fields, as token fields that
+RecBole loads like any other (list them in ``load_col``): ``hour`` (``h00``..``h23``, UTC hour of the
+timestamp) and ``weekday`` (``mon``..``sun``) in ``.inter``; ``age_bucket`` (``<18``, ``18-24``, ...,
+``56+`` from ``age``) in ``.user``; ``decade`` (``1990s``; ``unknown`` when ``release_year`` is missing)
+in ``.item``. Tokens are the same strings in every domain, so context embeddings can be aligned by token
+across domains (:func:`recbole_transfer.data.context.align_tokens`); RecBole's own ids for them are not.
 
 Each derived domain is written once, as atomic files ``<domain_cache_dir>/<name>/<name>.{inter,item,user}``
 with a ``spec.json`` of its resolved spec; it is rebuilt only when the spec changes. Building is
@@ -52,14 +60,19 @@ logger = logging.getLogger(__name__)
 
 SPEC_KEYS = {
     "base", "items", "users", "time", "user_split", "prefix_ids", "keep_fraction", "seed", "config", "label",
-    "user_holdout",
+    "user_holdout", "context",
 }
+# derived context field -> (the atomic file it goes to, the base field it is computed from)
+CONTEXT_FIELDS = {"hour": ("inter", "timestamp"), "weekday": ("inter", "timestamp"),
+                  "age_bucket": ("user", "age"), "decade": ("item", "release_year")}
+AGE_BINS = [18, 25, 35, 45, 50, 56]  # ml-100k's / MovieLens-1M's age groups
+WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 RULE_KEYS = {"field", "values", "match", "exclude"}
 LABEL_KEYS = {"field", "bins"}
 HOLDOUT_KEYS = {"valid", "test", "stratify", "label_fraction"}
 HOLDOUT_PARTS = ("train", "valid", "test")
 MATCH_MODES = ("exact", "first", "any", "prefix")
-SPEC_VERSION = 2
+SPEC_VERSION = 3
 
 
 def dataset_dir(name, data_path):
@@ -138,6 +151,14 @@ def validate_spec(name, spec):
     holdout = spec.get("user_holdout")
     if holdout is not None:
         holdout = _validate_holdout(name, holdout)
+    context = spec.get("context") or []
+    if not isinstance(context, list) or any(c not in CONTEXT_FIELDS for c in context):
+        bad = [c for c in context if c not in CONTEXT_FIELDS] if isinstance(context, list) else [context]
+        raise TransferConfigError(
+            f"domains.{name}.context: unknown {bad}{did_you_mean(bad[0], CONTEXT_FIELDS)}; allowed: {', '.join(CONTEXT_FIELDS)}"
+        )
+    if context and label is not None:
+        raise TransferConfigError(f"domains.{name}.context: a label domain has no context (one row per user)")
     if "time" in spec and not (isinstance(spec["time"], dict) and set(spec["time"]) <= {"start", "end"}):
         raise TransferConfigError(f"domains.{name}.time={spec['time']!r}: expected {{start, end}} (dates or unix seconds)")
     return {
@@ -152,6 +173,7 @@ def validate_spec(name, spec):
         "config": dict(spec.get("config") or {}),
         "label": label,
         "user_holdout": holdout,
+        "context": list(context),
     }
 
 
@@ -254,6 +276,8 @@ def _derive(name, spec, data_path):
         if suffix in tables:
             table, tfields = tables[suffix]
             out[suffix] = table[table[tfields[id_field]].isin(ids)].sort_values(tfields[id_field], kind="stable")
+    if spec["context"]:
+        _add_context(name, spec["context"], out)
     if spec["label"] is not None:
         out = {"inter": _label_interactions(name, spec["label"], inter[ifields[uid]].unique(), tables)}
     if spec["user_holdout"] is not None:
@@ -266,6 +290,26 @@ def _derive(name, spec, data_path):
                 if id_field in fields:
                     frame[fields[id_field]] = f"{name}:" + frame[fields[id_field]]
     return out
+
+
+def _add_context(name, fields, out):
+    """Write the derived context fields into the domain's frames (see the module docstring)."""
+    for field in fields:
+        suffix, source = CONTEXT_FIELDS[field]
+        frame = out.get(suffix)
+        columns = {c.split(":")[0]: c for c in frame.columns} if frame is not None else {}
+        if source not in columns:
+            raise TransferDataError(f"domains.{name}.context: {field!r} needs the field {source!r} in the base's .{suffix} file")
+        raw = frame[columns[source]]
+        if field in ("hour", "weekday"):
+            when = pd.to_datetime(raw.astype(float), unit="s", utc=True)
+            values = when.dt.hour.map("h{:02d}".format) if field == "hour" else when.dt.dayofweek.map(WEEKDAYS.__getitem__)
+        elif field == "age_bucket":
+            values = bucket_labels(raw.astype(float), AGE_BINS)
+        else:
+            year = pd.to_numeric(raw, errors="coerce")
+            values = ["unknown" if np.isnan(y) else f"{int(y) // 10 * 10}s" for y in year]
+        out[suffix] = frame.assign(**{f"{field}:token": list(values)})
 
 
 def bucket_labels(values, bins):
