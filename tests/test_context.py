@@ -143,3 +143,17 @@ def test_mmtnet_unknown_context_field_lists_the_loaded_ones(workdir):
     data.config["context_fields"] = ["hour", "ocupation"]
     with pytest.raises(TransferConfigError, match="unknown \\['ocupation'\\] \\(did you mean 'occupation'\\?\\).*load_col"):
         get_model("MMTNet")(data.config, data.train_data._dataset)
+
+
+def test_mmtnet_reads_a_signal_only_the_context_carries(tmp_path, workdir):
+    """Planted context: the item's cluster is set by (mood, slot), users carry nothing. MMT-Net reads it;
+    BPR (user and item embeddings, no context) cannot."""
+    from recbole_transfer.data.synthetic import write_planted_context
+    from recbole_transfer.quick_start import run_transfer
+
+    write_planted_context(str(tmp_path), "ctx", seed=1)
+    keys = {"data_path": str(tmp_path), "context_fields": ["mood", "slot"], "epochs": 20, "show_progress": False,
+            "load_col": {"inter": ["user_id", "item_id", "timestamp", "mood", "slot"]}}
+    hit = {m: run_transfer(m, None, "ctx", None, keys, saved=False, verbose=False, log=False)["test_result"]["hit@10"]
+           for m in ("MMTNet", "BPR")}
+    assert hit["MMTNet"] >= hit["BPR"] + 0.3, hit
