@@ -56,7 +56,7 @@ def run_setting(name, seed, folder):
         r["method"] = "SML, random Θ"
     rows += ablation
     for r in rows:
-        r.update(seed=seed, setting=name)
+        r["setting"] = name
     print(f"  [{name} seed {seed}] {time.time() - start:.0f}s", flush=True)
     return rows
 
@@ -71,6 +71,8 @@ def main():
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split()]
+    args.out = os.path.abspath(args.out)  # before the chdir below
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
     rows, sections = [], []
     work = tempfile.mkdtemp(prefix="sml_bench_")
     os.chdir(work)  # RecBole's log/ and saved/ stay out of the repository
@@ -91,7 +93,6 @@ def main():
               f"--settings \"{args.settings}\" --seeds \"{args.seeds}\"` on {platform.processor() or platform.machine()}, "
               f"{args.threads} torch thread(s), Python {sys.version.split()[0]}, torch {torch.__version__}.\n\n")
     text = header + "\n\n".join(sections) + "\n"
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out + ".md", "w", encoding="utf-8") as f:
         f.write(text)
     with open(args.out + ".json", "w", encoding="utf-8") as f:

@@ -85,13 +85,18 @@ def run_scenario_cli(args, config_files, config_dict):
         tables = gain_table(rows) + "\n\n" + gain_table(rows, metric="test_ndcg@10")
     _print("\n" + tables + f"\n\ntotal wall time {time.time() - start:.0f}s")
     if args.output:
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        with open(args.output + ".json", "w", encoding="utf-8") as f:
-            json.dump(rows, f, indent=1)
-        with open(args.output + ".md", "w", encoding="utf-8") as f:
-            f.write(tables + "\n")
+        _write_outputs(args.output, rows, tables)
         _print(f"wrote {args.output}.json and {args.output}.md")
     return 0
+
+
+def _write_outputs(prefix, rows, tables):
+    """``<prefix>.json`` (the rows) and ``<prefix>.md`` (the tables)."""
+    os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
+    with open(prefix + ".json", "w", encoding="utf-8") as f:
+        json.dump(rows, f, indent=1)
+    with open(prefix + ".md", "w", encoding="utf-8") as f:
+        f.write(tables + "\n")
 
 
 def run_search_cli(args, config_files, config_dict):
@@ -224,17 +229,11 @@ def _periodic_cli(args, config_files, config_dict):
     _print(f"recbole_transfer: periodic retraining of {config['sml_base']} on {config['dataset']}: "
            f"{config['periods']} periods ({config['period_by']}), last {config['test_periods']} tested; methods {methods}")
     rows = run_periodic(config, methods, progress=_print)
-    for r in rows:
-        r["seed"] = config["seed"]
     tables = (f"Test periods (online: the model after period t-1 is tested on period t)\n\n{table1(rows)}\n\n"
               f"{period_table_of(rows)}")
     _print("\n" + tables + f"\n\ntotal wall time {time.time() - start:.0f}s")
     prefix = args.output or os.path.join("saved", "sml", f"{config['dataset']}-{time.strftime('%Y%m%d-%H%M%S')}")
-    os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
-    with open(prefix + ".json", "w", encoding="utf-8") as f:
-        json.dump(rows, f, indent=1)
-    with open(prefix + ".md", "w", encoding="utf-8") as f:
-        f.write(tables + "\n")
+    _write_outputs(prefix, rows, tables)
     plot_curves(rows, prefix + ".png")
     _print(f"wrote {prefix}.json, {prefix}.md and {prefix}.png")
     return 0

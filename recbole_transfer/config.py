@@ -173,6 +173,13 @@ class TransferConfig(Config):
         if not isinstance(threads, int) or threads < 1:
             raise TransferConfigError(f"num_threads={threads!r}: must be an integer >= 1")
 
+    @classmethod
+    def from_checkpoint(cls, checkpoint, overrides=None):
+        """The config a recbole_transfer checkpoint was written with (its ``reload_dict``), plus ``overrides``."""
+        saved = dict(checkpoint["config"])
+        model, dataset = saved.pop("model"), saved.pop("dataset")
+        return cls(model, dataset, None, {**saved, **(overrides or {})})
+
     def reload_dict(self):
         """What rebuilds this config, as plain data: the user's keys, the model, the dataset and its
         parent data path. Stored in checkpoints (which must load with ``weights_only=True``)."""

@@ -19,6 +19,7 @@ from recbole.utils import init_logger, init_seed
 from .config import TransferConfig, get_model
 from .data import check_enough_items, id_tokens, kl_relatedness, resolve_domain, user_counts
 from .errors import TransferConfigError
+from .model.peterrec import load_source
 from .transfer.patches import backbone_of, check_backbone
 from .trainer import TransferTrainer, load_checkpoint, load_model_state
 from .transfer import PatchTransfer, make_strategy
@@ -105,9 +106,9 @@ def train_domain(
         logger.info("\n%s", report)
     trainer = TransferTrainer(config, model, stage=stage)
     trainer.extra_state = dict(extra_state or {})
-    if isinstance(strategy, PatchTransfer):  # save what fine-tuning changed, over the pretrained checkpoint
-        trainer.state_keys = strategy.delta_keys(model)
-        trainer.extra_state.update(delta_of=os.path.abspath(config["source_checkpoint"]), source_keys=strategy.source_keys)
+    if strategy is not None and not strategy.is_identity:  # e.g. patches save a delta over their source
+        trainer.state_keys, extra = strategy.checkpoint_plan(model, config)
+        trainer.extra_state.update(extra)
     start = time.time()
     curve = []  # (epoch, seconds since fit start, valid score): for time-to-quality measurements
 
@@ -136,7 +137,7 @@ def train_domain(
         "fit_seconds": fit_seconds,
         "valid_curve": curve,
         "transfer_report": report,
-        "trainable": strategy.counts(model) if isinstance(strategy, PatchTransfer) else None,
+        "trainable": strategy.trainable_counts if strategy is not None else None,
     }
 
 
@@ -300,15 +301,12 @@ def load_transfer_model(model_file, config_dict=None):
     file that is not ours or not weights-only.
     """
     checkpoint = load_checkpoint(model_file)
-    saved = dict(checkpoint["config"])
-    model_name, dataset_name = saved.pop("model"), saved.pop("dataset")
-    saved.update(config_dict or {})
-    config = TransferConfig(model_name, dataset_name, None, saved)
+    config = TransferConfig.from_checkpoint(checkpoint, config_dict)
     data = prepare_domain(config)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, data.train_data._dataset).to(config["device"])
     if checkpoint.get("delta_of"):  # fine-tuned patches/head over a pretrained network: rebuild, then load
-        make_strategy(config).apply(model, load_checkpoint(checkpoint["delta_of"])["state_dict"])
+        make_strategy(config).apply(model, load_source(checkpoint["delta_of"]).state_dict)  # read once, cached
     load_model_state(model, checkpoint)
     for name, param in model.named_parameters():
         param.requires_grad_(name in set(checkpoint.get("trainable", [])))

@@ -169,11 +169,15 @@ def gain_table(rows, metric="test_hit@10"):
         best = max(candidates, key=candidates.get)
         cells += [best, f"{candidates[best]:.4f}", f"{kl.get((target,), float('nan')):.3f}"]
         lines.append(cells)
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
-    fmt = lambda cells: "| " + " | ".join(str(c).rjust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
-    out = [fmt(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [fmt(c) for c in lines]
     title = f"Gain (%) of {short} over scratch (test, mean of {seeds} seed{'s' if seeds > 1 else ''}); transfer_mode={rows[0]['mode'] if rows else '-'}"
-    return title + "\n\n" + "\n".join(out)
+    return title + "\n\n" + _markdown(header, lines, str.rjust)
+
+
+def _markdown(header, lines, justify):
+    """A Markdown table with padded columns (``justify``: ``str.rjust`` or ``str.ljust``)."""
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
+    fmt = lambda cells: "| " + " | ".join(justify(str(c), w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    return "\n".join([fmt(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [fmt(c) for c in lines])
 
 
 METRIC_NAMES = {"hit@1": "accuracy"}
@@ -202,8 +206,6 @@ def method_table(rows):
         else:
             cells += ["-", "-", "-"]
         lines.append(cells)
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
-    fmt = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
     seeds = len(set(r["seed"] for r in rows))
     title = f"Test metric per task (mean ± std over {seeds} seed{'s' if seeds > 1 else ''}); trainable parameters per method"
-    return title + "\n\n" + "\n".join([fmt(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [fmt(c) for c in lines])
+    return title + "\n\n" + _markdown(header, lines, str.ljust)

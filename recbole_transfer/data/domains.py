@@ -93,10 +93,14 @@ def check_dataset_exists(name, data_path, key="dataset"):
     return folder
 
 
+def _fields(frame):
+    """{field name: column name} of an atomic frame (``age:token`` -> ``age``)."""
+    return {c.split(":")[0]: c for c in frame.columns}
+
+
 def _read_atomic(path):
     frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3, encoding="utf-8")
-    fields = {c.split(":")[0]: c for c in frame.columns}
-    return frame, fields
+    return frame, _fields(frame)
 
 
 def _write_atomic(frame, path):
@@ -285,7 +289,7 @@ def _derive(name, spec, data_path):
         out["inter"] = pd.concat([out[f"{part}.inter"] for part in HOLDOUT_PARTS], ignore_index=True)
     if spec["prefix_ids"]:
         for suffix, frame in out.items():
-            _, fields = (frame, {c.split(":")[0]: c for c in frame.columns})
+            fields = _fields(frame)
             for id_field in (uid, iid):
                 if id_field in fields:
                     frame[fields[id_field]] = f"{name}:" + frame[fields[id_field]]
@@ -297,7 +301,7 @@ def _add_context(name, fields, out):
     for field in fields:
         suffix, source = CONTEXT_FIELDS[field]
         frame = out.get(suffix)
-        columns = {c.split(":")[0]: c for c in frame.columns} if frame is not None else {}
+        columns = _fields(frame) if frame is not None else {}
         if source not in columns:
             raise TransferDataError(f"domains.{name}.context: {field!r} needs the field {source!r} in the base's .{suffix} file")
         raw = frame[columns[source]]
@@ -320,7 +324,7 @@ def bucket_labels(values, bins):
         f"{fmt(lo)}-{fmt(hi - 1)}" if float(lo).is_integer() and float(hi).is_integer() else f"{fmt(lo)}-{fmt(hi)}"
         for lo, hi in zip(edges, edges[1:])
     ] + [f"{fmt(edges[-1])}+"]
-    return [names[int(np.searchsorted(edges, v, side="right"))] for v in values]
+    return [names[i] for i in np.searchsorted(edges, np.asarray(values, dtype=float), side="right")]
 
 
 def _label_interactions(name, label, users, tables):
@@ -347,7 +351,8 @@ def _label_interactions(name, label, users, tables):
 def _holdout(name, spec, inter):
     """Split the users of ``inter`` into train / valid / test (stratified by the label when there is one)."""
     holdout = spec["user_holdout"]
-    uid, iid = _col(inter, "user_id"), _col(inter, "item_id")
+    fields = _fields(inter)
+    uid, iid = fields["user_id"], fields["item_id"]
     per_user = inter.groupby(uid, sort=True)[iid].first()
     strata = per_user if (spec["label"] is not None and holdout["stratify"]) else pd.Series("all", index=per_user.index)
     rng = np.random.default_rng(spec["seed"])  # not the name: age and a low-label age share test users
@@ -370,10 +375,6 @@ def _holdout(name, spec, inter):
                 f"raise its share or use a bigger domain"
             )
     return out
-
-
-def _col(frame, field):
-    return next(c for c in frame.columns if c.split(":")[0] == field)
 
 
 def domain_config_extras(spec):

@@ -84,10 +84,11 @@ class PeterRec(UserSoftmax):
 
 
 class SourceData:
-    """A source checkpoint's network config, its RecBole dataset and its users' time-ordered item ids."""
+    """A source checkpoint's network config, its weights, its RecBole dataset and its users' time-ordered
+    item ids (one read of the checkpoint serves the model build and a delta reload)."""
 
-    def __init__(self, config, dataset):
-        self.config, self.dataset = config, dataset
+    def __init__(self, config, dataset, state_dict=None):
+        self.config, self.dataset, self.state_dict = config, dataset, state_dict
         uid, iid, time_field = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"], config["TIME_FIELD"]
         feat = dataset.inter_feat
         users, items = feat[uid].to_numpy(), feat[iid].to_numpy()
@@ -131,6 +132,5 @@ def _load_source(path, _mtime):
     from ..trainer import load_checkpoint
 
     checkpoint = load_checkpoint(path)
-    saved = dict(checkpoint["config"])
-    config = TransferConfig(saved.pop("model"), saved.pop("dataset"), None, saved)
-    return SourceData(config, create_dataset(config))
+    config = TransferConfig.from_checkpoint(checkpoint)
+    return SourceData(config, create_dataset(config), checkpoint["state_dict"])

@@ -80,7 +80,7 @@ def build_base(config, dataset):
     name = config["sml_base"]
     try:
         base = get_model(name)(config, dataset)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:  # e.g. a missing key, or LightGCN on new scipy
         raise TransferConfigError(
             f"sml_base={name!r}: cannot be built with SML's config ({type(exc).__name__}: {str(exc)[:120]}); "
             f"the base must be a model whose parameters are exactly {sorted(TABLES.values())} (MF, BPR)"

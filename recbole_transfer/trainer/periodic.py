@@ -102,6 +102,7 @@ class PeriodicData:
         self.n_users, self.n_items = dataset.user_num, dataset.item_num
         self.user_first = self._first_period(self.users, self.n_users)
         self.item_first = self._first_period(self.items, self.n_items)
+        self._test_sets = {}
 
     def _first_period(self, ids, n):
         first = np.full(n, self.n_periods, dtype=np.int64)  # padding id 0 is never seen
@@ -118,7 +119,13 @@ class PeriodicData:
         return self.dataset.copy(self.dataset.inter_feat[torch.as_tensor(np.sort(rows))])
 
     def test_set(self, t):
-        """Users of D_t, their positives among items seen before t, and the pairs to mask (earlier items)."""
+        """Users of D_t, their positives among items seen before t, and the pairs to mask (earlier items).
+        Computed once per period: every method is tested on the same set."""
+        if t not in self._test_sets:
+            self._test_sets[t] = self._test_set(t)
+        return self._test_sets[t]
+
+    def _test_set(self, t):
         rows = self.rows[t]
         known = self.seen_items(t - 1)[self.items[rows]]
         rows_kept = rows[known]
@@ -145,12 +152,11 @@ def evaluate_period(scorer, data, t, config, batch_users=512):
             scores = scorer(torch.as_tensor(chunk)).view(len(chunk), n_items).clone()
         scores[:, torch.as_tensor(~test["candidates"])] = -np.inf
         keys = test["history_keys"][np.isin(test["history_keys"] // n_items, chunk)]
-        row_of = {u: i for i, u in enumerate(chunk.tolist())}
-        rows = torch.as_tensor([row_of[u] for u in (keys // n_items).tolist()], dtype=torch.long)
-        scores[rows, torch.as_tensor(keys % n_items)] = -np.inf
+        scores[torch.as_tensor(np.searchsorted(chunk, keys // n_items)), torch.as_tensor(keys % n_items)] = -np.inf
         top = torch.topk(scores, kmax, dim=1).indices.numpy()
         hits.append(np.isin(chunk[:, None] * n_items + top, test["pos_keys"]))
-        pos_len.append(np.bincount(np.searchsorted(chunk, test["pos_keys"][np.isin(test["pos_keys"] // n_items, chunk)] // n_items), minlength=len(chunk)))
+        pos_users = test["pos_keys"] // n_items  # users are sorted: a chunk's row is its index in the chunk
+        pos_len.append(np.bincount(np.searchsorted(chunk, pos_users[np.isin(pos_users, chunk)]), minlength=len(chunk)))
     hits, pos_len = np.concatenate(hits), np.concatenate(pos_len)
     per_user = {"recall": Recall(config).metric_info(hits, pos_len), "ndcg": NDCG(config).metric_info(hits, pos_len)}
     out = {"period": t, "users": int(len(users)), "warm_users": int(test["warm"].sum()), "excluded": test["excluded"]}
@@ -162,10 +168,13 @@ def evaluate_period(scorer, data, t, config, batch_users=512):
 
 
 class _Retrainer:
-    """One method: ``update(t)`` trains on what period t adds; ``scores(users)`` serves the current model."""
+    """One method: ``update(t)`` trains on what period t adds; ``scores(users)`` serves ``self.model``."""
 
     def __init__(self, run):
         self.run = run
+
+    def scores(self, users):
+        return self.model.full_sort_predict(Interaction({self.model.USER_ID: users}))
 
 
 class PopularityRetrain(_Retrainer):
@@ -206,24 +215,21 @@ class BaseRetrain(_Retrainer):
 
     def _offer(self, new_rows):
         """Algorithm R: after it, the reservoir is a uniform sample of every interaction offered so far."""
-        for row in new_rows:
+        room = self.reservoir_size - self.reservoir.size
+        self.reservoir = np.concatenate([self.reservoir, new_rows[:room]])  # filling: every row is kept
+        self.offered += min(room, len(new_rows))
+        for row in new_rows[room:]:
             self.offered += 1
-            if self.reservoir.size < self.reservoir_size:
-                self.reservoir = np.append(self.reservoir, row)
-            else:
-                slot = self.rng.integers(0, self.offered)
-                if slot < self.reservoir_size:
-                    self.reservoir[slot] = row
-
-    def scores(self, users):
-        return self.model.full_sort_predict(Interaction({self.model.USER_ID: users}))
+            slot = self.rng.integers(0, self.offered)
+            if slot < self.reservoir_size:
+                self.reservoir[slot] = row
 
 
-class SMLRetrain(BaseRetrain):
+class SMLRetrain(_Retrainer):
     """Algorithm 2 (and Algorithm 1 on the early periods); see the module docstring."""
 
     def __init__(self, run):
-        _Retrainer.__init__(self, run)
+        super().__init__(run)
         self.model = get_model("SML")(run.config, run.data.dataset)
         config = run.config
         self.step2 = {"learning_rate": config["sml_lr"], "train_batch_size": config["sml_batch_size"],
@@ -330,7 +336,8 @@ def run_periodic(config, methods=None, progress=None, observer=None, last_period
             if t >= 1:
                 run.observe("test", t)
                 result = evaluate_period(method.scores, data, t, config)
-                result.update(method=name, phase="test" if t >= first_test else "valid", train_seconds=seconds)
+                result.update(method=name, phase="test" if t >= first_test else "valid", train_seconds=seconds,
+                              seed=config["seed"])
                 rows.append(result)
                 if on_result is not None:
                     on_result(result)

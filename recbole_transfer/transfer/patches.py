@@ -23,13 +23,14 @@ residual blocks and the layers inside a block; wrapping happens on the live modu
 """
 
 import logging
+import os
 from dataclasses import dataclass
 
 import torch.nn.functional as F
 from torch import nn
 
 from ..errors import TransferConfigError, TransferLayerError, did_you_mean
-from .strategy import trainable_summary
+from .strategy import format_report, trainable_summary
 
 logger = logging.getLogger(__name__)
 
@@ -211,6 +212,7 @@ class PatchTransfer:
         self.patched = method in ("peterrec", "peterzero")
         self.loads_source = method != "peterzero"
         self.source_keys = []  # state keys copied from the source and frozen (not in a delta checkpoint)
+        self.trainable_counts = None  # counts() of the model, set by apply
         self._rows, self._summary = [], ""
         if self.layer_norm and not self.patched:
             logger.warning("patch_layer_norm=True has no effect with transfer=%r (patch methods only)", method)
@@ -302,6 +304,10 @@ class PatchTransfer:
         frozen = set(self.source_keys)
         return [k for k in model.state_dict() if k not in frozen]
 
+    def checkpoint_plan(self, model, config):
+        """(state keys to save, extra checkpoint data): a delta over the pretrained source checkpoint."""
+        return self.delta_keys(model), {"delta_of": os.path.abspath(config["source_checkpoint"]), "source_keys": self.source_keys}
+
     # ----- report ------------------------------------------------------------------------------
     def counts(self, model):
         """Trainable parameter counts: all, the head, and the rest (what the method adds or unfreezes)."""
@@ -333,18 +339,14 @@ class PatchTransfer:
             else:
                 action = "trained" if param.requires_grad else "frozen"
             self._rows.append((name, tuple(param.shape), action))
-        c = self.counts(model)
+        c = self.trainable_counts = self.counts(model)
         self._summary = (
             trainable_summary(model) + f"\nwithout the head: {c['trainable_no_head']:,} trainable = "
             f"{100.0 * c['trainable_no_head'] / max(c['network'], 1):.2f}% of the pretrained network ({c['network']:,})"
         )
 
     def report(self):
-        width = max([len(r[0]) for r in self._rows] + [9])
-        lines = [f"transfer: {self.label}", f"{'parameter':<{width}}  {'shape':<14}  action"]
-        lines += [f"{n:<{width}}  {str(s):<14}  {a}" for n, s, a in self._rows]
-        lines.append(self._summary)
-        return "\n".join(lines)
+        return format_report(f"transfer: {self.label}", self._rows, self._summary)
 
 
 def _in_unused(name, spec):

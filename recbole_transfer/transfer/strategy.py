@@ -24,6 +24,15 @@ def trainable_summary(model):
     return f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {pct:.4f}"
 
 
+def format_report(title, rows, summary):
+    """A strategy's report: the title, one line per parameter (name, shape, action), the summary."""
+    width = max([len(r[0]) for r in rows] + [9])
+    lines = [title, f"{'parameter':<{width}}  {'shape':<14}  action"]
+    lines += [f"{name:<{width}}  {str(shape):<14}  {action}" for name, shape, action in rows]
+    lines.append(summary)
+    return "\n".join(lines)
+
+
 class LayerTransfer:
     """Copy named layers from a source state dict into a target model; freeze or fine-tune them.
 
@@ -121,12 +130,14 @@ class LayerTransfer:
 
     def report(self):
         """A text table of every parameter and what the strategy did to it, then the summary line."""
-        width = max([len(r[0]) for r in self._rows] + [9])
-        lines = [f"transfer: {self.label} ({self.mode})", f"{'parameter':<{width}}  {'shape':<14}  action"]
-        for name, shape, action in self._rows:
-            lines.append(f"{name:<{width}}  {str(shape):<14}  {action}")
-        lines.append(self._summary)
-        return "\n".join(lines)
+        return format_report(f"transfer: {self.label} ({self.mode})", self._rows, self._summary)
+
+    # layer transfer saves whole models and reports no method-specific counts
+    trainable_counts = None
+
+    def checkpoint_plan(self, model, config):
+        """(state keys to save, extra checkpoint data): the whole model."""
+        return None, {}
 
 
 def uses_patches(model_name):

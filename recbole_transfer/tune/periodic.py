@@ -69,7 +69,7 @@ def run_periodic_search(config, search_space=None, num_samples=None, run_dir=Non
         raise TransferConfigError(
             f"test_periods={config['test_periods']}: --tune needs a validation period (periods - test_periods >= 2)"
         )
-    trials = [t for t in space.trials(config["seed"])]
+    trials = space.trials(config["seed"])
     run_dir = os.path.abspath(run_dir or os.path.join(config["tune_dir"], time.strftime("sml-%Y%m%d-%H%M%S")))
     os.makedirs(run_dir, exist_ok=True)
     keys = config.reload_dict()
