@@ -20,17 +20,10 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from recbole_transfer.scenario import DEFAULT_SCENARIO, gain_table, metric_table, run_scenario
+from recbole_transfer.scenario import DEFAULT_SCENARIO, first_time_reaching, gain_table, metric_table, run_scenario
 from recbole_transfer.transfer import NO_TRANSFER
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def first_time_reaching(curve, level):
-    for _epoch, seconds, score in curve:
-        if score >= level:
-            return seconds
-    return None
 
 
 def time_to_reach_table(rows):

@@ -38,7 +38,7 @@ def _parser():
                    help="print the time periods of --dataset given by --periods=T [--period_by=interactions|time], then exit")
     t = p.add_argument_group("search (Ray Tune)")
     t.add_argument("--tune", action="store_true", help="search the best transfer configuration per target with Ray Tune")
-    t.add_argument("--search_space", default=None, help="search-space YAML (default: every layer-transfer arm, frozen or fine-tuned)")
+    t.add_argument("--search_space", default=None, help="search-space YAML (default: every layer-transfer arm, frozen or fine-tuned; MMTNet: properties/tune/mmtnet.yaml)")
     t.add_argument("--num_samples", type=int, default=None, help="random draws per grid point of the space")
     t.add_argument("--ray_address", default=None, help="join this Ray cluster (default: a local Ray on all cores)")
     t.add_argument("--num_cpus", type=int, default=None, help="CPUs of the local Ray (default: all cores)")
@@ -68,7 +68,8 @@ def _quiet_logging():
 
 
 def run_scenario_cli(args, config_files, config_dict):
-    from .scenario import default_scenario, gain_table, method_table, run_scenario
+    from .scenario import default_scenario, gain_table, method_table, one_to_many_table, run_scenario
+    from .transfer import uses_patches, uses_shared_modules
 
     if not args.verbose:
         _quiet_logging()
@@ -79,8 +80,10 @@ def run_scenario_cli(args, config_files, config_dict):
     start = time.time()
     _print("recbole_transfer: scenario " + " ".join(os.path.basename(f) for f in files))
     rows = run_scenario(args.model, args.source, targets, files, config_dict, arms, seeds, progress=_print, verbose=args.verbose)
-    if any(r.get("trainable") for r in rows):  # fine-tuning methods (PeterRec): the method x task table
+    if uses_patches(args.model):  # fine-tuning methods (PeterRec): the method x task table
         tables = method_table(rows)
+    elif uses_shared_modules(args.model):  # one source, many targets (MMTNet): per target, macro, wall time
+        tables = one_to_many_table(rows)
     else:
         tables = gain_table(rows) + "\n\n" + gain_table(rows, metric="test_ndcg@10")
     _print("\n" + tables + f"\n\ntotal wall time {time.time() - start:.0f}s")
@@ -100,7 +103,7 @@ def _write_outputs(prefix, rows, tables):
 
 
 def run_search_cli(args, config_files, config_dict):
-    from .scenario import DEFAULT_SCENARIO
+    from .scenario import default_scenario
     from .tune import SearchInterrupted, run_search, summary_table
 
     _quiet_logging()
@@ -108,7 +111,7 @@ def run_search_cli(args, config_files, config_dict):
     start = time.time()
     try:
         outcomes = run_search(
-            args.model, args.source, targets, [DEFAULT_SCENARIO] + config_files, config_dict,
+            args.model, args.source, targets, [default_scenario(args.model)] + config_files, config_dict,
             search_space=args.search_space, num_samples=args.num_samples, ray_address=args.ray_address,
             run_dir=args.run_dir, resume=args.resume, num_cpus=args.num_cpus, progress=_print,
         )
@@ -147,11 +150,10 @@ def main(argv=None):
         if args.scenario or args.target is None:
             return run_scenario_cli(args, config_files, config_dict)
         from .quick_start import run_transfer
-        from .scenario import PETERREC_SCENARIO
-        from .transfer import uses_patches
+        from .scenario import DEFAULT_SCENARIO, default_scenario
 
-        if uses_patches(args.model):  # its task domains and source, unless overridden
-            config_files = [PETERREC_SCENARIO] + config_files
+        if default_scenario(args.model) != DEFAULT_SCENARIO:  # its own domains and source, unless overridden
+            config_files = [default_scenario(args.model)] + config_files
         result = run_transfer(args.model, args.source, args.target, config_files, config_dict)
         mode = f" ({result['transfer_mode']})" if result["trainable"] is None else ""
         _print(f"transfer={result['transfer']}{mode}  test: {dict(result['test_result'])}")

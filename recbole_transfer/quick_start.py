@@ -19,7 +19,6 @@ from recbole.utils import init_logger, init_seed
 from .config import TransferConfig, get_model
 from .data import check_enough_items, id_tokens, kl_relatedness, resolve_domain, user_counts
 from .errors import TransferConfigError
-from .model.peterrec import load_source
 from .transfer.patches import backbone_of, check_backbone
 from .trainer import TransferTrainer, load_checkpoint, load_model_state
 from .transfer import PatchTransfer, make_strategy
@@ -49,7 +48,7 @@ class PretrainedSource:
     dataset: str
     valid_result: dict = field(default_factory=dict)
     test_result: dict = field(default_factory=dict)
-    id_tokens: dict = field(default_factory=dict)  # {id field: tokens}: checks embedding transfers
+    id_tokens: dict = field(default_factory=dict)  # {token field: tokens}: id spaces, context alignment
 
 
 def domain_config(model, name, config_file_list=None, config_dict=None, key="dataset", overrides=None):
@@ -109,6 +108,7 @@ def train_domain(
     if strategy is not None and not strategy.is_identity:  # e.g. patches save a delta over their source
         trainer.state_keys, extra = strategy.checkpoint_plan(model, config)
         trainer.extra_state.update(extra)
+        trainer.before_epoch = strategy.before_epoch  # e.g. annealing unfreezes after a warm-up
     start = time.time()
     curve = []  # (epoch, seconds since fit start, valid score): for time-to-quality measurements
 
@@ -202,17 +202,18 @@ def run_transfer(
     target_config = domain_config(model, target, config_file_list, config_dict, key="target")
     if log:
         init_logger(target_config)
+    source = source or target_config["source"]  # e.g. a scenario file's source
     strategy = make_strategy(target_config)
     if isinstance(strategy, PatchTransfer):
         return _run_patch_transfer(model, source, target, config_file_list, config_dict, target_config, strategy,
                                    saved, pretrained, verbose, on_epoch, evaluate_test)
-    if not strategy.is_identity and pretrained is None and source is None:
+    if strategy.loads_source and pretrained is None and source is None:
         raise TransferConfigError(
             f"source: transfer={target_config['transfer']!r} needs a source domain (--source=<dataset>)"
         )
     data = prepare_domain(target_config, key="target")
     target_check = None
-    if not strategy.is_identity:
+    if strategy.loads_source:
         target_ids = id_tokens(data.dataset)
         if pretrained is None:
             # Check layer names on the target model, shapes and id spaces against the untrained source
@@ -305,8 +306,7 @@ def load_transfer_model(model_file, config_dict=None):
     data = prepare_domain(config)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, data.train_data._dataset).to(config["device"])
-    if checkpoint.get("delta_of"):  # fine-tuned patches/head over a pretrained network: rebuild, then load
-        make_strategy(config).apply(model, load_source(checkpoint["delta_of"]).state_dict)  # read once, cached
+    make_strategy(config).prepare_reload(model, checkpoint)  # e.g. patches over their source, adapters
     load_model_state(model, checkpoint)
     for name, param in model.named_parameters():
         param.requires_grad_(name in set(checkpoint.get("trainable", [])))

@@ -18,18 +18,29 @@ import numpy as np
 from .config import TransferConfig
 from .errors import TransferConfigError
 from .quick_start import pretrain_source, run_transfer
-from .transfer import ARMS, NO_TRANSFER, PATCH_ARMS, PatchTransfer, arm_overrides, parse_transfer, uses_patches
+from .transfer import (ARMS, NO_TRANSFER, PATCH_ARMS, SHARED_ARMS, PatchTransfer, SharedModuleTransfer, arm_overrides,
+                       parse_transfer, uses_patches, uses_shared_modules)
 from .utils import property_file
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SCENARIO = property_file("scenario", "ml100k_genres.yaml")
 PETERREC_SCENARIO = property_file("scenario", "ml100k_peterrec.yaml")
+REGIONS_SCENARIO = property_file("scenario", "ml100k_regions.yaml")
 
 
 def default_scenario(model):
-    """The bundled scenario of a model: PeterRec's tasks, or the layer-transfer genres."""
-    return PETERREC_SCENARIO if uses_patches(model) else DEFAULT_SCENARIO
+    """The bundled scenario of a model: PeterRec's tasks, MMTNet's regions, or the layer-transfer genres."""
+    if uses_patches(model):
+        return PETERREC_SCENARIO
+    return REGIONS_SCENARIO if uses_shared_modules(model) else DEFAULT_SCENARIO
+
+
+def default_arms(model):
+    """Arms of a scenario when none are given: the model's methods (with their baselines)."""
+    if uses_patches(model):
+        return list(PATCH_ARMS)
+    return list(SHARED_ARMS) if uses_shared_modules(model) else list(ARMS)
 
 
 # Arms that train another RecBole model on the target alone (a baseline beside the transfer arms).
@@ -37,14 +48,16 @@ def default_scenario(model):
 BASELINE_ARMS = {"pop": "Popularity", "bag": "BagOfItems"}  # pop: on a profile task, the majority label
 
 
-def arm_label(arm, patches):
-    """Validate an arm and return its name in tables."""
+def arm_label(arm, model):
+    """Validate an arm of ``model``'s scenario and return its name in tables."""
     if arm in BASELINE_ARMS:
         return arm
-    if patches:
+    if uses_patches(model):
         overrides = arm_overrides(arm)
         PatchTransfer(overrides["transfer"], overrides.get("patch_position", "serial"))
         return str(arm)
+    if uses_shared_modules(model):
+        return SharedModuleTransfer(arm).label
     return parse_transfer(arm)[0]
 
 
@@ -69,9 +82,8 @@ def run_scenario(
     if not source:
         raise TransferConfigError("source: no source domain given (--source=<name> or a 'source:' key)")
     targets = scenario_targets(probe, targets)
-    patches = uses_patches(model)
-    arms = list(arms or (PATCH_ARMS if patches else ARMS))
-    labels = {arm: arm_label(arm, patches) for arm in arms}
+    arms = list(arms or default_arms(model))
+    labels = {arm: arm_label(arm, model) for arm in arms}
     seeds = list(seeds or [probe["seed"]])
     total = len(seeds) * len(targets) * len(arms)
     rows, done, start = [], 0, time.time()
@@ -178,6 +190,77 @@ def _markdown(header, lines, justify):
     widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
     fmt = lambda cells: "| " + " | ".join(justify(str(c), w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
     return "\n".join([fmt(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [fmt(c) for c in lines])
+
+
+def first_time_reaching(curve, level):
+    """Seconds into a run's fit when its validation score first reached ``level`` (None: never)."""
+    for _epoch, seconds, score in curve:
+        if score >= level:
+            return seconds
+    return None
+
+
+def best_epoch(row):
+    """Epochs to the best validation score of a run (from its validation curve)."""
+    curve = row.get("valid_curve") or []
+    return max(curve, key=lambda point: point[2])[0] + 1 if curve else float("nan")
+
+
+def one_to_many_table(rows, metrics=("test_hit@10", "test_ndcg@10"), baseline=NO_TRANSFER):
+    """One source, many targets: each metric per target and arm (mean over seeds) with the macro average
+    over targets (mean ± std over seeds), then per arm the macro metrics, the wall time summed over targets
+    (mean over seeds) and its ratio to ``baseline``'s, epochs run and epochs to the best validation score."""
+    targets = list(dict.fromkeys(r["target"] for r in rows))
+    arms = list(dict.fromkeys(r["arm"] for r in rows))
+    seeds = sorted(set(r["seed"] for r in rows))
+    name = lambda arm: "scratch" if arm == baseline else arm  # noqa: E731
+    parts = []
+
+    def per_seed(arm, key, reduce):
+        """[reduce over targets of the arm's value, for each seed that has every target]."""
+        out = []
+        for seed in seeds:
+            values = [r[key] for r in rows if r["arm"] == arm and r["seed"] == seed and key in r]
+            if len(values) == len(targets):
+                out.append(reduce(values))
+        return np.array(out)
+
+    of_seeds = f"mean of {len(seeds)} seed{'s' if len(seeds) > 1 else ''}"
+    for metric in list(metrics) + ["seconds"]:
+        wall = metric == "seconds"  # per target wall time; its last row is the sum over targets
+        means = mean_by(rows, ("target", "arm"), metric)
+        header = ["target"] + [name(a) for a in arms]
+        cell = "{:.1f}" if wall else "{:.4f}"
+        lines = [[t] + [cell.format(means[(t, a)]) if (t, a) in means else "-" for a in arms] for t in targets]
+        last = ["all targets" if wall else "macro"]
+        for arm in arms:
+            values = per_seed(arm, metric, np.sum if wall else np.mean)
+            last.append((f"{values.mean():.1f}" if wall else f"{values.mean():.4f} ± {values.std():.4f}") if values.size else "-")
+        short = metric.replace("test_", "").replace("hit", "HR")
+        title = (f"wall s per target (training and validation), {of_seeds}; all targets: their sum" if wall else
+                 f"{short} (test) per target, {of_seeds}; macro: mean over targets, ± std over seeds")
+        parts.append(title + "\n\n" + _markdown(header, lines + [last], str.rjust))
+    header = ["arm"] + [f"macro {m.replace('test_', '').replace('hit', 'HR')}" for m in metrics] + [
+        "wall s, all targets", f"x {name(baseline)}", "epochs run", "epochs to best", "trainable params"]
+    scratch_time = per_seed(baseline, "seconds", np.sum)
+    lines = []
+    for arm in arms:
+        cells = [name(arm)]
+        for metric in metrics:
+            values = per_seed(arm, metric, np.mean)
+            cells.append(f"{values.mean():.4f} ± {values.std():.4f}" if values.size else "-")
+        total = per_seed(arm, "seconds", np.sum)
+        cells.append(f"{total.mean():.1f}" if total.size else "-")
+        cells.append(f"{total.mean() / scratch_time.mean():.2f}" if total.size and scratch_time.size else "-")
+        group = [r for r in rows if r["arm"] == arm]
+        cells.append(f"{np.mean([r['epochs'] for r in group]):.1f}")
+        cells.append(f"{np.nanmean([best_epoch(r) for r in group]):.1f}")
+        counts = [r["trainable"]["trainable"] for r in group if r.get("trainable")]
+        cells.append(f"{int(np.mean(counts)):,}" if counts else "all")
+        lines.append(cells)
+    parts.append("Per arm over all targets (wall s: training and validation, summed over targets, mean over seeds)"
+                 "\n\n" + _markdown(header, lines, str.rjust))
+    return "\n\n".join(parts)
 
 
 METRIC_NAMES = {"hit@1": "accuracy"}

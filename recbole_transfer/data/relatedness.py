@@ -26,8 +26,9 @@ def user_counts(dataset):
 
 
 def id_tokens(dataset):
-    """{user id field: tokens, item id field: tokens} in RecBole's internal id order ([PAD] first)."""
-    return {f: [str(t) for t in dataset.field2id_token[f]] for f in (dataset.uid_field, dataset.iid_field)}
+    """{token field: tokens in RecBole's internal id order ([PAD] first)} for the user and item id fields and
+    every other token (or token sequence) field: embedding tables only mean something in their id space."""
+    return {str(f): [str(t) for t in tokens] for f, tokens in dataset.field2id_token.items()}
 
 
 def kl_relatedness(source_counts, target_counts):

@@ -20,8 +20,12 @@ which copies the positive's row (its context) and swaps the item, joining the ne
 Id embeddings are kept apart from the context tables (RecBole's ContextRecommender puts user_id and
 item_id in the same table as context fields), so the shared modules' state keys are the same in every
 domain. Context tables are sized by each domain's vocabulary; moving them between domains aligns rows
-by token (:mod:`recbole_transfer.data.context`). The transfer strategies (annealed fine-tuning,
-residual adapters) are not built yet (issue 6 continues).
+by token (:mod:`recbole_transfer.data.context`).
+
+Each shared module reads its input through an :class:`InputPoint` (``<module>.entry``): on the source it
+keeps running estimates of the input's mean and variance (buffers, transferred with the module), and on a
+target it can hold a zero-initialised residual adapter with the DRR penalty. The transfer strategies
+(copy, annealed fine-tuning, DRR, frozen-random control) are in :mod:`recbole_transfer.transfer.invariants`.
 """
 
 import torch
@@ -31,9 +35,52 @@ from recbole.utils import FeatureType, InputType
 from torch import nn
 
 from ..errors import TransferConfigError, did_you_mean
+from ..utils import listish
 
 SHARED_MODULES = ("context", "user_cluster", "item_cluster", "ranking")
 CONTEXT_TYPES = (FeatureType.TOKEN, FeatureType.TOKEN_SEQ, FeatureType.FLOAT)
+VARIANCE_FLOOR = 1e-4
+
+
+class InputPoint(nn.Module):
+    """The input of a shared module: its source statistics and, under DRR, a residual adapter.
+
+    While ``track`` is on and the model trains, ``mean`` / ``var`` follow the input per dimension: a
+    cumulative average over the first 100 batches, then an exponential one (momentum 0.01), as BatchNorm
+    keeps its running statistics. The strategies switch ``track`` off on a target, so the source's
+    statistics stay. With an ``adapter`` (a :class:`~recbole_transfer.transfer.patches.Patch`, zero at
+    start) the input becomes x~ = x + R(x), and each training forward sets ``penalty`` =
+    beta * KL(N(batch mean, batch var of x~) || N(mean, var)) (mean over dimensions) + lam * mean ||R(x)||^2.
+    """
+
+    def __init__(self, size):
+        super().__init__()
+        self.size = size
+        self.register_buffer("mean", torch.zeros(size))
+        self.register_buffer("var", torch.ones(size))
+        self.register_buffer("batches", torch.zeros((), dtype=torch.long))
+        self.track = True
+        self.adapter = None
+        self.beta = self.lam = 0.0
+        self.penalty = None
+
+    def forward(self, x):
+        if self.adapter is None:
+            if self.training and self.track:
+                with torch.no_grad():
+                    self.batches += 1
+                    rate = max(1.0 / float(self.batches), 0.01)
+                    self.mean.lerp_(x.mean(0), rate)
+                    self.var.lerp_(x.var(0, unbiased=False), rate)
+            return x
+        residual = self.adapter.branch(x)
+        out = x + residual
+        if self.training:
+            mu, var = out.mean(0), out.var(0, unbiased=False) + VARIANCE_FLOOR
+            source_var = self.var + VARIANCE_FLOOR
+            kl = 0.5 * (torch.log(source_var / var) + (var + (mu - self.mean) ** 2) / source_var - 1.0)
+            self.penalty = self.beta * kl.mean() + self.lam * residual.pow(2).sum(-1).mean()
+        return out
 
 
 class ContextModule(nn.Module):
@@ -48,6 +95,7 @@ class ContextModule(nn.Module):
         self.scales = nn.ParameterDict({
             f: nn.Parameter(torch.randn(field_size) * 0.1) for f in self.fields if self.types[f] == FeatureType.FLOAT
         })
+        self.entry = InputPoint(len(self.fields) * field_size)
         self.input = nn.Linear(len(self.fields) * field_size, size)  # W0, b0
         self.U = nn.ModuleList(nn.Linear(size, size, bias=False) for _ in range(layers))
         self.V = nn.ModuleList(nn.Linear(size, size, bias=False) for _ in range(layers))
@@ -68,7 +116,7 @@ class ContextModule(nn.Module):
         return torch.cat(out, dim=-1)
 
     def forward(self, interaction):
-        c0 = self.input(self.field_vectors(interaction))
+        c0 = self.input(self.entry(self.field_vectors(interaction)))
         layers, c = [], c0
         for U, V in zip(self.U, self.V):
             c = c + U(c) * V(c0)
@@ -85,13 +133,14 @@ class ClusteringModule(nn.Module):
 
     def __init__(self, embedding_size, context_size, hidden):
         super().__init__()
+        self.entry = InputPoint(embedding_size)
         self.Q = nn.Linear(embedding_size, hidden, bias=False)
         self.R = nn.Linear(context_size, hidden, bias=False)
         self.P = nn.Linear(hidden, hidden)
         self.W = nn.Linear(hidden, embedding_size)
 
     def forward(self, embedding, context):
-        return F.relu(self.W(F.relu(self.P(self.Q(embedding) * self.R(context)))))
+        return F.relu(self.W(F.relu(self.P(self.Q(self.entry(embedding)) * self.R(context)))))
 
 
 class RankingModule(nn.Module):
@@ -99,22 +148,25 @@ class RankingModule(nn.Module):
 
     def __init__(self, embedding_size, context_size, hidden):
         super().__init__()
+        self.entry = InputPoint(embedding_size + context_size)
         self.hidden = nn.Linear(embedding_size + context_size, hidden)
         self.out = nn.Linear(hidden, 1)
 
     def forward(self, user, item, context):
-        return self.out(F.relu(self.hidden(torch.cat([user * item, context], dim=-1)))).squeeze(-1)
+        return self.out(F.relu(self.hidden(self.entry(torch.cat([user * item, context], dim=-1))))).squeeze(-1)
 
 
 class MMTNet(GeneralRecommender):
     """(user, context, item) -> P(interaction); see the module docstring."""
 
     input_type = InputType.POINTWISE
+    shared_modules = SHARED_MODULES  # what the transfer strategies move (recbole_transfer.transfer.invariants)
+    embedding_inputs = {"user_embedding": "user_cluster", "item_embedding": "item_cluster"}  # own table -> its reader
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.LABEL = config["LABEL_FIELD"]
-        fields = list(config["context_fields"] or [])
+        fields = listish(config["context_fields"]) or []  # a YAML list, or "[a,b]" from the command line
         known = sorted(f for f, t in dataset.field2type.items()
                        if t in CONTEXT_TYPES and f not in (self.USER_ID, self.ITEM_ID, self.LABEL, dataset.time_field,
                                                            config["RATING_FIELD"]))
@@ -143,8 +195,20 @@ class MMTNet(GeneralRecommender):
         item = self.item_cluster(self.item_embedding(interaction[self.ITEM_ID]), context)
         return self.ranking(user, item, context)
 
+    def token_tables(self):
+        """{state key of a context embedding table: its field}: rows indexed by the domain's token ids."""
+        return {f"context.tables.{f}.weight": f for f in self.context.tables}
+
+    def input_points(self):
+        """{shared module name: its InputPoint}."""
+        return {name: self.get_submodule(name).entry for name in SHARED_MODULES}
+
     def calculate_loss(self, interaction):
-        return F.binary_cross_entropy_with_logits(self.forward(interaction), interaction[self.LABEL].float())
+        loss = F.binary_cross_entropy_with_logits(self.forward(interaction), interaction[self.LABEL].float())
+        for point in self.input_points().values():  # DRR: the adapters' penalties of this forward
+            if point.adapter is not None and point.penalty is not None:
+                loss = loss + point.penalty
+        return loss
 
     def predict(self, interaction):
         return torch.sigmoid(self.forward(interaction))

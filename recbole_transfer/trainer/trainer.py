@@ -10,6 +10,8 @@ early stopping, evaluator, logging are RecBole's):
 - checkpoint names carry the stage, the dataset and a unique suffix (RecBole's have one-second
   resolution: parallel runs overwrite each other);
 - ``evaluate(load_best_model=True)`` and ``resume_checkpoint`` use the weights-only loader;
+- ``before_epoch(trainer, epoch)``, when set, runs before each training epoch (a strategy's schedule:
+  annealed fine-tuning unfreezes modules and sets their learning rate there);
 - with ``state_keys`` set (model patches), checkpoints hold only those state entries: a *delta* over the
   pretrained source checkpoint named in ``extra_state['delta_of']``;
 - with ``eval_seed`` set, sampled evaluation negatives (uniN) are drawn under that fixed seed and the
@@ -40,6 +42,7 @@ class TransferTrainer(Trainer):
         self.extra_state = {}  # plain data stored in every checkpoint (e.g. source user counts)
         self.last_valid_result = None  # the latest validation result (all metrics), for epoch callbacks
         self.state_keys = None  # save only these state entries (a delta checkpoint); None: the whole model
+        self.before_epoch = None  # f(trainer, epoch) before each training epoch (a strategy's schedule)
         super().__init__(config, model)
         name = f"{config['model']}-{config['dataset']}-{stage}-{uuid.uuid4().hex[:8]}.pth"
         self.saved_model_file = os.path.abspath(os.path.join(self.checkpoint_dir, name))
@@ -61,6 +64,11 @@ class TransferTrainer(Trainer):
         """Call after changing which parameters are trainable (e.g. gradual unfreezing)."""
         self.optimizer = self._build_optimizer()
         self.check_optimizer()
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        if self.before_epoch is not None:
+            self.before_epoch(self, epoch_idx)
+        return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
 
     def _valid_epoch(self, valid_data, show_progress=False):
         valid_score, self.last_valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import TransferConfigError, TransferLayerError, did_you_mean
-from .strategy import format_report, trainable_summary
+from .strategy import format_report, require_source, trainable_summary
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +193,7 @@ class PatchTransfer:
     """
 
     is_identity = False
+    before_epoch = None
 
     def __init__(self, method="peterrec", position="serial", width=16, layer_norm=False):
         method = str(method).strip().lower()
@@ -255,8 +256,7 @@ class PatchTransfer:
 
     def apply(self, model, source_state):
         """Load the pretrained network (not for peterzero), graft patches, choose what trains."""
-        if self.loads_source and source_state is None:
-            raise TransferLayerError(f"transfer={self.method!r} needs a pretrained source model, but none was given")
+        require_source(self, source_state)
         self.check(model, source_state)
         spec, backbone = model.backbone_spec, model.backbone
         if self.loads_source:
@@ -307,6 +307,13 @@ class PatchTransfer:
     def checkpoint_plan(self, model, config):
         """(state keys to save, extra checkpoint data): a delta over the pretrained source checkpoint."""
         return self.delta_keys(model), {"delta_of": os.path.abspath(config["source_checkpoint"]), "source_keys": self.source_keys}
+
+    def prepare_reload(self, model, checkpoint):
+        """A delta checkpoint: rebuild the fine-tuned model on its pretrained source (read once, cached)."""
+        from ..model.peterrec import load_source
+
+        if checkpoint.get("delta_of"):
+            self.apply(model, load_source(checkpoint["delta_of"]).state_dict)
 
     # ----- report ------------------------------------------------------------------------------
     def counts(self, model):

@@ -3,7 +3,11 @@
 Contract (shared by every strategy, later ones included): ``check`` validates everything and raises a
 :class:`TransferError` before anything is touched; ``apply`` mutates the target model; ``report``
 returns a table of what happened per parameter plus the ``trainable params`` line. The trainer builds
-its optimizer after ``apply``, over trainable parameters only.
+its optimizer after ``apply``, over trainable parameters only. Also: ``label``, ``is_identity``,
+``loads_source`` (whether ``apply`` reads the source's weights), ``trainable_counts``,
+``checkpoint_plan(model, config)``, ``prepare_reload(model, checkpoint)`` (make a freshly built model
+able to load a checkpoint the strategy wrote) and ``before_epoch`` (None, or ``f(trainer, epoch)`` run
+by the trainer before each training epoch).
 """
 
 import logging
@@ -22,6 +26,12 @@ def trainable_summary(model):
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     pct = 100.0 * trainable / total if total else 0.0
     return f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {pct:.4f}"
+
+
+def require_source(strategy, source_state):
+    """Raise when ``strategy`` must read the source's weights and none were given."""
+    if strategy.loads_source and source_state is None:
+        raise TransferLayerError(f"transfer={strategy.label!r} needs a source model, but none was given")
 
 
 def format_report(title, rows, summary):
@@ -56,6 +66,10 @@ class LayerTransfer:
     @property
     def is_identity(self):
         return not self.names
+
+    @property
+    def loads_source(self):
+        return bool(self.names)
 
     def _param_pairs(self, model):
         for module_name in self.modules:
@@ -94,7 +108,8 @@ class LayerTransfer:
             module = model.get_submodule(module_name)
             if not isinstance(module, torch.nn.Embedding):
                 continue
-            fields = [f for f, tokens in target_ids.items() if len(tokens) == module.num_embeddings]
+            id_fields = [getattr(model, "USER_ID", None), getattr(model, "ITEM_ID", None)]
+            fields = [f for f in id_fields if f in target_ids and len(target_ids[f]) == module.num_embeddings]
             if not fields or any(list(source_ids.get(f, [])) == list(target_ids[f]) for f in fields):
                 continue
             field = fields[0]
@@ -109,8 +124,7 @@ class LayerTransfer:
 
     def apply(self, model, source_state):
         """Copy, then freeze (or keep trainable) the checked layers. Returns the model."""
-        if self.names and source_state is None:
-            raise TransferLayerError(f"transfer={self.label!r} needs a source model, but none was given")
+        require_source(self, source_state)
         self.check(model, source_state)
         moved = set()
         with torch.no_grad():
@@ -132,12 +146,16 @@ class LayerTransfer:
         """A text table of every parameter and what the strategy did to it, then the summary line."""
         return format_report(f"transfer: {self.label} ({self.mode})", self._rows, self._summary)
 
-    # layer transfer saves whole models and reports no method-specific counts
+    # layer transfer saves whole models, reports no method-specific counts, needs no epoch hook
     trainable_counts = None
+    before_epoch = None
 
     def checkpoint_plan(self, model, config):
         """(state keys to save, extra checkpoint data): the whole model."""
         return None, {}
+
+    def prepare_reload(self, model, checkpoint):
+        """A layer-transferred checkpoint loads into a freshly built model as it is."""
 
 
 def uses_patches(model_name):
@@ -147,16 +165,29 @@ def uses_patches(model_name):
     return model_name is not None and bool(getattr(get_model(model_name), "transfer_methods", None))
 
 
+def uses_shared_modules(model_name):
+    """True for a model that declares ``shared_modules`` (MMTNet); False for None."""
+    from ..config import get_model
+
+    return model_name is not None and bool(getattr(get_model(model_name), "shared_modules", None))
+
+
 def make_strategy(config):
     """The strategy a config asks for: model patches for a model that declares ``transfer_methods``
-    (PeterRec), layer transfer otherwise. Raises TransferConfigError for a method the model cannot take."""
+    (PeterRec), shared-module transfer for one that declares ``shared_modules`` (MMTNet), layer transfer
+    otherwise. Raises TransferConfigError for a method the model cannot take."""
+    from .invariants import SHARED_METHODS, SharedModuleTransfer, is_shared_method
     from .patches import METHODS, PatchTransfer, is_patch_method
 
     if uses_patches(config["model"]):
         return PatchTransfer.from_config(config)
-    if is_patch_method(config["transfer"]):
-        raise TransferConfigError(
-            f"transfer={config['transfer']!r}: a PeterRec fine-tuning method ({', '.join(METHODS)}); use "
-            f"--model=PeterRec, or a layer transfer (none, config-1..7, a list of layers) for {config['model']}"
-        )
+    if uses_shared_modules(config["model"]):
+        return SharedModuleTransfer.from_config(config)
+    for methods, is_method, owner, kind in ((METHODS, is_patch_method, "PeterRec", "fine-tuning method"),
+                                            (SHARED_METHODS, is_shared_method, "MMTNet", "shared-module transfer")):
+        if is_method(config["transfer"]):
+            raise TransferConfigError(
+                f"transfer={config['transfer']!r}: {owner}'s {kind} ({', '.join(methods)}); use "
+                f"--model={owner}, or a layer transfer (none, config-1..7, a list of layers) for {config['model']}"
+            )
     return LayerTransfer.from_config(config)

@@ -40,9 +40,9 @@ import yaml
 from ..config import TransferConfig
 from ..scenario import scenario_targets
 from ..errors import TransferConfigError, TransferError, did_you_mean
-from ..transfer import NO_TRANSFER, LayerTransfer, parse_transfer, uses_patches
+from ..transfer import NO_TRANSFER, make_strategy, parse_transfer, uses_patches
 from ..utils import stable_hash
-from .space import BRANCH_KEY, SearchSpace, is_no_transfer
+from .space import BRANCH_KEY, SearchSpace, default_space, is_no_transfer
 
 logger = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ def _new_state(model, source, targets, config_files, config_dict, space_path, nu
     model = model or probe["model"]
     source = source or probe["source"]
     targets = scenario_targets(probe, targets or None)
-    space = SearchSpace.from_file(space_path)
+    space = SearchSpace.from_file(space_path or default_space(model))
     if space.metric:
         config_dict["valid_metric"] = space.metric
     if num_samples is not None:
@@ -299,7 +299,7 @@ def _check_trials(state, target, trials, pretrained):
     for params in trials:
         params = {k: v for k, v in params.items() if k != BRANCH_KEY}
         config = TransferConfig(state["model"], data.config["dataset"], state["config_files"], {**base, **params})
-        strategy = LayerTransfer.from_config(config)
+        strategy = make_strategy(config)
         key = (strategy.label, str(config["transfer_containers"]))
         if strategy.is_identity or key in checked:
             continue

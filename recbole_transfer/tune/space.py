@@ -41,6 +41,14 @@ from ..transfer import NO_TRANSFER, parse_transfer
 from ..utils import property_file
 
 DEFAULT_SPACE = property_file("tune", "layer_transfer.yaml")
+SHARED_MODULE_SPACE = property_file("tune", "mmtnet.yaml")
+
+
+def default_space(model):
+    """The search space of ``--tune`` without --search_space: MMTNet's methods, or the layer transfers."""
+    from ..transfer import uses_shared_modules
+
+    return SHARED_MODULE_SPACE if uses_shared_modules(model) else DEFAULT_SPACE
 TOP_KEYS = ("metric", "num_samples", "scheduler", "cpus_per_trial", "scratch_margin", "parameters", "branches")
 ENTRY_TYPES = ("float", "int", "choice", "grid")
 ENTRY_KEYS = {"float": {"low", "high", "log"}, "int": {"low", "high", "log"}, "choice": {"values"}, "grid": {"values"}}

@@ -1,0 +1,186 @@
+"""Benchmark: one dense source, six sparse targets (MMT-Net, seed 000) on the bundled ml-100k regions.
+
+Scenario: properties/scenario/ml100k_regions.yaml (users split by zip region; source = regions 9, 5, 2, 1;
+targets = regions 0, 3, 4, 6, 7, 8 with each user's interactions thinned to ``--fractions``). Per seed, MMTNet
+is trained on the source once; every (fraction, target) then runs the arms (a) scratch, (b) annealed
+fine-tuning, (c) DRR, (d) the frozen-random control, all from that one source model, beside popularity
+(a reference) and ``frozen`` (the copied modules frozen, no adapters: DRR's ablation). Row (e) is the
+layer-transfer MLP of seed 001 with its best configuration of our layer-transfer benchmark (config-3,
+frozen; benchmarks/results/layer_transfer.md), beside its own scratch, on the same targets (its source
+stage trains TransferMLP on the same source). Test HR@10 / NDCG@10 (leave-one-out, 1 + 99 sampled
+negatives, the same candidates for every arm: eval_seed), wall time of each target's training.
+
+    OMP_NUM_THREADS=1 python benchmarks/mmtnet_transfer.py                     # 3 seeds, 10/20/50 %
+    OMP_NUM_THREADS=1 python benchmarks/mmtnet_transfer.py --seeds 2020 --fractions 0.2 --out /tmp/q
+
+Finished (seed, fraction) blocks are kept in <out>.part/*.json and reused by a rerun (delete them to
+measure again).
+"""
+
+import argparse
+import copy
+import json
+import os
+import platform
+import sys
+import time
+import warnings
+
+import numpy as np
+import torch
+import yaml
+
+from recbole_transfer.quick_start import pretrain_source
+from recbole_transfer.scenario import REGIONS_SCENARIO, first_time_reaching, one_to_many_table, run_scenario
+from recbole_transfer.transfer import SHARED_ARMS
+
+# (a) scratch, (b) anneal, (c) drr, (d) random, plus popularity (a reference) and frozen (DRR without adapters)
+MMT_ARMS = ["pop"] + SHARED_ARMS[:1] + ["frozen"] + SHARED_ARMS[1:]
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MLP_ARMS = {"none": "MLP scratch", "config-3": "MLP config-3"}
+
+
+def scenario_domains(fraction):
+    """The scenario's domains plus, for ``fraction``, renamed copies of the targets thinned to it."""
+    with open(REGIONS_SCENARIO, encoding="utf-8") as f:
+        spec = yaml.safe_load(f)
+    domains = copy.deepcopy(spec["domains"])
+    names = {}
+    for target in spec["targets"]:
+        names[target] = f"{target}_k{round(fraction * 100):02d}"
+        domains[names[target]] = {**domains[target], "keep_fraction": fraction}
+    return spec["source"], domains, names
+
+
+def run_block(seed, fraction, threads, source_files, log):
+    """Every arm on every target at one fraction, for one seed; rows carry the fraction."""
+    source, domains, names = scenario_domains(fraction)
+    keys = {"seed": seed, "num_threads": threads, "domains": domains, "eval_seed": seed}
+    rows = []
+    for model, arms, relabel in (("MMTNet", MMT_ARMS, {}), ("TransferMLP", list(MLP_ARMS), MLP_ARMS)):
+        block = run_scenario(model, source, list(names.values()), [REGIONS_SCENARIO],
+                             {**keys, "source_checkpoint": source_files[model]}, arms, [seed], progress=log)
+        for row in block:
+            row["arm"] = relabel.get(row["arm"], row["arm"])
+            row["target"] = row["target"].rsplit("_k", 1)[0]
+            row["fraction"] = fraction
+        rows += block
+    return rows
+
+
+def main():
+    warnings.filterwarnings("ignore")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, nargs="+", default=[2020, 2021, 2022])
+    p.add_argument("--fractions", type=float, nargs="+", default=[0.2, 0.1, 0.5])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default=os.path.join(HERE, "results", "mmtnet_transfer"))
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    os.makedirs(args.out + ".part", exist_ok=True)
+    log = lambda msg: print(msg, flush=True)  # noqa: E731
+    start, rows, source_seconds = time.time(), [], {}
+    for seed in args.seeds:
+        source_files = {}
+        for model in ("MMTNet", "TransferMLP"):
+            cache = os.path.join(args.out + ".part", f"source-{model}-{seed}.json")
+            if os.path.isfile(cache):
+                with open(cache, encoding="utf-8") as f:
+                    saved = json.load(f)
+            else:
+                t0 = time.time()
+                source = scenario_domains(1.0)[0]
+                pretrained = pretrain_source(model, source, [REGIONS_SCENARIO], {"seed": seed, "num_threads": args.threads,
+                                                                                 "eval_seed": seed}, verbose=False)
+                saved = {"file": pretrained.model_file, "seconds": time.time() - t0, "test": dict(pretrained.test_result)}
+                with open(cache, "w", encoding="utf-8") as f:
+                    json.dump(saved, f)
+            source_files[model] = saved["file"]
+            source_seconds[(model, seed)] = saved["seconds"]
+            log(f"seed {seed}: {model} source in {saved['seconds']:.0f}s, test {saved['test']}")
+        for fraction in args.fractions:
+            part = os.path.join(args.out + ".part", f"seed{seed}-k{round(fraction * 100):02d}.json")
+            if os.path.isfile(part):
+                with open(part, encoding="utf-8") as f:
+                    rows += json.load(f)
+                continue
+            block = run_block(seed, fraction, args.threads, source_files, log)
+            with open(part, "w", encoding="utf-8") as f:
+                json.dump(block, f)
+            rows += block
+    wall = time.time() - start
+    sections = []
+    for fraction in args.fractions:
+        chosen = [r for r in rows if r["fraction"] == fraction]
+        sections.append(f"## Targets at {round(fraction * 100)} % of each user's interactions\n\n" + one_to_many_table(chosen))
+    sections.append(goals(rows, args.fractions))
+    mean_source = {m: np.mean([s for (k, _), s in source_seconds.items() if k == m]) for m in ("MMTNet", "TransferMLP")}
+    header = (
+        "# MMT-Net one-to-many transfer benchmark (ml-100k regions)\n\n"
+        f"command: `OMP_NUM_THREADS={args.threads} python benchmarks/mmtnet_transfer.py --seeds {' '.join(map(str, args.seeds))} "
+        f"--fractions {' '.join(f'{f:g}' for f in args.fractions)}`  \n"
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} torch thread(s); "
+        f"wall time of this run {wall:.0f}s (blocks reused from an earlier run take 0s)  \n"
+        f"source stage, once per seed and shared by every target and arm: MMTNet {mean_source['MMTNet']:.0f}s, "
+        f"TransferMLP {mean_source['TransferMLP']:.0f}s (mean over seeds; not in the per-target wall times)\n"
+    )
+    text = header + "\n" + "\n\n".join(sections) + "\n"
+    with open(args.out + ".md", "w", encoding="utf-8") as f:
+        f.write(text)
+    with open(args.out + ".json", "w", encoding="utf-8") as f:
+        json.dump(rows, f, indent=1)
+    print(text)
+    print(f"wrote {args.out}.md and {args.out}.json", file=sys.stderr)
+
+
+def time_to_quality(chosen, arm):
+    """(sum over targets of the seconds ``arm`` took to first reach scratch's best validation HR@10, where it
+    never did: its whole fit) / (the same sum of scratch's seconds to its own best), mean over seeds; and
+    how many (seed, target) runs of ``arm`` reached that level."""
+    by_key = {(r["seed"], r["target"], r["arm"]): r for r in chosen}
+    ratios, reached, runs = [], 0, 0
+    for seed in sorted(set(r["seed"] for r in chosen)):
+        spent = own = 0.0
+        for (s, target, a), row in by_key.items():
+            if s != seed or a != "none" or (seed, target, arm) not in by_key:
+                continue
+            level = max(score for _e, _s, score in row["valid_curve"])
+            own += first_time_reaching(row["valid_curve"], level)
+            other = by_key[(seed, target, arm)]
+            t = first_time_reaching(other["valid_curve"], level)
+            reached, runs = reached + (t is not None), runs + 1
+            spent += t if t is not None else other["seconds"]
+        ratios.append(spent / own)
+    return float(np.mean(ratios)), reached, runs
+
+
+def goals(rows, fractions):
+    """The issue's goals per fraction: DRR >= scratch (macro HR@10 and NDCG@10), control below DRR, DRR's
+    total wall time over scratch's; and DRR's time to reach scratch's best validation HR@10."""
+    lines = ["## Goals", "",
+             "| targets at | DRR - scratch, macro HR@10 | DRR - scratch, macro NDCG@10 | DRR - random control, HR@10 | "
+             "anneal - scratch, HR@10 | DRR wall / scratch wall | DRR time to scratch's best valid HR@10 / "
+             "scratch's (runs that reached it) |", "|---|---|---|---|---|---|---|"]
+    for fraction in fractions:
+        chosen = [r for r in rows if r["fraction"] == fraction]
+        ratio, reached, runs = time_to_quality(chosen, "drr")
+
+        def macro(arm, metric):
+            return np.mean([r[metric] for r in chosen if r["arm"] == arm])
+
+        def wall(arm):
+            return sum(r["seconds"] for r in chosen if r["arm"] == arm)
+
+        lines.append(
+            f"| {round(fraction * 100)} % | {macro('drr', 'test_hit@10') - macro('none', 'test_hit@10'):+.4f} | "
+            f"{macro('drr', 'test_ndcg@10') - macro('none', 'test_ndcg@10'):+.4f} | "
+            f"{macro('drr', 'test_hit@10') - macro('random', 'test_hit@10'):+.4f} | "
+            f"{macro('anneal', 'test_hit@10') - macro('none', 'test_hit@10'):+.4f} | {wall('drr') / wall('none'):.2f} | "
+            f"{ratio:.2f} ({reached}/{runs}) |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
