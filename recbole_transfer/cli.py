@@ -80,9 +80,10 @@ def run_scenario_cli(args, config_files, config_dict):
     start = time.time()
     _print("recbole_transfer: scenario " + " ".join(os.path.basename(f) for f in files))
     rows = run_scenario(args.model, args.source, targets, files, config_dict, arms, seeds, progress=_print, verbose=args.verbose)
-    if uses_patches(args.model):  # fine-tuning methods (PeterRec): the method x task table
+    model = rows[0]["model"] if rows else args.model  # the scenario's model (--model, or its config file's)
+    if uses_patches(model):  # fine-tuning methods (PeterRec): the method x task table
         tables = method_table(rows)
-    elif uses_shared_modules(args.model):  # one source, many targets (MMTNet): per target, macro, wall time
+    elif uses_shared_modules(model):  # one source, many targets (MMTNet): per target, macro, wall time
         tables = one_to_many_table(rows)
     else:
         tables = gain_table(rows) + "\n\n" + gain_table(rows, metric="test_ndcg@10")

@@ -306,7 +306,8 @@ def load_transfer_model(model_file, config_dict=None):
     data = prepare_domain(config)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, data.train_data._dataset).to(config["device"])
-    make_strategy(config).prepare_reload(model, checkpoint)  # e.g. patches over their source, adapters
+    if checkpoint.get("stage") != "source":  # a source model is what it is; a target's strategy may graft
+        make_strategy(config).prepare_reload(model, checkpoint)  # e.g. patches over their source, adapters
     load_model_state(model, checkpoint)
     for name, param in model.named_parameters():
         param.requires_grad_(name in set(checkpoint.get("trainable", [])))

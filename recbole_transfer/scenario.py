@@ -112,7 +112,7 @@ def run_scenario(
                 done += 1
                 primary = str(result["config"]["valid_metric"]).lower()
                 row = {
-                    "seed": seed, "target": target, "arm": labels[arm], "metric": primary,
+                    "seed": seed, "model": model, "target": target, "arm": labels[arm], "metric": primary,
                     "trainable": result["trainable"],
                     "mode": result["transfer_mode"], "relatedness": result["relatedness"],
                     "epochs": result["epochs_run"], "seconds": result["fit_seconds"],
@@ -203,7 +203,7 @@ def first_time_reaching(curve, level):
 def best_epoch(row):
     """Epochs to the best validation score of a run (from its validation curve)."""
     curve = row.get("valid_curve") or []
-    return max(curve, key=lambda point: point[2])[0] + 1 if curve else float("nan")
+    return max(curve, key=lambda point: (point[2], point[0]))[0] + 1 if curve else float("nan")  # the last best, as RecBole
 
 
 def one_to_many_table(rows, metrics=("test_hit@10", "test_ndcg@10"), baseline=NO_TRANSFER):

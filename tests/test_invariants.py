@@ -14,6 +14,7 @@ import sys
 
 import pytest
 import torch
+from torch.distributions import Normal, kl_divergence
 
 from recbole_transfer import load_transfer_model, pretrain_source, run_transfer
 from recbole_transfer.config import TransferConfig
@@ -139,6 +140,10 @@ def test_input_point_keeps_the_source_statistics_and_an_adapter_adds_the_drr_pen
     point.beta, point.lam = 1.0, 0.0
     out = point(batches[0])
     assert torch.equal(out, batches[0]) and point.penalty > 0  # identity, but the batch is not N(mean, var) exactly
+    floor = 1e-4  # KL(N(batch) || N(source)) per dimension, averaged over dimensions
+    batch = Normal(batches[0].mean(0), (batches[0].var(0, unbiased=False) + floor).sqrt())
+    source = Normal(point.mean, (point.var + floor).sqrt())
+    assert point.penalty.item() == pytest.approx(kl_divergence(batch, source).mean().item(), rel=1e-5)
     point(torch.randn(50, 3) * 5.0)
     far = point.penalty.item()
     point(batches[1])

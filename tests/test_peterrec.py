@@ -236,3 +236,13 @@ def test_bag_of_items_scores_are_the_mean_of_the_users_source_item_weights(plant
     items = source.by_user[source.token2id[data.dataset.field2id_token[config["USER_ID_FIELD"]][user]]]
     expected = model.weights.weight[torch.as_tensor(items)].mean(0) + model.bias
     assert len(items) == 10 and torch.allclose(model._logits(torch.tensor([user]))[0], expected, atol=1e-6)
+
+
+def test_a_source_checkpoint_written_by_a_fine_tuning_run_reloads_as_its_network(planted):
+    """The source stage of `--transfer=peterrec` writes NextItNet with `transfer: peterrec` in its config:
+    reloading it (--evaluate, --importance) rebuilds the network and grafts nothing."""
+    source = pretrain_source("PeterRec", "seqs", None, {**planted["config"], "transfer": "peterrec", "source_epochs": 1},
+                             verbose=False)
+    config, model, *_ = load_transfer_model(source.model_file)
+    assert config["model"] == "NextItNet" and config["transfer"] == "peterrec"
+    assert all(torch.equal(v, source.state_dict[k]) for k, v in model.state_dict().items())

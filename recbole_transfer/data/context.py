@@ -33,5 +33,5 @@ def copy_aligned(target_weight, source_weight, rows):
     target tokens the source did not have."""
     rows = torch.as_tensor(rows)
     known = rows >= 0
-    target_weight[known] = source_weight[rows[known]].to(target_weight.dtype)
+    target_weight[known] = source_weight[rows[known]].to(target_weight.device, target_weight.dtype)
     return int((~known).sum())

@@ -241,10 +241,13 @@ class SharedModuleTransfer:
             else:
                 action, kind = "domain-specific, trained", "own"
             counts[kind] += param.numel()
-            counts["trainable"] += param.numel() if param.requires_grad else 0
+            trains = param.requires_grad or (self.method == "anneal" and kind == "shared")  # after the warm-up
+            counts["trainable"] += param.numel() if trains else 0
             self._rows.append((name, tuple(param.shape), action))
         self.trainable_counts = counts
         self._summary = trainable_summary(model)
+        if self.method == "anneal":
+            self._summary += f" (during the warm-up; {counts['trainable']:,} after it)"
         if unseen and any(u for u, _ in unseen.values()):
             logger.warning("transfer: target context tokens unseen in the source (rows set to zero): %s",
                            {tables[k]: u for k, (u, _) in unseen.items() if u})
