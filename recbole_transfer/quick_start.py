@@ -242,7 +242,6 @@ def run_transfer(
 def _run_patch_transfer(model, source, target, config_file_list, config_dict, target_config, strategy, saved,
                         pretrained, verbose, on_epoch, evaluate_test):
     """PeterRec: pretrain (or load) the source network, then build the target model on its checkpoint."""
-    source = source or target_config["source"]
     checkpoint_path = target_config["source_checkpoint"]
     if pretrained is None:
         spec = backbone_of(target_config["source_model"], target_config["backbone_modules"])

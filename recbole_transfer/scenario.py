@@ -149,7 +149,7 @@ def metric_table(rows, metrics=("test_hit@10", "test_ndcg@10")):
         cells = []
         for metric in metrics:
             values = np.array([r[metric] for r in group if metric in r])
-            cells.append(f"{values.mean():.4f} ± {values.std():.4f}" if values.size else "-")
+            cells.append(_mean_std(values) if values.size else "-")
         epochs = np.mean([r["epochs"] for r in group])
         seconds = np.mean([r["seconds"] for r in group])
         lines.append(f"| {target} | {arm} | " + " | ".join(cells) + f" | {epochs:.1f} | {seconds:.1f} |")
@@ -190,6 +190,10 @@ def _markdown(header, lines, justify):
     widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
     fmt = lambda cells: "| " + " | ".join(justify(str(c), w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
     return "\n".join([fmt(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [fmt(c) for c in lines])
+
+
+def _mean_std(values):
+    return f"{np.mean(values):.4f} ± {np.std(values):.4f}"
 
 
 def first_time_reaching(curve, level):
@@ -235,7 +239,7 @@ def one_to_many_table(rows, metrics=("test_hit@10", "test_ndcg@10"), baseline=NO
         last = ["all targets" if wall else "macro"]
         for arm in arms:
             values = per_seed(arm, metric, np.sum if wall else np.mean)
-            last.append((f"{values.mean():.1f}" if wall else f"{values.mean():.4f} ± {values.std():.4f}") if values.size else "-")
+            last.append((f"{values.mean():.1f}" if wall else _mean_std(values)) if values.size else "-")
         short = metric.replace("test_", "").replace("hit", "HR")
         title = (f"wall s per target (training and validation), {of_seeds}; all targets: their sum" if wall else
                  f"{short} (test) per target, {of_seeds}; macro: mean over targets, ± std over seeds")
@@ -248,7 +252,7 @@ def one_to_many_table(rows, metrics=("test_hit@10", "test_ndcg@10"), baseline=NO
         cells = [name(arm)]
         for metric in metrics:
             values = per_seed(arm, metric, np.mean)
-            cells.append(f"{values.mean():.4f} ± {values.std():.4f}" if values.size else "-")
+            cells.append(_mean_std(values) if values.size else "-")
         total = per_seed(arm, "seconds", np.sum)
         cells.append(f"{total.mean():.1f}" if total.size else "-")
         cells.append(f"{total.mean() / scratch_time.mean():.2f}" if total.size and scratch_time.size else "-")
@@ -280,7 +284,7 @@ def method_table(rows):
         cells = [arm]
         for task in tasks:
             values = np.array([r[f"test_{r['metric']}"] for r in rows if r["arm"] == arm and r["target"] == task])
-            cells.append(f"{values.mean():.4f} ± {values.std():.4f}" if values.size else "-")
+            cells.append(_mean_std(values) if values.size else "-")
         counts = [r["trainable"] for r in rows if r["arm"] == arm and r.get("trainable")]
         if counts:
             c = counts[0]

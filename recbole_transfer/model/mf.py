@@ -4,29 +4,22 @@ The base recommender of SML (seed 002): ŷ_ui = p_u · q_i, W = {P, Q}, and
 
     L0 = -Σ log σ(ŷ_ui) - Σ log(1 - σ(ŷ_uj)),   j a uniformly sampled unobserved item.
 
-RecBole's ``BPR`` has the same tables but the pairwise BPR loss; the paper's loss is pointwise. The
-negative comes from RecBole's sampler (``train_neg_sample_args``), so the model is PAIRWISE in RecBole's
-sense: each training row holds a user, her item and one negative item.
+RecBole's ``BPR`` has the same tables and scoring but the pairwise BPR loss; the paper's loss is
+pointwise, so MF is BPR with its ``calculate_loss`` replaced. The negative comes from RecBole's sampler
+(``train_neg_sample_args``), so the model is PAIRWISE in RecBole's sense: each training row holds a user,
+her item and one negative item.
 """
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-from recbole.model.abstract_recommender import GeneralRecommender
-from recbole.model.init import xavier_normal_initialization
-from recbole.utils import InputType
+from recbole.model.general_recommender import BPR
 
 
-class MF(GeneralRecommender):
-    """Dot product of a user row and an item row; log loss on a positive and a sampled negative."""
+class MF(BPR):
+    """Dot product of a user row and an item row; log loss on a positive and a sampled negative.
 
-    input_type = InputType.PAIRWISE
-
-    def __init__(self, config, dataset):
-        super().__init__(config, dataset)
-        self.user_embedding = nn.Embedding(self.n_users, config["embedding_size"])
-        self.item_embedding = nn.Embedding(self.n_items, config["embedding_size"])
-        self.apply(xavier_normal_initialization)
+    RecBole's ``BPR`` with the loss replaced: its tables, initialisation and scoring are kept.
+    """
 
     def calculate_loss(self, interaction):
         user = self.user_embedding(interaction[self.USER_ID])
@@ -35,10 +28,3 @@ class MF(GeneralRecommender):
         logits = torch.cat([pos, neg])
         labels = torch.cat([torch.ones_like(pos), torch.zeros_like(neg)])
         return F.binary_cross_entropy_with_logits(logits, labels, reduction="sum") / pos.numel()
-
-    def predict(self, interaction):
-        user = self.user_embedding(interaction[self.USER_ID])
-        return (user * self.item_embedding(interaction[self.ITEM_ID])).sum(-1)
-
-    def full_sort_predict(self, interaction):
-        return (self.user_embedding(interaction[self.USER_ID]) @ self.item_embedding.weight.T).view(-1)

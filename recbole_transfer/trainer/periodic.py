@@ -140,6 +140,9 @@ class PeriodicData:
         }
 
 
+PERIOD_METRICS = ("recall", "ndcg")  # what evaluate_period computes, at every K of ``topk``
+
+
 def evaluate_period(scorer, data, t, config, batch_users=512):
     """Online test of a served model on D_t: RecBole's Recall@K and NDCG@K (all users and warm users)."""
     test = data.test_set(t)
@@ -158,7 +161,7 @@ def evaluate_period(scorer, data, t, config, batch_users=512):
         pos_users = test["pos_keys"] // n_items  # users are sorted: a chunk's row is its index in the chunk
         pos_len.append(np.bincount(np.searchsorted(chunk, pos_users[np.isin(pos_users, chunk)]), minlength=len(chunk)))
     hits, pos_len = np.concatenate(hits), np.concatenate(pos_len)
-    per_user = {"recall": Recall(config).metric_info(hits, pos_len), "ndcg": NDCG(config).metric_info(hits, pos_len)}
+    per_user = dict(zip(PERIOD_METRICS, (Recall(config).metric_info(hits, pos_len), NDCG(config).metric_info(hits, pos_len))))
     out = {"period": t, "users": int(len(users)), "warm_users": int(test["warm"].sum()), "excluded": test["excluded"]}
     for name, values in per_user.items():
         for k in topk:
@@ -362,7 +365,10 @@ def _label(method):
     return METHOD_LABELS.get(method, method)
 
 
-TABLE_METRICS = ["recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20", "warm_recall@20", "warm_ndcg@20"]
+def table_metrics(rows):
+    """Table 1's columns: each metric at every K the rows hold, then the warm-user metrics at the largest K."""
+    ks = sorted(int(key.split("@")[1]) for key in rows[0] if key.startswith(f"{PERIOD_METRICS[0]}@"))
+    return [f"{m}@{k}" for m in PERIOD_METRICS for k in ks] + [f"warm_{m}@{ks[-1]}" for m in PERIOD_METRICS]
 
 
 def summarise(rows, phase="test"):
@@ -371,21 +377,21 @@ def summarise(rows, phase="test"):
     for r in rows:
         if r["phase"] == phase:
             by.setdefault(r["method"], {}).setdefault(r.get("seed"), []).append(r)
-    out = {}
+    out, keys = {}, table_metrics(rows) + ["train_seconds"]
     for method, seeds in by.items():
-        per_seed = {k: [np.nanmean([r[k] for r in rs]) for rs in seeds.values()] for k in TABLE_METRICS + ["train_seconds"]}
+        per_seed = {k: [np.nanmean([r[k] for r in rs]) for rs in seeds.values()] for k in keys}
         out[method] = {k: (float(np.mean(v)), float(np.std(v)), len(v)) for k, v in per_seed.items()}
     return out
 
 
 def table1(rows, phase="test"):
     """The paper's Table 1 shape: one row per method, metrics averaged over the test periods (± std over seeds)."""
-    summary = summarise(rows, phase)
-    head = ["method"] + [m.replace("warm_", "warm ") for m in TABLE_METRICS] + ["train s / period"]
+    summary, metrics = summarise(rows, phase), table_metrics(rows)
+    head = ["method"] + [m.replace("warm_", "warm ") for m in metrics] + ["train s / period"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for method in [m for m in _methods_in(rows) if m in summary]:
         cells = [_label(method)]
-        for key in TABLE_METRICS + ["train_seconds"]:
+        for key in metrics + ["train_seconds"]:
             mean, std, n = summary[method][key]
             fmt = "{:.1f}" if key == "train_seconds" else "{:.4f}"
             cells.append(fmt.format(mean) + (" ± " + fmt.format(std) if n > 1 else ""))

@@ -51,6 +51,11 @@ SHARED_ARMS = [NONE, "anneal", "drr", "random"]
 EMBEDDING_INITS = ("source_mean", "random")
 
 
+def _is_adapter(name):
+    """True for a state key or parameter name inside a residual adapter (``<module>.entry.adapter.*``)."""
+    return ".adapter." in f".{name}"
+
+
 def is_shared_method(value):
     return isinstance(value, str) and value.strip().lower() in SHARED_METHODS
 
@@ -112,7 +117,7 @@ class SharedModuleTransfer:
         state = {}
         for name in names:
             for key, value in model.get_submodule(name).state_dict().items():
-                if ".adapter." not in f".{key}":
+                if not _is_adapter(key):
                     state[f"{name}.{key}"] = value
         return state
 
@@ -197,7 +202,7 @@ class SharedModuleTransfer:
     @staticmethod
     def shared_parameters(model):
         return [p for name in type(model).shared_modules for n, p in model.get_submodule(name).named_parameters()
-                if ".adapter." not in f".{n}"]
+                if not _is_adapter(n)]
 
     def before_epoch(self, trainer, epoch):
         """Annealing: unfreeze the shared modules after the warm-up, in their own parameter group, and set
@@ -219,8 +224,8 @@ class SharedModuleTransfer:
         return None, {}
 
     def prepare_reload(self, model, checkpoint):
-        """Make a freshly built model hold what the checkpoint holds: adapters when it has them."""
-        if any(".entry.adapter." in key for key in checkpoint["state_dict"]):
+        """Make a freshly built model hold what the checkpoint holds: the method's adapters."""
+        if self.method in ADAPTER_METHODS:
             self.add_adapters(model)
 
     def _record(self, model, shared_ids, tables, unseen):
@@ -231,7 +236,7 @@ class SharedModuleTransfer:
             after = "frozen"
         self._rows, counts = [], {"trainable": 0, "adapters": 0, "shared": 0, "own": 0}
         for name, param in model.named_parameters():
-            if ".entry.adapter." in name:
+            if _is_adapter(name):
                 action, kind = "residual adapter (zero at start), trained", "adapters"
             elif id(param) in shared_ids:
                 kind = "shared"

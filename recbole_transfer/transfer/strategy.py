@@ -158,18 +158,21 @@ class LayerTransfer:
         """A layer-transferred checkpoint loads into a freshly built model as it is."""
 
 
-def uses_patches(model_name):
-    """True for a model fine-tuned by method (declares ``transfer_methods``: PeterRec); False for None."""
+def _declares(model_name, attribute):
+    """True when the model class of ``model_name`` declares ``attribute``; False for None."""
     from ..config import get_model
 
-    return model_name is not None and bool(getattr(get_model(model_name), "transfer_methods", None))
+    return model_name is not None and bool(getattr(get_model(model_name), attribute, None))
+
+
+def uses_patches(model_name):
+    """True for a model fine-tuned by method (declares ``transfer_methods``: PeterRec); False for None."""
+    return _declares(model_name, "transfer_methods")
 
 
 def uses_shared_modules(model_name):
     """True for a model that declares ``shared_modules`` (MMTNet); False for None."""
-    from ..config import get_model
-
-    return model_name is not None and bool(getattr(get_model(model_name), "shared_modules", None))
+    return _declares(model_name, "shared_modules")
 
 
 def make_strategy(config):

@@ -54,14 +54,14 @@ def run_periodic_search(config, search_space=None, num_samples=None, run_dir=Non
     from ray import air, tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    from ..trainer.periodic import check_periodic_config
+    from ..trainer.periodic import PERIOD_METRICS, check_periodic_config
 
     check_periodic_config(config)
     space = SearchSpace.from_file(search_space or SML_SPACE)
     if num_samples is not None:
         space.num_samples = int(num_samples)
     metric = str(space.metric or config["valid_metric"]).lower()
-    computed = {f"{m.lower()}@{k}" for m in config["metrics"] for k in config["topk"]}
+    computed = {f"{m}@{k}" for m in PERIOD_METRICS for k in config["topk"]}
     if metric not in computed:
         raise TransferConfigError(f"valid_metric={metric!r}: SML computes {sorted(computed)}")
     n_valid = config["periods"] - config["test_periods"] - 1
@@ -117,6 +117,11 @@ def run_periodic_search(config, search_space=None, num_samples=None, run_dir=Non
     return {"rows": rows, "winner": winner, "table": table, "best_yaml": best_path, "command": command, "run_dir": run_dir}
 
 
+def _describe(params):
+    """``key=value, ...`` of a trial's keys, sorted, floats to 3 significant digits."""
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items()))
+
+
 def _Progress(total, metric, emit):
     from ray import tune
 
@@ -125,8 +130,7 @@ def _Progress(total, metric, emit):
 
         def _end(self, trial, outcome):
             Progress.done += 1
-            params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                               for k, v in sorted(_params(trial.config[TRIAL_KEY]).items()))
+            params = _describe(_params(trial.config[TRIAL_KEY]))
             value = (trial.last_result or {}).get(metric)
             shown = f"{metric} {value:.4f}" if value is not None else "no result"
             emit(f"trial {Progress.done}/{total} {params}: {shown} after {(trial.last_result or {}).get('period', 0)} "
@@ -144,7 +148,7 @@ def _Progress(total, metric, emit):
 def trial_table(rows, metric, n_valid):
     lines = [f"| trial | mean valid {metric} | validation periods run | how it ended |", "|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: -np.nan_to_num(r["valid"], nan=-1)):
-        params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(r["params"].items()))
+        params = _describe(r["params"])
         ended = "error: " + r["error"] if r["error"] else ("finished" if r["periods"] == n_valid else "stopped early (ASHA)")
         lines.append(f"| {params} | {r['valid']:.4f} | {r['periods']}/{n_valid} | {ended} |")
     return "\n".join(lines)
