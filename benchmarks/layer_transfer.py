@@ -1,8 +1,10 @@
 """Benchmark: layer-freezing transfer on the bundled ml-100k (the default scenario).
 
-5 sparse targets x 8 arms (config-1..7 + scratch) x 3 seeds. Prints and writes under
-benchmarks/results/: mean HR@10 / NDCG@10 per target and arm, the gain tables (paper Table 3 shape),
-and the time to reach scratch's best validation HR@10 (best transfer arm / scratch).
+5 sparse targets x 8 arms (config-1..7 + scratch) x 3 seeds; each seed is a replicate's data seed (split,
+thinning, candidates: the same for every arm) and training seed. Prints and writes under
+benchmarks/results/: the gain tables (paper Table 3 shape, with the validation-selected arm and the
+test-selected oracle), every arm's paired difference to scratch with its 95 % interval, mean HR@10 / NDCG@10
+per target and arm, relatedness vs gain, and the time to reach scratch's best validation HR@10.
 
     OMP_NUM_THREADS=1 python benchmarks/layer_transfer.py            # ~6 min on one core
     OMP_NUM_THREADS=1 python benchmarks/layer_transfer.py --seeds 2020 --out /tmp/quick
@@ -20,7 +22,8 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from recbole_transfer.scenario import DEFAULT_SCENARIO, first_time_reaching, gain_table, metric_table, run_scenario
+from recbole_transfer.scenario import (DEFAULT_SCENARIO, first_time_reaching, gain_table, metric_table, paired_table,
+                                      run_scenario, validation_picks)
 from recbole_transfer.transfer import NO_TRANSFER
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -31,17 +34,15 @@ def time_to_reach_table(rows):
 
     Per seed, ratio = (seconds until the arm's validation HR@10 first reaches scratch's best) / (seconds
     until scratch reaches it); infinite when the arm never reaches it. Reported: the median over seeds for
-    the arm with the best mean test HR@10 and for the fastest arm (lowest median ratio).
+    the validation-selected arm (the most frequent pick of its seeds) and for the fastest arm (lowest median
+    ratio; chosen on these curves, so an optimistic pick).
     """
     by_key = {(r["seed"], r["target"], r["arm"]): r for r in rows}
-    test_means = defaultdict(list)
-    for r in rows:
-        test_means[(r["target"], r["arm"])].append(r["test_hit@10"])
     targets = list(dict.fromkeys(r["target"] for r in rows))
     seeds = sorted(set(r["seed"] for r in rows))
     arms = [a for a in dict.fromkeys(r["arm"] for r in rows) if a != NO_TRANSFER]
     lines = [
-        "| target | scratch: s to its best valid HR@10 | best-test arm | its median ratio | reached | "
+        "| target | scratch: s to its best valid HR@10 | valid-selected arm | its median ratio | reached | "
         "fastest arm | its median ratio | reached |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -56,16 +57,20 @@ def time_to_reach_table(rows):
             for arm in arms:
                 t_a = first_time_reaching(by_key[(seed, target, arm)]["valid_curve"], level)
                 ratios.setdefault(arm, []).append(t_a / t_s if t_a is not None else np.inf)
-        best_arm = max(arms, key=lambda a: np.mean(test_means[(target, a)]))
+        picked = [p["arm"] for p in validation_picks(rows, target).values() if p["arm"] != NO_TRANSFER]
+        best_arm = max(dict.fromkeys(picked), key=picked.count) if picked else None
         fast_arm = min(arms, key=lambda a: np.median(ratios[a]))
 
         def cell(arm):
             finite = sum(np.isfinite(ratios[arm]))
             return f"{arm} | {np.median(ratios[arm]):.2f} | {finite}/{len(seeds)}"
 
-        best_ratios.append(np.median(ratios[best_arm]))
-        lines.append(f"| {target} | {np.mean(scratch_t):.2f} | {cell(best_arm)} | {cell(fast_arm)} |")
-    summary = f"median over targets of the best-test arm's ratio: {np.median(best_ratios):.2f} (inf = never reached)"
+        if best_arm is not None:
+            best_ratios.append(np.median(ratios[best_arm]))
+        shown = cell(best_arm) if best_arm is not None else "none (no transfer picked) | - | -"
+        lines.append(f"| {target} | {np.mean(scratch_t):.2f} | {shown} | {cell(fast_arm)} |")
+    summary = (f"median over targets of the validation-selected transfer arm's ratio: {np.median(best_ratios):.2f} "
+               f"({len(best_ratios)} targets where a transfer arm was picked; inf = never reached)")
     return "\n".join(lines) + "\n\n" + summary
 
 
@@ -116,12 +121,15 @@ def main():
         f"# Layer-transfer benchmark (ml-100k default scenario)\n\n"
         f"command: `OMP_NUM_THREADS={args.threads} python benchmarks/layer_transfer.py --seeds {' '.join(map(str, args.seeds))}`  \n"
         f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} torch thread(s); "
-        f"training wall time {wall_s:.0f}s\n"
+        f"training wall time {wall_s:.0f}s; each seed is its replicate's data seed (every arm of a seed: the same split and "
+        f"candidates)\n"
     )
     sections = [
         header,
         "## Gain over scratch, HR@10\n\n" + gain_table(rows),
         "## Gain over scratch, NDCG@10\n\n" + gain_table(rows, metric="test_ndcg@10"),
+        "## Paired differences to scratch, HR@10\n\n" + paired_table(rows),
+        "## Paired differences to scratch, NDCG@10\n\n" + paired_table(rows, "test_ndcg@10"),
         "## Mean ± std over seeds (test)\n\n" + metric_table(rows),
         "## Relatedness vs gain (HR@10): the paper expects lower KL, larger gain (negative r)\n\n"
         + relatedness_table(rows),
@@ -129,12 +137,17 @@ def main():
     ]
     text = "\n\n".join(sections) + "\n"
     print("\n" + text)
+    if args.tables_from:  # a rebuild prints; only the measuring command writes the results files
+        return 0
+    from recbole_transfer.scenario import forest_plot
+
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    forest_plot(rows, args.out + ".png")
     with open(args.out + ".md", "w", encoding="utf-8") as f:
         f.write(text)
     with open(args.out + ".json", "w", encoding="utf-8") as f:
-        json.dump({"wall_s": wall_s, "rows": rows}, f, indent=1)
-    print(f"wrote {args.out}.md and {args.out}.json")
+        json.dump({"wall_s": wall_s, "rows": rows}, f)
+    print(f"wrote {args.out}.md, {args.out}.json and {args.out}.png")
     return 0
 
 

@@ -1,14 +1,16 @@
 """Benchmark: one dense source, six sparse targets (MMT-Net, seed 000) on the bundled ml-100k regions.
 
 Scenario: properties/scenario/ml100k_regions.yaml (users split by zip region; source = regions 9, 5, 2, 1;
-targets = regions 0, 3, 4, 6, 7, 8 with each user's interactions thinned to ``--fractions``). Per seed, MMTNet
+targets = regions 0, 3, 4, 6, 7, 8, each user's TRAINING interactions thinned to ``--fractions`` (``keep_fraction``;
+valid, test and candidates are the same at every fraction). Per seed, MMTNet
 is trained on the source once; every (fraction, target) then runs the arms (a) scratch, (b) annealed
 fine-tuning, (c) DRR, (d) the frozen-random control, all from that one source model, beside popularity
 (a reference) and ``frozen`` (the copied modules frozen, no adapters: DRR's ablation). Row (e) is the
 layer-transfer MLP of seed 001 with its best configuration of our layer-transfer benchmark (config-3,
 frozen; benchmarks/results/layer_transfer.md), beside its own scratch, on the same targets (its source
 stage trains TransferMLP on the same source). Test HR@10 / NDCG@10 (leave-one-out, 1 + 99 sampled
-negatives, the same candidates for every arm: eval_seed), wall time of each target's training.
+negatives; each seed is its replicate's data seed, so every arm, model and fraction of a seed is scored on the
+same users and candidates), paired differences with 95 % intervals, wall time of each target's training.
 
     OMP_NUM_THREADS=1 python benchmarks/mmtnet_transfer.py                     # 3 seeds, 10/20/50 %
     OMP_NUM_THREADS=1 python benchmarks/mmtnet_transfer.py --seeds 2020 --fractions 0.2 --out /tmp/q
@@ -18,7 +20,6 @@ measure again).
 """
 
 import argparse
-import copy
 import json
 import os
 import platform
@@ -31,7 +32,8 @@ import torch
 import yaml
 
 from recbole_transfer.quick_start import pretrain_source
-from recbole_transfer.scenario import REGIONS_SCENARIO, first_time_reaching, one_to_many_table, run_scenario
+from recbole_transfer.scenario import (REGIONS_SCENARIO, first_time_reaching, forest_plot, one_to_many_table, paired_vs,
+                                      run_scenario)
 from recbole_transfer.transfer import SHARED_ARMS
 
 # (a) scratch, (b) anneal, (c) drr, (d) random, plus popularity (a reference) and frozen (DRR without adapters)
@@ -41,29 +43,22 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 MLP_ARMS = {"none": "MLP scratch", "config-3": "MLP config-3"}
 
 
-def scenario_domains(fraction):
-    """The scenario's domains plus, for ``fraction``, renamed copies of the targets thinned to it."""
+def scenario_names():
     with open(REGIONS_SCENARIO, encoding="utf-8") as f:
         spec = yaml.safe_load(f)
-    domains = copy.deepcopy(spec["domains"])
-    names = {}
-    for target in spec["targets"]:
-        names[target] = f"{target}_k{round(fraction * 100):02d}"
-        domains[names[target]] = {**domains[target], "keep_fraction": fraction}
-    return spec["source"], domains, names
+    return spec["source"], spec["targets"]
 
 
 def run_block(seed, fraction, threads, source_files, log):
-    """Every arm on every target at one fraction, for one seed; rows carry the fraction."""
-    source, domains, names = scenario_domains(fraction)
-    keys = {"seed": seed, "num_threads": threads, "domains": domains, "eval_seed": seed}
+    """Every arm on every target at one fraction (of each user's training interactions), for one seed."""
+    source, targets = scenario_names()
+    keys = {"seed": seed, "num_threads": threads, "keep_fraction": fraction}
     rows = []
     for model, arms, relabel in (("MMTNet", MMT_ARMS, {}), ("TransferMLP", list(MLP_ARMS), MLP_ARMS)):
-        block = run_scenario(model, source, list(names.values()), [REGIONS_SCENARIO],
+        block = run_scenario(model, source, targets, [REGIONS_SCENARIO],
                              {**keys, "source_checkpoint": source_files[model]}, arms, [seed], progress=log)
         for row in block:
             row["arm"] = relabel.get(row["arm"], row["arm"])
-            row["target"] = row["target"].rsplit("_k", 1)[0]
             row["fraction"] = fraction
         rows += block
     return rows
@@ -90,9 +85,8 @@ def main():
                     saved = json.load(f)
             else:
                 t0 = time.time()
-                source = scenario_domains(1.0)[0]
-                pretrained = pretrain_source(model, source, [REGIONS_SCENARIO], {"seed": seed, "num_threads": args.threads,
-                                                                                 "eval_seed": seed}, verbose=False)
+                pretrained = pretrain_source(model, scenario_names()[0], [REGIONS_SCENARIO],
+                                             {"seed": seed, "num_threads": args.threads}, verbose=False)
                 saved = {"file": pretrained.model_file, "seconds": time.time() - t0, "test": dict(pretrained.test_result)}
                 with open(cache, "w", encoding="utf-8") as f:
                     json.dump(saved, f)
@@ -113,7 +107,8 @@ def main():
     sections = []
     for fraction in args.fractions:
         chosen = [r for r in rows if r["fraction"] == fraction]
-        sections.append(f"## Targets at {round(fraction * 100)} % of each user's interactions\n\n" + one_to_many_table(chosen))
+        sections.append(f"## Targets at {round(fraction * 100)} % of each user's training interactions\n\n"
+                        + one_to_many_table(chosen))
     sections.append(goals(rows, args.fractions))
     mean_source = {m: np.mean([s for (k, _), s in source_seconds.items() if k == m]) for m in ("MMTNet", "TransferMLP")}
     header = (
@@ -129,9 +124,10 @@ def main():
     with open(args.out + ".md", "w", encoding="utf-8") as f:
         f.write(text)
     with open(args.out + ".json", "w", encoding="utf-8") as f:
-        json.dump(rows, f, indent=1)
+        json.dump(rows, f)
+    forest_plot([r for r in rows if r["fraction"] == args.fractions[0]], args.out + ".png")
     print(text)
-    print(f"wrote {args.out}.md and {args.out}.json", file=sys.stderr)
+    print(f"wrote {args.out}.md, {args.out}.json and {args.out}.png (forest plot of the first fraction)", file=sys.stderr)
 
 
 def time_to_quality(chosen, arm):
@@ -157,26 +153,27 @@ def time_to_quality(chosen, arm):
 
 def goals(rows, fractions):
     """The issue's goals per fraction: DRR >= scratch (macro HR@10 and NDCG@10), control below DRR, DRR's
-    total wall time over scratch's; and DRR's time to reach scratch's best validation HR@10."""
+    total wall time over scratch's; and DRR's time to reach scratch's best validation HR@10. Differences are
+    paired (users of every seed pooled, targets as strata: the macro difference) with a 95 % interval."""
     lines = ["## Goals", "",
+             "Paired differences of macro test metrics, mean [bootstrap 95 % interval], * = excludes 0.", "",
              "| targets at | DRR - scratch, macro HR@10 | DRR - scratch, macro NDCG@10 | DRR - random control, HR@10 | "
-             "anneal - scratch, HR@10 | DRR wall / scratch wall | DRR time to scratch's best valid HR@10 / "
-             "scratch's (runs that reached it) |", "|---|---|---|---|---|---|---|"]
+             "anneal - scratch, HR@10 | frozen - scratch, HR@10 | DRR wall / scratch wall | DRR time to scratch's best valid HR@10 / "
+             "scratch's (runs that reached it) |", "|---|---|---|---|---|---|---|---|"]
     for fraction in fractions:
         chosen = [r for r in rows if r["fraction"] == fraction]
         ratio, reached, runs = time_to_quality(chosen, "drr")
 
-        def macro(arm, metric):
-            return np.mean([r[metric] for r in chosen if r["arm"] == arm])
+        def diff(arm, base, metric="test_hit@10"):
+            found = paired_vs(chosen, arm, base, metric)
+            return found.cell() if found else "-"
 
         def wall(arm):
             return sum(r["seconds"] for r in chosen if r["arm"] == arm)
 
         lines.append(
-            f"| {round(fraction * 100)} % | {macro('drr', 'test_hit@10') - macro('none', 'test_hit@10'):+.4f} | "
-            f"{macro('drr', 'test_ndcg@10') - macro('none', 'test_ndcg@10'):+.4f} | "
-            f"{macro('drr', 'test_hit@10') - macro('random', 'test_hit@10'):+.4f} | "
-            f"{macro('anneal', 'test_hit@10') - macro('none', 'test_hit@10'):+.4f} | {wall('drr') / wall('none'):.2f} | "
+            f"| {round(fraction * 100)} % | {diff('drr', 'none')} | {diff('drr', 'none', 'test_ndcg@10')} | "
+            f"{diff('drr', 'random')} | {diff('anneal', 'none')} | {diff('frozen', 'none')} | {wall('drr') / wall('none'):.2f} | "
             f"{ratio:.2f} ({reached}/{runs}) |"
         )
     return "\n".join(lines)

@@ -4,8 +4,10 @@ Tasks (properties/scenario/ml100k_peterrec.yaml): cold-start Comedy recommendati
 gender / age / occupation prediction (accuracy) and age with 10% of training users labelled. Methods:
 popularity (majority label), FineCLS, FineLast, FineAll, PeterRec serial and parallel, PeterZero.
 Per seed: NextItNet is pretrained on the source sequences under that seed, and every task's USER split is
-drawn under that seed (each task domain's `seed`), so the spread covers pretraining, split and
-fine-tuning. One torch thread (``--threads``).
+drawn under that seed (the replicate's data seed: every method of a seed is scored on the same test users),
+so the spread covers pretraining, split and fine-tuning. Beside the mean ± std table: each method's paired
+difference to PeterZero per task, users of every seed pooled, with a 95 % interval. One torch thread
+(``--threads``).
 
     OMP_NUM_THREADS=1 python benchmarks/peterrec_transfer.py                  # 3 seeds
     OMP_NUM_THREADS=1 python benchmarks/peterrec_transfer.py --seeds 2020 --targets "gender age" --out /tmp/q
@@ -14,7 +16,6 @@ Finished seeds are kept in <out>.seed<N>.json and reused by a rerun (delete them
 """
 
 import argparse
-import copy
 import json
 import os
 import platform
@@ -25,22 +26,11 @@ from collections import defaultdict
 
 import numpy as np
 import torch
-import yaml
 
-from recbole_transfer.scenario import PETERREC_SCENARIO, method_table, run_scenario
+from recbole_transfer.scenario import PETERREC_SCENARIO, forest_plot, method_paired_table, method_table, run_scenario
 from recbole_transfer.transfer import PATCH_ARMS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def seeded_domains(seed):
-    """The scenario's domains, with every task domain's user split drawn under ``seed``."""
-    with open(PETERREC_SCENARIO, encoding="utf-8") as f:
-        domains = copy.deepcopy(yaml.safe_load(f)["domains"])
-    for spec in domains.values():
-        if "user_holdout" in spec:
-            spec["seed"] = seed
-    return domains
 
 
 def mean(rows, task, arm, metric):
@@ -111,18 +101,19 @@ def main():
         start = time.time()
         seed_rows = run_scenario(
             "PeterRec", None, targets, [PETERREC_SCENARIO],
-            {"seed": seed, "domains": seeded_domains(seed), "num_threads": args.threads},
+            {"seed": seed, "num_threads": args.threads},
             arms=arms, seeds=[seed], progress=lambda m: print(m, flush=True),
         )
         for r in seed_rows:
             r.pop("valid_curve", None)
         seconds[seed] = time.time() - start
         with open(cache, "w", encoding="utf-8") as f:
-            json.dump({"arms": arms, "targets": targets, "rows": seed_rows, "seconds": seconds[seed]}, f, indent=1)
+            json.dump({"arms": arms, "targets": targets, "rows": seed_rows, "seconds": seconds[seed]}, f)
         rows += seed_rows
 
     text = "\n\n".join([
         method_table(rows),
+        method_paired_table(rows),
         "PeterRec minus each reference, in points (100 x metric difference), mean over seeds:\n\n" + goals_table(rows),
         "All test metrics:\n\n" + extra_metrics_table(rows),
         "Wall time per seed (pretraining included): "
@@ -134,8 +125,9 @@ def main():
     with open(args.out + ".md", "w", encoding="utf-8") as f:
         f.write("Command: `OMP_NUM_THREADS=1 python benchmarks/peterrec_transfer.py`\n\n" + text + "\n")
     with open(args.out + ".json", "w", encoding="utf-8") as f:
-        json.dump(rows, f, indent=1)
-    print(f"\nwrote {args.out}.md and {args.out}.json")
+        json.dump(rows, f)
+    forest_plot(rows, args.out + ".png", None)  # each task's own metric
+    print(f"\nwrote {args.out}.md, {args.out}.json and {args.out}.png")
 
 
 if __name__ == "__main__":

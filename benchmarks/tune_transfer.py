@@ -1,19 +1,23 @@
-"""Benchmark: Ray Tune (ASHA) picking the transfer configuration vs an exhaustive grid.
+"""Benchmark: Ray Tune (ASHA) picking the transfer configuration vs an exhaustive grid, on one split per data seed.
 
-On the default ml-100k scenario (source drama, 5 sparse targets), per seed:
+On the default ml-100k scenario (source drama, 5 sparse targets), per data seed:
 (a) the exhaustive grid: every arm of the default search space (no transfer, config-1..7, each frozen
     or fine-tuned: 15 trials per target) with full epochs (FIFO: only RecBole's early stopping ends a trial);
 (b) the tuned search: the same space with the default ASHA scheduler.
-Both go through ``run_search`` (one Ray trial per arm, 1 thread each, all cores), with the same global
-seed, so a trial of (b) follows the same trajectory as the same arm of (a) until ASHA stops it.
+Both go through ``run_search`` with the same global seed: every trial of both searches trains and is
+validated on the same data (the seed is the searches' data seed; each trial's training seed is derived from
+it and the trial's configuration, so an arm of (b) follows the same trajectory as in (a) until ASHA stops it).
 
-After the searches, this script (not the searchers) computes the test HR@10 of every grid trial from its
-best checkpoint, to find the oracle arm (best test HR@10 in (a)), and of the trials each selection rule
-picks: the product's default (``scratch_margin: se``: a transfer arm must beat no transfer on validation
-by one standard error) and plain argmax of the validation metric. Reported per target and seed: scratch,
-the oracle, the picks of (a) and (b) under both rules, and the trial-epochs of (b) / (a).
+After the searches, this script (never the searchers) computes the TEST metrics from the best checkpoints,
+on the same protocol: every grid trial (to find the oracle: the arm with the best test HR@10, an upper
+bound no validation-based choice reaches) and each search's pick under the product's rule (a transfer arm
+must beat no transfer on validation by one paired standard error) and plain argmax. Reported per (data seed,
+target) in ``picks``: scratch, oracle, the grid's pick and the tuned pick, all on the same test set, the
+trial-epochs ratio and ``same_split`` (every trial of both searches and every test evaluation saw the same
+split and candidates: equal data fingerprints); and the share of the oracle's gain over scratch that the tuned
+pick captures.
 
-    OMP_NUM_THREADS=1 python benchmarks/tune_transfer.py                    # 3 seeds
+    OMP_NUM_THREADS=1 python benchmarks/tune_transfer.py                    # 3 data seeds
     OMP_NUM_THREADS=1 python benchmarks/tune_transfer.py --seeds 2020 --out /tmp/quick
     python benchmarks/tune_transfer.py --tables_from benchmarks/results/tune_transfer.json
 """
@@ -32,12 +36,17 @@ import numpy as np
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
 warnings.filterwarnings("ignore", category=FutureWarning)
 
+from recbole_transfer.data import Protocol  # noqa: E402
+from recbole_transfer.quick_start import load_transfer_model  # noqa: E402
 from recbole_transfer.scenario import DEFAULT_SCENARIO  # noqa: E402
+from recbole_transfer.stats import paired_difference, paired_se  # noqa: E402
+from recbole_transfer.trainer import TransferTrainer  # noqa: E402
 from recbole_transfer.tune import SearchSpace, run_search  # noqa: E402
-from recbole_transfer.tune.search import _test_once, choose_winner, selection_margin  # noqa: E402
+from recbole_transfer.tune.search import choose_winner, valid_per_user  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 METRIC = "hit@10"
+RULES = ("se", 0)  # the product's default (a transfer arm must beat no transfer by one paired SE), plain argmax
 
 
 def grid_space(path):
@@ -49,6 +58,14 @@ def grid_space(path):
     with open(path, "w", encoding="utf-8") as f:
         yaml.safe_dump(spec, f, sort_keys=False)
     return path
+
+
+def evaluate_test(model_file, threads):
+    """Test metric, per-user values and data fingerprint of a checkpoint, on its own protocol."""
+    config, model, _dataset, train, valid, test = load_transfer_model(model_file, {"num_threads": threads})
+    trainer = TransferTrainer(config, model, stage="analysis")
+    result = trainer.evaluate(test, load_best_model=False)
+    return float(result[METRIC]), trainer.last_per_user[METRIC], Protocol.fingerprint(train, valid, test)
 
 
 def run(seeds, work, threads):
@@ -78,25 +95,20 @@ def run(seeds, work, threads):
                 for row in out["rows"]:
                     rows.append({
                         "seed": seed, "kind": kind, "target": out["target"], "arm": row["label"], "label": row["label"],
-                        "config": row["config"],
-                        "index": row["index"], "best_valid": row["best_valid"], "epochs": row["epochs"],
-                        "ended": row["ended"], "model_file": row["model_file"], "n_valid": out.get("n_valid"),
-                        "test": None, "wall_s": wall,
+                        "config": row["config"], "index": row["index"], "best_valid": row["best_valid"],
+                        "epochs": row["epochs"], "ended": row["ended"], "model_file": row["model_file"],
+                        "fingerprint": row["fingerprint"], "search_fingerprint": out["fingerprint"],
+                        "same_split": out["same_split"], "n_valid": out["n_valid"], "test": None, "test_fingerprint": None,
+                        "wall_s": wall,
                     })
-    # Test HR@10 (computed here, never seen by a searcher): every grid trial (for the oracle) and, in the
-    # tuned search, the trials either selection rule picks.
-    n_valid = {(r["seed"], r["target"]): r["n_valid"] for r in rows if r["n_valid"]}
+    # Test HR@10, computed here and never seen by a searcher: every grid trial (for the oracle) and, in the
+    # tuned search, the trials either rule picks.
     for group in groups(rows).values():
-        for r in group:
-            r["n_valid"] = n_valid[(r["seed"], r["target"])]
         wanted = group if group[0]["kind"] == "grid" else [pick(group, rule) for rule in RULES]
         for r in wanted:
             if r is not None and r["test"] is None and r["model_file"]:
-                r["test"] = _test_once(r["model_file"], threads)[METRIC]
+                r["test"], r["test_per_user"], r["test_fingerprint"] = evaluate_test(r["model_file"], threads)
     return rows
-
-
-RULES = ("se", 0)  # the product's default (no transfer kept unless beaten by one standard error), plain argmax
 
 
 def groups(rows):
@@ -107,63 +119,101 @@ def groups(rows):
 
 
 def pick(group, rule):
-    return choose_winner(group, rule, group[0]["n_valid"])[0]
+    metric = f"valid_{METRIC}"
+    return choose_winner(group, rule, lambda a, b: valid_per_user(a, metric) - valid_per_user(b, metric))[0]
+
+
+def picks_of(rows):
+    """One entry per (data seed, target): the four arms' test HR@10 on the same test set, and the costs."""
+    by = groups(rows)
+    out = []
+    for (seed, kind, target), grid in by.items():
+        if kind != "grid":
+            continue
+        asha = by[(seed, "asha", target)]
+        scratch = next(r for r in grid if r["arm"] == "none")
+        oracle = max(grid, key=lambda r: r["test"] if r["test"] is not None else -1)
+        gpick, tpick, tmax = pick(grid, "se"), pick(asha, "se"), pick(asha, 0)
+        evaluated = [r for r in grid + [tpick, tmax] if r["test_fingerprint"]]
+        reported = [r for r in grid + asha if r["best_valid"] is not None]
+        same = (len({r["fingerprint"] for r in reported} | {r["search_fingerprint"] for r in grid + asha}) == 1
+                and len({r["test_fingerprint"] for r in evaluated}) == 1 and all(r["same_split"] for r in grid + asha))
+        diff = np.subtract(tpick["test_per_user"], scratch["test_per_user"])
+        out.append({
+            "data_seed": seed, "target": target,
+            "scratch_test": scratch["test"], "oracle_test": oracle["test"], "oracle_arm": oracle["arm"],
+            "grid_pick_test": gpick["test"], "grid_pick_arm": gpick["arm"],
+            "tuned_test": tpick["test"], "tuned_arm": tpick["arm"],
+            "tuned_argmax_test": tmax["test"], "tuned_argmax_arm": tmax["arm"],
+            "tuned_minus_scratch": float(diff.mean()), "paired_se": paired_se(diff),
+            "compute_ratio": sum(r["epochs"] for r in asha) / sum(r["epochs"] for r in grid),
+            "grid_trial_epochs": sum(r["epochs"] for r in grid), "tuned_trial_epochs": sum(r["epochs"] for r in asha),
+            "n_test": int(len(diff)), "same_split": bool(same),
+        })
+    return out
+
+
+def share(picks, key):
+    """Share of the oracle's gain over scratch that ``key`` captures: sum of its gains / sum of the oracle's."""
+    gain = sum(p["oracle_test"] - p["scratch_test"] for p in picks)
+    return sum(p[key] - p["scratch_test"] for p in picks) / gain if gain else float("nan")
 
 
 def tables(rows):
-    by = groups(rows)
-    seeds = sorted({r["seed"] for r in rows})
-    targets = list(dict.fromkeys(r["target"] for r in rows))
-    per_seed = ["| seed | target | scratch test | oracle arm | oracle test | grid pick (1-SE rule) | its test | "
-                "tuned pick (1-SE rule) | its test | tuned pick (argmax) | its test | trial-epochs tuned / grid |",
-                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    summary = {}
+    picks = picks_of(rows)
+    by_pick = {(p["data_seed"], p["target"]): p for p in picks}
+    targets = list(dict.fromkeys(p["target"] for p in picks))
+    seeds = sorted({p["data_seed"] for p in picks})
+    head = ["| target | scratch | oracle (test-selected) | grid pick (1-SE) | tuned pick (1-SE) | tuned pick (argmax) | "
+            "tuned - scratch, paired [95% CI] | share of the oracle's gain captured (tuned) | trial-epochs tuned / grid |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    by_groups = groups(rows)
+
+    def paired(chosen):
+        strata = []
+        for target in dict.fromkeys(p["target"] for p in chosen):
+            diffs = []
+            for p in chosen:
+                if p["target"] != target:
+                    continue
+                grid, asha = by_groups[(p["data_seed"], "grid", target)], by_groups[(p["data_seed"], "asha", target)]
+                scratch = next(r for r in grid if r["arm"] == "none")
+                diffs.append(np.subtract(pick(asha, "se")["test_per_user"], scratch["test_per_user"]))
+            strata.append(np.concatenate(diffs))
+        return paired_difference(strata)
+
+    for target in targets + ["**all**"]:
+        chosen = [p for p in picks if target in (p["target"], "**all**")]
+        mean = lambda key: np.mean([p[key] for p in chosen])  # noqa: E731
+        epochs = sum(p["tuned_trial_epochs"] for p in chosen) / sum(p["grid_trial_epochs"] for p in chosen)
+        head.append(f"| {target} | {mean('scratch_test'):.4f} | {mean('oracle_test'):.4f} | {mean('grid_pick_test'):.4f} | "
+                    f"{mean('tuned_test'):.4f} | {mean('tuned_argmax_test'):.4f} | {paired(chosen).cell()} | "
+                    f"{100 * share(chosen, 'tuned_test'):.0f} % | {epochs:.2f} |")
+    per = ["| data seed | target | scratch | oracle arm | oracle | grid pick | its test | tuned pick | its test | "
+           "tuned - scratch (paired SE) | below scratch by > 1 paired SE | trial-epochs tuned / grid | same split |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    below = 0
     for seed in seeds:
         for target in targets:
-            grid, asha = by[(seed, "grid", target)], by[(seed, "asha", target)]
-            scratch = next(r["test"] for r in grid if r["arm"] == "none")
-            oracle = max(grid, key=lambda r: r["test"] if r["test"] is not None else -1)
-            gpick, tpick, tmax = pick(grid, "se"), pick(asha, "se"), pick(asha, 0)
-            gmax = pick(grid, 0)
-            ratio = sum(r["epochs"] for r in asha) / sum(r["epochs"] for r in grid)
-            summary.setdefault(target, []).append(
-                (scratch, oracle["test"], gmax["test"], gpick["test"], tmax["test"], tpick["test"], ratio))
-            per_seed.append(
-                f"| {seed} | {target} | {scratch:.4f} | {oracle['arm']} | {oracle['test']:.4f} | {gpick['arm']} | "
-                f"{gpick['test']:.4f} | {tpick['arm']} | {tpick['test']:.4f} | {tmax['arm']} | {tmax['test']:.4f} | {ratio:.2f} |"
-            )
-    mean = ["| target | scratch | oracle arm (test-selected) | grid, argmax | grid, 1-SE rule | tuned, argmax | "
-            "**tuned, 1-SE rule** | tuned vs oracle | tuned vs grid (1-SE) | tuned vs scratch | trial-epochs tuned / grid |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
-    stacked = []
-    for target, vals in summary.items():
-        stacked.append(np.array(vals))
-        mean.append(_mean_row(target, stacked[-1].mean(axis=0)))
-    grid_e = sum(r["epochs"] for r in rows if r["kind"] == "grid")
-    asha_e = sum(r["epochs"] for r in rows if r["kind"] == "asha")
-    total = np.concatenate(stacked).mean(axis=0)
-    total[6] = asha_e / grid_e
-    mean.append(_mean_row("**all**", total))
-    worst = min(v[5] - v[0] for vals in stacked for v in vals)
-    noise = []  # one standard error of scratch's validation HR@10, sqrt(s(1-s)/n): the 1-SE rule's margin
-    for target in targets:
-        grid = [r for r in rows if r["kind"] == "grid" and r["target"] == target and r["arm"] == "none"]
-        se = np.mean([selection_margin("se", r["best_valid"], r["n_valid"]) for r in grid])
-        noise.append(f"{target} n={grid[0]['n_valid']} SE={se:.3f}")
+            p = by_pick[(seed, target)]
+            worse = p["tuned_minus_scratch"] < -p["paired_se"]
+            below += worse
+            per.append(f"| {seed} | {target} | {p['scratch_test']:.4f} | {p['oracle_arm']} | {p['oracle_test']:.4f} | "
+                       f"{p['grid_pick_arm']} | {p['grid_pick_test']:.4f} | {p['tuned_arm']} | {p['tuned_test']:.4f} | "
+                       f"{p['tuned_minus_scratch']:+.4f} ({p['paired_se']:.4f}) | {'YES' if worse else 'no'} | "
+                       f"{p['compute_ratio']:.2f} | {p['same_split']} |")
     walls = {(r["seed"], r["kind"]): r["wall_s"] for r in rows}
-    wall = (f"Wall time per seed (5 targets, Ray on all cores): grid {np.mean([w for (s, k), w in walls.items() if k == 'grid']):.0f}s, "
-            f"tuned {np.mean([w for (s, k), w in walls.items() if k == 'asha']):.0f}s. "
-            f"Worst single (seed, target) of the tuned 1-SE pick vs scratch: {worst:+.4f} HR@10. "
-            f"Validation users and one standard error of scratch's validation HR@10 (mean over seeds): {'; '.join(noise)}.")
-    title = f"Test HR@10, mean of {len(seeds)} seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))})"
-    return f"{title}\n\n" + "\n".join(mean) + "\n\n" + wall + "\n\nPer seed\n\n" + "\n".join(per_seed)
-
-
-def _mean_row(name, m):
-    scratch, oracle, gmax, gse, tmax, tse, ratio = m
-    pct = lambda a, b: f"{100 * (a - b) / b:+.1f}%"  # noqa: E731
-    return (f"| {name} | {scratch:.4f} | {oracle:.4f} | {gmax:.4f} | {gse:.4f} | {tmax:.4f} | **{tse:.4f}** | "
-            f"{pct(tse, oracle)} | {pct(tse, gse)} | {pct(tse, scratch)} | {ratio:.2f} |")
+    compute = sum(p["tuned_trial_epochs"] for p in picks) / sum(p["grid_trial_epochs"] for p in picks)
+    summary = (
+        f"Share of the oracle's gain over scratch captured: tuned pick {100 * share(picks, 'tuned_test'):.0f} %, "
+        f"grid pick {100 * share(picks, 'grid_pick_test'):.0f} %, tuned argmax {100 * share(picks, 'tuned_argmax_test'):.0f} %; "
+        f"trial-epochs tuned / grid {compute:.2f}; tuned pick below scratch by more than one paired SE in {below} of "
+        f"{len(picks)} (data seed, target) pairs; same split and candidates in every pair: {all(p['same_split'] for p in picks)}. "
+        f"Wall time per data seed (5 targets, Ray on all cores): grid {np.mean([w for (s, k), w in walls.items() if k == 'grid']):.0f}s, "
+        f"tuned {np.mean([w for (s, k), w in walls.items() if k == 'asha']):.0f}s."
+    )
+    title = f"Test HR@10, mean of {len(seeds)} data seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))}); every column on the same test set"
+    return picks, f"{title}\n\n" + "\n".join(head) + "\n\n" + summary + "\n\nPer data seed\n\n" + "\n".join(per)
 
 
 def main():
@@ -176,16 +226,16 @@ def main():
     args = p.parse_args()
     if args.tables_from:
         with open(args.tables_from, encoding="utf-8") as f:
-            print(tables(json.load(f)["rows"]))
+            print(tables(json.load(f)["rows"])[1])
         return 0
     rows = run(args.seeds, args.work, args.threads)
     searches = sum({(r["seed"], r["kind"]): r["wall_s"] for r in rows}.values())
     env = (f"python {platform.python_version()}, {os.cpu_count()} cores, 1 torch thread per trial; "
            f"the {2 * len(args.seeds)} searches took {searches:.0f}s in all (each timed when it ran)")
+    picks, text = tables(rows)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out + ".json", "w", encoding="utf-8") as f:
-        json.dump({"env": env, "rows": rows}, f, indent=1)
-    text = tables(rows)
+        json.dump({"env": env, "picks": picks, "rows": rows}, f)
     print("\n" + text + "\n\n" + env)
     with open(args.out + ".md", "w", encoding="utf-8") as f:
         f.write("Command: `OMP_NUM_THREADS=1 python benchmarks/tune_transfer.py`\n\n" + text + "\n\n" + env + "\n")

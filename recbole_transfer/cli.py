@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 import warnings
 
@@ -20,6 +21,7 @@ USAGE_EXIT = 2
 def _parser():
     p = argparse.ArgumentParser(
         prog="run_recbole_transfer.py",
+        allow_abbrev=False,  # --seed is a config key, not an abbreviation of --seeds
         description="Transfer learning for RecBole models. With no arguments: the default layer-transfer "
         "scenario on the bundled ml-100k. Unknown --key=value arguments are RecBole / recbole_transfer config keys.",
     )
@@ -67,30 +69,58 @@ def _quiet_logging():
     logging.getLogger().setLevel(logging.WARNING)
 
 
+def parse_seeds(value):
+    """``--seeds="[2020,2021]"`` (or ``2020,2021``) to integers; anything else is an error."""
+    if value is None:
+        return None
+    seeds = _listish(value)
+    if not seeds or not all(s.lstrip("-").isdigit() and int(s) >= 0 for s in seeds):
+        raise TransferError(f"--seeds={value!r}: expected non-negative integers, e.g. --seeds=\"[2020,2021,2022]\"")
+    return [int(s) for s in seeds]
+
+
+def check_output(prefix, flag="--output"):
+    """Fail before any work when ``<prefix>.*`` cannot be written."""
+    if not prefix:
+        return
+    folder = os.path.dirname(os.path.abspath(prefix))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as exc:
+        raise TransferError(f"{flag}={prefix!r}: cannot write there ({exc.strerror or exc})") from None
+
+
 def run_scenario_cli(args, config_files, config_dict):
-    from .scenario import default_scenario, gain_table, method_table, one_to_many_table, run_scenario
+    from .scenario import (default_scenario, forest_plot, gain_table, method_paired_table, method_table, one_to_many_table,
+                           paired_table, run_scenario)
     from .transfer import uses_patches, uses_shared_modules
 
     if not args.verbose:
         _quiet_logging()
     files = [default_scenario(args.model)] + config_files
     targets = _listish(config_dict.pop("targets", None)) or ([args.target] if args.target else None)
-    seeds = [int(s) for s in _listish(args.seeds)] if args.seeds else None
+    seeds = parse_seeds(args.seeds)
+    check_output(args.output)
     arms = _listish(args.arms)
     start = time.time()
     _print("recbole_transfer: scenario " + " ".join(os.path.basename(f) for f in files))
     rows = run_scenario(args.model, args.source, targets, files, config_dict, arms, seeds, progress=_print, verbose=args.verbose)
     model = rows[0]["model"] if rows else args.model  # the scenario's model (--model, or its config file's)
-    if uses_patches(model):  # fine-tuning methods (PeterRec): the method x task table
-        tables = method_table(rows)
+    if uses_patches(model):  # fine-tuning methods (PeterRec): the method x task table, each task's own metric
+        tables, plotted = method_table(rows) + "\n\n" + method_paired_table(rows), None
     elif uses_shared_modules(model):  # one source, many targets (MMTNet): per target, macro, wall time
-        tables = one_to_many_table(rows)
+        tables = one_to_many_table(rows) + "\n\n" + paired_table(rows) + "\n\n" + paired_table(rows, "test_ndcg@10")
+        plotted = "test_hit@10"
     else:
-        tables = gain_table(rows) + "\n\n" + gain_table(rows, metric="test_ndcg@10")
+        tables = "\n\n".join([gain_table(rows), gain_table(rows, metric="test_ndcg@10"), paired_table(rows)])
+        plotted = "test_hit@10"
     _print("\n" + tables + f"\n\ntotal wall time {time.time() - start:.0f}s")
     if args.output:
         _write_outputs(args.output, rows, tables)
-        _print(f"wrote {args.output}.json and {args.output}.md")
+        forest_plot(rows, args.output + ".png", plotted)
+        _print(f"wrote {args.output}.json, {args.output}.md and {args.output}.png (paired gains, forest plot)")
     return 0
 
 
@@ -219,6 +249,7 @@ def _periodic_cli(args, config_files, config_dict):
     dataset = args.target or "ml-100k"
     config = domain_config("SML", dataset, config_files, config_dict)
     methods = check_periodic_config(config)  # before the dataset is read
+    check_output(args.output)
     start = time.time()
     if args.tune:  # choose SML's keys on the validation periods, then run every method with them
         from .tune.periodic import run_periodic_search

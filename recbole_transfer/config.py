@@ -9,21 +9,31 @@ What it adds to :class:`recbole.config.Config`:
 - keys nobody knows are checked: a misspelling of one of our keys is an error with a suggestion,
   other unknown keys are logged as a warning (never silently ignored);
 - ``sys.argv`` is NOT read (RecBole's Config does): the CLI parses ``--key=value`` itself and passes
-  them as ``config_dict``, so tests and notebooks never pick up stray arguments.
+  them as ``config_dict``, so tests and notebooks never pick up stray arguments;
+- a derived domain (a folder with our ``spec.json``) gets RecBole's dataset defaults of its base dataset
+  (``properties/dataset/ml-100k.yaml``: the timestamp and rating columns), as the base itself would;
+- a sequential RecBole model gets the settings RecBole requires of it by default: ``eval_args.order: TO``
+  and, with a CE loss, ``train_neg_sample_args: ~``;
+- bad input is a :class:`TransferConfigError` with one line: a config file that is not a YAML mapping, a
+  training key of the wrong type (``epochs: abc``, ``train_batch_size: 0``), and RecBole's own
+  configuration errors (with what to set), see :func:`recbole_errors`.
 """
 
+import contextlib
 import functools
 import glob
 import importlib
+import json
 import logging
 import os
 
 import yaml
 from recbole.config import Config
+from recbole.utils import ModelType
 from recbole.utils import get_model as recbole_get_model
 from recbole.utils import argument_list
 
-from .errors import TransferConfigError, did_you_mean
+from .errors import TransferConfigError, TransferError, did_you_mean
 from .utils import property_file, PROPERTIES_DIR
 
 logger = logging.getLogger(__name__)
@@ -122,14 +132,63 @@ def recbole_keys():
     return frozenset(keys)
 
 
+# RecBole's configuration errors, and what to set (matched on RecBole's message).
+RECBOLE_HINTS = (
+    ("should be None when the loss_type is CE", "set train_neg_sample_args: ~ (a CE loss scores every item) or loss_type: BPR"),
+    ("ordering args for sequential recommendation", "set eval_args.order: TO"),
+    ("is not exist in interaction", "load that field: add it to load_col, e.g. load_col: {inter: [user_id, item_id, timestamp]}"),
+    ("interacted with all items", "set user_inter_num_interval or use a domain with more items"),
+)
+
+
+@contextlib.contextmanager
+def recbole_errors(config=None, key="dataset"):
+    """RecBole's own errors while it configures or loads (ValueError, NotImplementedError) as one line."""
+    try:
+        yield
+    except TransferError:
+        raise
+    except (ValueError, NotImplementedError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = next((f"; {h}" for pattern, h in RECBOLE_HINTS if pattern in message), "")
+        where = f"model {config['model']} on {key} {config['dataset']!r}" if config is not None else key
+        raise TransferConfigError(f"RecBole refused {where}: {message}{hint}") from None
+
+
+# Training keys of RecBole whose type a typo breaks only minutes later: (kind, lowest allowed value).
+TYPED_KEYS = {
+    "epochs": (int, 1), "train_batch_size": (int, 1), "eval_batch_size": (int, 1), "stopping_step": (int, 1),
+    "eval_step": (int, 0), "seed": (int, 0), "data_seed": (int, 0), "learning_rate": (float, 0.0), "num_threads": (int, 1),
+}
+
+
+def check_config_file(path):
+    """A config file must exist and hold a YAML mapping (or nothing)."""
+    if not os.path.isfile(path):
+        raise TransferConfigError(f"config_files: file {path!r} does not exist")
+    with open(path, "r", encoding="utf-8") as f:
+        text = f.read()
+    try:
+        data = yaml.load(text, Loader=yaml.FullLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise TransferConfigError(f"config_files: {path!r} is not valid YAML ({problem}{where})") from None
+    if data is not None and not isinstance(data, dict):
+        raise TransferConfigError(
+            f"config_files: {path!r} holds a YAML {type(data).__name__}; a config file holds key: value pairs"
+        )
+
+
 class TransferConfig(Config):
     """RecBole Config for recbole_transfer models and keys (see module docstring)."""
 
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None):
         for path in config_file_list or []:
-            if not os.path.isfile(path):
-                raise TransferConfigError(f"config_files: file {path!r} does not exist")
-        super().__init__(model, dataset, config_file_list, dict(config_dict or {}))
+            check_config_file(path)
+        with recbole_errors(None, f"model={model!r}, dataset={dataset!r}"):
+            super().__init__(model, dataset, config_file_list, dict(config_dict or {}))
         self._check_user_keys()
 
     # ----- RecBole hooks -------------------------------------------------------------------
@@ -149,9 +208,28 @@ class TransferConfig(Config):
 
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
+        base = self._derived_from(dataset)
+        if base:  # a derived domain reads as its base dataset does (RecBole's dataset defaults)
+            self._update_internal_config_dict(os.path.join(_RECBOLE_DIR, "properties", "dataset", f"{base}.yaml"))
         for path in (property_file("overall.yaml"), property_file("model", f"{model}.yaml")):
             if os.path.isfile(path):
                 self._update_internal_config_dict(path)
+        if getattr(model_class, "type", None) == ModelType.SEQUENTIAL:  # what RecBole requires of these models
+            internal = self.internal_config_dict
+            internal["eval_args"] = {**(internal.get("eval_args") or {}), "order": "TO"}
+            if self.external_config_dict.get("loss_type", internal.get("loss_type")) == "CE":
+                internal["train_neg_sample_args"] = None
+
+    def _derived_from(self, dataset):
+        """The base dataset of a derived domain that RecBole ships defaults for, else None."""
+        data_path = self.external_config_dict.get("data_path")
+        spec_file = os.path.join(str(data_path), str(dataset), "spec.json") if data_path else None
+        if not spec_file or not os.path.isfile(spec_file):
+            return None
+        with open(spec_file, encoding="utf-8") as f:
+            base = (json.load(f).get("spec") or {}).get("base")
+        exists = base and os.path.isfile(os.path.join(_RECBOLE_DIR, "properties", "dataset", f"{base}.yaml"))
+        return base if exists else None
 
     # ----- checks ----------------------------------------------------------------------------
     def _check_user_keys(self):
@@ -169,9 +247,18 @@ class TransferConfig(Config):
         mode = self.final_config_dict.get("transfer_mode")
         if mode not in ("freeze", "finetune"):
             raise TransferConfigError(f"transfer_mode={mode!r}: allowed values are 'freeze' and 'finetune'")
-        threads = self.final_config_dict.get("num_threads")
-        if not isinstance(threads, int) or threads < 1:
-            raise TransferConfigError(f"num_threads={threads!r}: must be an integer >= 1")
+        for key, (kind, low) in TYPED_KEYS.items():
+            value = self.final_config_dict.get(key)
+            if value is None and key == "data_seed":
+                continue
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if kind is int and not (number and float(value).is_integer() and value >= low):
+                raise TransferConfigError(f"{key}={value!r}: must be an integer >= {low}")
+            if kind is float and not (number and value > low):
+                raise TransferConfigError(f"{key}={value!r}: must be a number > {low:g}")
+        for key in ("protocol_cache",):
+            if not isinstance(self.final_config_dict.get(key), bool):
+                raise TransferConfigError(f"{key}={self.final_config_dict.get(key)!r}: must be True or False")
 
     @classmethod
     def from_checkpoint(cls, checkpoint, overrides=None):
@@ -187,6 +274,10 @@ class TransferConfig(Config):
         plain["model"] = self.model
         plain["dataset"] = self.dataset
         plain["data_path"] = os.path.dirname(os.path.normpath(self.final_config_dict["data_path"]))
+        # the data is part of what a checkpoint was trained and scored on: a reload under another training
+        # seed keeps it (data_seed defaults to seed)
+        data_seed = self.final_config_dict.get("data_seed")
+        plain["data_seed"] = int(self.final_config_dict["seed"] if data_seed is None else data_seed)
         return _to_plain(plain)
 
 

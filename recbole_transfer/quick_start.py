@@ -2,8 +2,10 @@
 
 ``run_transfer`` is the plugin's ``run_recbole``: one model, one source, one target. It follows
 RecBole's own sequence for each stage (Config -> seed -> dataset -> dataloaders -> seed -> model ->
-trainer -> fit -> evaluate), so ``transfer: none`` gives exactly RecBole's metrics for the same seed
-and config. ``pretrain_source`` runs the source stage once so that many targets and arms reuse it.
+trainer -> fit -> evaluate), with one difference: the split and the evaluation candidates are the
+domain's :class:`~recbole_transfer.data.protocol.Protocol`, fixed by ``data_seed`` (default: ``seed``),
+so arms and trials that differ only in their training seed are scored on the same data.
+``pretrain_source`` runs the source stage once so that many targets and arms reuse it.
 ``load_transfer_model`` reloads any checkpoint this package wrote.
 """
 
@@ -13,11 +15,11 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from recbole.data import create_dataset, data_preparation
+from recbole.data import create_dataset
 from recbole.utils import init_logger, init_seed
 
-from .config import TransferConfig, get_model
-from .data import check_enough_items, id_tokens, kl_relatedness, resolve_domain, user_counts
+from .config import TransferConfig, get_model, recbole_errors
+from .data import Protocol, check_domain, check_enough_items, data_seed_of, id_tokens, kl_relatedness, resolve_domain, user_counts
 from .errors import TransferConfigError
 from .transfer.patches import backbone_of, check_backbone
 from .trainer import TransferTrainer, load_checkpoint, load_model_state
@@ -29,13 +31,26 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class DomainData:
-    """A domain ready for training: its config, dataset and RecBole dataloaders."""
+    """A domain ready for training: its config, dataset, protocol and RecBole dataloaders."""
 
     config: TransferConfig
     dataset: object
     train_data: object
     valid_data: object
     test_data: object
+    protocol: Protocol = None
+
+    def fingerprint(self):
+        """Hash of the training interactions and every evaluation batch (equal = same data, same candidates)."""
+        return Protocol.fingerprint(self.train_data, self.valid_data, self.test_data)
+
+    def user_counts(self):
+        """Interactions per user of the domain as trained and evaluated (training thinned, valid, test)."""
+        datasets = [self.train_data._dataset, self.valid_data._dataset, self.test_data._dataset]
+        uid = datasets[0].uid_field
+        ids = np.concatenate([d.inter_feat[uid].numpy() for d in datasets])
+        counts = np.bincount(ids)
+        return counts[counts > 0]
 
 
 @dataclass
@@ -65,14 +80,27 @@ def domain_config(model, name, config_file_list=None, config_dict=None, key="dat
     return TransferConfig(model, dataset, config_file_list, merged)
 
 
+def check_domains(probe, names, key="target", config_dict=None):
+    """Fail in seconds, before any training, when a dataset or domain name does not exist (with the closest
+    declared domain), or a declared domain's spec is bad. ``probe``: a TransferConfig of the run."""
+    data_path = dict(config_dict or {}).get("data_path", probe.external_config_dict.get("data_path", "dataset/"))
+    for name in names:
+        check_domain(name, data_path, probe["domains"], key)
+
+
 def prepare_domain(config, key="dataset"):
-    """Seed, build the dataset and RecBole's dataloaders (RecBole's order of operations)."""
+    """Seed, build the dataset, its protocol (split and evaluation candidates, fixed by ``data_seed``) and
+    RecBole's dataloaders on it."""
     set_threads(config["num_threads"])
     init_seed(config["seed"], config["reproducibility"])
-    dataset = create_dataset(config)
-    check_enough_items(dataset, config, key)
-    train_data, valid_data, test_data = data_preparation(config, dataset)
-    return DomainData(config, dataset, train_data, valid_data, test_data)
+    with recbole_errors(config, key):
+        dataset = create_dataset(config)
+        check_enough_items(dataset, config, key)
+        protocol = Protocol.of(config, dataset)
+        train_data, valid_data, test_data = protocol.dataloaders(config, dataset)
+    logger.info("protocol %s: data_seed %d, train %d / valid %d / test %d interactions", protocol.key[:12],
+                data_seed_of(config), len(protocol.rows["train"]), len(protocol.rows["valid"]), len(protocol.rows["test"]))
+    return DomainData(config, dataset, train_data, valid_data, test_data, protocol)
 
 
 def build_model(data):
@@ -104,16 +132,20 @@ def train_domain(
         report = strategy.report()
         logger.info("\n%s", report)
     trainer = TransferTrainer(config, model, stage=stage)
-    trainer.extra_state = dict(extra_state or {})
+    trainer.fingerprint = data.fingerprint()  # what this run trains and is scored on (equal across arms and trials)
+    trainer.extra_state = {**dict(extra_state or {}), "fingerprint": trainer.fingerprint}
     if strategy is not None and not strategy.is_identity:  # e.g. patches save a delta over their source
         trainer.state_keys, extra = strategy.checkpoint_plan(model, config)
         trainer.extra_state.update(extra)
         trainer.before_epoch = strategy.before_epoch  # e.g. annealing unfreezes after a warm-up
     start = time.time()
     curve = []  # (epoch, seconds since fit start, valid score): for time-to-quality measurements
+    best = {"valid_per_user": None}
 
     def record(epoch_idx, valid_score):
         curve.append((epoch_idx, time.time() - start, float(valid_score)))
+        if trainer.cur_step == 0:  # RecBole's early stopping just took this epoch as the best
+            best["valid_per_user"] = trainer.last_per_user
         if on_epoch is not None:
             last = epoch_idx + trainer.eval_step >= trainer.epochs or trainer.cur_step > trainer.stopping_step
             on_epoch(epoch_idx + 1, trainer, trainer.last_valid_result, last)
@@ -123,9 +155,10 @@ def train_domain(
         callback_fn=record,
     )
     fit_seconds = time.time() - start
-    test_result = None
+    test_result = test_per_user = None
     if evaluate_test:
         test_result = trainer.evaluate(data.test_data, load_best_model=saved, show_progress=config["show_progress"])
+        test_per_user = trainer.last_per_user
     return {
         "model": model,
         "trainer": trainer,
@@ -138,6 +171,9 @@ def train_domain(
         "valid_curve": curve,
         "transfer_report": report,
         "trainable": strategy.trainable_counts if strategy is not None else None,
+        "valid_per_user": best["valid_per_user"],
+        "test_per_user": test_per_user,
+        "epoch_seconds": trainer.epoch_seconds,
     }
 
 
@@ -177,7 +213,7 @@ def pretrain_source(model, source, config_file_list=None, config_dict=None, verb
     config = domain_config(model, source, config_file_list, config_dict, key="source", overrides=overrides)
     logger.info("==== stage: source (%s on %s) ====", config["model"], config["dataset"])
     data = prepare_domain(config, key="source")
-    counts, ids = user_counts(data.dataset), id_tokens(data.dataset)
+    counts, ids = data.user_counts(), id_tokens(data.dataset)
     out = train_domain(
         data, "source", verbose=verbose, extra_state={"user_counts": counts.tolist(), "id_tokens": ids},
         before_fit=(lambda source_model: before_fit(source_model.state_dict(), ids)) if before_fit else None,
@@ -235,7 +271,7 @@ def run_transfer(
     )
     relatedness = None
     if pretrained is not None:
-        relatedness = kl_relatedness(pretrained.user_counts, user_counts(data.dataset))
+        relatedness = kl_relatedness(pretrained.user_counts, data.user_counts())
     return _result(target_config, strategy, data, out, pretrained, relatedness)
 
 
@@ -290,6 +326,11 @@ def _result(target_config, strategy, data, out, pretrained, relatedness):
         "trained_model": out["model"],
         "trainer": out["trainer"],
         "trainable": out["trainable"],
+        "valid_per_user": out["valid_per_user"],
+        "test_per_user": out["test_per_user"],
+        "epoch_seconds": out["epoch_seconds"],
+        "data_seed": data_seed_of(target_config),
+        "fingerprint": out["trainer"].fingerprint,
     }
 
 

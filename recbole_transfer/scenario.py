@@ -1,12 +1,18 @@
 """One source, many targets, many transfer arms: the Table 3 experiments of both papers.
 
 ``run_scenario`` pretrains the source once per seed, then trains every (target, arm) pair through
-``run_transfer`` and collects test metrics. Arms are layer transfers (``none``, ``config-1``..) for
-layer-transfer models, or fine-tuning methods (``finecls``, ``peterrec/parallel``, ...) for PeterRec.
-``gain_table`` prints the layer-transfer paper's Table 3 shape: target x config, % HR@10 gain over
-scratch, the best config with its HR@10, and the KL relatedness of the target to the source.
-``method_table`` prints PeterRec's Table 3 shape: method x task, each task's own metric, with the
-trainable parameters of each method beside it.
+``run_transfer`` and collects test metrics, per user too. Within a seed every arm of a target is scored on
+the same data: the seed is the replicate's ``data_seed`` (split, thinning, candidates) and its training seed.
+Arms are layer transfers (``none``, ``config-1``..) for layer-transfer models, or fine-tuning methods
+(``finecls``, ``peterrec/parallel``, ...) for PeterRec.
+
+Tables (mean over seeds; paired differences pool the users of every seed, targets are strata):
+``gain_table`` prints the layer-transfer paper's Table 3 shape: target x config, % gain over scratch
+(``*``: the paired 95 % interval excludes 0), the validation-selected arm with its test score and paired
+difference, the test-selected arm labelled *oracle*, and the KL relatedness of the target to the source;
+``paired_table`` gives every arm's paired difference with its interval; ``method_table`` prints PeterRec's
+Table 3 shape; ``one_to_many_table`` the MMT-Net shape (per target, macro, wall time); ``forest_plot``
+draws each arm's paired gain over the baseline with its interval, per target.
 """
 
 import logging
@@ -17,9 +23,10 @@ import numpy as np
 
 from .config import TransferConfig
 from .errors import TransferConfigError
-from .quick_start import pretrain_source, run_transfer
-from .transfer import (ARMS, NO_TRANSFER, PATCH_ARMS, SHARED_ARMS, PatchTransfer, SharedModuleTransfer, arm_overrides,
-                       parse_transfer, uses_patches, uses_shared_modules)
+from .quick_start import check_domains, pretrain_source, run_transfer
+from .stats import paired_difference, paired_users
+from .transfer import (ARMS, NO_TRANSFER, PATCH_ARMS, SCRATCH_PATCH_ARM, SHARED_ARMS, PatchTransfer, SharedModuleTransfer,
+                       arm_overrides, parse_transfer, uses_patches, uses_shared_modules)
 from .utils import property_file
 
 logger = logging.getLogger(__name__)
@@ -41,6 +48,16 @@ def default_arms(model):
     if uses_patches(model):
         return list(PATCH_ARMS)
     return list(SHARED_ARMS) if uses_shared_modules(model) else list(ARMS)
+
+
+def baseline_arm(rows):
+    """The arm every other arm is paired with: no transfer, or (fine-tuning methods) the same method on a
+    network that was never pretrained; else the first arm."""
+    arms = list(dict.fromkeys(r["arm"] for r in rows))
+    for candidate in (NO_TRANSFER, SCRATCH_PATCH_ARM):
+        if candidate in arms:
+            return candidate
+    return arms[0] if arms else NO_TRANSFER
 
 
 # Arms that train another RecBole model on the target alone (a baseline beside the transfer arms).
@@ -82,13 +99,15 @@ def run_scenario(
     if not source:
         raise TransferConfigError("source: no source domain given (--source=<name> or a 'source:' key)")
     targets = scenario_targets(probe, targets)
+    check_domains(probe, [source], "source", config_dict)
+    check_domains(probe, targets, "targets", config_dict)
     arms = list(arms or default_arms(model))
     labels = {arm: arm_label(arm, model) for arm in arms}
     seeds = list(seeds or [probe["seed"]])
     total = len(seeds) * len(targets) * len(arms)
     rows, done, start = [], 0, time.time()
     for seed in seeds:
-        seeded = {**config_dict, "seed": seed}
+        seeded = {**config_dict, "seed": seed}  # the replicate: data_seed (when not given) and training seed
         t0 = time.time()
         if progress:
             progress(f"seed {seed}: source stage on {source!r} ...")
@@ -112,13 +131,16 @@ def run_scenario(
                 done += 1
                 primary = str(result["config"]["valid_metric"]).lower()
                 row = {
-                    "seed": seed, "model": model, "target": target, "arm": labels[arm], "metric": primary,
-                    "trainable": result["trainable"],
+                    "seed": seed, "data_seed": result["data_seed"], "model": model, "target": target,
+                    "arm": labels[arm], "metric": primary, "trainable": result["trainable"],
                     "mode": result["transfer_mode"], "relatedness": result["relatedness"],
                     "epochs": result["epochs_run"], "seconds": result["fit_seconds"],
-                    "valid_curve": result["valid_curve"],
+                    "train_seconds": float(sum(result["epoch_seconds"]["train"])),
+                    "valid_seconds": float(sum(result["epoch_seconds"]["valid"])),
+                    "valid_curve": result["valid_curve"], "fingerprint": result["fingerprint"],
                     **{f"test_{k}": v for k, v in (result["test_result"] or {}).items()},
                     **{f"valid_{k}": v for k, v in (result["best_valid_result"] or {}).items()},
+                    "test_per_user": result["test_per_user"], "valid_per_user": result["valid_per_user"],
                 }
                 rows.append(row)
                 if progress:
@@ -156,33 +178,140 @@ def metric_table(rows, metrics=("test_hit@10", "test_ndcg@10")):
     return "\n".join(lines)
 
 
+def _by_key(rows):
+    return {(r["seed"], r["target"], r["arm"]): r for r in rows}
+
+
+def paired_vs(rows, arm, baseline, metric, targets=None):
+    """:class:`~recbole_transfer.stats.PairedDiff` of ``arm`` minus ``baseline`` on ``metric`` ('test_hit@10'),
+    users of every seed pooled, one stratum per target (several targets: the macro difference)."""
+    by = _by_key(rows)
+    targets = targets or list(dict.fromkeys(r["target"] for r in rows))
+    strata = []
+    for target in targets:
+        diffs = [paired_users(by[(s, t, a)], by[(s, t, baseline)], metric)
+                 for (s, t, a) in by if t == target and a == arm and (s, t, baseline) in by]
+        if diffs:
+            strata.append(np.concatenate(diffs))
+    return paired_difference(strata) if strata else None
+
+
+def validation_picks(rows, target, baseline=NO_TRANSFER):
+    """Per seed, the arm with the best validation score of the primary metric (at its best epoch; ties: the
+    baseline, then table order): what a user choosing on validation would deploy."""
+    by, picks = _by_key(rows), {}
+    arms = list(dict.fromkeys(r["arm"] for r in rows))
+    arms = [baseline] + [a for a in arms if a != baseline] if baseline in arms else arms
+    for seed in sorted({r["seed"] for r in rows if r["target"] == target}):
+        scored = [by[(seed, target, a)] for a in arms if (seed, target, a) in by]
+        key = lambda r: r.get(f"valid_{r['metric']}", float("-inf"))  # noqa: E731
+        picks[seed] = max(scored, key=lambda r: (key(r), -scored.index(r)))
+    return picks
+
+
+def _pick_label(picks):
+    names = [p["arm"] for p in picks.values()]
+    counts = {n: names.count(n) for n in dict.fromkeys(names)}
+    return " ".join(n if c == len(names) else f"{n} ({c}/{len(names)})" for n, c in counts.items())
+
+
 def gain_table(rows, metric="test_hit@10"):
-    """Text table: target x arm gain (%) over scratch, best arm and its metric, KL relatedness."""
+    """Text table: target x arm gain (%) over scratch (``*``: paired 95 % interval excludes 0), the
+    validation-selected arm (its test score and paired difference), the test-selected arm (an ORACLE: an
+    upper bound no selection reaches, not a finding), KL relatedness."""
     targets = list(dict.fromkeys(r["target"] for r in rows))
     arms = [a for a in dict.fromkeys(r["arm"] for r in rows) if a != NO_TRANSFER]
     means = mean_by(rows, ("target", "arm"), metric)
     kl = mean_by([r for r in rows if r["relatedness"] is not None], ("target",), "relatedness")
     seeds = len(set(r["seed"] for r in rows))
     short = metric.replace("test_", "").replace("hit", "HR")
-    header = ["target", f"scratch {short}"] + arms + ["best", f"best {short}", "KL(S||T)"]
+    header = ["target", f"scratch {short}"] + arms + ["valid-selected arm", f"its {short}", "its paired diff [95% CI]",
+                                                      "oracle arm (test-selected)", f"oracle {short}", "KL(S||T)"]
     lines = []
     for target in targets:
         base = means.get((target, NO_TRANSFER))
-        gains = {}
         cells = [target, f"{base:.4f}" if base is not None else "-"]
         for arm in arms:
             value = means.get((target, arm))
             if value is None or not base:
                 cells.append("-")
                 continue
-            gains[arm] = 100.0 * (value - base) / base
-            cells.append(f"{gains[arm]:+.1f}")
+            diff = paired_vs(rows, arm, NO_TRANSFER, metric, [target])
+            cells.append(f"{100.0 * (value - base) / base:+.1f}{'*' if diff and diff.excludes_zero else ''}")
+        picks = validation_picks(rows, target)
+        picked = float(np.mean([p[metric] for p in picks.values()]))
+        by = _by_key(rows)
+        strata = [np.concatenate([paired_users(p, by[(s, target, NO_TRANSFER)], metric) for s, p in picks.items()])] \
+            if base is not None else []
+        diff = paired_difference(strata).cell() if strata else "-"
         candidates = {NO_TRANSFER: base or 0.0, **{a: means[(target, a)] for a in arms if (target, a) in means}}
-        best = max(candidates, key=candidates.get)
-        cells += [best, f"{candidates[best]:.4f}", f"{kl.get((target,), float('nan')):.3f}"]
+        oracle = max(candidates, key=candidates.get)
+        cells += [_pick_label(picks), f"{picked:.4f}", diff, oracle, f"{candidates[oracle]:.4f}",
+                  f"{kl.get((target,), float('nan')):.3f}"]
         lines.append(cells)
-    title = f"Gain (%) of {short} over scratch (test, mean of {seeds} seed{'s' if seeds > 1 else ''}); transfer_mode={rows[0]['mode'] if rows else '-'}"
+    title = (f"Gain (%) of {short} over scratch (test, mean of {seeds} seed{'s' if seeds > 1 else ''}; * = paired 95 % "
+             f"interval excludes 0); transfer_mode={rows[0]['mode'] if rows else '-'}. The oracle column picks on TEST: "
+             "an upper bound, not a finding")
     return title + "\n\n" + _markdown(header, lines, str.rjust)
+
+
+def paired_table(rows, metric="test_hit@10", baseline=None):
+    """Target x arm: mean paired difference to ``baseline`` with its bootstrap 95 % interval (users of every
+    seed pooled; ``*``: excludes 0); a last row pools targets as strata (the macro difference)."""
+    baseline = baseline or baseline_arm(rows)
+    targets = list(dict.fromkeys(r["target"] for r in rows))
+    arms = [a for a in dict.fromkeys(r["arm"] for r in rows) if a != baseline]
+    short = metric.replace("test_", "").replace("hit", "HR")
+    lines = []
+    for target in targets + ["macro"]:
+        scope = targets if target == "macro" else [target]
+        cells = [target]
+        for arm in arms:
+            diff = paired_vs(rows, arm, baseline, metric, scope)
+            cells.append(diff.cell() if diff else "-")
+        lines.append(cells)
+    n = [paired_vs(rows, a, baseline, metric, [t]) for t in targets[:1] for a in arms[:1]]
+    users = f"; {n[0].n} paired users in {targets[0]}" if n and n[0] else ""
+    title = (f"Paired difference of {short} to {baseline} (test): mean over users and seeds [bootstrap 95 % interval]"
+             f"{users}; * = the interval excludes 0; macro = mean over targets")
+    return title + "\n\n" + _markdown(["target"] + arms, lines, str.rjust)
+
+
+def forest_plot(rows, path, metric="test_hit@10", baseline=None):
+    """A PNG: per target, each arm's paired gain over ``baseline`` with its 95 % interval (``metric`` None:
+    each target's own primary metric, e.g. PeterRec's tasks)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    baseline = baseline or baseline_arm(rows)
+    targets = list(dict.fromkeys(r["target"] for r in rows))
+    arms = [a for a in dict.fromkeys(r["arm"] for r in rows) if a != baseline]
+    metric_of = {r["target"]: metric or f"test_{r['metric']}" for r in rows}  # None: each target's own metric
+    entries = []
+    for target in targets:
+        for arm in arms:
+            diff = paired_vs(rows, arm, baseline, metric_of[target], [target])
+            if diff is not None:
+                entries.append((f"{target} ({metric_of[target][5:]})" if metric is None else target, arm, diff))
+    fig, ax = plt.subplots(figsize=(7, 0.28 * len(entries) + 1.4))
+    for y, (target, arm, d) in enumerate(entries):
+        colour = "tab:green" if d.low > 0 else "tab:red" if d.high < 0 else "tab:grey"
+        ax.errorbar(d.mean, -y, xerr=[[d.mean - d.low], [d.high - d.mean]], fmt="o", color=colour, capsize=2, ms=4)
+    ax.set_yticks([-y for y in range(len(entries))])
+    ax.set_yticklabels([f"{t}: {a}" for t, a, _ in entries], fontsize=7)
+    for y in range(1, len(entries)):
+        if entries[y][0] != entries[y - 1][0]:
+            ax.axhline(-y + 0.5, color="0.85", lw=0.8)
+    ax.axvline(0.0, color="black", lw=0.8)
+    short = metric.replace("test_", "").replace("hit", "HR") if metric else "each task's metric"
+    ax.set_xlabel(f"paired difference of test {short} to {baseline} (95 % bootstrap interval)")
+    ax.set_title(f"Gain over {baseline} per target (green / red: the interval excludes 0)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def _markdown(header, lines, justify):
@@ -245,6 +374,7 @@ def one_to_many_table(rows, metrics=("test_hit@10", "test_ndcg@10"), baseline=NO
                  f"{short} (test) per target, {of_seeds}; macro: mean over targets, ± std over seeds")
         parts.append(title + "\n\n" + _markdown(header, lines + [last], str.rjust))
     header = ["arm"] + [f"macro {m.replace('test_', '').replace('hit', 'HR')}" for m in metrics] + [
+        f"{metrics[0].replace('test_', '').replace('hit', 'HR')} - {name(baseline)}, paired [95% CI]",
         "wall s, all targets", f"x {name(baseline)}", "epochs run", "epochs to best", "trainable params"]
     scratch_time = per_seed(baseline, "seconds", np.sum)
     lines = []
@@ -253,6 +383,8 @@ def one_to_many_table(rows, metrics=("test_hit@10", "test_ndcg@10"), baseline=NO
         for metric in metrics:
             values = per_seed(arm, metric, np.mean)
             cells.append(_mean_std(values) if values.size else "-")
+        diff = paired_vs(rows, arm, baseline, metrics[0], targets) if arm != baseline else None
+        cells.append(diff.cell() if diff else "-")
         total = per_seed(arm, "seconds", np.sum)
         cells.append(f"{total.mean():.1f}" if total.size else "-")
         cells.append(f"{total.mean() / scratch_time.mean():.2f}" if total.size and scratch_time.size else "-")
@@ -262,7 +394,8 @@ def one_to_many_table(rows, metrics=("test_hit@10", "test_ndcg@10"), baseline=NO
         counts = [r["trainable"]["trainable"] for r in group if r.get("trainable")]
         cells.append(f"{int(np.mean(counts)):,}" if counts else "all")
         lines.append(cells)
-    parts.append("Per arm over all targets (wall s: training and validation, summed over targets, mean over seeds)"
+    parts.append("Per arm over all targets (paired: users of every seed pooled, targets as strata, * = the interval "
+                 "excludes 0; wall s: training and validation, summed over targets, mean over seeds)"
                  "\n\n" + _markdown(header, lines, str.rjust))
     return "\n\n".join(parts)
 
@@ -295,4 +428,23 @@ def method_table(rows):
         lines.append(cells)
     seeds = len(set(r["seed"] for r in rows))
     title = f"Test metric per task (mean ± std over {seeds} seed{'s' if seeds > 1 else ''}); trainable parameters per method"
+    return title + "\n\n" + _markdown(header, lines, str.ljust)
+
+
+def method_paired_table(rows, baseline=None):
+    """Method x task: each task's own test metric, paired difference to ``baseline`` (users of every seed
+    pooled) with its bootstrap 95 % interval; ``*``: the interval excludes 0."""
+    baseline = baseline or baseline_arm(rows)
+    tasks = list(dict.fromkeys(r["target"] for r in rows))
+    arms = [a for a in dict.fromkeys(r["arm"] for r in rows) if a != baseline]
+    metric_of = {r["target"]: r["metric"] for r in rows}
+    lines = []
+    for arm in arms:
+        cells = [arm]
+        for task in tasks:
+            diff = paired_vs(rows, arm, baseline, f"test_{metric_of[task]}", [task])
+            cells.append(diff.cell() if diff else "-")
+        lines.append(cells)
+    header = ["method"] + [f"{t} {METRIC_NAMES.get(metric_of[t], metric_of[t])}" for t in tasks]
+    title = f"Paired difference to {baseline} per task (test; users of every seed pooled) [bootstrap 95 % interval]; * = excludes 0"
     return title + "\n\n" + _markdown(header, lines, str.ljust)

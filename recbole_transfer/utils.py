@@ -1,9 +1,12 @@
 """Small helpers shared by the pipeline: threads, paths to bundled files, stable hashing."""
 
+import contextlib
 import hashlib
 import json
 import os
+import random
 
+import numpy as np
 import recbole
 import torch
 
@@ -44,3 +47,19 @@ def listish(value):
         return list(value)
     value = str(value).strip().strip("[]")
     return [v.strip().strip("'\"") for v in value.split(",") if v.strip()]
+
+
+@contextlib.contextmanager
+def fixed_rng(seed):
+    """Seed python, numpy and torch for a block, then restore their previous states (the caller's random
+    streams, e.g. training negatives, are not consumed by what runs inside)."""
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])

@@ -1,4 +1,4 @@
-"""The CLI: each bad input exits 2 with one message naming key, value and what is allowed."""
+"""The CLI: each bad input exits 2 with one message naming key, value and what is allowed, before any training."""
 
 import os
 import subprocess
@@ -6,13 +6,23 @@ import sys
 
 import pytest
 
+from recbole_transfer import cli
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "run_recbole_transfer.py")
 
 
 def run_cli(args, cwd):
+    """The installed entry point in a fresh process (what a user runs)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
     return subprocess.run([sys.executable, SCRIPT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def run_main(args, capsys):
+    """``cli.main`` in this process: (exit code, stdout, stderr)."""
+    code = cli.main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 @pytest.fixture
@@ -24,6 +34,9 @@ def checkpoints(small_domains, workdir):
     (workdir / "narrow.yaml").write_text(
         "domains:\n  narrow: {base: tgt, config: {mlp_hidden_size: [64, 32, 16, 4]}}\n"
     )
+    (workdir / "broken.yaml").write_text("epochs: 3\nlearning_rate: [0.1\n")
+    (workdir / "list.yaml").write_text("- epochs: 3\n- learning_rate: 0.1\n")
+    (workdir / "blocker").write_text("a file, not a folder")
     return workdir
 
 
@@ -42,29 +55,64 @@ BAD = [
     (["--evaluate=plain.pth"], "not a recbole_transfer checkpoint"),
     (["--importance=text.pth"], "cannot be loaded with weights_only=True"),
     (["--model=TransferMLP", "--target=tgt", "stray"], "expected --key=value"),
+    # found only after minutes of work before they were checked up front
+    (["--model=TransferMLP", "--source=src", "--scenario", "--targets=[tgt,tgtt]"], "targets='tgtt': no atomic file"),
+    (["--model=TransferMLP", "--source=src", "--target=tgt", "--scenario", "--seeds=[a,b]"], "--seeds='[a,b]': expected non-negative integers"),
+    (["--model=TransferMLP", "--source=src", "--target=tgt", "--epochs=abc"], "epochs='abc': must be an integer >= 1"),
+    (["--model=TransferMLP", "--source=src", "--target=tgt", "--train_batch_size=0"], "train_batch_size=0: must be an integer >= 1"),
+    (["--model=TransferMLP", "--source=src", "--target=tgt", "--learning_rate=fast"], "learning_rate='fast': must be a number > 0"),
+    (["--model=TransferMLP", "--source=src", "--target=tgt", "--config_files=broken.yaml"], "broken.yaml' is not valid YAML"),
+    (["--model=TransferMLP", "--source=src", "--target=tgt", "--config_files=list.yaml"], "list.yaml' holds a YAML list"),
+    (["--model=TransferMLP", "--source=src", "--target=tgt", "--scenario", "--output=blocker/run"], "--output='blocker/run': cannot write"),
+    (["--model=GRU4Rec", "--source=src", "--target=tgt",
+      "--eval_args={'split': {'LS': 'valid_and_test'}, 'group_by': 'user', 'order': 'RO', 'mode': 'uni99'}"],
+     "GRU4Rec is a sequential model and RecBole splits its sequences in time order only; set eval_args.order: TO"),
+    (["--model=GRU4Rec", "--source=src", "--target=tgt", "--train_neg_sample_args={'distribution': 'uniform', 'sample_num': 1}"],
+     "should be None when the loss_type is CE.; set train_neg_sample_args: ~"),
 ]
 
 
-def test_bad_inputs_exit_2_with_one_message(checkpoints, small_domains):
-    from recbole_transfer import pretrain_source
-
-    source = pretrain_source("TransferMLP", "src", None, {**small_domains, "epochs": 1}, verbose=False)
+def test_bad_inputs_exit_2_with_one_message_before_any_training(checkpoints, small_domains, capsys):
+    source = pretrain_source_file(small_domains)
     data = f"--data_path={small_domains['data_path']}"
     for args, message in BAD:
-        args = [a.replace("SRC", source.model_file) for a in args] + [data, "--epochs=1"]
+        args = [a.replace("SRC", source) for a in args] + [data]
+        if not any(a.startswith("--epochs") for a in args):
+            args.append("--epochs=1")
         before = sorted(p.name for p in (checkpoints / "saved").glob("*.pth"))
-        proc = run_cli(args, checkpoints)
+        code, _out, err = run_main(args, capsys)
         assert sorted(p.name for p in (checkpoints / "saved").glob("*.pth")) == before, args  # nothing trained
-        assert proc.returncode == 2, (args, proc.stderr[-2000:])
-        assert message in proc.stderr, (args, proc.stderr[-2000:])
-        assert "Traceback" not in proc.stderr, args
-        assert len([line for line in proc.stderr.splitlines() if "error:" in line]) == 1
+        assert code == 2, (args, err[-2000:])
+        assert message in err, (args, err[-2000:])
+        assert len([line for line in err.splitlines() if "error:" in line]) == 1, (args, err[-2000:])
+
+
+def pretrain_source_file(small_domains):
+    from recbole_transfer import pretrain_source
+
+    return pretrain_source("TransferMLP", "src", None, {**small_domains, "epochs": 1}, verbose=False).model_file
+
+
+def test_bad_inputs_of_long_commands_on_the_bundled_scenarios_exit_2_in_seconds(workdir, capsys):
+    (workdir / "blocker").write_text("a file, not a folder")
+    cases = [
+        (["--scenario", "--targets=[action,comdy]"], "targets='comdy': no atomic file"),
+        (["--scenario", "--targets=[action,comdy]"], "(a declared domain; did you mean 'comedy'?)"),
+        (["--tune", "--target=actoin"], "did you mean 'action'?"),
+        (["--model=PeterRec", "--scenario", "--targets=[gendr]"], "did you mean 'gender'?"),
+        (["--model=MMTNet", "--tune", "--target=region_9"], "targets='region_9': no atomic file"),
+        (["--model=SML", "--output=blocker/sml"], "--output='blocker/sml': cannot write"),
+    ]
+    for args, message in cases:
+        code, _out, err = run_main(args, capsys)
+        assert code == 2 and message in err, (args, err[-2000:])
+        assert not (workdir / "saved").exists() or not list((workdir / "saved").rglob("*.pth")), args
 
 
 def test_one_transfer_run_then_evaluate_and_importance(small_domains, workdir):
     data = f"--data_path={small_domains['data_path']}"
     proc = run_cli(["--model=TransferMLP", "--source=src", "--target=tgt", "--transfer=config-5", data,
-                    "--epochs=2", "--eval_seed=1", "--show_progress=False"], workdir)
+                    "--epochs=2", "--show_progress=False"], workdir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "transfer=config-5 (freeze)" in proc.stdout and "KL relatedness" in proc.stdout
     assert "copied, frozen" in proc.stderr and "trainable params:" in proc.stderr  # the transfer report, logged
@@ -72,7 +120,38 @@ def test_one_transfer_run_then_evaluate_and_importance(small_domains, workdir):
     test_line = [line for line in proc.stdout.splitlines() if line.startswith("transfer=")][0]
     proc = run_cli([f"--evaluate={model_file}"], workdir)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert test_line.split("test: ")[1] in proc.stdout  # same metrics after reload (eval_seed fixed)
+    assert test_line.split("test: ")[1] in proc.stdout  # same metrics after reload (the protocol's candidates)
     proc = run_cli([f"--importance={model_file}"], workdir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| fc4 | mlp_layers.mlp_layers.10 | 8 |" in proc.stdout
+
+
+def test_a_sequential_recbole_model_runs_layer_transfer_on_derived_ml100k_domains(workdir, capsys):
+    """Derived domains keep ml-100k's timestamp and rating; a sequential model gets RecBole's order TO."""
+    (workdir / "west.yaml").write_text(
+        "domains:\n"
+        "  west_drama: {base: ml-100k, users: {field: zip_code, values: ['9'], match: prefix},"
+        " items: {field: class, values: [Drama], match: first}}\n"
+        "  west_comedy: {base: ml-100k, users: {field: zip_code, values: ['9'], match: prefix},"
+        " items: {field: class, values: [Comedy], match: first}, keep_fraction: 0.5}\n"
+    )
+    code, out, err = run_main(["--model=GRU4Rec", "--source=west_drama", "--target=west_comedy", "--transfer=[gru_layers]",
+                               "--config_files=west.yaml", "--epochs=2", "--MAX_ITEM_LIST_LENGTH=20"], capsys)
+    assert code == 0, err[-3000:]
+    assert "transfer=gru_layers (freeze)  test: {'hit@10'" in out
+    from recbole_transfer.quick_start import load_transfer_model
+    import torch
+
+    config, model, *_ = load_transfer_model(out.split("model file: ")[1].strip())
+    assert config["eval_args"]["order"] == "TO" and config["train_neg_sample_args"]["distribution"] == "none"
+    source = [f for f in (workdir / "saved").glob("GRU4Rec-west_drama-source-*.pth")][0]
+    from recbole_transfer.trainer import load_checkpoint
+
+    source_state = load_checkpoint(source)["state_dict"]
+    frozen = [n for n, p in model.named_parameters() if n.startswith("gru_layers.")]
+    assert frozen and all(torch.equal(model.state_dict()[n], source_state[n]) for n in frozen)
+
+
+def test_seed_is_a_config_key_not_an_abbreviation_of_seeds():
+    args, extra = cli._parser().parse_known_args(["--scenario", "--seed=7", "--seeds=[1,2]"])
+    assert args.seeds == "[1,2]" and cli.parse_extra(extra) == {"seed": 7}

@@ -13,7 +13,7 @@ from recbole.data import create_dataset
 from recbole_transfer.data import materialize
 from recbole_transfer.data.context import align_tokens, copy_aligned
 from recbole_transfer.errors import TransferConfigError, TransferDataError
-from recbole_transfer.quick_start import domain_config
+from recbole_transfer.quick_start import domain_config, prepare_domain
 from recbole_transfer.utils import property_file
 
 SCENARIO = property_file("scenario", "ml100k_regions.yaml")
@@ -46,8 +46,11 @@ def test_region_scenario_users_disjoint_targets_sparse_items_per_domain(workdir)
     # the source is the dense union (51.6k interactions); a target keeps about 20 % of its region
     source = read(folder, spec["source"])
     assert 50_000 < len(source) < 53_000
-    full = materialize("region_0_full", {**spec["domains"]["region_0"], "keep_fraction": 1.0}, "dataset/", "cache")
-    assert 0.18 < len(read(folder, "region_0")) / len(read(full, "region_0_full")) < 0.22
+    # each target user keeps about 20 % of her TRAINING interactions (the protocol thins; valid / test stay)
+    data = prepare_domain(domain_config("Popularity", "region_0", [SCENARIO], {"domain_cache_dir": "cache"}))
+    rows = data.protocol.rows
+    assert 0.18 < len(rows["train"]) / len(rows["train_full"]) < 0.24
+    assert len(rows["valid"]) == len(rows["test"]) == data.dataset.user_num - 1  # one held-out item per user
 
 
 def test_context_fields_are_derived_from_the_base_fields(workdir):

@@ -19,7 +19,7 @@ def read(folder, name, suffix="inter"):
 def test_genre_and_user_split_give_disjoint_deterministic_domains(workdir):
     a = {"base": "ml-100k", "items": {"field": "class", "values": ["Drama"], "match": "first"}, "user_split": {"parts": 2, "keep": [0]}}
     b = {"base": "ml-100k", "items": {"field": "class", "values": ["Action"], "match": "first"},
-         "user_split": {"parts": 2, "keep": [1]}, "keep_fraction": 0.5, "seed": 3}
+         "user_split": {"parts": 2, "keep": [1]}, "keep_fraction": 0.5}
     folder = materialize("a", a, "dataset/", "cache")
     materialize("b", b, "dataset/", "cache")
     ia, ib = read(folder, "a"), read(folder, "b")
@@ -27,12 +27,10 @@ def test_genre_and_user_split_give_disjoint_deterministic_domains(workdir):
     assert set(ia["item_id:token"]).isdisjoint(ib["item_id:token"])
     items = read(folder, "a", "item")
     assert items["class:token_seq"].str.split(" ").str[0].eq("Drama").all()
-    # keep_fraction halves each user's interactions (at least one kept).
+    # keep_fraction is the protocol's (training interactions only): the written domain holds every interaction
     full = materialize("b_full", {**b, "keep_fraction": 1.0}, "dataset/", "cache")
-    per_user_full = read(full, "b_full").groupby("user_id:token").size()
-    per_user = ib.groupby("user_id:token").size()
-    expected = np.maximum(1, np.round(per_user_full * 0.5)).astype(int)
-    assert (per_user.reindex(expected.index) == expected).all()
+    assert len(read(full, "b_full")) == len(ib)
+    assert {"rating:float", "timestamp:float"} <= set(ib.columns)  # the parent's fields RecBole's models read
     # Deterministic: a rebuild in another cache gives the same bytes.
     other = materialize("b", b, "dataset/", "cache2")
     assert open(os.path.join(folder, "b", "b.inter"), "rb").read() == open(os.path.join(other, "b", "b.inter"), "rb").read()
@@ -57,7 +55,7 @@ def test_spec_changes_rebuild_the_cache(workdir):
     spec = {"base": "ml-100k", "users": {"field": "gender", "values": ["F"]}}
     folder = materialize("f", spec, "dataset/", "cache")
     n1 = len(read(folder, "f"))
-    materialize("f", {**spec, "keep_fraction": 0.2}, "dataset/", "cache")
+    materialize("f", {**spec, "time": {"start": "1997-12-01"}}, "dataset/", "cache")
     assert len(read(folder, "f")) < n1
 
 
@@ -71,6 +69,7 @@ def test_spec_changes_rebuild_the_cache(workdir):
         ({"base": "ml-100k", "user_split": {"parts": 2, "keep": [2]}}, TransferConfigError, "user_split"),
         ({"base": "ml-100k", "items": {"field": "class", "values": ["NoSuchGenre"]}}, TransferDataError, "keep no interaction"),
         ({"base": "nowhere"}, TransferDataError, r"domains.d.base='nowhere': no atomic file"),
+        ({"base": "ml-100k", "seed": 3}, TransferConfigError, r"domains.d.seed: thinning and held-out users follow the run's data_seed"),
     ],
 )
 def test_bad_domain_specs(workdir, spec, error, message):
@@ -96,24 +95,35 @@ def test_kl_relatedness():
 
 
 def test_label_task_with_stratified_user_holdout(workdir):
-    spec = {"base": "ml-100k", "label": {"field": "age", "bins": [18, 25, 35, 45, 50, 56]}, "seed": 4,
+    spec = {"base": "ml-100k", "label": {"field": "age", "bins": [18, 25, 35, 45, 50, 56]},
             "user_holdout": {"valid": 0.1, "test": 0.2}}
+    low_spec = {**spec, "user_holdout": {"valid": 0.1, "test": 0.2, "label_fraction": 0.1}}
+    keys = {"domains": {"age": spec, "age_low": low_spec}, "domain_cache_dir": "cache", "data_seed": 4,
+            "metrics": ["Hit"], "topk": [1], "valid_metric": "Hit@1",
+            "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "group_by": "user", "order": "RO", "mode": "full"}}
     folder = materialize("age", spec, "dataset/", "cache")
-    parts = {p: read(folder, "age", f"{p}.inter") for p in ("train", "valid", "test")}
-    users = [set(parts[p]["user_id:token"]) for p in parts]
-    assert sum(len(u) for u in users) == len(set.union(*users)) == 943  # every user in exactly one part
     assert not os.path.exists(os.path.join(folder, "age", "age.user"))  # the label is not also a feature
-    labels = pd.concat(parts.values())["item_id:token"]
-    assert set(labels) == {"<18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+"}
-    share = {p: parts[p]["item_id:token"].value_counts(normalize=True) for p in parts}
+    assert len(read(folder, "age")) == 943  # one (user, label) row per user; the holdout is the protocol's
+
+    def parts(name):
+        data = prepare_domain(domain_config("Popularity", name, None, keys))
+        ds = data.dataset
+        frames = {p: d._dataset.inter_feat for p, d in zip(("train", "valid", "test"), (data.train_data, data.valid_data, data.test_data))}
+        users = {p: set(ds.id2token(ds.uid_field, f[ds.uid_field].numpy())) for p, f in frames.items()}
+        labels = {p: pd.Series(ds.id2token(ds.iid_field, f[ds.iid_field].numpy())) for p, f in frames.items()}
+        return users, labels
+
+    users, labels = parts("age")
+    assert sum(len(u) for u in users.values()) == len(set.union(*users.values())) == 943  # every user in one part
+    assert set(pd.concat(labels.values())) == {"<18", "18-24", "25-34", "35-44", "45-49", "50-55", "56+"}
+    share = {p: labels[p].value_counts(normalize=True) for p in labels}
     assert (share["test"] - share["train"]).abs().max() < 0.03  # stratified by label
-    assert abs(len(parts["test"]) / 943 - 0.2) < 0.01
-    low = materialize("age_low", {**spec, "user_holdout": {"valid": 0.1, "test": 0.2, "label_fraction": 0.1}}, "dataset/", "cache")
-    assert set(read(low, "age_low", "test.inter")["user_id:token"]) == users[2]  # same test users
-    assert abs(len(read(low, "age_low", "train.inter")) - 0.1 * len(parts["train"])) <= 7
-    config = domain_config("PeterRec", "age", None, {"domains": {"age": spec}, "domain_cache_dir": "cache",
-                                                      "source_checkpoint": "unused.pth"})
-    assert config["benchmark_filename"] == ["train", "valid", "test"]
+    assert abs(len(users["test"]) / 943 - 0.2) < 0.01
+    low_users, _ = parts("age_low")
+    assert low_users["test"] == users["test"] and low_users["valid"] == users["valid"]  # same held-out users
+    assert low_users["train"] < users["train"] and abs(len(low_users["train"]) - 0.1 * len(users["train"])) <= 7
+    keys["data_seed"] = 5
+    assert parts("age")[0]["test"] != users["test"]  # another data seed, other held-out users
 
 
 def test_exclude_rule_keeps_the_complement(workdir):

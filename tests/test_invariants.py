@@ -29,7 +29,7 @@ from recbole_transfer.transfer import SharedModuleTransfer, make_strategy
 from recbole_transfer.tune.space import SearchSpace, default_space
 
 KEYS = {
-    "context_fields": ["mood", "slot"], "show_progress": False, "seed": 3, "epochs": 30, "eval_seed": 1,
+    "context_fields": ["mood", "slot"], "show_progress": False, "seed": 3, "epochs": 30,
     "load_col": {"inter": ["user_id", "item_id", "timestamp", "mood", "slot"]},
 }
 

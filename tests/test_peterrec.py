@@ -39,7 +39,7 @@ def planted(tmp_path_factory):
         "embedding_size": 32, "dilations": [1, 2], "MAX_ITEM_LIST_LENGTH": 10, "sequence_length": 10,
         "source_epochs": 20, "train_batch_size": 128, "learning_rate": 0.01, "epochs": 30, "stopping_step": 30,
         "domains": {
-            "group": {"base": "seqs", "label": {"field": "group"}, "seed": 9,
+            "group": {"base": "seqs", "label": {"field": "group"},
                       "user_holdout": {"valid": 0.2, "test": 0.3, "label_fraction": 0.15},
                       "config": {**PROFILE, "train_batch_size": 32}},
         },

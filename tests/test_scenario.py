@@ -1,5 +1,7 @@
 """Scenario runner: one source pretrained once, several targets and arms, the Table 3 output."""
 
+import pytest
+
 from recbole_transfer import scenario as scenario_module
 from recbole_transfer.scenario import gain_table, metric_table, run_scenario
 
@@ -9,7 +11,7 @@ def test_scenario_pretrains_once_and_reports_every_target_and_arm(small_domains,
     real = scenario_module.pretrain_source
     monkeypatch.setattr(scenario_module, "pretrain_source", lambda *a, **k: calls.append(a) or real(*a, **k))
     messages = []
-    config = {**small_domains, "eval_seed": 1}
+    config = dict(small_domains)
     rows = run_scenario("TransferMLP", "src", ["tgt", "src"], None, config, arms=["none", "config-1", "[fc4]"],
                         progress=messages.append)
     assert len(calls) == 1
@@ -31,8 +33,47 @@ def test_scenario_pretrains_once_and_reports_every_target_and_arm(small_domains,
 
 
 def test_same_seed_same_metrics(small_domains):
-    config = {**small_domains, "eval_seed": 1}
+    config = dict(small_domains)
     first = run_scenario("TransferMLP", "src", ["tgt"], None, config, arms=["none", "config-6"])
     second = run_scenario("TransferMLP", "src", ["tgt"], None, config, arms=["none", "config-6"])
     assert [r["test_hit@10"] for r in first] == [r["test_hit@10"] for r in second]
     assert [r["test_ndcg@10"] for r in first] == [r["test_ndcg@10"] for r in second]
+
+
+def test_tables_pair_arms_user_by_user_and_label_the_oracle(small_domains, tmp_path):
+    import numpy as np
+
+    from recbole_transfer.scenario import forest_plot, paired_table, validation_picks
+
+    rows = run_scenario("TransferMLP", "src", ["tgt"], None, dict(small_domains), arms=["none", "config-1", "config-6"],
+                        seeds=[1, 2])
+    by = {(r["seed"], r["arm"]): r for r in rows}
+    diffs = np.concatenate([np.subtract(by[(s, "config-1")]["test_per_user"]["hit@10"], by[(s, "none")]["test_per_user"]["hit@10"])
+                            for s in (1, 2)])
+    assert f"{diffs.mean():+.4f} [" in paired_table(rows).splitlines()[4]  # the mean of the per-user differences
+    picks = validation_picks(rows, "tgt")
+    for seed, pick in picks.items():  # the arm a user would deploy: best validation score of its seed
+        assert pick["valid_hit@10"] == max(r["valid_hit@10"] for r in rows if r["seed"] == seed)
+    table = gain_table(rows)
+    assert "oracle arm (test-selected)" in table and "an upper bound, not a finding" in table
+    assert f"{np.mean([p['test_hit@10'] for p in picks.values()]):.4f}" in table.splitlines()[4]
+    png = forest_plot(rows, str(tmp_path / "forest.png"))
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_paired_difference_interval():
+    import numpy as np
+
+    from recbole_transfer.stats import paired_difference
+
+    constant = paired_difference([np.full(50, 0.1)])
+    assert constant.mean == pytest.approx(0.1) and constant.low == pytest.approx(0.1) == constant.high
+    assert constant.excludes_zero
+    balanced = np.random.default_rng(0).permutation(np.array([-1.0, 1.0] * 200))  # mean 0, sd 1
+    noise = paired_difference([balanced])
+    assert noise.low < 0 < noise.high and not noise.excludes_zero and noise.n == 400
+    assert noise.se == pytest.approx(balanced.std(ddof=1) / 20) and noise.high - noise.low == pytest.approx(4 * noise.se, rel=0.1)
+    shifted = paired_difference([balanced + 0.5])
+    assert shifted.low > 0 and "*" in shifted.cell()
+    macro = paired_difference([np.full(10, 0.2), np.full(1000, 0.0)])  # targets weigh equally
+    assert macro.mean == pytest.approx(0.1) and macro.n == 1010

@@ -96,20 +96,23 @@ def _row(index, transfer, valid, ended="finished"):
             "best_valid": valid, "ended": ended}
 
 
-def test_winner_keeps_no_transfer_unless_beaten_by_one_standard_error():
+def test_winner_keeps_no_transfer_unless_beaten_by_one_paired_standard_error():
+    import numpy as np
+
     from recbole_transfer.tune.search import choose_winner, selection_margin
 
-    assert selection_margin("se", 0.5, 400) == pytest.approx(0.025)
-    assert selection_margin(0.01, 0.5, 400) == 0.01
+    noisy = np.array([1.0, -1.0] * 200)  # sd 1.0025, n 400: paired SE 0.0501
+    assert selection_margin("se", noisy) == pytest.approx(noisy.std(ddof=1) / 20)
+    assert selection_margin(0.01, None) == 0.01
     close = [_row(0, "none", 0.50), _row(1, "config-1", 0.52), _row(2, "config-2", None, "error: boom")]
-    assert choose_winner(close, "se", 400)[0]["label"] == "none"  # lead 0.02 <= 0.025
-    assert choose_winner(close, 0, 400)[0]["label"] == "config-1"  # plain argmax
-    clear = [_row(0, "none", 0.50), _row(1, "config-1", 0.53)]
-    best, why = choose_winner(clear, "se", 400)
-    assert best["label"] == "config-1" and "> margin 0.0250" in why
+    assert choose_winner(close, "se", lambda a, b: noisy)[0]["label"] == "none"  # lead 0.02 <= 0.0501
+    assert choose_winner(close, 0)[0]["label"] == "config-1"  # plain argmax
+    steady = np.array([0.02] * 390 + [0.0] * 10)  # the same lead on almost every user: tiny paired SE
+    best, why = choose_winner(close, "se", lambda a, b: steady)
+    assert best["label"] == "config-1" and "> margin 0.0002" in why
     tie = [_row(0, "none", 0.50), _row(1, "config-1", 0.50)]
-    assert choose_winner(tie, 0, 400)[0]["label"] == "none"
-    assert choose_winner([_row(0, "none", None, "error: x")], "se", 10)[0] is None
+    assert choose_winner(tie, 0)[0]["label"] == "none"
+    assert choose_winner([_row(0, "none", None, "error: x")], "se")[0] is None
 
 
 def test_scratch_margin_setting_is_checked():

@@ -1,6 +1,7 @@
 """Cross-domain data: datasets and derived domains, relatedness."""
 
-from .domains import check_enough_items, materialize, resolve_domain, validate_spec
+from .domains import check_domain, check_enough_items, materialize, resolve_domain, validate_spec
+from .protocol import Protocol, data_seed_of
 from .relatedness import id_tokens, kl_relatedness, user_counts
 
-__all__ = ["check_enough_items", "materialize", "resolve_domain", "validate_spec", "id_tokens", "kl_relatedness", "user_counts"]
+__all__ = ["Protocol", "data_seed_of", "check_domain", "check_enough_items", "materialize", "resolve_domain", "validate_spec", "id_tokens", "kl_relatedness", "user_counts"]

@@ -10,8 +10,7 @@ A derived domain is declared under the ``domains`` key, by name::
         time: {start: '1997-10-01', end: '1998-01-01'}          # time window on the time field [start, end)
         user_split: {parts: 2, keep: [0]}      # disjoint users: stable hash of the raw user token
         prefix_ids: true                       # item (and user) tokens become '<domain>:<token>'
-        keep_fraction: 0.5                     # sparsify: keep this fraction of each user's interactions
-        seed: 2020                             # seed of the sparsification
+        keep_fraction: 0.5                     # sparse target: each user keeps this share of her TRAINING interactions
         config: {user_inter_num_interval: '[3,inf)'}   # RecBole keys for this domain only
         label: {field: age, bins: [18, 25, 35, 45, 50, 56]}   # one interaction per user: (user, her label)
         user_holdout: {valid: 0.1, test: 0.2, stratify: true, label_fraction: 1.0}  # users split 3 ways
@@ -36,11 +35,14 @@ deterministic (stable hashes, seeded sampling, sorted output).
 ``label`` turns a domain into a user-profile task: each kept user becomes one interaction whose "item" is
 her label token (a field of the ``.user`` file; ``bins`` buckets a numeric field into ``<18``, ``18-24``,
 ..., ``56+``). Such a domain has no ``.user`` / ``.item`` files, so the label never leaks in as a feature.
-``user_holdout`` splits USERS (not interactions) into train / valid / test, stratified by label when the
-domain has one, under ``seed`` (two domains with the same users, labels and seed get the same test users);
-``label_fraction`` keeps only that share of the training users (a low-label regime). It writes RecBole benchmark files ``<name>.{train,valid,test}.inter`` and sets
-``benchmark_filename``, so RecBole's own loaders use the split: test users are never seen in training
-(cold-start in the domain).
+
+``keep_fraction`` and ``user_holdout`` are not applied when the domain is written: they are the domain's
+evaluation protocol (:mod:`recbole_transfer.data.protocol`), passed on as the config keys of the same name
+and drawn under the run's ``data_seed``. ``keep_fraction`` thins training interactions only (valid and test
+stay as they are); ``user_holdout`` splits USERS (not interactions) into train / valid / test, stratified by
+label (two domains with the same interactions get the same test users: age and a low-label age), and its
+``label_fraction`` keeps only that share of the training users (a low-label regime): test users are never
+seen in training (cold-start in the domain).
 """
 
 import json
@@ -59,7 +61,7 @@ from ..utils import BUNDLED_DATA_DIR, stable_hash
 logger = logging.getLogger(__name__)
 
 SPEC_KEYS = {
-    "base", "items", "users", "time", "user_split", "prefix_ids", "keep_fraction", "seed", "config", "label",
+    "base", "items", "users", "time", "user_split", "prefix_ids", "keep_fraction", "config", "label",
     "user_holdout", "context",
 }
 # derived context field -> (the atomic file it goes to, the base field it is computed from)
@@ -70,9 +72,8 @@ WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 RULE_KEYS = {"field", "values", "match", "exclude"}
 LABEL_KEYS = {"field", "bins"}
 HOLDOUT_KEYS = {"valid", "test", "stratify", "label_fraction"}
-HOLDOUT_PARTS = ("train", "valid", "test")
 MATCH_MODES = ("exact", "first", "any", "prefix")
-SPEC_VERSION = 3
+SPEC_VERSION = 4
 
 
 def dataset_dir(name, data_path):
@@ -123,6 +124,11 @@ def validate_spec(name, spec):
     """Check a domain spec; returns it with defaults filled. Raises TransferConfigError."""
     if not isinstance(spec, dict):
         raise TransferConfigError(f"domains.{name}={spec!r}: expected a mapping of rules")
+    if "seed" in spec:
+        raise TransferConfigError(
+            f"domains.{name}.seed: thinning and held-out users follow the run's data_seed (set data_seed, or "
+            "--data_seed=N); remove the domain's seed"
+        )
     for key in spec:
         if key not in SPEC_KEYS:
             raise TransferConfigError(f"domains.{name}.{key}: unknown key{did_you_mean(key, SPEC_KEYS)}; allowed: {', '.join(sorted(SPEC_KEYS))}")
@@ -154,7 +160,7 @@ def validate_spec(name, spec):
             raise TransferConfigError(f"domains.{name}.label.bins={bins!r}: expected increasing numbers, e.g. [18, 25, 35]")
     holdout = spec.get("user_holdout")
     if holdout is not None:
-        holdout = _validate_holdout(name, holdout)
+        holdout = validate_holdout(f"domains.{name}.user_holdout", holdout)
     context = spec.get("context") or []
     if not isinstance(context, list) or any(c not in CONTEXT_FIELDS for c in context):
         bad = [c for c in context if c not in CONTEXT_FIELDS] if isinstance(context, list) else [context]
@@ -173,7 +179,6 @@ def validate_spec(name, spec):
         "user_split": split,
         "prefix_ids": bool(spec.get("prefix_ids", False)),
         "keep_fraction": float(frac),
-        "seed": int(spec.get("seed", 2020)),
         "config": dict(spec.get("config") or {}),
         "label": label,
         "user_holdout": holdout,
@@ -181,22 +186,21 @@ def validate_spec(name, spec):
     }
 
 
-def _validate_holdout(name, holdout):
+def validate_holdout(where, holdout):
+    """A ``user_holdout`` with its defaults filled; ``where`` names it in errors."""
     if not isinstance(holdout, dict) or set(holdout) - HOLDOUT_KEYS:
         bad = sorted(set(holdout) - HOLDOUT_KEYS)[0] if isinstance(holdout, dict) else None
         raise TransferConfigError(
-            f"domains.{name}.user_holdout={holdout!r}: expected {{valid, test, stratify, label_fraction}}"
+            f"{where}={holdout!r}: expected {{valid, test, stratify, label_fraction}}"
             + (f"; unknown key {bad!r}{did_you_mean(bad, HOLDOUT_KEYS)}" if bad else "")
         )
     out = {"valid": holdout.get("valid", 0.1), "test": holdout.get("test", 0.2),
            "stratify": bool(holdout.get("stratify", True)), "label_fraction": holdout.get("label_fraction", 1.0)}
     for key in ("valid", "test", "label_fraction"):
-        if not isinstance(out[key], (int, float)) or not 0 < out[key] <= 1:
-            raise TransferConfigError(f"domains.{name}.user_holdout.{key}={out[key]!r}: must be in (0, 1]")
+        if isinstance(out[key], bool) or not isinstance(out[key], (int, float)) or not 0 < out[key] <= 1:
+            raise TransferConfigError(f"{where}.{key}={out[key]!r}: must be in (0, 1]")
     if out["valid"] + out["test"] >= 1:
-        raise TransferConfigError(
-            f"domains.{name}.user_holdout: valid + test = {out['valid'] + out['test']} leaves no training users"
-        )
+        raise TransferConfigError(f"{where}: valid + test = {out['valid'] + out['test']} leaves no training users")
     return out
 
 
@@ -263,14 +267,6 @@ def _derive(name, spec, data_path):
         part = inter[ifields[uid]].map(lambda t: zlib.crc32(t.encode("utf-8")) % parts)
         keep &= part.isin(kept)
     inter = inter[keep]
-    if spec["keep_fraction"] < 1.0 and len(inter):
-        rng = np.random.default_rng([spec["seed"], zlib.crc32(name.encode("utf-8"))])
-        order = np.argsort(rng.random(len(inter)), kind="stable")
-        shuffled = inter.iloc[order]
-        rank = shuffled.groupby(ifields[uid], sort=False).cumcount().to_numpy()
-        sizes = shuffled.groupby(ifields[uid], sort=False)[ifields[uid]].transform("size").to_numpy()
-        quota = np.maximum(1, np.round(sizes * spec["keep_fraction"]).astype(int))
-        inter = shuffled[rank < quota]
     if inter.empty:
         raise TransferDataError(f"domain {name!r}: its rules keep no interaction of {base!r} (spec: {spec})")
     inter = inter.sort_values([ifields[uid], ifields.get("timestamp", ifields[iid]), ifields[iid]], kind="stable")
@@ -284,9 +280,6 @@ def _derive(name, spec, data_path):
         _add_context(name, spec["context"], out)
     if spec["label"] is not None:
         out = {"inter": _label_interactions(name, spec["label"], inter[ifields[uid]].unique(), tables)}
-    if spec["user_holdout"] is not None:
-        out.update(_holdout(name, spec, out["inter"]))
-        out["inter"] = pd.concat([out[f"{part}.inter"] for part in HOLDOUT_PARTS], ignore_index=True)
     if spec["prefix_ids"]:
         for suffix, frame in out.items():
             fields = _fields(frame)
@@ -348,41 +341,15 @@ def _label_interactions(name, label, users, tables):
     return pd.DataFrame({"user_id:token": users, "item_id:token": values})
 
 
-def _holdout(name, spec, inter):
-    """Split the users of ``inter`` into train / valid / test (stratified by the label when there is one)."""
-    holdout = spec["user_holdout"]
-    fields = _fields(inter)
-    uid, iid = fields["user_id"], fields["item_id"]
-    per_user = inter.groupby(uid, sort=True)[iid].first()
-    strata = per_user if (spec["label"] is not None and holdout["stratify"]) else pd.Series("all", index=per_user.index)
-    rng = np.random.default_rng(spec["seed"])  # not the name: age and a low-label age share test users
-    part_of = {}
-    for _, group in sorted(strata.groupby(strata), key=lambda kv: str(kv[0])):
-        users = list(group.index)
-        users = [users[k] for k in rng.permutation(len(users))]
-        n_test = int(round(len(users) * holdout["test"]))
-        n_valid = int(round(len(users) * holdout["valid"]))
-        train = users[n_test + n_valid:]
-        train = train[: max(1, int(round(len(train) * holdout["label_fraction"])))] if train else train
-        for part, chunk in (("test", users[:n_test]), ("valid", users[n_test:n_test + n_valid]), ("train", train)):
-            part_of.update({u: part for u in chunk})
-    parts = inter[uid].map(part_of)
-    out = {f"{part}.inter": inter[parts == part] for part in HOLDOUT_PARTS}
-    for part in HOLDOUT_PARTS:
-        if out[f"{part}.inter"].empty:
-            raise TransferDataError(
-                f"domains.{name}.user_holdout: the {part} part has no users ({len(per_user)} users in all); "
-                f"raise its share or use a bigger domain"
-            )
-    return out
-
-
 def domain_config_extras(spec):
-    """RecBole keys a derived domain sets for itself: its ``config`` block, plus the benchmark files of a
-    user holdout."""
-    extra = dict((spec or {}).get("config") or {})
-    if (spec or {}).get("user_holdout") is not None:
-        extra["benchmark_filename"] = list(HOLDOUT_PARTS)
+    """Config keys a derived domain sets for itself: its ``config`` block, and its thinning and user
+    holdout, which the evaluation protocol applies under the run's data_seed."""
+    spec = spec or {}
+    extra = dict(spec.get("config") or {})
+    if spec.get("keep_fraction", 1.0) != 1.0:
+        extra["keep_fraction"] = spec["keep_fraction"]
+    if spec.get("user_holdout") is not None:
+        extra["user_holdout"] = spec["user_holdout"]
     return extra
 
 
@@ -391,7 +358,9 @@ def materialize(name, spec, data_path, cache_dir):
     spec = validate_spec(name, spec)
     cache_dir = os.path.abspath(cache_dir)
     target = os.path.join(cache_dir, name)
-    signature = {"version": SPEC_VERSION, "spec": spec, "base_dir": dataset_dir(spec["base"], data_path)}
+    # what the written files depend on (thinning, holdout and config are the protocol's and the run's)
+    written = {k: v for k, v in spec.items() if k not in ("keep_fraction", "user_holdout", "config")}
+    signature = {"version": SPEC_VERSION, "spec": written, "base_dir": dataset_dir(spec["base"], data_path)}
     digest = stable_hash(signature)
     spec_file = os.path.join(target, "spec.json")
     if os.path.isfile(spec_file):
@@ -412,14 +381,13 @@ def materialize(name, spec, data_path, cache_dir):
     return cache_dir
 
 
-def resolve_domain(name, config_dict, data_path, cache_dir, domains, key):
-    """Return (dataset name, data_path, extra config) for a dataset or derived-domain name."""
-    if name in (domains or {}):
-        spec = domains[name]
-        folder = materialize(name, spec, data_path, cache_dir)
-        return name, folder, domain_config_extras(spec)
+def check_domain(name, data_path, domains, key):
+    """Raise unless ``name`` is a declared derived domain (its spec valid) or an atomic dataset; a name close
+    to a declared domain says which. Reads nothing but the spec and the file's existence."""
     if name is None:
         raise TransferConfigError(f"{key}: missing")
+    if name in (domains or {}):
+        return validate_spec(name, domains[name])
     try:
         check_dataset_exists(name, data_path, key=key)
     except TransferDataError as exc:
@@ -427,6 +395,15 @@ def resolve_domain(name, config_dict, data_path, cache_dir, domains, key):
         if hint:
             raise TransferDataError(f"{exc}{hint.replace(' (', ' (a declared domain; ', 1)}") from None
         raise
+    return None
+
+
+def resolve_domain(name, config_dict, data_path, cache_dir, domains, key):
+    """Return (dataset name, data_path, extra config) for a dataset or derived-domain name."""
+    if check_domain(name, data_path, domains, key) is not None:
+        spec = domains[name]
+        folder = materialize(name, spec, data_path, cache_dir)
+        return name, folder, domain_config_extras(spec)
     return name, data_path, {}
 
 

@@ -20,7 +20,7 @@ def histogram_bins(max_count):
 
 def user_counts(dataset):
     """Interactions per user of a RecBole Dataset (users with at least one interaction)."""
-    uid = dataset.inter_feat[dataset.uid_field].numpy()
+    uid = np.asarray(dataset.inter_feat[dataset.uid_field], dtype=np.int64)
     counts = np.bincount(uid)
     return counts[counts > 0]
 

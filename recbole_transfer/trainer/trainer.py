@@ -14,18 +14,23 @@ early stopping, evaluator, logging are RecBole's):
   annealed fine-tuning unfreezes modules and sets their learning rate there);
 - with ``state_keys`` set (model patches), checkpoints hold only those state entries: a *delta* over the
   pretrained source checkpoint named in ``extra_state['delta_of']``;
-- with ``eval_seed`` set, sampled evaluation negatives (uniN) are drawn under that fixed seed and the
-  random state is restored afterwards: every arm, and a reloaded model, is scored on the same
-  candidates. Default ``eval_seed: ~`` keeps RecBole's behaviour exactly.
+- every evaluation keeps RecBole's evaluator result and, per user, the value of every top-k metric
+  (``last_per_user``; RecBole's own metric classes compute it), for paired comparisons between arms; a
+  checkpoint carries the per-user validation values of its epoch (``valid_per_user``);
+- ``epoch_seconds`` records the wall time of each training pass and each validation separately.
+
+The evaluation data (split and candidates) is the protocol's (:mod:`recbole_transfer.data.protocol`):
+fixed by the data seed, so two evaluations of one model give the same metrics.
 """
 
-import contextlib
+import inspect
 import os
-import random
+import time
 import uuid
 
 import numpy as np
 import torch
+from recbole.evaluator.base_metric import TopkMetric
 from recbole.trainer import Trainer
 from recbole.utils import set_color
 
@@ -43,7 +48,10 @@ class TransferTrainer(Trainer):
         self.last_valid_result = None  # the latest validation result (all metrics), for epoch callbacks
         self.state_keys = None  # save only these state entries (a delta checkpoint); None: the whole model
         self.before_epoch = None  # f(trainer, epoch) before each training epoch (a strategy's schedule)
+        self.last_per_user = None  # {metric@k: per-user values} of the latest evaluation
+        self.epoch_seconds = {"train": [], "valid": []}
         super().__init__(config, model)
+        self.evaluator = _Recording(self.evaluator)
         name = f"{config['model']}-{config['dataset']}-{stage}-{uuid.uuid4().hex[:8]}.pth"
         self.saved_model_file = os.path.abspath(os.path.join(self.checkpoint_dir, name))
         self.check_optimizer()
@@ -68,10 +76,15 @@ class TransferTrainer(Trainer):
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         if self.before_epoch is not None:
             self.before_epoch(self, epoch_idx)
-        return super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        start = time.perf_counter()
+        loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        self.epoch_seconds["train"].append(time.perf_counter() - start)
+        return loss
 
     def _valid_epoch(self, valid_data, show_progress=False):
+        start = time.perf_counter()
         valid_score, self.last_valid_result = super()._valid_epoch(valid_data, show_progress=show_progress)
+        self.epoch_seconds["valid"].append(time.perf_counter() - start)
         return valid_score, self.last_valid_result
 
     # ----- checkpoints -------------------------------------------------------------------------
@@ -86,6 +99,7 @@ class TransferTrainer(Trainer):
             "state_dict": self._saved_state(),
             "trainable": [n for n, p in self.model.named_parameters() if p.requires_grad],
             "optimizer": self.optimizer.state_dict(),
+            "valid_per_user": self.last_per_user,  # this epoch's validation, per user (paired selection)
             **self.extra_state,
         }
 
@@ -119,24 +133,41 @@ class TransferTrainer(Trainer):
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         if eval_data and load_best_model:
             self.load_best(model_file)
-        seed = self.config["eval_seed"]
-        with fixed_rng(seed) if seed is not None else contextlib.nullcontext():
-            return super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+        result = super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+        self.last_per_user = per_user_metrics(self.evaluator) if eval_data else None
+        return result
 
 
-@contextlib.contextmanager
-def fixed_rng(seed):
-    """Seed python, numpy and torch for a block, then restore their previous states."""
-    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    try:
-        yield
-    finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
+class _Recording:
+    """RecBole's Evaluator, keeping the data of its last evaluation (for per-user values)."""
+
+    def __init__(self, evaluator):
+        self.evaluator, self.last_struct = evaluator, None
+
+    def __getattr__(self, name):
+        return getattr(self.evaluator, name)
+
+    def evaluate(self, dataobject):
+        self.last_struct = dataobject
+        return self.evaluator.evaluate(dataobject)
+
+
+def per_user_metrics(evaluator):
+    """{'hit@10': [value per evaluated user], ...} for every top-k metric of the last evaluation, by RecBole's
+    own metric classes (their mean is RecBole's reported value, before rounding); rounded to 6 decimals."""
+    struct = evaluator.last_struct
+    out = {}
+    if struct is None or "rec.topk" not in struct:
+        return out
+    for name, metric in evaluator.metric_class.items():
+        if not isinstance(metric, TopkMetric):
+            continue
+        pos_index, pos_len = metric.used_info(struct)
+        takes = len(inspect.signature(metric.metric_info).parameters)
+        values = metric.metric_info(pos_index) if takes == 1 else metric.metric_info(pos_index, pos_len)
+        for k in metric.topk:
+            out[f"{name}@{k}"] = np.round(np.asarray(values[:, k - 1], dtype=np.float64), 6).tolist()
+    return out
 
 
 def load_checkpoint(path, map_location="cpu"):

@@ -7,14 +7,18 @@
 2. per target, check every distinct transfer of the space against the target model and the source
    (layer names, shapes, id spaces) before any trial starts: a bad space fails in seconds;
 3. run one Ray Tune search per target: trials are concrete configurations from :class:`SearchSpace`
-   (a grid Ray enumerates), each trains with a seed derived from the global seed and its own
-   configuration, reports its validation metrics once per epoch (``ray.air.session.report``) and never
+   (a grid Ray enumerates), each trains with a training seed derived from the global seed and its own
+   configuration, on the data of the global ``data_seed`` (every trial: the same split and candidates,
+   the target's protocol, built once by the driver and cached under the run directory), reports its
+   validation metrics and its data fingerprint once per epoch (``ray.air.session.report``) and never
    evaluates the test split; ASHA (default) stops trials whose validation metric lags, except the
    no-transfer baseline;
 4. pick the trial with the best validation metric (a transfer trial must beat the best no-transfer
-   trial by more than ``scratch_margin``, default one standard error), then compute its test metrics
-   once, from the checkpoint of its best epoch; write the trial table, ``best.yaml`` (reproduces the winner outside
-   Ray with ``run_recbole_transfer.py``) and ``result.json`` per target, and a summary table.
+   trial by more than ``scratch_margin``, default one paired standard error of their per-user validation
+   differences), then compute its test metrics once, from the checkpoint of its best epoch; write the trial
+   table, ``best.yaml`` (reproduces the winner outside Ray with ``run_recbole_transfer.py``) and
+   ``result.json`` per target (``same_split``: every trial's data fingerprint was the driver's), and a
+   summary table.
 
 Everything is written under the run directory (``tune_dir``/<timestamp>, or ``--run_dir``): Ray's
 experiment folders and trial folders (RecBole's logs, checkpoints), derived domains, the source
@@ -35,11 +39,14 @@ import socket
 import time
 import warnings
 
+import numpy as np
 import yaml
 
 from ..config import TransferConfig
+from ..data import data_seed_of
 from ..scenario import scenario_targets
 from ..errors import TransferConfigError, TransferError, did_you_mean
+from ..stats import paired_se
 from ..transfer import NO_TRANSFER, make_strategy, parse_transfer, uses_patches
 from ..utils import stable_hash
 from .space import BRANCH_KEY, SearchSpace, default_space, is_no_transfer
@@ -100,7 +107,8 @@ def _trial(config, setup):
 
     def report(epoch, trainer, valid_result, last):
         metrics = {f"valid_{k}": float(v) for k, v in (valid_result or {}).items()}
-        session.report({**metrics, "epoch": epoch, "recbole_done": bool(last), "model_file": trainer.saved_model_file})
+        session.report({**metrics, "epoch": epoch, "recbole_done": bool(last), "model_file": trainer.saved_model_file,
+                        "fingerprint": trainer.fingerprint})
 
     run_transfer(
         setup["model"], setup["source"], setup["target"], setup["config_files"], config_dict,
@@ -232,6 +240,8 @@ def _absolute_config(config_dict, probe, run_dir):
     out = dict(config_dict)
     out["data_path"] = os.path.abspath(out.get("data_path") or probe.external_config_dict.get("data_path") or "dataset/")
     out["domain_cache_dir"] = os.path.join(run_dir, "domains")
+    out["protocol_dir"] = os.path.join(run_dir, "protocols")  # built once by the driver, read by every trial
+    out["data_seed"] = data_seed_of(probe)  # every trial: the same data; only its training seed differs
     if out.get("source_checkpoint") or probe["source_checkpoint"]:
         out["source_checkpoint"] = os.path.abspath(out.get("source_checkpoint") or probe["source_checkpoint"])
     return out
@@ -247,6 +257,9 @@ def _new_state(model, source, targets, config_files, config_dict, space_path, nu
     model = model or probe["model"]
     source = source or probe["source"]
     targets = scenario_targets(probe, targets or None)
+    from ..quick_start import check_domains
+
+    check_domains(probe, targets, "targets", config_dict)
     space = SearchSpace.from_file(space_path or default_space(model))
     if space.metric:
         config_dict["valid_metric"] = space.metric
@@ -325,6 +338,7 @@ def _trial_rows(results, metric, space_trials, ends):
             idx = frame.index[frame[metric] == frame[metric].max()][-1]
             best, best_epoch = float(frame[metric][idx]), int(frame["epoch"][idx])
             model_file, reports = frame["model_file"].iloc[-1], int(frame["epoch"].iloc[-1])
+        fingerprint = frame["fingerprint"].iloc[-1] if frame is not None and "fingerprint" in frame else None
         ended = record.get("outcome", "error")
         if result.error is not None:
             first = str(result.error).strip().splitlines()
@@ -334,7 +348,7 @@ def _trial_rows(results, metric, space_trials, ends):
             "trial_id": trial_id,
             "config": params, "label": describe(params), "best_valid": best, "best_epoch": best_epoch,
             "epochs": reports, "ended": ended, "stopped_early": ended.startswith("stopped"),
-            "model_file": model_file, "path": result.log_dir and str(result.log_dir),
+            "model_file": model_file, "path": result.log_dir and str(result.log_dir), "fingerprint": fingerprint,
         })
     return sorted(rows, key=lambda r: r["index"])
 
@@ -362,19 +376,29 @@ def _baseline_asha(**kwargs):
     return BaselineASHA(**kwargs)
 
 
-def selection_margin(setting, scratch_valid, n_valid):
+def valid_per_user(row, metric):
+    """Per-user validation values of ``metric`` ('valid_hit@10') at a trial's best epoch (its checkpoint)."""
+    from ..trainer import load_checkpoint
+
+    values = (load_checkpoint(row["model_file"]).get("valid_per_user") or {}).get(metric.replace("valid_", "", 1))
+    if values is None:
+        raise TransferError(f"trial {row['label']}: its checkpoint holds no per-user validation values")
+    return np.asarray(values, dtype=np.float64)
+
+
+def selection_margin(setting, differences):
     """How much a transfer trial's validation metric must exceed the best no-transfer trial's to win.
-    ``se``: one standard error of a per-user mean of a metric in [0, 1] with mean s over n users,
-    sqrt(s (1 - s) / n) (exact for HR, an upper bound for NDCG/MRR/... by the Bhatia-Davis inequality)."""
+    ``se``: one paired standard error, sd(d) / sqrt(n) of the per-user validation differences d (both trials
+    are scored on the same users and candidates); a number: that margin."""
     if setting == "se":
-        s = min(max(float(scratch_valid), 0.0), 1.0)
-        return math.sqrt(s * (1.0 - s) / max(int(n_valid), 1))
+        return paired_se(differences)
     return float(setting)
 
 
-def choose_winner(rows, setting="se", n_valid=1):
+def choose_winner(rows, setting="se", differences=None):
     """The winning row and why: the best validation metric (ties: the earlier trial, no transfer first),
-    unless it is a transfer trial that beats the best no-transfer trial by no more than the margin."""
+    unless it is a transfer trial that beats the best no-transfer trial by no more than the margin.
+    ``differences(best, scratch)``: their per-user validation differences (needed by ``se``)."""
     scored = [r for r in rows if r["best_valid"] is not None and not r["ended"].startswith("error")]
     if not scored:
         return None, "no trial reported a validation metric"
@@ -383,7 +407,7 @@ def choose_winner(rows, setting="se", n_valid=1):
     if is_no_transfer(best["config"]) or not scratch:
         return best, "best validation metric"
     base = max(scratch, key=lambda r: (r["best_valid"], -r["index"]))
-    margin = selection_margin(setting, base["best_valid"], n_valid)
+    margin = selection_margin(setting, differences(best, base) if setting == "se" else None)
     lead = best["best_valid"] - base["best_valid"]
     if lead <= margin:
         return base, f"{best['label']} led no transfer by {lead:.4f} <= margin {margin:.4f}: no transfer kept"
@@ -503,8 +527,10 @@ def _search_target(state, run_dir, target, space, trials, pretrained, emit, resu
     table = trial_table(rows, metric)
     out = {"target": target, "metric": metric, "rows": rows, "table": table, "trials": len(rows),
            "trial_epochs": sum(r["epochs"] for r in rows), "errors": sum(r["ended"].startswith("error") for r in rows)}
-    best, why = choose_winner(rows, space.scratch_margin, n_valid)
-    out.update(n_valid=n_valid, selection=why)
+    best, why = choose_winner(rows, space.scratch_margin, lambda a, b: valid_per_user(a, metric) - valid_per_user(b, metric))
+    fingerprint = data.fingerprint()  # every trial that reported must have been scored on the driver's data
+    out.update(n_valid=n_valid, selection=why, fingerprint=fingerprint,
+               same_split=all(r["fingerprint"] == fingerprint for r in rows if r["best_valid"] is not None))
     scratch = [r for r in rows if is_no_transfer(r["config"]) and r["best_valid"] is not None]
     out["scratch_valid"] = max((r["best_valid"] for r in scratch), default=None)
     if best is None:

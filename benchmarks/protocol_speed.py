@@ -1,0 +1,117 @@
+"""Benchmark: the evaluation protocol's cache, off and on, on the default scenario's arms.
+
+The default ml-100k scenario (source drama, 5 sparse targets, no transfer + config-1..7), one seed. Every
+(target, arm) runs twice, the two modes interleaved (off/on, then on/off for the next arm) to cancel drift:
+
+- ``protocol_cache: False``: the split is recomputed for the run and every validation redraws its 99
+  negatives per user through RecBole's sampler (under the protocol's fixed generator: the same
+  candidates), which is what each epoch cost before the protocol existed;
+- ``protocol_cache: True``: the protocol is read from disk (the first arm of a target writes it) and the
+  collated evaluation batches are replayed from memory.
+
+Both modes must give identical metrics (checked per arm, printed). Reported per target and in all: wall
+time per arm (data preparation, training, validation, test), time in training passes and in validation,
+and the epoch-time ratio (training + validation) / training.
+
+    OMP_NUM_THREADS=1 python benchmarks/protocol_speed.py
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from recbole_transfer.quick_start import pretrain_source, run_transfer
+from recbole_transfer.scenario import DEFAULT_SCENARIO
+from recbole_transfer.transfer import ARMS
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TARGETS = ["action", "comedy", "dark", "family", "other"]
+
+
+def one_arm(target, arm, cache, keys, pretrained):
+    start = time.perf_counter()
+    result = run_transfer("TransferMLP", None, target, [DEFAULT_SCENARIO], {**keys, "transfer": arm, "protocol_cache": cache},
+                          pretrained=pretrained, saved=True, verbose=False, log=False)
+    wall = time.perf_counter() - start
+    seconds = result["epoch_seconds"]
+    return {"target": target, "arm": arm, "cache": cache, "wall_s": wall, "fit_s": result["fit_seconds"],
+            "train_s": float(sum(seconds["train"])), "valid_s": float(sum(seconds["valid"])),
+            "epochs": result["epochs_run"], "test": dict(result["test_result"]), "valid": dict(result["best_valid_result"]),
+            "test_per_user": result["test_per_user"]}
+
+
+def table(rows):
+    lines = ["| target | arms | wall s per arm, cache off | wall s per arm, cache on | speed-up | valid s per epoch, off | "
+             "valid s per epoch, on | train s per epoch | epoch time / training pass, cache on | metrics identical |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    groups = {t: [r for r in rows if r["target"] == t] for t in dict.fromkeys(r["target"] for r in rows)}
+    groups["**all**"] = rows
+    for target, group in groups.items():
+        off = [r for r in group if not r["cache"]]
+        on = [r for r in group if r["cache"]]
+        epochs_off, epochs_on = sum(r["epochs"] for r in off), sum(r["epochs"] for r in on)
+        train_on = sum(r["train_s"] for r in on)
+        identical = all(a["test"] == b["test"] and a["valid"] == b["valid"] and a["test_per_user"] == b["test_per_user"]
+                        for a, b in zip(off, on))
+        lines.append(
+            f"| {target} | {len(on)} | {np.mean([r['wall_s'] for r in off]):.2f} | {np.mean([r['wall_s'] for r in on]):.2f} | "
+            f"{sum(r['wall_s'] for r in off) / sum(r['wall_s'] for r in on):.2f}x | "
+            f"{sum(r['valid_s'] for r in off) / epochs_off:.4f} | {sum(r['valid_s'] for r in on) / epochs_on:.4f} | "
+            f"{train_on / epochs_on:.4f} | {(train_on + sum(r['valid_s'] for r in on)) / train_on:.2f} | "
+            f"{'yes' if identical else 'NO'} |"
+        )
+    return "\n".join(lines)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seed", type=int, default=2020)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--targets", nargs="+", default=TARGETS)
+    p.add_argument("--arms", nargs="+", default=list(ARMS))
+    p.add_argument("--out", default=os.path.join(HERE, "results", "protocol_speed"))
+    args = p.parse_args()
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(args.threads)
+    work = tempfile.mkdtemp(prefix="protocol_speed-")
+    keys = {"seed": args.seed, "num_threads": args.threads, "protocol_dir": os.path.join(work, "protocols"),
+            "checkpoint_dir": os.path.join(work, "saved"), "domain_cache_dir": os.path.join(work, "domains")}
+    pretrained = pretrain_source("TransferMLP", "drama", [DEFAULT_SCENARIO], keys, verbose=False)
+    rows, flip = [], False
+    for target in args.targets:
+        for arm in args.arms:
+            for cache in ((True, False) if flip else (False, True)):
+                rows.append(one_arm(target, arm, cache, keys, pretrained))
+            flip = not flip
+            on, off = rows[-1] if rows[-1]["cache"] else rows[-2], rows[-2] if rows[-1]["cache"] else rows[-1]
+            print(f"{target:<7} {arm:<9} off {off['wall_s']:.2f}s  on {on['wall_s']:.2f}s  "
+                  f"test {on['test']} {'==' if on['test'] == off['test'] else '!='} {off['test']}", flush=True)
+    shutil.rmtree(work, ignore_errors=True)
+    text = (
+        "# Protocol cache: time per arm, off vs on (default scenario)\n\n"
+        f"command: `OMP_NUM_THREADS={args.threads} python benchmarks/protocol_speed.py`  \n"
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} torch thread(s); "
+        f"seed {args.seed}; every arm run with the cache off and on, interleaved; wall s = data preparation, "
+        "training, validation and test of the arm (the source is trained once, before)\n\n" + table(rows) + "\n\n"
+        "Goals: >= 2x faster per arm with the cache; epoch time (training + validation) <= 1.3 x the training pass.\n"
+    )
+    print("\n" + text)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out + ".md", "w", encoding="utf-8") as f:
+        f.write(text)
+    with open(args.out + ".json", "w", encoding="utf-8") as f:
+        json.dump([{k: v for k, v in r.items() if k != "test_per_user"} for r in rows], f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

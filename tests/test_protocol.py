@@ -1,0 +1,126 @@
+"""The evaluation protocol: one split and one set of candidates per (domain content, data_seed), shared by every
+arm, trial and evaluation; thinning of training interactions only; the cache as a pure speed-up."""
+
+import numpy as np
+import pytest
+
+from recbole_transfer import pretrain_source, run_transfer
+from recbole_transfer.importance import layer_importance
+from recbole_transfer.quick_start import domain_config, load_transfer_model, prepare_domain
+from recbole_transfer.scenario import run_scenario
+from recbole_transfer.trainer import TransferTrainer
+
+
+def eval_batches(data):
+    """(users, items) of every validation and test batch, in order: what the evaluator scores."""
+    uid, iid = data.dataset.uid_field, data.dataset.iid_field
+    out = []
+    for loader in (data.valid_data, data.test_data):
+        for interaction, *_ in loader:
+            out.append((interaction[uid].numpy().copy(), interaction[iid].numpy().copy()))
+    return out
+
+
+def same_batches(a, b):
+    return len(a) == len(b) and all(np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1]) for x, y in zip(a, b))
+
+
+def test_every_arm_shares_the_data_of_its_seed_and_data_seeds_differ(small_domains):
+    rows = run_scenario("TransferMLP", "src", ["tgt"], None, small_domains, arms=["none", "config-1", "config-6"],
+                        seeds=[1, 2])
+    for seed in (1, 2):
+        prints = {r["fingerprint"] for r in rows if r["seed"] == seed}
+        assert len(prints) == 1  # every arm: the same train / valid / test and candidates
+    assert len({r["fingerprint"] for r in rows}) == 2  # two data seeds: two splits
+    for row in rows:  # per-user values are RecBole's metric, user by user
+        assert np.mean(row["test_per_user"]["hit@10"]) == pytest.approx(row["test_hit@10"], abs=5e-5)
+        assert len(row["test_per_user"]["ndcg@10"]) == len(row["valid_per_user"]["ndcg@10"]) > 0
+    # a fixed data_seed: the training seed varies, the data does not
+    fixed = run_scenario("TransferMLP", "src", ["tgt"], None, {**small_domains, "data_seed": 11}, arms=["none"], seeds=[1, 2])
+    assert fixed[0]["fingerprint"] == fixed[1]["fingerprint"] and fixed[0]["data_seed"] == fixed[1]["data_seed"] == 11
+    assert fixed[0]["valid_curve"] != fixed[1]["valid_curve"]  # trained differently
+
+
+def test_a_model_evaluated_twice_and_layer_importance_run_twice_give_identical_results(small_domains):
+    result = run_transfer("TransferMLP", None, "tgt", None, {**small_domains, "epochs": 2}, verbose=False, log=False)
+    config, model, _, _, valid, test = load_transfer_model(result["model_file"])
+    trainer = TransferTrainer(config, model, stage="analysis")
+    first = dict(trainer.evaluate(valid, load_best_model=False))
+    assert [dict(trainer.evaluate(valid, load_best_model=False)) for _ in range(3)] == [first] * 3
+    assert dict(trainer.evaluate(test, load_best_model=False)) == dict(result["test_result"])  # reload: same test
+    base_a, rows_a = layer_importance(config, model, valid)
+    base_b, rows_b = layer_importance(config, model, valid)
+    assert base_a == base_b and rows_a == rows_b
+
+
+def test_thinning_keeps_valid_test_and_candidates_and_nests_the_training_rows(workdir):
+    keys = {"domain_cache_dir": "cache", "data_seed": 3}
+    from recbole_transfer.scenario import DEFAULT_SCENARIO
+
+    seen = {}
+    for fraction in (1.0, 0.5, 0.2, 0.1):
+        data = prepare_domain(domain_config("TransferMLP", "action", [DEFAULT_SCENARIO], {**keys, "keep_fraction": fraction}))
+        seen[fraction] = (data.protocol.rows, eval_batches(data))
+    rows_full, batches_full = seen[1.0]
+    for fraction in (0.5, 0.2, 0.1):
+        rows, batches = seen[fraction]
+        assert np.array_equal(rows["valid"], rows_full["valid"]) and np.array_equal(rows["test"], rows_full["test"])
+        assert same_batches(batches, batches_full)  # the same users, positives and 99 negatives
+        assert np.array_equal(rows["train_full"], rows_full["train"])
+    sizes = [len(seen[f][0]["train"]) for f in (1.0, 0.5, 0.2, 0.1)]
+    assert sizes == sorted(sizes, reverse=True) and sizes[1] < 0.6 * sizes[0]
+    assert set(seen[0.1][0]["train"]) <= set(seen[0.2][0]["train"]) <= set(seen[0.5][0]["train"])  # nested
+
+
+def test_thinning_is_keyed_by_content_and_data_seed_not_by_the_domain_name(workdir):
+    rule = {"base": "ml-100k", "items": {"field": "class", "values": ["Action"], "match": "first"},
+            "user_split": {"parts": 2, "keep": [1]}, "prefix_ids": True, "keep_fraction": 0.2}
+    keys = {"domain_cache_dir": "cache", "domains": {"act_a": rule, "act_b": rule}}
+    a = prepare_domain(domain_config("TransferMLP", "act_a", None, {**keys, "data_seed": 1}))
+    b = prepare_domain(domain_config("TransferMLP", "act_b", None, {**keys, "data_seed": 1}))
+    c = prepare_domain(domain_config("TransferMLP", "act_a", None, {**keys, "data_seed": 2}))
+    assert a.dataset.field2id_token["item_id"][1] != b.dataset.field2id_token["item_id"][1]  # other names, other tokens
+    for part in ("train", "valid", "test"):
+        assert np.array_equal(a.protocol.rows[part], b.protocol.rows[part])
+        assert not np.array_equal(a.protocol.rows[part], c.protocol.rows[part])
+    assert same_batches(eval_batches(a), eval_batches(b))
+
+
+def test_cached_and_uncached_protocols_give_identical_metrics(small_domains, workdir):
+    keys = {**small_domains, "epochs": 3, "transfer": "none"}
+    cached = run_transfer("TransferMLP", None, "tgt", None, keys, verbose=False, log=False)
+    assert list((workdir / "saved" / "protocols").glob("*.npz"))  # written once ...
+    again = run_transfer("TransferMLP", None, "tgt", None, keys, verbose=False, log=False)  # ... read back
+    uncached = run_transfer("TransferMLP", None, "tgt", None, {**keys, "protocol_cache": False}, verbose=False, log=False)
+    for other in (again, uncached):
+        assert dict(other["test_result"]) == dict(cached["test_result"])
+        assert dict(other["best_valid_result"]) == dict(cached["best_valid_result"])
+        assert other["test_per_user"] == cached["test_per_user"] and other["valid_curve"][0][2] == cached["valid_curve"][0][2]
+        assert other["fingerprint"] == cached["fingerprint"]
+
+
+def test_recbole_trainer_on_the_protocol_gives_the_pipeline_metrics(small_domains):
+    """The plugin changes the data protocol, not training: RecBole's own Trainer on the same dataloaders
+    gives exactly our pipeline's metrics for no transfer."""
+    from recbole.trainer import Trainer
+
+    from recbole_transfer.quick_start import build_model
+
+    keys = {**small_domains, "transfer": "none"}
+    ours = run_transfer("NeuMF", None, "tgt", None, keys, saved=False, verbose=False, log=False)
+    data = prepare_domain(domain_config("NeuMF", "tgt", None, keys))
+    trainer = Trainer(data.config, build_model(data))
+    best_valid = trainer.fit(data.train_data, data.valid_data, saved=False, verbose=False)[1]
+    assert dict(best_valid) == dict(ours["best_valid_result"])
+    assert dict(trainer.evaluate(data.test_data, load_best_model=False)) == dict(ours["test_result"])
+
+
+def test_source_and_target_protocols_follow_data_seed(small_domains):
+    src_a = pretrain_source("TransferMLP", "src", None, {**small_domains, "epochs": 1, "data_seed": 4, "seed": 1}, verbose=False)
+    src_b = pretrain_source("TransferMLP", "src", None, {**small_domains, "epochs": 1, "data_seed": 4, "seed": 2}, verbose=False)
+    from recbole_transfer.trainer import load_checkpoint
+
+    prints = [load_checkpoint(s.model_file)["fingerprint"] for s in (src_a, src_b)]
+    assert prints[0] == prints[1]  # the source stage too: same data_seed, same data, whatever the training seed
+    config = domain_config("TransferMLP", "tgt", None, {**small_domains, "seed": 9})
+    assert config["data_seed"] is None and prepare_domain(config).protocol.meta["args"]["data_seed"] == 9  # default: seed
