@@ -10,9 +10,10 @@ averaged over users, then over the test periods; "warm" keeps users seen before 
   20 picks per user per period, 8 periods, taste = long-term factor + a drift that moves steadily
   (trend 0.3) plus noise (0.3)); periods 1-3 validate, 4-7 test; 20 epochs per period.
 
-Per seed, the planted data is drawn under that seed as well. Ablation row "SML, random Θ": SML with the
-paper's random initialisation of the transfer (``sml_theta_init: random``) instead of the identity fit.
-One torch thread.
+Per seed, the planted data is drawn under that seed as well. Ablation rows: "SML, random Θ", SML with the
+paper's random initialisation of the transfer (``sml_theta_init: random``) instead of the identity fit;
+"SML, no Step 2", SML with Θ never trained on the next period (``sml_rounds: 0``: f_Θ stays the identity fit,
+so what remains is Step 1 through it). One torch thread.
 
     OMP_NUM_THREADS=1 python benchmarks/sml_retraining.py                     # both settings, 3 seeds
     OMP_NUM_THREADS=1 python benchmarks/sml_retraining.py --settings drift --seeds 2020 --out /tmp/q
@@ -51,10 +52,11 @@ def run_setting(name, seed, folder):
     start = time.time()
     show = lambda line: print(f"  [{name} seed {seed}] {line}", flush=True)  # noqa: E731
     rows = run_periodic(TransferConfig("SML", name, None, keys), progress=show)
-    ablation = run_periodic(TransferConfig("SML", name, None, {**keys, "sml_theta_init": "random"}), ["sml"], progress=show)
-    for r in ablation:
-        r["method"] = "SML, random Θ"
-    rows += ablation
+    for label, extra in (("SML, random Θ", {"sml_theta_init": "random"}), ("SML, no Step 2", {"sml_rounds": 0})):
+        ablation = run_periodic(TransferConfig("SML", name, None, {**keys, **extra}), ["sml"], progress=show)
+        for r in ablation:
+            r["method"] = label
+        rows += ablation
     for r in rows:
         r["setting"] = name
     print(f"  [{name} seed {seed}] {time.time() - start:.0f}s", flush=True)

@@ -153,19 +153,13 @@ class Protocol:
     def dataloaders(self, config, dataset):
         """RecBole's train / valid / test dataloaders on this protocol (RecBole's dataloader and sampler
         classes; the evaluation ones replay the protocol's candidates)."""
-        if config["worker"]:
-            raise TransferConfigError(
-                f"worker={config['worker']!r}: the evaluation protocol draws its candidates in the main process; set worker: 0"
-            )
         dataset._drop_unused_col()
         parts = {name: dataset.copy(dataset.inter_feat[torch.as_tensor(idx, dtype=torch.long)])
                  for name, idx in self.rows.items()}
-        full = [parts["train_full"], parts["valid"], parts["test"]]
-        thinned = [parts["train"], parts["valid"], parts["test"]]
-        train_sampler = create_samplers(config, dataset, thinned)[0]
-        # evaluation candidates exclude every interaction of the domain, thinned-away ones included
-        eval_samplers = create_samplers(config, dataset, full)[1:] if len(self.rows["train"]) != len(self.rows["train_full"]) \
-            else create_samplers(config, dataset, thinned)[1:]
+        train_sampler, *eval_samplers = create_samplers(config, dataset, [parts[p] for p in PHASES])
+        if len(self.rows["train"]) != len(self.rows["train_full"]):  # thinned: the evaluation samplers still
+            # exclude every interaction of the domain, thinned-away ones included
+            eval_samplers = create_samplers(config, dataset, [parts["train_full"], parts["valid"], parts["test"]])[1:]
         if config["MODEL_TYPE"] == ModelType.KNOWLEDGE:
             kg_sampler = KGSampler(dataset, config["train_neg_sample_args"]["distribution"],
                                    config["train_neg_sample_args"]["alpha"])
