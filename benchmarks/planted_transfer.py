@@ -7,7 +7,8 @@ source (``signal=0``: users pick items uniformly) is the control: a transfer fro
 knowledge, so any gain it shows is an optimisation effect, not knowledge transfer.
 
 Every arm of a seed trains and is scored on the same split and candidates (the seed is the data seed); the
-paired difference to scratch pools the users of every seed (bootstrap 95 % interval, * = excludes 0).
+paired difference to scratch averages each user's difference over the seeds (bootstrap 95 % interval over
+users, * = excludes 0).
 
 Setting "disjoint" (the paper's): arms scratch, config-1 and config-6 (frozen), config-1 fine-tuned,
 config-1 (frozen) from the noise source. Setting "shared users" (the planted test in tests/test_planted.py):
@@ -32,7 +33,7 @@ import torch
 
 from recbole_transfer.data.synthetic import write_planted_scenario
 from recbole_transfer.quick_start import pretrain_source, run_transfer
-from recbole_transfer.stats import paired_difference, paired_users
+from recbole_transfer.stats import paired_difference, paired_users, user_means
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = "[user_embedding,fc1,fc2,fc3,fc4]"
@@ -95,7 +96,7 @@ def main():
                     )
                     hit = out["test_result"]["hit@10"]
                     row = {"target": "tgt", "arm": name, "seed": seed, "fingerprint": out["fingerprint"],
-                           "test_per_user": out["test_per_user"]}
+                           "test_per_user": out["test_per_user"], "test_users": out["test_users"]}
                     results[name].append((hit, out["epochs_run"], row))
                     print(f"  {name:44s} HR@10 {hit:.4f}  epochs {out['epochs_run']}", flush=True)
         scratch = np.mean([h for h, *_ in results["scratch"]])
@@ -107,8 +108,8 @@ def main():
         for name, *_ in arms:
             hits = np.array([h for h, *_ in results[name]])
             gain = f"{100 * (hits.mean() - scratch) / scratch:+.1f}%" if name != "scratch" else ""
-            diffs = [paired_users(r, base, "test_hit@10") for (*_, r), (*_, base) in zip(results[name], results["scratch"])]
-            paired = paired_difference([np.concatenate(diffs)]).cell() if name != "scratch" else ""
+            pairs = [paired_users(r, base, "test_hit@10") for (*_, r), (*_, base) in zip(results[name], results["scratch"])]
+            paired = paired_difference([user_means(pairs)]).cell() if name != "scratch" else ""
             lines.append(
                 f"| {name} | {hits.mean():.4f} ± {hits.std():.4f} | {' '.join(f'{h:.3f}' for h in hits)} | {gain} | {paired} | "
                 f"{np.mean([e for _, e, _ in results[name]]):.1f} |"

@@ -39,10 +39,10 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 from recbole_transfer.data import Protocol  # noqa: E402
 from recbole_transfer.quick_start import load_transfer_model  # noqa: E402
 from recbole_transfer.scenario import DEFAULT_SCENARIO  # noqa: E402
-from recbole_transfer.stats import paired_difference, paired_se  # noqa: E402
+from recbole_transfer.stats import paired_difference, paired_se, user_means  # noqa: E402
 from recbole_transfer.trainer import TransferTrainer  # noqa: E402
 from recbole_transfer.tune import SearchSpace, run_search  # noqa: E402
-from recbole_transfer.tune.search import choose_winner, valid_per_user  # noqa: E402
+from recbole_transfer.tune.search import choose_winner, valid_differences  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 METRIC = "hit@10"
@@ -61,11 +61,11 @@ def grid_space(path):
 
 
 def evaluate_test(model_file, threads):
-    """Test metric, per-user values and data fingerprint of a checkpoint, on its own protocol."""
+    """Test metric, per-user values, user ids and data fingerprint of a checkpoint, on its own protocol."""
     config, model, _dataset, train, valid, test = load_transfer_model(model_file, {"num_threads": threads})
     trainer = TransferTrainer(config, model, stage="analysis")
     result = trainer.evaluate(test, load_best_model=False)
-    return float(result[METRIC]), trainer.last_per_user[METRIC], Protocol.fingerprint(train, valid, test)
+    return float(result[METRIC]), trainer.last_per_user[METRIC], trainer.last_users, Protocol.fingerprint(train, valid, test)
 
 
 def run(seeds, work, threads):
@@ -107,7 +107,7 @@ def run(seeds, work, threads):
         wanted = group if group[0]["kind"] == "grid" else [pick(group, rule) for rule in RULES]
         for r in wanted:
             if r is not None and r["test"] is None and r["model_file"]:
-                r["test"], r["test_per_user"], r["test_fingerprint"] = evaluate_test(r["model_file"], threads)
+                r["test"], r["test_per_user"], r["test_users"], r["test_fingerprint"] = evaluate_test(r["model_file"], threads)
     return rows
 
 
@@ -119,8 +119,7 @@ def groups(rows):
 
 
 def pick(group, rule):
-    metric = f"valid_{METRIC}"
-    return choose_winner(group, rule, lambda a, b: valid_per_user(a, metric) - valid_per_user(b, metric))[0]
+    return choose_winner(group, rule, valid_differences(f"valid_{METRIC}"))[0]
 
 
 def picks_of(rows):
@@ -170,16 +169,19 @@ def tables(rows):
     by_groups = groups(rows)
 
     def paired(chosen):
+        """Tuned pick minus scratch: per target, each user's difference averaged over the data seeds that
+        tested her; targets as strata."""
         strata = []
         for target in dict.fromkeys(p["target"] for p in chosen):
-            diffs = []
+            pairs = []
             for p in chosen:
                 if p["target"] != target:
                     continue
                 grid, asha = by_groups[(p["data_seed"], "grid", target)], by_groups[(p["data_seed"], "asha", target)]
-                scratch = next(r for r in grid if r["arm"] == "none")
-                diffs.append(np.subtract(pick(asha, "se")["test_per_user"], scratch["test_per_user"]))
-            strata.append(np.concatenate(diffs))
+                scratch, tuned = next(r for r in grid if r["arm"] == "none"), pick(asha, "se")
+                assert scratch["test_users"] == tuned["test_users"], "tuned pick and scratch tested on other users"
+                pairs.append((np.asarray(scratch["test_users"]), np.subtract(tuned["test_per_user"], scratch["test_per_user"])))
+            strata.append(user_means(pairs))
         return paired_difference(strata)
 
     for target in targets + ["**all**"]:

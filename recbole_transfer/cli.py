@@ -107,15 +107,19 @@ def run_scenario_cli(args, config_files, config_dict):
     start = time.time()
     _print("recbole_transfer: scenario " + " ".join(os.path.basename(f) for f in files))
     rows = run_scenario(args.model, args.source, targets, files, config_dict, arms, seeds, progress=_print, verbose=args.verbose)
+    if args.output:  # the runs first: a table that cannot be built must not lose them
+        _write_outputs(args.output, rows, None)
     model = rows[0]["model"] if rows else args.model  # the scenario's model (--model, or its config file's)
+    # the valid_metric first, then the other test metrics the runs computed
+    metrics = list(dict.fromkeys([f"test_{rows[0]['metric']}"] + [k for k in rows[0] if k.startswith("test_") and "@" in k]))
     if uses_patches(model):  # fine-tuning methods (PeterRec): the method x task table, each task's own metric
         tables, plotted = method_table(rows) + "\n\n" + method_paired_table(rows), None
     elif uses_shared_modules(model):  # one source, many targets (MMTNet): per target, macro, wall time
-        tables = one_to_many_table(rows) + "\n\n" + paired_table(rows) + "\n\n" + paired_table(rows, "test_ndcg@10")
-        plotted = "test_hit@10"
+        tables = "\n\n".join([one_to_many_table(rows, metrics)] + [paired_table(rows, m) for m in metrics])
+        plotted = metrics[0]
     else:
-        tables = "\n\n".join([gain_table(rows), gain_table(rows, metric="test_ndcg@10"), paired_table(rows)])
-        plotted = "test_hit@10"
+        tables = "\n\n".join([gain_table(rows, m) for m in metrics] + [paired_table(rows, metrics[0])])
+        plotted = metrics[0]
     _print("\n" + tables + f"\n\ntotal wall time {time.time() - start:.0f}s")
     if args.output:
         _write_outputs(args.output, rows, tables)
@@ -128,9 +132,10 @@ def _write_outputs(prefix, rows, tables):
     """``<prefix>.json`` (the rows) and ``<prefix>.md`` (the tables)."""
     os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
     with open(prefix + ".json", "w", encoding="utf-8") as f:
-        json.dump(rows, f, indent=1)
-    with open(prefix + ".md", "w", encoding="utf-8") as f:
-        f.write(tables + "\n")
+        json.dump(rows, f)
+    if tables is not None:
+        with open(prefix + ".md", "w", encoding="utf-8") as f:
+            f.write(tables + "\n")
 
 
 def run_search_cli(args, config_files, config_dict):

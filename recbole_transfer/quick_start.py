@@ -46,11 +46,7 @@ class DomainData:
 
     def user_counts(self):
         """Interactions per user of the domain as trained and evaluated (training thinned, valid, test)."""
-        datasets = [self.train_data._dataset, self.valid_data._dataset, self.test_data._dataset]
-        uid = datasets[0].uid_field
-        ids = np.concatenate([d.inter_feat[uid].numpy() for d in datasets])
-        counts = np.bincount(ids)
-        return counts[counts > 0]
+        return user_counts(self.train_data._dataset, self.valid_data._dataset, self.test_data._dataset)
 
 
 @dataclass
@@ -140,12 +136,12 @@ def train_domain(
         trainer.before_epoch = strategy.before_epoch  # e.g. annealing unfreezes after a warm-up
     start = time.time()
     curve = []  # (epoch, seconds since fit start, valid score): for time-to-quality measurements
-    best = {"valid_per_user": None}
+    best = {"valid_per_user": None, "valid_users": None}
 
     def record(epoch_idx, valid_score):
         curve.append((epoch_idx, time.time() - start, float(valid_score)))
         if trainer.cur_step == 0:  # RecBole's early stopping just took this epoch as the best
-            best["valid_per_user"] = trainer.last_per_user
+            best.update(valid_per_user=trainer.last_per_user, valid_users=trainer.last_users)
         if on_epoch is not None:
             last = epoch_idx + trainer.eval_step >= trainer.epochs or trainer.cur_step > trainer.stopping_step
             on_epoch(epoch_idx + 1, trainer, trainer.last_valid_result, last)
@@ -155,10 +151,10 @@ def train_domain(
         callback_fn=record,
     )
     fit_seconds = time.time() - start
-    test_result = test_per_user = None
+    test_result = test_per_user = test_users = None
     if evaluate_test:
         test_result = trainer.evaluate(data.test_data, load_best_model=saved, show_progress=config["show_progress"])
-        test_per_user = trainer.last_per_user
+        test_per_user, test_users = trainer.last_per_user, trainer.last_users
     return {
         "model": model,
         "trainer": trainer,
@@ -172,7 +168,9 @@ def train_domain(
         "transfer_report": report,
         "trainable": strategy.trainable_counts if strategy is not None else None,
         "valid_per_user": best["valid_per_user"],
+        "valid_users": best["valid_users"],
         "test_per_user": test_per_user,
+        "test_users": test_users,
         "epoch_seconds": trainer.epoch_seconds,
     }
 
@@ -209,7 +207,9 @@ def pretrain_source(model, source, config_file_list=None, config_dict=None, verb
             before_fit(pretrained.state_dict, pretrained.id_tokens)
         logger.info("source stage skipped: using %s", checkpoint_path)
         return pretrained
-    overrides = {"epochs": probe["source_epochs"]} if probe["source_epochs"] else None
+    overrides = {"epochs": probe["source_epochs"]} if probe["source_epochs"] else {}
+    # a run's keep_fraction makes sparse TARGETS; the source keeps what its own domain declares
+    overrides["keep_fraction"] = ((probe["domains"] or {}).get(source) or {}).get("keep_fraction", 1.0)
     config = domain_config(model, source, config_file_list, config_dict, key="source", overrides=overrides)
     logger.info("==== stage: source (%s on %s) ====", config["model"], config["dataset"])
     data = prepare_domain(config, key="source")
@@ -327,7 +327,9 @@ def _result(target_config, strategy, data, out, pretrained, relatedness):
         "trainer": out["trainer"],
         "trainable": out["trainable"],
         "valid_per_user": out["valid_per_user"],
+        "valid_users": out["valid_users"],
         "test_per_user": out["test_per_user"],
+        "test_users": out["test_users"],
         "epoch_seconds": out["epoch_seconds"],
         "data_seed": data_seed_of(target_config),
         "fingerprint": out["trainer"].fingerprint,

@@ -6,7 +6,8 @@ the same data: the seed is the replicate's ``data_seed`` (split, thinning, candi
 Arms are layer transfers (``none``, ``config-1``..) for layer-transfer models, or fine-tuning methods
 (``finecls``, ``peterrec/parallel``, ...) for PeterRec.
 
-Tables (mean over seeds; paired differences pool the users of every seed, targets are strata):
+Tables (mean over seeds; a paired difference averages each user's difference over the seeds that evaluated
+her, bootstraps users, and treats targets as strata):
 ``gain_table`` prints the layer-transfer paper's Table 3 shape: target x config, % gain over scratch
 (``*``: the paired 95 % interval excludes 0), the validation-selected arm with its test score and paired
 difference, the test-selected arm labelled *oracle*, and the KL relatedness of the target to the source;
@@ -24,7 +25,7 @@ import numpy as np
 from .config import TransferConfig
 from .errors import TransferConfigError
 from .quick_start import check_domains, pretrain_source, run_transfer
-from .stats import paired_difference, paired_users
+from .stats import paired_difference, paired_users, user_means
 from .transfer import (ARMS, NO_TRANSFER, PATCH_ARMS, SCRATCH_PATCH_ARM, SHARED_ARMS, PatchTransfer, SharedModuleTransfer,
                        arm_overrides, parse_transfer, uses_patches, uses_shared_modules)
 from .utils import property_file
@@ -140,7 +141,8 @@ def run_scenario(
                     "valid_curve": result["valid_curve"], "fingerprint": result["fingerprint"],
                     **{f"test_{k}": v for k, v in (result["test_result"] or {}).items()},
                     **{f"valid_{k}": v for k, v in (result["best_valid_result"] or {}).items()},
-                    "test_per_user": result["test_per_user"], "valid_per_user": result["valid_per_user"],
+                    "test_per_user": result["test_per_user"], "test_users": result["test_users"],
+                    "valid_per_user": result["valid_per_user"], "valid_users": result["valid_users"],
                 }
                 rows.append(row)
                 if progress:
@@ -183,16 +185,18 @@ def _by_key(rows):
 
 
 def paired_vs(rows, arm, baseline, metric, targets=None):
-    """:class:`~recbole_transfer.stats.PairedDiff` of ``arm`` minus ``baseline`` on ``metric`` ('test_hit@10'),
-    users of every seed pooled, one stratum per target (several targets: the macro difference)."""
+    """:class:`~recbole_transfer.stats.PairedDiff` of ``arm`` minus ``baseline`` on ``metric`` ('test_hit@10'):
+    per target, each user's difference averaged over the seeds that evaluated her; one stratum per target
+    (several targets: the macro difference). None when nothing pairs."""
     by = _by_key(rows)
     targets = targets or list(dict.fromkeys(r["target"] for r in rows))
     strata = []
     for target in targets:
-        diffs = [paired_users(by[(s, t, a)], by[(s, t, baseline)], metric)
+        pairs = [paired_users(by[(s, t, a)], by[(s, t, baseline)], metric)
                  for (s, t, a) in by if t == target and a == arm and (s, t, baseline) in by]
-        if diffs:
-            strata.append(np.concatenate(diffs))
+        pairs = [p for p in pairs if p is not None]
+        if pairs:
+            strata.append(user_means(pairs))
     return paired_difference(strata) if strata else None
 
 
@@ -239,11 +243,12 @@ def gain_table(rows, metric="test_hit@10"):
             diff = paired_vs(rows, arm, NO_TRANSFER, metric, [target])
             cells.append(f"{100.0 * (value - base) / base:+.1f}{'*' if diff and diff.excludes_zero else ''}")
         picks = validation_picks(rows, target)
-        picked = float(np.mean([p[metric] for p in picks.values()]))
+        picked = float(np.mean([p.get(metric, np.nan) for p in picks.values()]))
         by = _by_key(rows)
-        strata = [np.concatenate([paired_users(p, by[(s, target, NO_TRANSFER)], metric) for s, p in picks.items()])] \
-            if base is not None else []
-        diff = paired_difference(strata).cell() if strata else "-"
+        pairs = [paired_users(p, by[(s, target, NO_TRANSFER)], metric) for s, p in picks.items()
+                 if (s, target, NO_TRANSFER) in by]
+        pairs = [p for p in pairs if p is not None]
+        diff = paired_difference([user_means(pairs)]).cell() if pairs else "-"
         candidates = {NO_TRANSFER: base or 0.0, **{a: means[(target, a)] for a in arms if (target, a) in means}}
         oracle = max(candidates, key=candidates.get)
         cells += [_pick_label(picks), f"{picked:.4f}", diff, oracle, f"{candidates[oracle]:.4f}",
@@ -271,9 +276,9 @@ def paired_table(rows, metric="test_hit@10", baseline=None):
             cells.append(diff.cell() if diff else "-")
         lines.append(cells)
     n = [paired_vs(rows, a, baseline, metric, [t]) for t in targets[:1] for a in arms[:1]]
-    users = f"; {n[0].n} paired users in {targets[0]}" if n and n[0] else ""
-    title = (f"Paired difference of {short} to {baseline} (test): mean over users and seeds [bootstrap 95 % interval]"
-             f"{users}; * = the interval excludes 0; macro = mean over targets")
+    users = f"; {n[0].n} users in {targets[0]}" if n and n[0] else ""
+    title = (f"Paired difference of {short} to {baseline} (test): mean over users of each user's difference averaged "
+             f"over seeds [bootstrap 95 % interval over users]{users}; * = the interval excludes 0; macro = mean over targets")
     return title + "\n\n" + _markdown(["target"] + arms, lines, str.rjust)
 
 

@@ -1,10 +1,12 @@
 """Paired comparisons of arms scored on the same users and candidates.
 
 Arms of one replicate share the protocol (split and candidates), so each evaluated user gives a paired
-difference d_u = metric_u(arm) - metric_u(baseline). Replicates (data seeds) pool their users; targets are
-strata. :func:`paired_difference` returns the mean difference with a bootstrap 95 % interval (users
-resampled within each stratum) and its standard error; a macro difference over several targets is the
-mean of the targets' mean differences.
+difference d_u = metric_u(arm) - metric_u(baseline). Replicates (seeds) are pooled per user: a user who is
+evaluated in several seeds (leave-one-out tests every user in every seed; a fixed data_seed repeats the
+same users and candidates) contributes the mean of her differences, so the bootstrap resamples users, the
+independent unit, not (seed, user) rows. Targets are strata. :func:`paired_difference` returns the mean
+difference with a bootstrap 95 % interval (users resampled within each stratum) and its standard error; a
+macro difference over several targets is the mean of the targets' mean differences.
 """
 
 from dataclasses import dataclass
@@ -62,19 +64,35 @@ def paired_difference(strata, n_boot=BOOTSTRAP, seed=0, level=LEVEL):
 
 
 def per_user(row, key):
-    """Per-user values of ``key`` ('test_hit@10', 'valid_ndcg@10', ...) of a result row."""
+    """(user ids, per-user values) of ``key`` ('test_hit@10', 'valid_ndcg@10', ...) of a result row, or
+    None when the row has no per-user values of that metric."""
     phase, metric = key.split("_", 1)
     values = (row.get(f"{phase}_per_user") or {}).get(metric)
     if values is None:
-        raise TransferError(f"row {row.get('target')}/{row.get('arm')}: no per-user {key} (paired statistics need it)")
-    return np.asarray(values, dtype=np.float64)
+        return None
+    users = row.get(f"{phase}_users")
+    users = np.arange(len(values)) if users is None else np.asarray(users, dtype=np.int64)
+    return users, np.asarray(values, dtype=np.float64)
 
 
 def paired_users(row, base, key):
-    """Per-user differences ``row - base`` of ``key``; both must have been scored on the same data."""
+    """(user ids, per-user differences ``row - base``) of ``key``; both rows must have been scored on the same
+    data. None when either has no per-user values of ``key``."""
     if row.get("fingerprint") != base.get("fingerprint"):
         raise TransferError(
             f"{row.get('target')}: arms {row.get('arm')!r} and {base.get('arm')!r} (seed {row.get('seed')}) were scored on "
             f"different data (fingerprints {row.get('fingerprint')} vs {base.get('fingerprint')}); they cannot be paired"
         )
-    return per_user(row, key) - per_user(base, key)
+    a, b = per_user(row, key), per_user(base, key)
+    if a is None or b is None:
+        return None
+    return a[0], a[1] - b[1]
+
+
+def user_means(pairs):
+    """Per-user mean of the differences in ``pairs`` [(user ids, differences), ...] (one pair per seed): the
+    unit a bootstrap over users resamples."""
+    users = np.concatenate([u for u, _ in pairs])
+    diffs = np.concatenate([d for _, d in pairs])
+    unique, inverse = np.unique(users, return_inverse=True)
+    return np.bincount(inverse, weights=diffs) / np.bincount(inverse)

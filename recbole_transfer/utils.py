@@ -51,15 +51,16 @@ def listish(value):
 
 @contextlib.contextmanager
 def fixed_rng(seed):
-    """Seed python, numpy and torch for a block, then restore their previous states (the caller's random
-    streams, e.g. training negatives, are not consumed by what runs inside)."""
-    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    """Seed python, numpy and torch (CPU and every CUDA device) for a block, then restore their previous
+    states: the caller's random streams (training negatives, dropout) are neither consumed nor reseeded."""
+    states = random.getstate(), np.random.get_state()
     random.seed(seed)
     np.random.seed(seed)
-    torch.manual_seed(seed)
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     try:
-        yield
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            yield
     finally:
         random.setstate(states[0])
         np.random.set_state(states[1])
-        torch.set_rng_state(states[2])

@@ -69,6 +69,13 @@ BAD = [
      "GRU4Rec is a sequential model and RecBole splits its sequences in time order only; set eval_args.order: TO"),
     (["--model=GRU4Rec", "--source=src", "--target=tgt", "--train_neg_sample_args={'distribution': 'uniform', 'sample_num': 1}"],
      "should be None when the loss_type is CE.; set train_neg_sample_args: ~"),
+    (["--model=GRU4Rec", "--source=src", "--target=tgt", "--keep_fraction=0.5"],
+     "GRU4Rec is a sequential model; RecBole builds each training row's item history before the split"),
+    (["--model=TransferMLP", "--source=src", "--target=tgt",
+      "--eval_args={'split': {'LS': 'valid_only'}, 'group_by': 'user', 'order': 'RO', 'mode': 'uni99'}"],
+     "a run needs a validation part (early stopping, selection) and a test part"),
+    (["--model=TransferMLP", "--source=src", "--target=tgt", "--protocol_dir=blocker/protocols"],
+     "protocol_dir='blocker/protocols': cannot write the protocol there"),
 ]
 
 
@@ -133,7 +140,7 @@ def test_a_sequential_recbole_model_runs_layer_transfer_on_derived_ml100k_domain
         "  west_drama: {base: ml-100k, users: {field: zip_code, values: ['9'], match: prefix},"
         " items: {field: class, values: [Drama], match: first}}\n"
         "  west_comedy: {base: ml-100k, users: {field: zip_code, values: ['9'], match: prefix},"
-        " items: {field: class, values: [Comedy], match: first}, keep_fraction: 0.5}\n"
+        " items: {field: class, values: [Comedy], match: first}, time: {start: '1997-11-01'}}\n"
     )
     code, out, err = run_main(["--model=GRU4Rec", "--source=west_drama", "--target=west_comedy", "--transfer=[gru_layers]",
                                "--config_files=west.yaml", "--epochs=2", "--MAX_ITEM_LIST_LENGTH=20"], capsys)

@@ -124,3 +124,51 @@ def test_source_and_target_protocols_follow_data_seed(small_domains):
     assert prints[0] == prints[1]  # the source stage too: same data_seed, same data, whatever the training seed
     config = domain_config("TransferMLP", "tgt", None, {**small_domains, "seed": 9})
     assert config["data_seed"] is None and prepare_domain(config).protocol.meta["args"]["data_seed"] == 9  # default: seed
+
+
+def test_paired_intervals_count_each_user_once_across_seeds(small_domains):
+    """With a fixed data_seed every seed tests the same users: the interval must not count them twice."""
+    from recbole_transfer.scenario import paired_vs
+
+    rows = run_scenario("TransferMLP", "src", ["tgt"], None, {**small_domains, "data_seed": 3}, arms=["none", "config-6"],
+                        seeds=[1, 2])
+    users = rows[0]["test_users"]
+    assert rows[2]["test_users"] == users and len(set(users)) == len(users)
+    both = paired_vs(rows, "config-6", "none", "test_hit@10")
+    per_seed = [np.subtract(rows[i + 1]["test_per_user"]["hit@10"], rows[i]["test_per_user"]["hit@10"]) for i in (0, 2)]
+    assert both.n == len(users)  # users, not (seed, user) rows
+    assert both.mean == pytest.approx(np.mean((per_seed[0] + per_seed[1]) / 2))
+
+
+def test_fixed_rng_leaves_the_callers_random_streams_where_they_were():
+    import random
+
+    import torch
+
+    from recbole_transfer.utils import fixed_rng
+
+    def draw():
+        return random.random(), float(np.random.rand()), float(torch.rand(1))
+
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    expected = draw()
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    with fixed_rng(5):
+        inside = draw()
+    assert draw() == expected and inside != expected
+    with fixed_rng(5):
+        assert draw() == inside  # the block's own draws are fixed
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_fixed_rng_leaves_the_cuda_streams_where_they_were():
+    import torch
+
+    from recbole_transfer.utils import fixed_rng
+
+    torch.cuda.manual_seed_all(1)
+    expected = torch.rand(3, device="cuda")
+    torch.cuda.manual_seed_all(1)
+    with fixed_rng(5):
+        torch.rand(3, device="cuda")
+    assert torch.equal(torch.rand(3, device="cuda"), expected)

@@ -48,15 +48,22 @@ def test_tables_pair_arms_user_by_user_and_label_the_oracle(small_domains, tmp_p
     rows = run_scenario("TransferMLP", "src", ["tgt"], None, dict(small_domains), arms=["none", "config-1", "config-6"],
                         seeds=[1, 2])
     by = {(r["seed"], r["arm"]): r for r in rows}
-    diffs = np.concatenate([np.subtract(by[(s, "config-1")]["test_per_user"]["hit@10"], by[(s, "none")]["test_per_user"]["hit@10"])
-                            for s in (1, 2)])
-    assert f"{diffs.mean():+.4f} [" in paired_table(rows).splitlines()[4]  # the mean of the per-user differences
+    users = {}  # each user's differences over the seeds that tested her (leave-one-out: every user, every seed)
+    for s in (1, 2):
+        diffs = np.subtract(by[(s, "config-1")]["test_per_user"]["hit@10"], by[(s, "none")]["test_per_user"]["hit@10"])
+        for user, d in zip(by[(s, "none")]["test_users"], diffs):
+            users.setdefault(user, []).append(d)
+    expected = np.mean([np.mean(d) for d in users.values()])
+    assert f"{expected:+.4f} [" in paired_table(rows).splitlines()[4].split("|")[2]
     picks = validation_picks(rows, "tgt")
     for seed, pick in picks.items():  # the arm a user would deploy: best validation score of its seed
         assert pick["valid_hit@10"] == max(r["valid_hit@10"] for r in rows if r["seed"] == seed)
     table = gain_table(rows)
     assert "oracle arm (test-selected)" in table and "an upper bound, not a finding" in table
-    assert f"{np.mean([p['test_hit@10'] for p in picks.values()]):.4f}" in table.splitlines()[4]
+    header, _, cells = [[c.strip() for c in line.split("|")] for line in table.splitlines()[2:5]]
+    assert cells[header.index("its HR@10")] == f"{np.mean([p['test_hit@10'] for p in picks.values()]):.4f}"
+    oracle = max(("none", "config-1", "config-6"), key=lambda a: np.mean([by[(s, a)]["test_hit@10"] for s in (1, 2)]))
+    assert cells[header.index("oracle arm (test-selected)")] == oracle
     png = forest_plot(rows, str(tmp_path / "forest.png"))
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 

@@ -22,7 +22,7 @@ import yaml
 
 from recbole_transfer.data.synthetic import write_planted_domain
 from recbole_transfer.tune import SearchSpace
-from recbole_transfer.tune.search import choose_winner, selection_margin, valid_per_user
+from recbole_transfer.tune.search import choose_winner, selection_margin, valid_differences, valid_per_user
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "run_recbole_transfer.py")
@@ -101,14 +101,13 @@ def test_best_configuration_lies_in_the_space_and_is_tested_once(search):
     space = SearchSpace.from_file(str(search["work"] / "space.yaml"))
     assert result["best"]["config"] in space.trials(7)
     # Chosen on validation only: the best trial, or no transfer if the best leads it by <= one paired SE.
-    def differences(a, b):
-        return valid_per_user(a, result["metric"]) - valid_per_user(b, result["metric"])
-
+    differences = valid_differences(result["metric"])
     assert result["n_valid"] == 80 and result["best"] == choose_winner(result["rows"], "se", differences)[0]
     scored = [r for r in result["rows"] if r["best_valid"] is not None]
     top = max(scored, key=lambda r: r["best_valid"])
     scratch = [r for r in scored if r["config"].get("transfer", "none") == "none"][0]
-    assert len(valid_per_user(top, result["metric"])) == 80  # one paired value per validation user
+    fingerprint, values = valid_per_user(top, result["metric"])
+    assert len(values) == 80 and fingerprint == result["fingerprint"]  # one paired value per validation user
     assert result["best"]["best_valid"] >= top["best_valid"] - selection_margin("se", differences(top, scratch))
     assert set(result["test_result"]) == {"hit@10", "ndcg@10"}
     assert "best configuration" in search["proc"].stdout and "reproduce:" in search["proc"].stdout
@@ -119,8 +118,11 @@ def test_every_trial_is_scored_on_the_drivers_split_and_candidates(search):
     ran = [r for r in result["rows"] if r["best_valid"] is not None]
     assert len(ran) == 3 and {r["fingerprint"] for r in ran} == {result["fingerprint"]}
     assert result["same_split"] is True
-    seeds = {json.loads((search["run"] / "search.json").read_text())["config_dict"]["data_seed"]}
-    assert seeds == {7}  # the global seed is every trial's data seed; training seeds differ per trial
+    from recbole_transfer.trainer import load_checkpoint
+
+    configs = [load_checkpoint(r["model_file"])["config"] for r in ran]  # what each trial ran with
+    assert {c["data_seed"] for c in configs} == {7}  # the global seed is every trial's data seed ...
+    assert len({c["seed"] for c in configs}) == 3  # ... and each trial has its own training seed
     assert len(list((search["run"] / "protocols").glob("*.npz"))) == 2  # built once per domain (source, target)
 
 

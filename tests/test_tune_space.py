@@ -72,6 +72,9 @@ BAD = [
     ({"scheduler": {"type": "asha", "grace": 2}}, "scheduler.grace: not a asha setting; allowed: grace_period, reduction_factor"),
     ({"num_samples": 0}, "num_samples: expected an integer >= 1"),
     ({"branches": ["config-1"]}, "branches: expected a mapping"),
+    ({"branches": {"l": {"keep_fraction": {"type": "grid", "values": [0.2, 0.5]}}}},
+     "branches.l.keep_fraction: changes the data, but every trial of a search is scored on the same data"),
+    ({"parameters": {"data_seed": {"type": "int", "low": 1, "high": 3}}}, "parameters.data_seed: changes the data"),
 ]
 
 
@@ -119,3 +122,10 @@ def test_scratch_margin_setting_is_checked():
     assert SearchSpace({}).scratch_margin == "se"
     with pytest.raises(TransferConfigError, match="scratch_margin: expected 'se' or a number >= 0"):
         SearchSpace({"scratch_margin": -0.1})
+
+
+def test_the_paired_margin_needs_a_per_user_top_k_metric():
+    from recbole_transfer.tune.search import _check_run_keys
+
+    with pytest.raises(TransferConfigError, match="needs a per-user top-k metric"):
+        _check_run_keys({"valid_metric": "AUC"}, "se")

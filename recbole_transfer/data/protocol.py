@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import tempfile
+import zipfile
 
 import numpy as np
 import torch
@@ -49,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
 PHASES = ("train", "valid", "test")
-LEAVE_ONE_OUT = {"valid_and_test": 2, "valid_only": 1, "test_only": 1}
+LEAVE_ONE_OUT = {"valid_and_test": 2}  # valid_only / test_only leave a part empty: transfer needs all three
 
 
 def data_seed_of(config):
@@ -130,7 +131,7 @@ class Protocol:
                     return None
                 rows = {name: data[f"rows_{name}"] for name in ("train_full",) + PHASES}
                 candidates = {phase: (data[f"{phase}_keys"], data[f"{phase}_negatives"]) for phase in meta.get("candidates", [])}
-        except (OSError, ValueError, KeyError) as exc:  # a damaged file is rebuilt, not trusted
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:  # a damaged file is rebuilt, not trusted
             logger.warning("protocol cache %s unreadable (%s): rebuilding it", path, exc)
             return None
         return cls(key, rows, candidates, meta)
@@ -139,7 +140,16 @@ class Protocol:
         path = self._path(config, self.key)
         if path is None:
             return
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            self._write(path)
+        except OSError as exc:
+            raise TransferConfigError(
+                f"protocol_dir={config['protocol_dir']!r}: cannot write the protocol there ({exc.strerror or exc}); "
+                "give a writable folder, or protocol_cache: False"
+            ) from None
+
+    def _write(self, path):
         arrays = {f"rows_{name}": np.asarray(v, dtype=np.int64) for name, v in self.rows.items()}
         for phase, (keys, negatives) in self.candidates.items():
             arrays.update({f"{phase}_keys": keys, f"{phase}_negatives": negatives})
@@ -219,6 +229,12 @@ def protocol_args(config, dataset):
             f"eval_args.order={eval_args['order']!r}: {config['model']} is a sequential model and RecBole splits its "
             "sequences in time order only; set eval_args.order: TO (the plugin's default for sequential models)"
         )
+    if isinstance(dataset, SequentialDataset) and fraction < 1:
+        raise TransferConfigError(
+            f"keep_fraction={fraction!r}: {config['model']} is a sequential model; RecBole builds each training row's "
+            "item history before the split, so thinned-away items would stay in the input sequences. Thin the "
+            "domain with a rule (e.g. a time window) or use keep_fraction: 1.0"
+        )
     return {
         "split": eval_args["split"], "group_by": eval_args["group_by"], "order": eval_args["order"],
         "mode": eval_args["mode"], "valid_neg": config["valid_neg_sample_args"], "test_neg": config["test_neg_sample_args"],
@@ -251,7 +267,8 @@ def _split(dataset, config, key, args):
     rows = {"train_full": parts[0], "valid": parts[1], "test": parts[2]}
     train = parts[0]
     if args["user_holdout"] is not None and args["user_holdout"]["label_fraction"] < 1:
-        train = _thin_users(users, train, args["user_holdout"]["label_fraction"], key, feat[dataset.iid_field].numpy())
+        holdout = args["user_holdout"]
+        train = _thin_users(users, train, holdout["label_fraction"], key, feat[dataset.iid_field].numpy(), holdout["stratify"])
     if args["keep_fraction"] < 1:
         train = _thin_rows(users, train, args["keep_fraction"], key)
     rows["train"] = train
@@ -281,12 +298,11 @@ def _eval_args_split(dataset, users, args, key):
     ordered_users = users[order]
     if mode == "LS":
         if value not in LEAVE_ONE_OUT:
-            raise TransferConfigError(f"eval_args.split.LS={value!r}: allowed {', '.join(LEAVE_ONE_OUT)}")
+            raise TransferConfigError(
+                f"eval_args.split.LS={value!r}: a run needs a validation part (early stopping, selection) and a test "
+                "part; allowed: valid_and_test"
+            )
         parts = dataset._split_index_by_leave_one_out(dataset._grouped_index(ordered_users), LEAVE_ONE_OUT[value])
-        if value == "valid_only":
-            parts.append([])
-        elif value == "test_only":
-            parts = [parts[0], [], parts[1]]
     elif mode == "RS":
         if not isinstance(value, list) or not value:
             raise TransferConfigError(f"eval_args.split.RS={value!r}: expected ratios, e.g. [0.8, 0.1, 0.1]")
@@ -331,10 +347,10 @@ def _holdout(dataset, users, holdout, key):
     return parts
 
 
-def _thin_users(users, train, fraction, key, items):
-    """Keep ``max(1, round(f m))`` of the m training users of each label (the low-label regime)."""
+def _thin_users(users, train, fraction, key, items, stratify):
+    """Keep ``max(1, round(f m))`` of the m training users (of each label, when stratified: the low-label regime)."""
     unique, first, counts = np.unique(users[train], return_index=True, return_counts=True)
-    labels = items[train][first] if np.all(counts == 1) else np.zeros(len(unique), dtype=np.int64)
+    labels = items[train][first] if stratify and np.all(counts == 1) else np.zeros(len(unique), dtype=np.int64)
     priority = _rng(key, "label_fraction").random(int(users.max()) + 1)
     kept = []
     for label in np.unique(labels):

@@ -18,9 +18,10 @@ def histogram_bins(max_count):
     return np.asarray(edges)
 
 
-def user_counts(dataset):
-    """Interactions per user of a RecBole Dataset (users with at least one interaction)."""
-    uid = np.asarray(dataset.inter_feat[dataset.uid_field], dtype=np.int64)
+def user_counts(*datasets):
+    """Interactions per user of one or several RecBole Datasets of one domain (e.g. its train, valid and
+    test parts), for users with at least one interaction."""
+    uid = np.concatenate([np.asarray(d.inter_feat[d.uid_field], dtype=np.int64) for d in datasets])
     counts = np.bincount(uid)
     return counts[counts > 0]
 

@@ -49,6 +49,7 @@ class TransferTrainer(Trainer):
         self.state_keys = None  # save only these state entries (a delta checkpoint); None: the whole model
         self.before_epoch = None  # f(trainer, epoch) before each training epoch (a strategy's schedule)
         self.last_per_user = None  # {metric@k: per-user values} of the latest evaluation
+        self.last_users = None  # the evaluated users' ids, in the order of last_per_user
         self.epoch_seconds = {"train": [], "valid": []}
         super().__init__(config, model)
         self.evaluator = _Recording(self.evaluator)
@@ -135,6 +136,7 @@ class TransferTrainer(Trainer):
             self.load_best(model_file)
         result = super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
         self.last_per_user = per_user_metrics(self.evaluator) if eval_data else None
+        self.last_users = evaluated_users(eval_data) if eval_data else None
         return result
 
 
@@ -150,6 +152,16 @@ class _Recording:
     def evaluate(self, dataobject):
         self.last_struct = dataobject
         return self.evaluator.evaluate(dataobject)
+
+
+def evaluated_users(eval_data):
+    """User ids of an evaluation's rows, in RecBole's order (one row per user; sequential full ranking:
+    one per test sequence)."""
+    users = getattr(eval_data, "uid_list", None)
+    if users is None:
+        dataset = eval_data._dataset
+        users = dataset.inter_feat[dataset.uid_field]
+    return np.asarray(users, dtype=np.int64).tolist()
 
 
 def per_user_metrics(evaluator):

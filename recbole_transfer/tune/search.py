@@ -377,13 +377,30 @@ def _baseline_asha(**kwargs):
 
 
 def valid_per_user(row, metric):
-    """Per-user validation values of ``metric`` ('valid_hit@10') at a trial's best epoch (its checkpoint)."""
+    """(data fingerprint, per-user validation values of ``metric`` ('valid_hit@10')) at a trial's best epoch,
+    read from its checkpoint."""
     from ..trainer import load_checkpoint
 
-    values = (load_checkpoint(row["model_file"]).get("valid_per_user") or {}).get(metric.replace("valid_", "", 1))
+    checkpoint = load_checkpoint(row["model_file"])
+    values = (checkpoint.get("valid_per_user") or {}).get(metric.replace("valid_", "", 1))
     if values is None:
-        raise TransferError(f"trial {row['label']}: its checkpoint holds no per-user validation values")
-    return np.asarray(values, dtype=np.float64)
+        raise TransferError(f"trial {row['label']}: its checkpoint holds no per-user validation {metric}")
+    return checkpoint.get("fingerprint"), np.asarray(values, dtype=np.float64)
+
+
+def valid_differences(metric):
+    """``f(a, b)``: per-user validation differences of two trials, which must have seen the same data."""
+
+    def differences(a, b):
+        (print_a, values_a), (print_b, values_b) = valid_per_user(a, metric), valid_per_user(b, metric)
+        if print_a != print_b or len(values_a) != len(values_b):
+            raise TransferError(
+                f"trials {a['label']!r} and {b['label']!r} were validated on different data (fingerprints {print_a} vs "
+                f"{print_b}); they cannot be paired"
+            )
+        return values_a - values_b
+
+    return differences
 
 
 def selection_margin(setting, differences):
@@ -446,9 +463,14 @@ def _test_once(model_file, num_threads):
     return {k: float(v) for k, v in result.items()}
 
 
-def _check_run_keys(config):
+def _check_run_keys(config, margin="se"):
     """The Tune metric and the epoch budget of a target config; clear errors for what Tune cannot use."""
     metric = str(config["valid_metric"]).lower()
+    if margin == "se" and "@" not in metric:
+        raise TransferConfigError(
+            f"valid_metric={config['valid_metric']!r} with scratch_margin: se: the paired margin needs a per-user "
+            "top-k metric (e.g. Hit@10, NDCG@10); give scratch_margin a number for this metric"
+        )
     computed = {f"{m.lower()}@{k}" for m in config["metrics"] for k in config["topk"]} | {m.lower() for m in config["metrics"]}
     if metric not in computed:
         raise TransferConfigError(
@@ -480,7 +502,7 @@ def _search_target(state, run_dir, target, space, trials, pretrained, emit, resu
             return json.load(f)
     data = _check_trials(state, target, trials, pretrained)
     target_config, n_valid = data.config, int(data.valid_data._dataset.inter_num)
-    metric, epochs = _check_run_keys(target_config)
+    metric, epochs = _check_run_keys(target_config, space.scratch_margin)
     if space.scheduler["type"] == "asha":
         scheduler = _baseline_asha(
             time_attr="epoch", max_t=epochs, grace_period=min(space.scheduler.get("grace_period", 3), epochs),
@@ -527,7 +549,7 @@ def _search_target(state, run_dir, target, space, trials, pretrained, emit, resu
     table = trial_table(rows, metric)
     out = {"target": target, "metric": metric, "rows": rows, "table": table, "trials": len(rows),
            "trial_epochs": sum(r["epochs"] for r in rows), "errors": sum(r["ended"].startswith("error") for r in rows)}
-    best, why = choose_winner(rows, space.scratch_margin, lambda a, b: valid_per_user(a, metric) - valid_per_user(b, metric))
+    best, why = choose_winner(rows, space.scratch_margin, valid_differences(metric))
     fingerprint = data.fingerprint()  # every trial that reported must have been scored on the driver's data
     out.update(n_valid=n_valid, selection=why, fingerprint=fingerprint,
                same_split=all(r["fingerprint"] == fingerprint for r in rows if r["best_valid"] is not None))

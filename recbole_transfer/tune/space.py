@@ -54,6 +54,12 @@ ENTRY_TYPES = ("float", "int", "choice", "grid")
 ENTRY_KEYS = {"float": {"low", "high", "log"}, "int": {"low", "high", "log"}, "choice": {"values"}, "grid": {"values"}}
 SCHEDULERS = {"asha": {"grace_period", "reduction_factor"}, "fifo": set()}
 BRANCH_KEY = "branch"  # trial configs carry their branch name under this key
+# Keys that change what a trial trains and is scored on: searching them would compare trials on different data.
+DATA_KEYS = frozenset({
+    "data_seed", "keep_fraction", "user_holdout", "eval_args", "load_col", "unload_col", "user_inter_num_interval",
+    "item_inter_num_interval", "val_interval", "rm_dup_inter", "filter_inter_by_user_or_item", "domains",
+    "benchmark_filename", "threshold", "protocol_dir",
+})
 ADDED_NONE = "no-transfer (added)"  # branch of the no-transfer arm added to a space that has none
 
 
@@ -192,6 +198,9 @@ class SearchSpace:
         for key, spec in body.items():
             if key == BRANCH_KEY or key not in known:
                 raise _err(f"{where}.{key}", f"not a RecBole or recbole_transfer config key{did_you_mean(key, known)}")
+            if key in DATA_KEYS:
+                raise _err(f"{where}.{key}", "changes the data, but every trial of a search is scored on the same data "
+                                             f"(its protocol); set {key} for the whole search (--{key}=...) instead")
             entries[key] = Entry(f"{where}.{key}", spec)
         return entries
 
