@@ -71,7 +71,16 @@ def main():
     p.add_argument("--fractions", type=float, nargs="+", default=[0.2, 0.1, 0.5])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=os.path.join(HERE, "results", "mmtnet_transfer"))
+    p.add_argument("--tables_from", default=None, help="print the tables of a saved <out>.json (no training, nothing written)")
     args = p.parse_args()
+    if args.tables_from:
+        with open(args.tables_from, encoding="utf-8") as f:
+            rows = json.load(f)
+        fractions = list(dict.fromkeys(r["fraction"] for r in rows))
+        print("\n\n".join([f"## Targets at {round(fr * 100)} % of each user's training interactions\n\n"
+                            + one_to_many_table([r for r in rows if r["fraction"] == fr]) for fr in fractions]
+                           + [goals(rows, fractions)]))
+        return
     torch.set_num_threads(args.threads)
     os.makedirs(args.out + ".part", exist_ok=True)
     log = lambda msg: print(msg, flush=True)  # noqa: E731
@@ -158,8 +167,8 @@ def goals(rows, fractions):
     lines = ["## Goals", "",
              "Paired differences of macro test metrics, mean [bootstrap 95 % interval], * = excludes 0.", "",
              "| targets at | DRR - scratch, macro HR@10 | DRR - scratch, macro NDCG@10 | DRR - random control, HR@10 | "
-             "anneal - scratch, HR@10 | frozen - scratch, HR@10 | DRR wall / scratch wall | DRR time to scratch's best valid HR@10 / "
-             "scratch's (runs that reached it) |", "|---|---|---|---|---|---|---|---|"]
+             "anneal - scratch, HR@10 | frozen - scratch, HR@10 | DRR - popularity, HR@10 | DRR wall / scratch wall | "
+             "DRR time to scratch's best valid HR@10 / scratch's (runs that reached it) |", "|---|---|---|---|---|---|---|---|---|"]
     for fraction in fractions:
         chosen = [r for r in rows if r["fraction"] == fraction]
         ratio, reached, runs = time_to_quality(chosen, "drr")
@@ -173,7 +182,8 @@ def goals(rows, fractions):
 
         lines.append(
             f"| {round(fraction * 100)} % | {diff('drr', 'none')} | {diff('drr', 'none', 'test_ndcg@10')} | "
-            f"{diff('drr', 'random')} | {diff('anneal', 'none')} | {diff('frozen', 'none')} | {wall('drr') / wall('none'):.2f} | "
+            f"{diff('drr', 'random')} | {diff('anneal', 'none')} | {diff('frozen', 'none')} | {diff('drr', 'pop')} | "
+            f"{wall('drr') / wall('none'):.2f} | "
             f"{ratio:.2f} ({reached}/{runs}) |"
         )
     return "\n".join(lines)

@@ -27,31 +27,30 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from recbole_transfer.scenario import PETERREC_SCENARIO, forest_plot, method_paired_table, method_table, run_scenario
+from recbole_transfer.scenario import (PETERREC_SCENARIO, forest_plot, method_paired_table, method_table, paired_vs,
+                                      run_scenario)
 from recbole_transfer.transfer import PATCH_ARMS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def mean(rows, task, arm, metric):
-    values = [r[f"test_{metric}"] for r in rows if r["target"] == task and r["arm"] == arm]
-    return float(np.mean(values)) if values else None
-
-
 def goals_table(rows):
-    """Per task: PeterRec (serial, parallel) minus FineAll, PeterZero and FineCLS, in points of the task metric."""
+    """Per task: PeterRec (serial, parallel) minus FineAll, PeterZero, FineCLS and popularity, in points (100 x the
+    task metric): the paired difference (each user's difference averaged over the seeds that tested her) with
+    its bootstrap 95 % interval, * = excludes 0."""
     tasks = list(dict.fromkeys(r["target"] for r in rows))
     metric_of = {r["target"]: r["metric"] for r in rows}
+    refs = ("fineall", "peterzero/serial", "finecls", "pop")
     lines = ["| task | metric | PeterRec variant | vs FineAll (points) | vs PeterZero | vs FineCLS | vs popularity |",
              "|---|---|---|---|---|---|---|"]
     for task in tasks:
         metric = metric_of[task]
-        ref = {arm: mean(rows, task, arm, metric) for arm in ("fineall", "peterzero/serial", "finecls", "pop")}
         for arm in ("peterrec/serial", "peterrec/parallel"):
-            value = mean(rows, task, arm, metric)
-            if value is None:
-                continue
-            cells = [f"{100 * (value - ref[a]):+.2f}" if ref[a] is not None else "-" for a in ref]
+            cells = []
+            for ref in refs:
+                diff = paired_vs(rows, arm, ref, f"test_{metric}", [task])
+                cells.append("-" if diff is None else
+                             f"{100 * diff.mean:+.2f} [{100 * diff.low:+.2f}, {100 * diff.high:+.2f}]{'*' if diff.excludes_zero else ''}")
             lines.append(f"| {task} | {metric} | {arm} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -63,7 +62,7 @@ def extra_metrics_table(rows):
         groups[(r["target"], r["arm"])].append(r)
     lines = ["| task | method | test metrics (mean ± std) | epochs | fit s |", "|---|---|---|---|---|"]
     for (task, arm), group in groups.items():
-        keys = [k for k in group[0] if k.startswith("test_")]
+        keys = [k for k in group[0] if k.startswith("test_") and "@" in k]  # the metrics, not the per-user lists
         cells = ", ".join(
             f"{k[5:]} {np.mean([g[k] for g in group]):.4f} ± {np.std([g[k] for g in group]):.4f}" for k in keys
         )
@@ -114,7 +113,8 @@ def main():
     text = "\n\n".join([
         method_table(rows),
         method_paired_table(rows),
-        "PeterRec minus each reference, in points (100 x metric difference), mean over seeds:\n\n" + goals_table(rows),
+        "PeterRec minus each reference, in points (100 x metric difference), paired [bootstrap 95 % interval], "
+        "* = excludes 0:\n\n" + goals_table(rows),
         "All test metrics:\n\n" + extra_metrics_table(rows),
         "Wall time per seed (pretraining included): "
         + ", ".join(f"{s}: {seconds[s]:.0f}s" for s in seeds)

@@ -214,6 +214,14 @@ def tables(rows):
         f"Wall time per data seed (5 targets, Ray on all cores): grid {np.mean([w for (s, k), w in walls.items() if k == 'grid']):.0f}s, "
         f"tuned {np.mean([w for (s, k), w in walls.items() if k == 'asha']):.0f}s."
     )
+    layer = os.path.join(HERE, "results", "layer_transfer.json")  # the layer-transfer benchmark, same scenario
+    if os.path.isfile(layer):
+        with open(layer, encoding="utf-8") as f:
+            theirs = {(r["seed"], r["target"]): r["fingerprint"] for r in json.load(f)["rows"] if r.get("fingerprint")}
+        ours = {(r["seed"], r["target"]): r["search_fingerprint"] for r in rows}
+        shared = [k for k in ours if k in theirs]
+        summary += (f" Data shared with benchmarks/results/layer_transfer.json (same data seeds): "
+                    f"{sum(ours[k] == theirs[k] for k in shared)} of {len(shared)} (data seed, target) fingerprints equal.")
     title = f"Test HR@10, mean of {len(seeds)} data seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))}); every column on the same test set"
     return picks, f"{title}\n\n" + "\n".join(head) + "\n\n" + summary + "\n\nPer data seed\n\n" + "\n".join(per)
 

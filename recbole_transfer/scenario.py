@@ -399,8 +399,9 @@ def one_to_many_table(rows, metrics=("test_hit@10", "test_ndcg@10"), baseline=NO
         counts = [r["trainable"]["trainable"] for r in group if r.get("trainable")]
         cells.append(f"{int(np.mean(counts)):,}" if counts else "all")
         lines.append(cells)
-    parts.append("Per arm over all targets (paired: users of every seed pooled, targets as strata, * = the interval "
-                 "excludes 0; wall s: training and validation, summed over targets, mean over seeds)"
+    parts.append("Per arm over all targets (paired: each user's difference averaged over the seeds, users resampled, "
+                 "targets as strata, * = the interval excludes 0; wall s: training and validation, summed over targets, "
+                 "mean over seeds)"
                  "\n\n" + _markdown(header, lines, str.rjust))
     return "\n\n".join(parts)
 
@@ -451,5 +452,6 @@ def method_paired_table(rows, baseline=None):
             cells.append(diff.cell() if diff else "-")
         lines.append(cells)
     header = ["method"] + [f"{t} {METRIC_NAMES.get(metric_of[t], metric_of[t])}" for t in tasks]
-    title = f"Paired difference to {baseline} per task (test; users of every seed pooled) [bootstrap 95 % interval]; * = excludes 0"
+    title = (f"Paired difference to {baseline} per task (test; each user's difference averaged over the seeds that tested "
+             f"her) [bootstrap 95 % interval over users]; * = excludes 0")
     return title + "\n\n" + _markdown(header, lines, str.ljust)
