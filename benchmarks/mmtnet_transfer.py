@@ -163,7 +163,8 @@ def time_to_quality(chosen, arm):
 def goals(rows, fractions):
     """The issue's goals per fraction: DRR >= scratch (macro HR@10 and NDCG@10), control below DRR, DRR's
     total wall time over scratch's; and DRR's time to reach scratch's best validation HR@10. Differences are
-    paired (users of every seed pooled, targets as strata: the macro difference) with a 95 % interval."""
+    paired (each user's difference averaged over the seeds, targets as strata: the macro difference) with a 95 %
+    interval."""
     lines = ["## Goals", "",
              "Paired differences of macro test metrics, mean [bootstrap 95 % interval], * = excludes 0.", "",
              "| targets at | DRR - scratch, macro HR@10 | DRR - scratch, macro NDCG@10 | DRR - random control, HR@10 | "

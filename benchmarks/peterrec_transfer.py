@@ -6,7 +6,8 @@ popularity (majority label), FineCLS, FineLast, FineAll, PeterRec serial and par
 Per seed: NextItNet is pretrained on the source sequences under that seed, and every task's USER split is
 drawn under that seed (the replicate's data seed: every method of a seed is scored on the same test users),
 so the spread covers pretraining, split and fine-tuning. Beside the mean ± std table: each method's paired
-difference to PeterZero per task, users of every seed pooled, with a 95 % interval. One torch thread
+difference to PeterZero per task, each user's difference averaged over the seeds that tested her, with a 95 %
+interval. One torch thread
 (``--threads``).
 
     OMP_NUM_THREADS=1 python benchmarks/peterrec_transfer.py                  # 3 seeds

@@ -45,6 +45,7 @@ from recbole.utils import ModelType
 
 from ..errors import TransferConfigError, TransferDataError
 from ..utils import fixed_rng
+from .domains import validate_holdout
 
 logger = logging.getLogger(__name__)
 
@@ -221,8 +222,6 @@ def protocol_args(config, dataset):
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
         raise TransferConfigError(f"keep_fraction={fraction!r}: must be a number in (0, 1]")
     if holdout is not None:
-        from .domains import validate_holdout
-
         holdout = validate_holdout("user_holdout", holdout)
     if isinstance(dataset, SequentialDataset) and dataset.benchmark_filename_list is None and eval_args["order"] != "TO":
         raise TransferConfigError(
