@@ -86,12 +86,16 @@ def test_thinning_is_keyed_by_content_and_data_seed_not_by_the_domain_name(workd
     assert same_batches(eval_batches(a), eval_batches(b))
 
 
-def test_cached_and_uncached_protocols_give_identical_metrics(small_domains, workdir):
-    keys = {**small_domains, "epochs": 3, "transfer": "none"}
-    cached = run_transfer("TransferMLP", None, "tgt", None, keys, verbose=False, log=False)
+RANDOM_SPLIT = {"split": {"RS": [0.5, 0.25, 0.25]}, "group_by": "user", "order": "RO", "mode": "uni99"}
+
+
+@pytest.mark.parametrize("eval_args", [None, RANDOM_SPLIT], ids=["leave-one-out", "several-positives-per-user"])
+def test_cached_and_uncached_protocols_give_identical_metrics(small_domains, workdir, eval_args):
+    keys = {**small_domains, "epochs": 3, "transfer": "none", **({"eval_args": eval_args} if eval_args else {})}
+    cached = run_transfer("TransferMLP", None, "src", None, keys, verbose=False, log=False)
     assert list((workdir / "saved" / "protocols").glob("*.npz"))  # written once ...
-    again = run_transfer("TransferMLP", None, "tgt", None, keys, verbose=False, log=False)  # ... read back
-    uncached = run_transfer("TransferMLP", None, "tgt", None, {**keys, "protocol_cache": False}, verbose=False, log=False)
+    again = run_transfer("TransferMLP", None, "src", None, keys, verbose=False, log=False)  # ... read back
+    uncached = run_transfer("TransferMLP", None, "src", None, {**keys, "protocol_cache": False}, verbose=False, log=False)
     for other in (again, uncached):
         assert dict(other["test_result"]) == dict(cached["test_result"])
         assert dict(other["best_valid_result"]) == dict(cached["best_valid_result"])
