@@ -33,7 +33,7 @@ import torch
 
 from recbole_transfer.data.synthetic import write_planted_scenario
 from recbole_transfer.quick_start import pretrain_source, run_transfer
-from recbole_transfer.stats import paired_difference, paired_users, user_means
+from recbole_transfer.stats import paired_strata, paired_users
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = "[user_embedding,fc1,fc2,fc3,fc4]"
@@ -109,7 +109,7 @@ def main():
             hits = np.array([h for h, *_ in results[name]])
             gain = f"{100 * (hits.mean() - scratch) / scratch:+.1f}%" if name != "scratch" else ""
             pairs = [paired_users(r, base, "test_hit@10") for (*_, r), (*_, base) in zip(results[name], results["scratch"])]
-            paired = paired_difference([user_means(pairs)]).cell() if name != "scratch" else ""
+            paired = paired_strata([pairs]).cell() if name != "scratch" else ""
             lines.append(
                 f"| {name} | {hits.mean():.4f} ± {hits.std():.4f} | {' '.join(f'{h:.3f}' for h in hits)} | {gain} | {paired} | "
                 f"{np.mean([e for _, e, _ in results[name]]):.1f} |"

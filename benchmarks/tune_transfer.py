@@ -39,7 +39,7 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 from recbole_transfer.data import Protocol  # noqa: E402
 from recbole_transfer.quick_start import load_transfer_model  # noqa: E402
 from recbole_transfer.scenario import DEFAULT_SCENARIO  # noqa: E402
-from recbole_transfer.stats import paired_difference, paired_se, user_means  # noqa: E402
+from recbole_transfer.stats import paired_se, paired_strata  # noqa: E402
 from recbole_transfer.trainer import TransferTrainer  # noqa: E402
 from recbole_transfer.tune import SearchSpace, run_search  # noqa: E402
 from recbole_transfer.tune.search import choose_winner, valid_differences  # noqa: E402
@@ -181,8 +181,8 @@ def tables(rows):
                 scratch, tuned = next(r for r in grid if r["arm"] == "none"), pick(asha, "se")
                 assert scratch["test_users"] == tuned["test_users"], "tuned pick and scratch tested on other users"
                 pairs.append((np.asarray(scratch["test_users"]), np.subtract(tuned["test_per_user"], scratch["test_per_user"])))
-            strata.append(user_means(pairs))
-        return paired_difference(strata)
+            strata.append(pairs)
+        return paired_strata(strata)
 
     for target in targets + ["**all**"]:
         chosen = [p for p in picks if target in (p["target"], "**all**")]

@@ -22,12 +22,12 @@ from collections import defaultdict
 
 import numpy as np
 
-from .config import TransferConfig
+from .config import TransferConfig, get_model
 from .errors import TransferConfigError
 from .quick_start import check_domains, pretrain_source, run_transfer
-from .stats import paired_difference, paired_users, user_means
-from .transfer import (ARMS, NO_TRANSFER, PATCH_ARMS, SCRATCH_PATCH_ARM, SHARED_ARMS, PatchTransfer, SharedModuleTransfer,
-                       arm_overrides, parse_transfer, uses_patches, uses_shared_modules)
+from .stats import paired_strata, paired_users
+from .transfer import (ARMS, NO_TRANSFER, PATCH_ARMS, SHARED_ARMS, PatchTransfer, SharedModuleTransfer, arm_overrides,
+                       parse_transfer, uses_patches, uses_shared_modules)
 from .utils import property_file
 
 logger = logging.getLogger(__name__)
@@ -52,10 +52,11 @@ def default_arms(model):
 
 
 def baseline_arm(rows):
-    """The arm every other arm is paired with: no transfer, or (fine-tuning methods) the same method on a
-    network that was never pretrained; else the first arm."""
+    """The arm every other arm is paired with: the model's ``scratch_arm`` (a model fine-tuned by method
+    declares its no-pretraining arm), else no transfer; the first arm when neither ran."""
     arms = list(dict.fromkeys(r["arm"] for r in rows))
-    for candidate in (NO_TRANSFER, SCRATCH_PATCH_ARM):
+    declared = getattr(get_model(rows[0]["model"]), "scratch_arm", NO_TRANSFER) if rows else NO_TRANSFER
+    for candidate in (declared, NO_TRANSFER):
         if candidate in arms:
             return candidate
     return arms[0] if arms else NO_TRANSFER
@@ -190,14 +191,9 @@ def paired_vs(rows, arm, baseline, metric, targets=None):
     (several targets: the macro difference). None when nothing pairs."""
     by = _by_key(rows)
     targets = targets or list(dict.fromkeys(r["target"] for r in rows))
-    strata = []
-    for target in targets:
-        pairs = [paired_users(by[(s, t, a)], by[(s, t, baseline)], metric)
-                 for (s, t, a) in by if t == target and a == arm and (s, t, baseline) in by]
-        pairs = [p for p in pairs if p is not None]
-        if pairs:
-            strata.append(user_means(pairs))
-    return paired_difference(strata) if strata else None
+    return paired_strata([[paired_users(by[(s, t, a)], by[(s, t, baseline)], metric)
+                            for (s, t, a) in by if t == target and a == arm and (s, t, baseline) in by]
+                           for target in targets])
 
 
 def validation_picks(rows, target, baseline=NO_TRANSFER, key=None):
@@ -246,10 +242,9 @@ def gain_table(rows, metric="test_hit@10"):
             cells.append(f"{100.0 * (value - base) / base:+.1f}{'*' if diff and diff.excludes_zero else ''}")
         picks = validation_picks(rows, target)
         picked = float(np.mean([p.get(metric, np.nan) for p in picks.values()]))
-        pairs = [paired_users(p, by[(s, target, NO_TRANSFER)], metric) for s, p in picks.items()
-                 if (s, target, NO_TRANSFER) in by]
-        pairs = [p for p in pairs if p is not None]
-        diff = paired_difference([user_means(pairs)]).cell() if pairs else "-"
+        diff = paired_strata([[paired_users(p, by[(s, target, NO_TRANSFER)], metric) for s, p in picks.items()
+                               if (s, target, NO_TRANSFER) in by]])
+        diff = diff.cell() if diff else "-"
         oracle = validation_picks(rows, target, key=metric)  # per seed, the best test score: a bound on any pick
         cells += [_pick_label(picks), f"{picked:.4f}", diff, _pick_label(oracle),
                   f"{np.mean([p.get(metric, np.nan) for p in oracle.values()]):.4f}", f"{kl.get((target,), float('nan')):.3f}"]

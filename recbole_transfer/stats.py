@@ -89,6 +89,14 @@ def paired_users(row, base, key):
     return a[0], a[1] - b[1]
 
 
+def paired_strata(strata):
+    """:class:`PairedDiff` of ``strata``, each a list of (user ids, differences) pairs (one per seed, None
+    where nothing paired): users averaged over their seeds within a stratum, strata weighed equally. None
+    when nothing pairs at all."""
+    means = [user_means([p for p in pairs if p is not None]) for pairs in strata if any(p is not None for p in pairs)]
+    return paired_difference(means) if means else None
+
+
 def user_means(pairs):
     """Per-user mean of the differences in ``pairs`` [(user ids, differences), ...] (one pair per seed): the
     unit a bootstrap over users resamples."""

@@ -43,6 +43,7 @@ class PeterRec(UserSoftmax):
     """A pretrained sequential network (``backbone``) + [CLS] user representation + a new linear head."""
 
     transfer_methods = METHODS  # the values of `transfer` this model accepts (PatchTransfer)
+    scratch_arm = "peterzero/serial"  # the same patches on a network never pretrained: the arm tables pair with
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)

@@ -39,7 +39,6 @@ POSITIONS = ("serial", "parallel")
 # Table 3 rows, in the paper's order, as scenario arms ("method" or "method/position"), after two
 # baselines: popularity (majority label) and a bag-of-items logistic regression.
 PATCH_ARMS = ["pop", "bag", "finecls", "finelast", "fineall", "peterrec/serial", "peterrec/parallel", "peterzero/serial"]
-SCRATCH_PATCH_ARM = "peterzero/serial"  # the same patches on a network never pretrained: the arms' baseline
 
 
 @dataclass(frozen=True)
