@@ -14,14 +14,16 @@ import platform
 import sys
 import tempfile
 import time
-import warnings
 
 import torch
 
-from recbole_transfer.importance import importance_table, layer_importance
-from recbole_transfer.quick_start import load_transfer_model, pretrain_source, run_transfer
-from recbole_transfer.scenario import DEFAULT_SCENARIO
+from recbole_transfer.logs import quiet_logging
+from recbole_transfer.methods.layer_transfer.importance import importance_table, layer_importance
+from recbole_transfer.pipeline.two_stage import load_transfer_model, pretrain_source, run_transfer
+from recbole_transfer.registry import get_method
 from recbole_transfer.trainer import TransferTrainer
+
+DEFAULT_SCENARIO = get_method("layer_transfer").scenario
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -47,14 +49,14 @@ def main():
     p.add_argument("--seed", type=int, default=2020)
     p.add_argument("--out", default=os.path.join(HERE, "results", "layer_importance.md"))
     args = p.parse_args()
-    warnings.filterwarnings("ignore")
+    quiet_logging()
     torch.set_num_threads(1)
     work = tempfile.mkdtemp(prefix="importance-")
     keys = {"seed": args.seed, "checkpoint_dir": os.path.join(work, "saved"), "protocol_dir": os.path.join(work, "protocols"),
             "domain_cache_dir": os.path.join(work, "domains")}
     source = pretrain_source("TransferMLP", "drama", [DEFAULT_SCENARIO], keys, verbose=False)
     target = run_transfer("TransferMLP", None, "action", [DEFAULT_SCENARIO], {**keys, "transfer": "none"},
-                          verbose=False, log=False)
+                          verbose=False)
     text = "\n\n".join([
         "# Layer importance by representation erasure (default scenario)",
         f"command: `OMP_NUM_THREADS=1 python benchmarks/layer_importance.py --seed {args.seed}`  \n"

@@ -16,15 +16,19 @@ import os
 import platform
 import sys
 import time
-import warnings
 from collections import defaultdict
 
 import numpy as np
 import torch
 
-from recbole_transfer.scenario import (DEFAULT_SCENARIO, first_time_reaching, gain_table, metric_table, paired_table,
-                                      run_scenario, validation_picks)
+from recbole_transfer.logs import quiet_logging
+from recbole_transfer.pipeline.scenario import run_scenario
+from recbole_transfer.registry import get_method
+from recbole_transfer.report import (first_time_reaching, forest_plot, gain_table, markdown, metric_table, paired_table,
+                                     validation_picks)
 from recbole_transfer.transfer import NO_TRANSFER
+
+DEFAULT_SCENARIO = get_method("layer_transfer").scenario
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -41,11 +45,9 @@ def time_to_reach_table(rows):
     targets = list(dict.fromkeys(r["target"] for r in rows))
     seeds = sorted(set(r["seed"] for r in rows))
     arms = [a for a in dict.fromkeys(r["arm"] for r in rows) if a != NO_TRANSFER]
-    lines = [
-        "| target | scratch: s to its best valid HR@10 | valid-selected arm | its median ratio | reached | "
-        "fastest arm | its median ratio | reached |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    header = ["target", "scratch: s to its best valid HR@10", "valid-selected arm", "its median ratio", "reached",
+              "fastest arm", "its median ratio", "reached"]
+    lines = []
     best_ratios = []
     for target in targets:
         ratios, scratch_t = {}, []
@@ -63,15 +65,15 @@ def time_to_reach_table(rows):
 
         def cell(arm):
             finite = sum(np.isfinite(ratios[arm]))
-            return f"{arm} | {np.median(ratios[arm]):.2f} | {finite}/{len(seeds)}"
+            return [arm, f"{np.median(ratios[arm]):.2f}", f"{finite}/{len(seeds)}"]
 
         if best_arm is not None:
             best_ratios.append(np.median(ratios[best_arm]))
-        shown = cell(best_arm) if best_arm is not None else "none (no transfer picked) | - | -"
-        lines.append(f"| {target} | {np.mean(scratch_t):.2f} | {shown} | {cell(fast_arm)} |")
+        shown = cell(best_arm) if best_arm is not None else ["none (no transfer picked)", "-", "-"]
+        lines.append([target, f"{np.mean(scratch_t):.2f}"] + shown + cell(fast_arm))
     summary = (f"median over targets of the validation-selected transfer arm's ratio: {np.median(best_ratios):.2f} "
                f"({len(best_ratios)} targets where a transfer arm was picked; inf = never reached)")
-    return "\n".join(lines) + "\n\n" + summary
+    return markdown(header, lines) + "\n\n" + summary
 
 
 def relatedness_table(rows, metric="test_hit@10"):
@@ -86,14 +88,14 @@ def relatedness_table(rows, metric="test_hit@10"):
             kl[r["target"]] = r["relatedness"]
     targets = [t for t in dict.fromkeys(r["target"] for r in rows) if t in kl]
     arms = [a for a in dict.fromkeys(r["arm"] for r in rows) if a != NO_TRANSFER]
-    lines = ["| arm | Pearson r (gain %, KL) | p-value | targets |", "|---|---|---|---|"]
+    lines = []
     for arm in arms:
         gains = [100 * (np.mean(means[(t, arm)]) / np.mean(means[(t, NO_TRANSFER)]) - 1) for t in targets]
         if len(targets) < 3:
             continue
         r, p = pearsonr([kl[t] for t in targets], gains)
-        lines.append(f"| {arm} | {r:+.2f} | {p:.3f} | {len(targets)} |")
-    return "\n".join(lines)
+        lines.append([arm, f"{r:+.2f}", f"{p:.3f}", len(targets)])
+    return markdown(["arm", "Pearson r (gain %, KL)", "p-value", "targets"], lines)
 
 
 def main():
@@ -103,7 +105,7 @@ def main():
     parser.add_argument("--out", default=os.path.join(HERE, "results", "layer_transfer"))
     parser.add_argument("--tables_from", help="rebuild the tables from a saved <out>.json instead of training")
     args = parser.parse_args()
-    warnings.filterwarnings("ignore")
+    quiet_logging()
     torch.set_num_threads(args.threads)
     start = time.time()
     if args.tables_from:
@@ -139,8 +141,6 @@ def main():
     print("\n" + text)
     if args.tables_from:  # a rebuild prints; only the measuring command writes the results files
         return 0
-    from recbole_transfer.scenario import forest_plot
-
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     forest_plot(rows, args.out + ".png")
     with open(args.out + ".md", "w", encoding="utf-8") as f:

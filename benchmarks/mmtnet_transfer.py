@@ -1,6 +1,6 @@
 """Benchmark: one dense source, six sparse targets (MMT-Net, seed 000) on the bundled ml-100k regions.
 
-Scenario: properties/scenario/ml100k_regions.yaml (users split by zip region; source = regions 9, 5, 2, 1;
+Scenario: recbole_transfer/methods/mmtnet/scenario.yaml (users split by zip region; source = regions 9, 5, 2, 1;
 targets = regions 0, 3, 4, 6, 7, 8, each user's TRAINING interactions thinned to ``--fractions`` (``keep_fraction``;
 valid, test and candidates are the same at every fraction). Per seed, MMTNet
 is trained on the source once; every (fraction, target) then runs the arms (a) scratch, (b) annealed
@@ -25,16 +25,19 @@ import os
 import platform
 import sys
 import time
-import warnings
 
 import numpy as np
 import torch
 import yaml
 
-from recbole_transfer.quick_start import pretrain_source
-from recbole_transfer.scenario import (REGIONS_SCENARIO, first_time_reaching, forest_plot, one_to_many_table, paired_vs,
-                                      run_scenario)
-from recbole_transfer.transfer import SHARED_ARMS
+from recbole_transfer.logs import quiet_logging
+from recbole_transfer.methods.mmtnet.strategy import SHARED_ARMS
+from recbole_transfer.pipeline.scenario import run_scenario
+from recbole_transfer.pipeline.two_stage import pretrain_source
+from recbole_transfer.registry import get_method
+from recbole_transfer.report import first_time_reaching, forest_plot, markdown, one_to_many_table, paired_vs
+
+REGIONS_SCENARIO = get_method("mmtnet").scenario
 
 # (a) scratch, (b) anneal, (c) drr, (d) random, plus popularity (a reference) and frozen (DRR without adapters)
 MMT_ARMS = ["pop"] + SHARED_ARMS[:1] + ["frozen"] + SHARED_ARMS[1:]
@@ -65,7 +68,7 @@ def run_block(seed, fraction, threads, source_files, log):
 
 
 def main():
-    warnings.filterwarnings("ignore")
+    quiet_logging()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[2020, 2021, 2022])
     p.add_argument("--fractions", type=float, nargs="+", default=[0.2, 0.1, 0.5])
@@ -165,11 +168,10 @@ def goals(rows, fractions):
     total wall time over scratch's; and DRR's time to reach scratch's best validation HR@10. Differences are
     paired (each user's difference averaged over the seeds, targets as strata: the macro difference) with a 95 %
     interval."""
-    lines = ["## Goals", "",
-             "Paired differences of macro test metrics, mean [bootstrap 95 % interval], * = excludes 0.", "",
-             "| targets at | DRR - scratch, macro HR@10 | DRR - scratch, macro NDCG@10 | DRR - random control, HR@10 | "
-             "anneal - scratch, HR@10 | frozen - scratch, HR@10 | DRR - popularity, HR@10 | DRR wall / scratch wall | "
-             "DRR time to scratch's best valid HR@10 / scratch's (runs that reached it) |", "|---|---|---|---|---|---|---|---|---|"]
+    header = ["targets at", "DRR - scratch, macro HR@10", "DRR - scratch, macro NDCG@10", "DRR - random control, HR@10",
+              "anneal - scratch, HR@10", "frozen - scratch, HR@10", "DRR - popularity, HR@10", "DRR wall / scratch wall",
+              "DRR time to scratch's best valid HR@10 / scratch's (runs that reached it)"]
+    lines = []
     for fraction in fractions:
         chosen = [r for r in rows if r["fraction"] == fraction]
         ratio, reached, runs = time_to_quality(chosen, "drr")
@@ -181,13 +183,13 @@ def goals(rows, fractions):
         def wall(arm):
             return sum(r["seconds"] for r in chosen if r["arm"] == arm)
 
-        lines.append(
-            f"| {round(fraction * 100)} % | {diff('drr', 'none')} | {diff('drr', 'none', 'test_ndcg@10')} | "
-            f"{diff('drr', 'random')} | {diff('anneal', 'none')} | {diff('frozen', 'none')} | {diff('drr', 'pop')} | "
-            f"{wall('drr') / wall('none'):.2f} | "
-            f"{ratio:.2f} ({reached}/{runs}) |"
-        )
-    return "\n".join(lines)
+        lines.append([
+            f"{round(fraction * 100)} %", diff("drr", "none"), diff("drr", "none", "test_ndcg@10"), diff("drr", "random"),
+            diff("anneal", "none"), diff("frozen", "none"), diff("drr", "pop"), f"{wall('drr') / wall('none'):.2f}",
+            f"{ratio:.2f} ({reached}/{runs})",
+        ])
+    return "\n".join(["## Goals", "", "Paired differences of macro test metrics, mean [bootstrap 95 % interval], * = excludes 0.",
+                      "", markdown(header, lines)])
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Benchmark: PeterRec and its baselines on the bundled ml-100k (paper Table 3 shape).
 
-Tasks (properties/scenario/ml100k_peterrec.yaml): cold-start Comedy recommendation (NDCG@10, HR@10),
+Tasks (recbole_transfer/methods/peterrec/scenario.yaml): cold-start Comedy recommendation (NDCG@10, HR@10),
 gender / age / occupation prediction (accuracy) and age with 10% of training users labelled. Methods:
 popularity (majority label), FineCLS, FineLast, FineAll, PeterRec serial and parallel, PeterZero.
 Per seed: NextItNet is pretrained on the source sequences under that seed, and every task's USER split is
@@ -12,6 +12,7 @@ interval. One torch thread
 
     OMP_NUM_THREADS=1 python benchmarks/peterrec_transfer.py                  # 3 seeds
     OMP_NUM_THREADS=1 python benchmarks/peterrec_transfer.py --seeds 2020 --targets "gender age" --out /tmp/q
+    python benchmarks/peterrec_transfer.py --tables_from benchmarks/results/peterrec_transfer.json
 
 Finished seeds are kept in <out>.seed<N>.json and reused by a rerun (delete them to measure again).
 """
@@ -22,15 +23,18 @@ import os
 import platform
 import sys
 import time
-import warnings
 from collections import defaultdict
 
 import numpy as np
 import torch
 
-from recbole_transfer.scenario import (PETERREC_SCENARIO, forest_plot, method_paired_table, method_table, paired_vs,
-                                      run_scenario)
-from recbole_transfer.transfer import PATCH_ARMS
+from recbole_transfer.logs import quiet_logging
+from recbole_transfer.methods.peterrec.strategy import PATCH_ARMS
+from recbole_transfer.pipeline.scenario import run_scenario
+from recbole_transfer.registry import get_method
+from recbole_transfer.report import forest_plot, markdown, mean_std, method_paired_table, method_table, paired_vs
+
+PETERREC_SCENARIO = get_method("peterrec").scenario
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -42,8 +46,7 @@ def goals_table(rows):
     tasks = list(dict.fromkeys(r["target"] for r in rows))
     metric_of = {r["target"]: r["metric"] for r in rows}
     refs = ("fineall", "peterzero/serial", "finecls", "pop")
-    lines = ["| task | metric | PeterRec variant | vs FineAll (points) | vs PeterZero | vs FineCLS | vs popularity |",
-             "|---|---|---|---|---|---|---|"]
+    lines = []
     for task in tasks:
         metric = metric_of[task]
         for arm in ("peterrec/serial", "peterrec/parallel"):
@@ -52,8 +55,9 @@ def goals_table(rows):
                 diff = paired_vs(rows, arm, ref, f"test_{metric}", [task])
                 cells.append("-" if diff is None else
                              f"{100 * diff.mean:+.2f} [{100 * diff.low:+.2f}, {100 * diff.high:+.2f}]{'*' if diff.excludes_zero else ''}")
-            lines.append(f"| {task} | {metric} | {arm} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            lines.append([task, metric, arm] + cells)
+    return markdown(["task", "metric", "PeterRec variant", "vs FineAll (points)", "vs PeterZero", "vs FineCLS",
+                     "vs popularity"], lines)
 
 
 def extra_metrics_table(rows):
@@ -61,15 +65,24 @@ def extra_metrics_table(rows):
     groups = defaultdict(list)
     for r in rows:
         groups[(r["target"], r["arm"])].append(r)
-    lines = ["| task | method | test metrics (mean ± std) | epochs | fit s |", "|---|---|---|---|---|"]
+    lines = []
     for (task, arm), group in groups.items():
         keys = [k for k in group[0] if k.startswith("test_") and "@" in k]  # the metrics, not the per-user lists
-        cells = ", ".join(
-            f"{k[5:]} {np.mean([g[k] for g in group]):.4f} ± {np.std([g[k] for g in group]):.4f}" for k in keys
-        )
-        lines.append(f"| {task} | {arm} | {cells} | {np.mean([g['epochs'] for g in group]):.1f} | "
-                     f"{np.mean([g['seconds'] for g in group]):.1f} |")
-    return "\n".join(lines)
+        cells = ", ".join(f"{k[5:]} {mean_std([g[k] for g in group])}" for k in keys)
+        lines.append([task, arm, cells, f"{np.mean([g['epochs'] for g in group]):.1f}",
+                      f"{np.mean([g['seconds'] for g in group]):.1f}"])
+    return markdown(["task", "method", "test metrics (mean ± std)", "epochs", "fit s"], lines)
+
+
+def tables(rows):
+    """The result tables of ``rows`` (every seed), without the wall times."""
+    return [
+        method_table(rows),
+        method_paired_table(rows),
+        "PeterRec minus each reference, in points (100 x metric difference), paired [bootstrap 95 % interval], "
+        "* = excludes 0:\n\n" + goals_table(rows),
+        "All test metrics:\n\n" + extra_metrics_table(rows),
+    ]
 
 
 def main():
@@ -79,9 +92,14 @@ def main():
     parser.add_argument("--arms", default=" ".join(PATCH_ARMS))
     parser.add_argument("--out", default=os.path.join(HERE, "results", "peterrec_transfer"))
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest for these small models)")
+    parser.add_argument("--tables_from", default=None, help="print the tables of a saved <out>.json (no training, nothing written)")
     args = parser.parse_args()
+    quiet_logging()
+    if args.tables_from:  # a rebuild prints; only the measuring command writes the results files
+        with open(args.tables_from, encoding="utf-8") as f:
+            print("\n\n".join(tables(json.load(f))))
+        return
     torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore")
     seeds = [int(s) for s in args.seeds.split()]
     targets = args.targets.split() if args.targets else None
     arms = args.arms.split()
@@ -111,12 +129,7 @@ def main():
             json.dump({"arms": arms, "targets": targets, "rows": seed_rows, "seconds": seconds[seed]}, f)
         rows += seed_rows
 
-    text = "\n\n".join([
-        method_table(rows),
-        method_paired_table(rows),
-        "PeterRec minus each reference, in points (100 x metric difference), paired [bootstrap 95 % interval], "
-        "* = excludes 0:\n\n" + goals_table(rows),
-        "All test metrics:\n\n" + extra_metrics_table(rows),
+    text = "\n\n".join(tables(rows) + [
         "Wall time per seed (pretraining included): "
         + ", ".join(f"{s}: {seconds[s]:.0f}s" for s in seeds)
         + f". Machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}, "

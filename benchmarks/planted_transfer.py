@@ -20,19 +20,19 @@ or from the noise source. Everything runs through the product's own pipeline (``
 """
 
 import argparse
-import logging
 import os
 import platform
 import sys
 import tempfile
 import time
-import warnings
 
 import numpy as np
 import torch
 
 from recbole_transfer.data.synthetic import write_planted_scenario
-from recbole_transfer.quick_start import pretrain_source, run_transfer
+from recbole_transfer.logs import quiet_logging
+from recbole_transfer.pipeline.two_stage import pretrain_source, run_transfer
+from recbole_transfer.report import markdown, mean_std
 from recbole_transfer.stats import paired_strata, paired_users
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -61,8 +61,7 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=os.path.join(HERE, "results", "planted_transfer.md"))
     args = parser.parse_args()
-    warnings.filterwarnings("ignore")
-    logging.disable(logging.INFO)
+    quiet_logging()
     torch.set_num_threads(args.threads)
     start = time.time()
     lines = [
@@ -92,7 +91,7 @@ def main():
                 for name, transfer, mode, source in arms:
                     out = run_transfer(
                         "TransferMLP", None, "tgt", None, {**base, "transfer": transfer, "transfer_mode": mode},
-                        pretrained=sources[source] if source else None, verbose=False, log=False,
+                        pretrained=sources[source] if source else None, verbose=False,
                     )
                     hit = out["test_result"]["hit@10"]
                     row = {"target": "tgt", "arm": name, "seed": seed, "fingerprint": out["fingerprint"],
@@ -100,20 +99,16 @@ def main():
                     results[name].append((hit, out["epochs_run"], row))
                     print(f"  {name:44s} HR@10 {hit:.4f}  epochs {out['epochs_run']}", flush=True)
         scratch = np.mean([h for h, *_ in results["scratch"]])
-        lines += [
-            f"\n## {setting}\n",
-            "| arm | test HR@10 mean ± std | per seed | gain over scratch | paired difference to scratch [95% CI] | epochs run (mean) |",
-            "|---|---|---|---|---|---|",
-        ]
+        table = []
         for name, *_ in arms:
             hits = np.array([h for h, *_ in results[name]])
             gain = f"{100 * (hits.mean() - scratch) / scratch:+.1f}%" if name != "scratch" else ""
             pairs = [paired_users(r, base, "test_hit@10") for (*_, r), (*_, base) in zip(results[name], results["scratch"])]
             paired = paired_strata([pairs]).cell() if name != "scratch" else ""
-            lines.append(
-                f"| {name} | {hits.mean():.4f} ± {hits.std():.4f} | {' '.join(f'{h:.3f}' for h in hits)} | {gain} | {paired} | "
-                f"{np.mean([e for _, e, _ in results[name]]):.1f} |"
-            )
+            table.append([name, mean_std(hits), " ".join(f"{h:.3f}" for h in hits), gain, paired,
+                          f"{np.mean([e for _, e, _ in results[name]]):.1f}"])
+        lines += [f"\n## {setting}\n", markdown(["arm", "test HR@10 mean ± std", "per seed", "gain over scratch",
+                                                   "paired difference to scratch [95% CI]", "epochs run (mean)"], table)]
     lines.insert(2, f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; "
                     f"total wall time {time.time() - start:.0f}s")
     text = "\n".join(lines) + "\n"

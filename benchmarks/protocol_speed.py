@@ -24,14 +24,17 @@ import shutil
 import sys
 import tempfile
 import time
-import warnings
 
 import numpy as np
 import torch
 
-from recbole_transfer.quick_start import pretrain_source, run_transfer
-from recbole_transfer.scenario import DEFAULT_SCENARIO
-from recbole_transfer.transfer import ARMS
+from recbole_transfer.logs import quiet_logging
+from recbole_transfer.methods.layer_transfer.strategy import ARMS
+from recbole_transfer.pipeline.two_stage import pretrain_source, run_transfer
+from recbole_transfer.registry import get_method
+from recbole_transfer.report import markdown
+
+DEFAULT_SCENARIO = get_method("layer_transfer").scenario
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGETS = ["action", "comedy", "dark", "family", "other"]
@@ -40,7 +43,7 @@ TARGETS = ["action", "comedy", "dark", "family", "other"]
 def one_arm(target, arm, cache, keys, pretrained):
     start = time.perf_counter()
     result = run_transfer("TransferMLP", None, target, [DEFAULT_SCENARIO], {**keys, "transfer": arm, "protocol_cache": cache},
-                          pretrained=pretrained, saved=True, verbose=False, log=False)
+                          pretrained=pretrained, saved=True, verbose=False)
     wall = time.perf_counter() - start
     seconds = result["epoch_seconds"]
     return {"target": target, "arm": arm, "cache": cache, "wall_s": wall, "fit_s": result["fit_seconds"],
@@ -50,9 +53,9 @@ def one_arm(target, arm, cache, keys, pretrained):
 
 
 def table(rows):
-    lines = ["| target | arms | wall s per arm, cache off | wall s per arm, cache on | speed-up | valid s per epoch, off | "
-             "valid s per epoch, on | train s per epoch | epoch time / training pass, cache on | metrics identical |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    header = ["target", "arms", "wall s per arm, cache off", "wall s per arm, cache on", "speed-up", "valid s per epoch, off",
+              "valid s per epoch, on", "train s per epoch", "epoch time / training pass, cache on", "metrics identical"]
+    lines = []
     groups = {t: [r for r in rows if r["target"] == t] for t in dict.fromkeys(r["target"] for r in rows)}
     groups["**all**"] = rows
     for target, group in groups.items():
@@ -62,14 +65,14 @@ def table(rows):
         train_on = sum(r["train_s"] for r in on)
         identical = all(a["test"] == b["test"] and a["valid"] == b["valid"] and a["test_per_user"] == b["test_per_user"]
                         for a, b in zip(off, on))
-        lines.append(
-            f"| {target} | {len(on)} | {np.mean([r['wall_s'] for r in off]):.2f} | {np.mean([r['wall_s'] for r in on]):.2f} | "
-            f"{sum(r['wall_s'] for r in off) / sum(r['wall_s'] for r in on):.2f}x | "
-            f"{sum(r['valid_s'] for r in off) / epochs_off:.4f} | {sum(r['valid_s'] for r in on) / epochs_on:.4f} | "
-            f"{train_on / epochs_on:.4f} | {(train_on + sum(r['valid_s'] for r in on)) / train_on:.2f} | "
-            f"{'yes' if identical else 'NO'} |"
-        )
-    return "\n".join(lines)
+        lines.append([
+            target, len(on), f"{np.mean([r['wall_s'] for r in off]):.2f}", f"{np.mean([r['wall_s'] for r in on]):.2f}",
+            f"{sum(r['wall_s'] for r in off) / sum(r['wall_s'] for r in on):.2f}x",
+            f"{sum(r['valid_s'] for r in off) / epochs_off:.4f}", f"{sum(r['valid_s'] for r in on) / epochs_on:.4f}",
+            f"{train_on / epochs_on:.4f}", f"{(train_on + sum(r['valid_s'] for r in on)) / train_on:.2f}",
+            "yes" if identical else "NO",
+        ])
+    return markdown(header, lines)
 
 
 def profile_validation(target, keys, repeats=20):
@@ -77,7 +80,8 @@ def profile_validation(target, keys, repeats=20):
     import cProfile
     import pstats
 
-    from recbole_transfer.quick_start import build_model, domain_config, prepare_domain
+    from recbole_transfer.methods.layer_transfer.model import TransferMLP
+    from recbole_transfer.pipeline.two_stage import build_model, domain_config, prepare_domain
     from recbole_transfer.trainer import TransferTrainer
 
     data = prepare_domain(domain_config("TransferMLP", target, [DEFAULT_SCENARIO], keys))
@@ -90,7 +94,8 @@ def profile_validation(target, keys, repeats=20):
     profile.disable()
     stats = pstats.Stats(profile).stats
     total = sum(tt for (_, _, _), (_, _, tt, _, _) in stats.items())
-    forward = max(ct for (file, _, func), (_, _, _, ct, _) in stats.items() if func == "forward" and "transfer_mlp" in file)
+    model_file = TransferMLP.forward.__code__.co_filename  # methods/layer_transfer/model.py
+    forward = max(ct for (file, _, func), (_, _, _, ct, _) in stats.items() if func == "forward" and file == model_file)
     linear = sum(tt for (_, _, func), (_, _, tt, _, _) in stats.items() if func == "<built-in method torch._C._nn.linear>")
     rows = data.valid_data._dataset.inter_num * 100
     return (f"Profile (cProfile, {repeats} cached validations of a fresh TransferMLP on {target}: {rows:,} candidate rows "
@@ -106,7 +111,7 @@ def main():
     p.add_argument("--arms", nargs="+", default=list(ARMS))
     p.add_argument("--out", default=os.path.join(HERE, "results", "protocol_speed"))
     args = p.parse_args()
-    warnings.filterwarnings("ignore")
+    quiet_logging()
     torch.set_num_threads(args.threads)
     work = tempfile.mkdtemp(prefix="protocol_speed-")
     keys = {"seed": args.seed, "num_threads": args.threads, "protocol_dir": os.path.join(work, "protocols"),

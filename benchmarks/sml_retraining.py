@@ -17,6 +17,7 @@ so what remains is Step 1 through it). One torch thread.
 
     OMP_NUM_THREADS=1 python benchmarks/sml_retraining.py                     # both settings, 3 seeds
     OMP_NUM_THREADS=1 python benchmarks/sml_retraining.py --settings drift --seeds 2020 --out /tmp/q
+    python benchmarks/sml_retraining.py --tables_from benchmarks/results/sml_retraining.json
 
 Writes <out>.md (tables), <out>.json (every row) and <out>-<setting>.png (per-period curves).
 """
@@ -28,13 +29,13 @@ import platform
 import sys
 import tempfile
 import time
-import warnings
 
 import torch
 
 from recbole_transfer.config import TransferConfig
 from recbole_transfer.data.synthetic import write_drifting_periods
-from recbole_transfer.trainer.periodic import period_table_of, plot_curves, run_periodic, table1
+from recbole_transfer.logs import quiet_logging
+from recbole_transfer.methods.sml.runner import period_table_of, plot_curves, run_periodic, table1
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DRIFT = dict(n_users=200, n_items=300, periods=8, per_period=20, trend=0.3, drift=0.3, persistence=1.0)
@@ -63,14 +64,34 @@ def run_setting(name, seed, folder):
     return rows
 
 
+def section(name, setting_rows, seeds, seconds, out):
+    """The tables of one setting (``seconds`` None: a rebuild from saved rows, no wall time)."""
+    took = f"; {seconds:.0f}s" if seconds is not None else ""
+    return (
+        f"## {name} ({SETTINGS[name]['periods']} periods, last {SETTINGS[name]['test_periods']} tested; "
+        f"seeds {seeds}{took})\n\nTest periods, mean ± std over seeds:\n\n{table1(setting_rows)}\n\n"
+        f"Validation periods:\n\n{table1(setting_rows, phase='valid')}\n\n{period_table_of(setting_rows)}\n\n"
+        f"Curves: `{os.path.basename(out)}-{name}.png`"
+    )
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--settings", default="ml-100k drift")
     p.add_argument("--seeds", default="2020 2021 2022")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=os.path.join(HERE, "results", "sml_retraining"))
+    p.add_argument("--tables_from", default=None, help="print the tables of a saved <out>.json (no training, nothing written)")
     args = p.parse_args()
-    warnings.filterwarnings("ignore")
+    quiet_logging()
+    if args.tables_from:  # a rebuild prints; only the measuring command writes the results files
+        with open(args.tables_from, encoding="utf-8") as f:
+            rows = json.load(f)
+        out = os.path.splitext(args.tables_from)[0]
+        print("\n\n".join(section(name, [r for r in rows if r["setting"] == name],
+                                    sorted({r["seed"] for r in rows if r["setting"] == name}), None, out)
+                            for name in dict.fromkeys(r["setting"] for r in rows)))
+        return
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split()]
     args.out = os.path.abspath(args.out)  # before the chdir below
@@ -85,12 +106,7 @@ def main():
             setting_rows += run_setting(name, seed, os.path.join(work, f"drift{seed}"))
         rows += setting_rows
         plot_curves(setting_rows, f"{args.out}-{name}.png")
-        sections.append(
-            f"## {name} ({SETTINGS[name]['periods']} periods, last {SETTINGS[name]['test_periods']} tested; "
-            f"seeds {seeds}; {time.time() - start:.0f}s)\n\nTest periods, mean ± std over seeds:\n\n{table1(setting_rows)}\n\n"
-            f"Validation periods:\n\n{table1(setting_rows, phase='valid')}\n\n{period_table_of(setting_rows)}\n\n"
-            f"Curves: `{os.path.basename(args.out)}-{name}.png`"
-        )
+        sections.append(section(name, setting_rows, seeds, time.time() - start, args.out))
     header = (f"# Periodic retraining, online evaluation\n\n`OMP_NUM_THREADS=1 python benchmarks/sml_retraining.py "
               f"--settings \"{args.settings}\" --seeds \"{args.seeds}\"` on {platform.processor() or platform.machine()}, "
               f"{args.threads} torch thread(s), Python {sys.version.split()[0]}, torch {torch.__version__}.\n\n")

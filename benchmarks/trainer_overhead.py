@@ -13,14 +13,17 @@ import platform
 import statistics
 import sys
 import time
-import warnings
 
 import torch
 from recbole.trainer import Trainer
 
-from recbole_transfer.quick_start import build_model, domain_config, prepare_domain
-from recbole_transfer.scenario import DEFAULT_SCENARIO
+from recbole_transfer.logs import quiet_logging
+from recbole_transfer.pipeline.two_stage import build_model, domain_config, prepare_domain
+from recbole_transfer.registry import get_method
+from recbole_transfer.report import markdown
 from recbole_transfer.trainer import TransferTrainer
+
+DEFAULT_SCENARIO = get_method("layer_transfer").scenario
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -40,7 +43,7 @@ def main():
     parser.add_argument("--domain", default="drama")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "trainer_overhead.md"))
     args = parser.parse_args()
-    warnings.filterwarnings("ignore")
+    quiet_logging()
     torch.set_num_threads(1)
     config = domain_config(
         "TransferMLP", args.domain, [DEFAULT_SCENARIO],
@@ -62,10 +65,10 @@ def main():
         f"domain {args.domain!r}: {data.dataset.inter_num} interactions, batch {config['train_batch_size']}, "
         f"{config['train_neg_sample_args']['sample_num']} negatives, uni99 validation + checkpoint every epoch",
         "",
-        "| trainer | median s/epoch | all runs (s/epoch) |",
-        "|---|---|---|",
-        f"| RecBole Trainer | {rec:.3f} | {', '.join(f'{t:.3f}' for t in times['RecBole Trainer'])} |",
-        f"| TransferTrainer | {ours:.3f} | {', '.join(f'{t:.3f}' for t in times['TransferTrainer'])} |",
+        markdown(["trainer", "median s/epoch", "all runs (s/epoch)"], [
+            [name, f"{median:.3f}", ", ".join(f"{t:.3f}" for t in times[name])]
+            for name, median in (("RecBole Trainer", rec), ("TransferTrainer", ours))
+        ]),
         "",
         f"ratio TransferTrainer / RecBole Trainer = {ours / rec:.3f} (goal <= 1.05)",
     ]

@@ -29,21 +29,24 @@ import platform
 import shutil
 import sys
 import time
-import warnings
 
-import numpy as np
+from recbole_transfer.logs import quiet_logging
 
-warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
-warnings.filterwarnings("ignore", category=FutureWarning)
+quiet_logging()  # before Ray is imported (through recbole_transfer.tune): its pkg_resources warning
+
+import numpy as np  # noqa: E402
 
 from recbole_transfer.data import Protocol  # noqa: E402
-from recbole_transfer.quick_start import load_transfer_model  # noqa: E402
-from recbole_transfer.scenario import DEFAULT_SCENARIO  # noqa: E402
+from recbole_transfer.pipeline.two_stage import load_transfer_model  # noqa: E402
+from recbole_transfer.registry import get_method  # noqa: E402
+from recbole_transfer.report import markdown  # noqa: E402
 from recbole_transfer.stats import paired_se, paired_strata  # noqa: E402
 from recbole_transfer.trainer import TransferTrainer  # noqa: E402
 from recbole_transfer.tune import SearchSpace, run_search  # noqa: E402
 from recbole_transfer.tune.search import choose_winner, valid_differences  # noqa: E402
 
+METHOD = get_method("layer_transfer")
+DEFAULT_SCENARIO = METHOD.scenario
 HERE = os.path.dirname(os.path.abspath(__file__))
 METRIC = "hit@10"
 RULES = ("se", 0)  # the product's default (a transfer arm must beat no transfer by one paired SE), plain argmax
@@ -53,7 +56,7 @@ def grid_space(path):
     """The default space with the FIFO scheduler: every arm runs until RecBole's early stopping."""
     import yaml
 
-    spec = yaml.safe_load(open(SearchSpace.from_file().path, encoding="utf-8"))
+    spec = yaml.safe_load(open(SearchSpace.from_file(method=METHOD).path, encoding="utf-8"))
     spec["scheduler"] = {"type": "fifo"}
     with open(path, "w", encoding="utf-8") as f:
         yaml.safe_dump(spec, f, sort_keys=False)
@@ -119,7 +122,7 @@ def groups(rows):
 
 
 def pick(group, rule):
-    return choose_winner(group, rule, valid_differences(f"valid_{METRIC}"))[0]
+    return choose_winner(group, rule, valid_differences(f"valid_{METRIC}"), METHOD.is_baseline)[0]
 
 
 def picks_of(rows):
@@ -163,9 +166,7 @@ def tables(rows):
     by_pick = {(p["data_seed"], p["target"]): p for p in picks}
     targets = list(dict.fromkeys(p["target"] for p in picks))
     seeds = sorted({p["data_seed"] for p in picks})
-    head = ["| target | scratch | oracle (test-selected) | grid pick (1-SE) | tuned pick (1-SE) | tuned pick (argmax) | "
-            "tuned - scratch, paired [95% CI] | share of the oracle's gain captured (tuned) | trial-epochs tuned / grid |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    head = []
     by_groups = groups(rows)
 
     def paired(chosen):
@@ -188,22 +189,20 @@ def tables(rows):
         chosen = [p for p in picks if target in (p["target"], "**all**")]
         mean = lambda key: np.mean([p[key] for p in chosen])  # noqa: E731
         epochs = sum(p["tuned_trial_epochs"] for p in chosen) / sum(p["grid_trial_epochs"] for p in chosen)
-        head.append(f"| {target} | {mean('scratch_test'):.4f} | {mean('oracle_test'):.4f} | {mean('grid_pick_test'):.4f} | "
-                    f"{mean('tuned_test'):.4f} | {mean('tuned_argmax_test'):.4f} | {paired(chosen).cell()} | "
-                    f"{100 * share(chosen, 'tuned_test'):.0f} % | {epochs:.2f} |")
-    per = ["| data seed | target | scratch | oracle arm | oracle | grid pick | its test | tuned pick | its test | "
-           "tuned - scratch (paired SE) | below scratch by > 1 paired SE | trial-epochs tuned / grid | same split |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        head.append([target, f"{mean('scratch_test'):.4f}", f"{mean('oracle_test'):.4f}", f"{mean('grid_pick_test'):.4f}",
+                     f"{mean('tuned_test'):.4f}", f"{mean('tuned_argmax_test'):.4f}", paired(chosen).cell(),
+                     f"{100 * share(chosen, 'tuned_test'):.0f} %", f"{epochs:.2f}"])
+    per = []
     below = 0
     for seed in seeds:
         for target in targets:
             p = by_pick[(seed, target)]
             worse = p["tuned_minus_scratch"] < -p["paired_se"]
             below += worse
-            per.append(f"| {seed} | {target} | {p['scratch_test']:.4f} | {p['oracle_arm']} | {p['oracle_test']:.4f} | "
-                       f"{p['grid_pick_arm']} | {p['grid_pick_test']:.4f} | {p['tuned_arm']} | {p['tuned_test']:.4f} | "
-                       f"{p['tuned_minus_scratch']:+.4f} ({p['paired_se']:.4f}) | {'YES' if worse else 'no'} | "
-                       f"{p['compute_ratio']:.2f} | {p['same_split']} |")
+            per.append([seed, target, f"{p['scratch_test']:.4f}", p["oracle_arm"], f"{p['oracle_test']:.4f}",
+                        p["grid_pick_arm"], f"{p['grid_pick_test']:.4f}", p["tuned_arm"], f"{p['tuned_test']:.4f}",
+                        f"{p['tuned_minus_scratch']:+.4f} ({p['paired_se']:.4f})", "YES" if worse else "no",
+                        f"{p['compute_ratio']:.2f}", p["same_split"]])
     walls = {(r["seed"], r["kind"]): r["wall_s"] for r in rows}
     compute = sum(p["tuned_trial_epochs"] for p in picks) / sum(p["grid_trial_epochs"] for p in picks)
     summary = (
@@ -223,7 +222,13 @@ def tables(rows):
         summary += (f" Data shared with benchmarks/results/layer_transfer.json (same data seeds): "
                     f"{sum(ours[k] == theirs[k] for k in shared)} of {len(shared)} (data seed, target) fingerprints equal.")
     title = f"Test HR@10, mean of {len(seeds)} data seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))}); every column on the same test set"
-    return picks, f"{title}\n\n" + "\n".join(head) + "\n\n" + summary + "\n\nPer data seed\n\n" + "\n".join(per)
+    head = markdown(["target", "scratch", "oracle (test-selected)", "grid pick (1-SE)", "tuned pick (1-SE)",
+                     "tuned pick (argmax)", "tuned - scratch, paired [95% CI]", "share of the oracle's gain captured (tuned)",
+                     "trial-epochs tuned / grid"], head)
+    per = markdown(["data seed", "target", "scratch", "oracle arm", "oracle", "grid pick", "its test", "tuned pick",
+                    "its test", "tuned - scratch (paired SE)", "below scratch by > 1 paired SE", "trial-epochs tuned / grid",
+                    "same split"], per)
+    return picks, f"{title}\n\n{head}\n\n{summary}\n\nPer data seed\n\n{per}"
 
 
 def main():

@@ -2,12 +2,14 @@
 
 What it adds to :class:`recbole.config.Config`:
 
-- model names resolve in recbole_transfer first, then in RecBole (an unknown name is a
-  :class:`TransferConfigError` with the closest names, not RecBole's bare ValueError);
-- after RecBole's own defaults it layers ``properties/overall.yaml`` and
-  ``properties/model/<Model>.yaml`` of this package (found after ``pip install`` from any directory);
+- model names resolve in the registered methods and the shared models first, then in RecBole (an unknown name
+  is a :class:`TransferConfigError` with the closest names, not RecBole's bare ValueError);
+- after RecBole's own defaults it layers ``properties/overall.yaml`` (the shared keys), then the keys of the
+  model's method (``methods/<name>/keys.yaml``, see :mod:`recbole_transfer.registry`), then the model's own
+  file (``methods/<name>/<Model>.yaml``, or ``properties/model/<Model>.yaml`` for a shared model);
 - keys nobody knows are checked: a misspelling of one of our keys is an error with a suggestion,
-  other unknown keys are logged as a warning (never silently ignored);
+  other unknown keys are logged as a warning (never silently ignored), and so is a key of another method
+  (a key of one method's keys.yaml given to another method's model);
 - ``sys.argv`` is NOT read (RecBole's Config does): the CLI parses ``--key=value`` itself and passes
   them as ``config_dict``, so tests and notebooks never pick up stray arguments;
 - a derived domain (a folder with our ``spec.json``) gets RecBole's dataset defaults of its base dataset
@@ -33,6 +35,8 @@ from recbole.utils import ModelType
 from recbole.utils import get_model as recbole_get_model
 from recbole.utils import argument_list
 
+from . import model as shared_models
+from . import registry
 from .errors import TransferConfigError, TransferError, did_you_mean
 from .utils import property_file, PROPERTIES_DIR
 
@@ -63,10 +67,8 @@ _RECBOLE_RUNTIME_KEYS = {
 
 
 def plugin_model_classes():
-    """Models shipped by recbole_transfer, by name."""
-    from . import model as plugin_models
-
-    return {name: getattr(plugin_models, name) for name in plugin_models.__all__}
+    """Models shipped by recbole_transfer (the shared models and every registered method's), by name."""
+    return {**{name: getattr(shared_models, name) for name in shared_models.__all__}, **registry.model_classes()}
 
 
 def _recbole_model_stems():
@@ -81,6 +83,17 @@ def _recbole_model_stems():
 
 def get_model(name):
     """Resolve a model name: plugin first, then RecBole. Raises TransferConfigError if unknown."""
+    import torch
+
+    anomaly = torch.is_anomaly_enabled()
+    try:
+        return _resolve_model(name)
+    finally:
+        if not anomaly:  # RecBole's sine.py switches anomaly detection on when imported, and importing any of its
+            torch.autograd.set_detect_anomaly(False)  # sequential models imports it: every backward pass would be slower
+
+
+def _resolve_model(name):
     plugin = plugin_model_classes()
     if name in plugin:
         return plugin[name]
@@ -111,14 +124,33 @@ def _yaml_keys(path):
     return set(data) if isinstance(data, dict) else set()
 
 
-@functools.lru_cache(maxsize=None)
+def _key_files(method):
+    """A method's config files: its keys and its models' defaults (not its scenario or search space)."""
+    others = {"keys", "scenario", "space"}  # a scenario holds run keys, a search space is not a config file
+    models = list(method.models) + [n for n in (os.path.basename(p)[:-5] for p in glob.glob(os.path.join(method.folder or "", "*.yaml")))
+                                    if n not in others]
+    return [p for p in [method.keys_file] + [method.model_file(m) for m in models] if p]
+
+
 def plugin_keys():
-    """Every key declared by this package's property files (our 'transfer keys')."""
+    """Every key declared by this package's property files and the registered methods' files (our keys)."""
+    return _plugin_keys(tuple((m.name, m.folder) for m in registry.methods()))
+
+
+@functools.lru_cache(maxsize=None)
+def _plugin_keys(_registered):
     keys = set()
     for path in glob.glob(os.path.join(PROPERTIES_DIR, "**", "*.yaml"), recursive=True):
-        if os.path.basename(os.path.dirname(path)) != "tune":  # search spaces are not config files
+        keys |= _yaml_keys(path)
+    for method in registry.methods():
+        for path in _key_files(method):
             keys |= _yaml_keys(path)
     return frozenset(keys)
+
+
+def method_keys(method):
+    """Keys declared by one method's keys file (not its models' defaults)."""
+    return frozenset(_yaml_keys(method.keys_file)) if method.keys_file else frozenset()
 
 
 @functools.lru_cache(maxsize=None)
@@ -211,8 +243,11 @@ class TransferConfig(Config):
         base = self._derived_from(dataset)
         if base:  # a derived domain reads as its base dataset does (RecBole's dataset defaults)
             self._update_internal_config_dict(os.path.join(_RECBOLE_DIR, "properties", "dataset", f"{base}.yaml"))
-        for path in (property_file("overall.yaml"), property_file("model", f"{model}.yaml")):
-            if os.path.isfile(path):
+        method = registry.method_of(model)
+        shared_file = property_file("model", f"{model}.yaml")
+        model_file = registry.model_file(model) or (shared_file if os.path.isfile(shared_file) else None)
+        for path in (property_file("overall.yaml"), method.keys_file, model_file):
+            if path:
                 self._update_internal_config_dict(path)
         if getattr(model_class, "type", None) == ModelType.SEQUENTIAL:  # what RecBole requires of these models
             internal = self.internal_config_dict
@@ -244,9 +279,14 @@ class TransferConfig(Config):
             logger.warning(
                 "config key %r is not used by RecBole or recbole_transfer%s", key, did_you_mean(key, sorted(known))
             )
-        mode = self.final_config_dict.get("transfer_mode")
-        if mode not in ("freeze", "finetune"):
-            raise TransferConfigError(f"transfer_mode={mode!r}: allowed values are 'freeze' and 'finetune'")
+        own = registry.method_of(self.model)
+        for key in self.external_config_dict:
+            if key in self.internal_config_dict or key in recbole_keys():
+                continue
+            owners = [m.name for m in registry.methods() if m is not own and key in method_keys(m)]
+            if owners:
+                logger.warning("config key %r belongs to method %s; model %s (method %s) does not read it",
+                               key, " / ".join(owners), self.model, own.name)
         for key, (kind, low) in TYPED_KEYS.items():
             value = self.final_config_dict.get(key)
             if value is None and key == "data_seed":

@@ -1,7 +1,14 @@
-"""Shared fixtures. One torch thread everywhere: on 2-core machines the default is many times slower."""
+"""Shared fixtures. One torch thread everywhere: on 2-core machines the default is many times slower.
 
+Markers (pytest.ini): ``ray`` starts Ray (a search), ``slow`` takes more than ~5 s on a 2-core machine. The edit
+loop: ``pytest -q -m "not slow and not ray"``.
+"""
+
+import contextlib
+import io
 import logging
 import os
+import signal
 import warnings
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -9,6 +16,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from recbole_transfer import cli  # noqa: E402
 from recbole_transfer.data.synthetic import write_planted_domain  # noqa: E402
 
 torch.set_num_threads(1)
@@ -21,6 +29,35 @@ PROTOCOL = {
     "topk": [10],
     "valid_metric": "Hit@10",
 }
+
+
+def call_cli(args, cwd=None):
+    """The command line in this process: ``recbole_transfer.cli.main(args)`` (in ``cwd`` when given) with stdout and
+    stderr captured; returns (exit code, stdout, stderr). The one helper every CLI test uses, through the
+    ``run_cli`` fixture (a module-scoped fixture calls it directly). One subprocess test (test_cli.py) covers the
+    real entry point ``run_recbole_transfer.py``."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.chdir(cwd) if cwd is not None else contextlib.nullcontext():
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def run_cli():
+    """``run_cli(args, cwd=None) -> (exit code, stdout, stderr)``: see :func:`call_cli`."""
+    return call_cli
+
+
+@pytest.fixture(autouse=True)
+def _keep_signal_handlers():
+    """Ray Tune (a search run in this process) installs its own SIGINT handler and leaves it: restore ours, so that
+    Ctrl-C stops the test session at the first press."""
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGUSR1)}
+    yield
+    for sig, handler in handlers.items():
+        if handler is not None:
+            signal.signal(sig, handler)
 
 
 @pytest.fixture

@@ -1,5 +1,10 @@
-"""The CLI: each bad input exits 2 with one message naming key, value and what is allowed, before any training."""
+"""The CLI: each bad input exits 2 with one message naming key, value and what is allowed, before any training.
 
+Commands run in this process (the ``run_cli`` fixture of conftest.py); one test runs the real entry point
+``run_recbole_transfer.py`` in a fresh process, as a user does.
+"""
+
+import logging
 import os
 import subprocess
 import sys
@@ -12,17 +17,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "run_recbole_transfer.py")
 
 
-def run_cli(args, cwd):
-    """The installed entry point in a fresh process (what a user runs)."""
+def test_the_entry_point_script_exits_2_with_one_error_line_and_no_traceback(tmp_path):
+    """The real entry point in a fresh process (what a user runs): a bad input is one line on stderr, exit code 2."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
-    return subprocess.run([sys.executable, SCRIPT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-
-
-def run_main(args, capsys):
-    """``cli.main`` in this process: (exit code, stdout, stderr)."""
-    code = cli.main(list(args))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    proc = subprocess.run([sys.executable, SCRIPT, "--model=NoSuchModel", "--target=ml-100k"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.startswith("run_recbole_transfer.py: error: model='NoSuchModel': unknown model"), proc.stderr[-2000:]
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stdout == "" and not (tmp_path / "saved").exists()
 
 
 @pytest.fixture
@@ -51,6 +54,10 @@ BAD = [
     (["--model=TransferMLP", "--source=src", "--target=tiny"], "target='tiny': "),
     (["--model=TransferMLP", "--source=src", "--target=tgt", "--transfer=[user_embedding,fc1]"], "id spaces differ"),
     (["--model=TransferMLP", "--source=src", "--target=tgt", "--tranfer_mode=freeze"], "did you mean 'transfer_mode'"),
+    # the strategy's own keys are checked when the run builds its strategy, before the source stage
+    (["--model=TransferMLP", "--source=src", "--target=tgt", "--transfer=config-1", "--transfer_mode=frozen"],
+     "transfer_mode='frozen': allowed values are 'freeze' and 'finetune'"),
+    (["--model=TransferMLP", "--source=src", "--target=tgt", "--transfer=drr"], "a transfer of method 'mmtnet'; use --model=MMTNet"),
     (["--model=TransferMLP", "--source=nosuch", "--target=tgt", "--transfer=config-1"], "source='nosuch': no atomic file"),
     (["--evaluate=plain.pth"], "not a recbole_transfer checkpoint"),
     (["--importance=text.pth"], "cannot be loaded with weights_only=True"),
@@ -79,7 +86,7 @@ BAD = [
 ]
 
 
-def test_bad_inputs_exit_2_with_one_message_before_any_training(checkpoints, small_domains, capsys):
+def test_bad_inputs_exit_2_with_one_message_before_any_training(checkpoints, small_domains, run_cli):
     source = pretrain_source_file(small_domains)
     data = f"--data_path={small_domains['data_path']}"
     for args, message in BAD:
@@ -87,7 +94,7 @@ def test_bad_inputs_exit_2_with_one_message_before_any_training(checkpoints, sma
         if not any(a.startswith("--epochs") for a in args):
             args.append("--epochs=1")
         before = sorted(p.name for p in (checkpoints / "saved").glob("*.pth"))
-        code, _out, err = run_main(args, capsys)
+        code, _out, err = run_cli(args)
         assert sorted(p.name for p in (checkpoints / "saved").glob("*.pth")) == before, args  # nothing trained
         assert code == 2, (args, err[-2000:])
         assert message in err, (args, err[-2000:])
@@ -100,7 +107,7 @@ def pretrain_source_file(small_domains):
     return pretrain_source("TransferMLP", "src", None, {**small_domains, "epochs": 1}, verbose=False).model_file
 
 
-def test_bad_inputs_of_long_commands_on_the_bundled_scenarios_exit_2_in_seconds(workdir, capsys):
+def test_bad_inputs_of_long_commands_on_the_bundled_scenarios_exit_2_in_seconds(workdir, run_cli):
     (workdir / "blocker").write_text("a file, not a folder")
     cases = [
         (["--scenario", "--targets=[action,comdy]"], "targets='comdy': no atomic file"),
@@ -111,29 +118,30 @@ def test_bad_inputs_of_long_commands_on_the_bundled_scenarios_exit_2_in_seconds(
         (["--model=SML", "--output=blocker/sml"], "--output='blocker/sml': cannot write"),
     ]
     for args, message in cases:
-        code, _out, err = run_main(args, capsys)
+        code, _out, err = run_cli(args)
         assert code == 2 and message in err, (args, err[-2000:])
         assert not (workdir / "saved").exists() or not list((workdir / "saved").rglob("*.pth")), args
 
 
-def test_one_transfer_run_then_evaluate_and_importance(small_domains, workdir):
+def test_one_transfer_run_then_evaluate_and_importance(small_domains, workdir, run_cli, caplog):
     data = f"--data_path={small_domains['data_path']}"
-    proc = run_cli(["--model=TransferMLP", "--source=src", "--target=tgt", "--transfer=config-5", data,
-                    "--epochs=2", "--show_progress=False"], workdir)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "transfer=config-5 (freeze)" in proc.stdout and "KL relatedness" in proc.stdout
-    assert "copied, frozen" in proc.stderr and "trainable params:" in proc.stderr  # the transfer report, logged
-    model_file = proc.stdout.split("model file: ")[1].strip()
-    test_line = [line for line in proc.stdout.splitlines() if line.startswith("transfer=")][0]
-    proc = run_cli([f"--evaluate={model_file}"], workdir)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert test_line.split("test: ")[1] in proc.stdout  # same metrics after reload (the protocol's candidates)
-    proc = run_cli([f"--importance={model_file}"], workdir)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "| fc4 | mlp_layers.mlp_layers.10 | 8 |" in proc.stdout
+    caplog.set_level(logging.INFO, logger="recbole_transfer")
+    code, out, err = run_cli(["--model=TransferMLP", "--source=src", "--target=tgt", "--transfer=config-5", data,
+                              "--epochs=2", "--show_progress=False"])
+    assert code == 0, err[-3000:]
+    assert "transfer=config-5 (freeze)" in out and "KL relatedness" in out
+    assert "copied, frozen" in caplog.text and "trainable params:" in caplog.text  # the transfer report, logged
+    model_file = out.split("model file: ")[1].strip()
+    test_line = [line for line in out.splitlines() if line.startswith("transfer=")][0]
+    code, out, err = run_cli([f"--evaluate={model_file}"])
+    assert code == 0, err[-3000:]
+    assert test_line.split("test: ")[1] in out  # same metrics after reload (the protocol's candidates)
+    code, out, err = run_cli([f"--importance={model_file}"])
+    assert code == 0, err[-3000:]
+    assert "| fc4 | mlp_layers.mlp_layers.10 | 8 |" in out
 
 
-def test_a_sequential_recbole_model_runs_layer_transfer_on_derived_ml100k_domains(workdir, capsys):
+def test_a_sequential_recbole_model_runs_layer_transfer_on_derived_ml100k_domains(workdir, run_cli):
     """Derived domains keep ml-100k's timestamp and rating; a sequential model gets RecBole's order TO."""
     (workdir / "west.yaml").write_text(
         "domains:\n"
@@ -142,12 +150,14 @@ def test_a_sequential_recbole_model_runs_layer_transfer_on_derived_ml100k_domain
         "  west_comedy: {base: ml-100k, users: {field: zip_code, values: ['9'], match: prefix},"
         " items: {field: class, values: [Comedy], match: first}, time: {start: '1997-11-01'}}\n"
     )
-    code, out, err = run_main(["--model=GRU4Rec", "--source=west_drama", "--target=west_comedy", "--transfer=[gru_layers]",
-                               "--config_files=west.yaml", "--epochs=2", "--MAX_ITEM_LIST_LENGTH=20"], capsys)
+    code, out, err = run_cli(["--model=GRU4Rec", "--source=west_drama", "--target=west_comedy", "--transfer=[gru_layers]",
+                              "--config_files=west.yaml", "--epochs=2", "--MAX_ITEM_LIST_LENGTH=10",
+                              "--embedding_size=16", "--hidden_size=16"])  # a small GRU: the test is about the pipeline
     assert code == 0, err[-3000:]
     assert "transfer=gru_layers (freeze)  test: {'hit@10'" in out
-    from recbole_transfer.quick_start import load_transfer_model
     import torch
+
+    from recbole_transfer.pipeline.two_stage import load_transfer_model
 
     config, model, *_ = load_transfer_model(out.split("model file: ")[1].strip())
     assert config["eval_args"]["order"] == "TO" and config["train_neg_sample_args"]["distribution"] == "none"

@@ -13,10 +13,10 @@ from recbole.data import create_dataset
 from recbole_transfer.data import materialize
 from recbole_transfer.data.context import align_tokens, copy_aligned
 from recbole_transfer.errors import TransferConfigError, TransferDataError
-from recbole_transfer.quick_start import domain_config, prepare_domain
-from recbole_transfer.utils import property_file
+from recbole_transfer.pipeline.two_stage import domain_config, prepare_domain
+from recbole_transfer.registry import get_method
 
-SCENARIO = property_file("scenario", "ml100k_regions.yaml")
+SCENARIO = get_method("mmtnet").scenario  # the ml-100k region scenario
 
 
 def domains():
@@ -104,8 +104,8 @@ def test_disjoint_vocabularies_and_bad_context_specs_are_errors(workdir):
 # ----- the MMT-Net model (reconstructed; transfer strategies come next) --------------------------------
 
 from recbole_transfer.config import get_model  # noqa: E402
-from recbole_transfer.model.mmtnet import SHARED_MODULES  # noqa: E402
-from recbole_transfer.quick_start import build_model, prepare_domain, train_domain  # noqa: E402
+from recbole_transfer.methods.mmtnet.model import SHARED_MODULES  # noqa: E402
+from recbole_transfer.pipeline.two_stage import build_model, train_domain  # noqa: E402
 
 
 def region_data(name, **extra):
@@ -152,11 +152,11 @@ def test_mmtnet_reads_a_signal_only_the_context_carries(tmp_path, workdir):
     """Planted context: the item's cluster is set by (mood, slot), users carry nothing. MMT-Net reads it;
     BPR (user and item embeddings, no context) cannot."""
     from recbole_transfer.data.synthetic import write_planted_context
-    from recbole_transfer.quick_start import run_transfer
+    from recbole_transfer.pipeline.two_stage import run_transfer
 
     write_planted_context(str(tmp_path), "ctx", seed=1)
-    keys = {"data_path": str(tmp_path), "context_fields": ["mood", "slot"], "epochs": 20, "show_progress": False,
+    keys = {"data_path": str(tmp_path), "context_fields": ["mood", "slot"], "epochs": 10, "show_progress": False,
             "load_col": {"inter": ["user_id", "item_id", "timestamp", "mood", "slot"]}}
-    hit = {m: run_transfer(m, None, "ctx", None, keys, saved=False, verbose=False, log=False)["test_result"]["hit@10"]
+    hit = {m: run_transfer(m, None, "ctx", None, keys, saved=False, verbose=False)["test_result"]["hit@10"]
            for m in ("MMTNet", "BPR")}
     assert hit["MMTNet"] >= hit["BPR"] + 0.3, hit

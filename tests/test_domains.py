@@ -9,7 +9,7 @@ import pytest
 from recbole_transfer.data import kl_relatedness, materialize
 from recbole_transfer.data.relatedness import histogram_bins
 from recbole_transfer.errors import TransferConfigError, TransferDataError
-from recbole_transfer.quick_start import domain_config, prepare_domain
+from recbole_transfer.pipeline.two_stage import domain_config, prepare_domain
 
 
 def read(folder, name, suffix="inter"):

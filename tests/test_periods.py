@@ -1,9 +1,5 @@
 """Time periods for periodic retraining (SML): exact assignment, the period table, clear errors."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from recbole.data import create_dataset
@@ -11,8 +7,6 @@ from recbole.data import create_dataset
 from recbole_transfer.config import TransferConfig
 from recbole_transfer.data.periods import assign_periods, dataset_periods, period_table
 from recbole_transfer.errors import TransferConfigError, TransferDataError
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize("by", ["interactions", "time"])
@@ -60,16 +54,12 @@ def test_dataset_without_time_field_is_refused(tmp_path):
         dataset_periods(create_dataset(config), 4)
 
 
-def test_cli_prints_the_period_table_of_ml100k(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
-    script = os.path.join(ROOT, "run_recbole_transfer.py")
-    proc = subprocess.run([sys.executable, script, "--show_periods", "--dataset=ml-100k", "--periods=8"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = [line.split("|")[1:-1] for line in proc.stdout.splitlines() if line.startswith("| ") and line[2].isdigit()]
+def test_cli_prints_the_period_table_of_ml100k(workdir, run_cli):
+    code, out, err = run_cli(["--show_periods", "--dataset=ml-100k", "--periods=8"])
+    assert code == 0, err[-2000:]
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert len(rows) == 8 and sum(int(r[3]) for r in rows) == 100000
     assert rows[0][1].strip().startswith("1997-09-20") and rows[-1][2].strip().startswith("1998-04-22")
     assert sum(int(r[6]) for r in rows) == 943  # every user is new exactly once
-    proc = subprocess.run([sys.executable, script, "--show_periods", "--dataset=ml-100k", "--periods=200000"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2 and "distinct timestamps" in proc.stderr and "Traceback" not in proc.stderr
+    code, _out, err = run_cli(["--show_periods", "--dataset=ml-100k", "--periods=200000"])
+    assert code == 2 and "distinct timestamps" in err and "Traceback" not in err

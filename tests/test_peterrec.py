@@ -4,6 +4,7 @@ One small NextItNet is pretrained once per module on planted sequences (users dr
 cluster, their profile label); every test fine-tunes on top of that checkpoint.
 """
 
+import logging
 import os
 
 import pytest
@@ -13,12 +14,13 @@ from recbole_transfer import load_transfer_model, pretrain_source, run_transfer
 from recbole_transfer.config import TransferConfig
 from recbole_transfer.data.synthetic import write_planted_sequences
 from recbole_transfer.errors import TransferConfigError, TransferLayerError
-from recbole_transfer.model import PeterRec
-from recbole_transfer.quick_start import domain_config, prepare_domain
-from recbole_transfer.scenario import method_table, run_scenario
+from recbole_transfer.methods.peterrec.model import PeterRec
+from recbole_transfer.methods.peterrec.strategy import PatchTransfer
+from recbole_transfer.model.layers import Patch
+from recbole_transfer.pipeline.scenario import run_scenario
+from recbole_transfer.pipeline.two_stage import domain_config, prepare_domain
+from recbole_transfer.report import method_table
 from recbole_transfer.trainer import load_checkpoint
-from recbole_transfer.transfer import PatchTransfer
-from recbole_transfer.transfer.patches import Patch
 
 USERS = {"split": {"RS": [0.8, 0.1, 0.1]}, "group_by": "user", "order": "RO", "mode": "full"}
 PROFILE = {"metrics": ["Hit"], "topk": [1], "valid_metric": "Hit@1", "eval_args": USERS}
@@ -51,7 +53,7 @@ def planted(tmp_path_factory):
 
 def fine_tune(planted, method, **extra):
     config = {**planted["config"], "transfer": method, **extra}
-    return run_transfer("PeterRec", "seqs", "group", None, config, pretrained=planted["source"], verbose=False, log=False)
+    return run_transfer("PeterRec", "seqs", "group", None, config, pretrained=planted["source"], verbose=False)
 
 
 def fresh_model(planted, **extra):
@@ -72,9 +74,9 @@ def test_nextitnet_yaml_sets_the_ce_requirement(planted):
 @pytest.mark.parametrize("position", ["serial", "parallel"])
 def test_grafted_model_scores_exactly_like_the_pretrained_one(planted, position):
     pretrained, _ = fresh_model(planted)
-    PatchTransfer("finecls").apply(pretrained, planted["source"].state_dict)  # pretrained network, no patches
+    PatchTransfer("finecls").apply(pretrained, planted["source"])  # pretrained network, no patches
     grafted, _ = fresh_model(planted)
-    PatchTransfer("peterrec", position, width=8).apply(grafted, planted["source"].state_dict)
+    PatchTransfer("peterrec", position, width=8).apply(grafted, planted["source"])
     patches = [m for m in grafted.modules() if isinstance(m, Patch)]
     assert len(patches) == (4 if position == "serial" else 2)  # 2 blocks x (conv1, conv2) or one per block
     grafted.head.load_state_dict(pretrained.head.state_dict())
@@ -150,13 +152,13 @@ def test_table3_run_reports_every_method_with_its_trainable_share(planted):
 
 def test_layer_norm_option_trains_the_second_layer_norms_and_counts_them(planted):
     base, _ = fresh_model(planted)
-    PatchTransfer("peterrec").apply(base, planted["source"].state_dict)
+    base_report = PatchTransfer("peterrec").apply(base, planted["source"])
     with_ln, _ = fresh_model(planted)
-    strategy = PatchTransfer("peterrec", layer_norm=True)
-    strategy.apply(with_ln, planted["source"].state_dict)
-    extra = strategy.counts(with_ln)["trainable"] - PatchTransfer("peterrec").counts(base)["trainable"]
+    report = PatchTransfer("peterrec", layer_norm=True).apply(with_ln, planted["source"])
+    extra = report.counts["trainable"] - base_report.counts["trainable"]
     assert extra == 2 * 2 * 32  # 2 blocks x ln2 (weight + bias) x 32 channels
-    assert "ln2" in strategy.report()
+    assert report.counts["trainable"] == sum(p.numel() for p in with_ln.parameters() if p.requires_grad)
+    assert "ln2" in str(report)
 
 
 @pytest.mark.parametrize("extra,error,listed", [
@@ -171,48 +173,41 @@ def test_layer_norm_option_trains_the_second_layer_norms_and_counts_them(planted
 def test_bad_patch_config_raises_before_training_and_lists_what_exists(planted, extra, error, listed):
     config = {**planted["config"], "source_checkpoint": planted["source"].model_file, **extra}
     with pytest.raises(error) as info:
-        run_transfer("PeterRec", "seqs", "group", None, config, verbose=False, log=False)
+        run_transfer("PeterRec", "seqs", "group", None, config, verbose=False)
     assert listed in str(info.value)
 
 
 def test_patch_method_on_a_model_without_blocks_is_refused(planted):
     with pytest.raises(TransferConfigError, match="--model=PeterRec"):
-        run_transfer("TransferMLP", "seqs", "group", None, {**planted["config"], "transfer": "peterrec"}, log=False)
+        run_transfer("TransferMLP", "seqs", "group", None, {**planted["config"], "transfer": "peterrec"})
 
 
-def test_cli_fine_tunes_then_evaluates_the_delta_checkpoint_and_refuses_bad_input(planted, tmp_path):
-    import subprocess
-    import sys
-
+def test_cli_fine_tunes_then_evaluates_the_delta_checkpoint_and_refuses_bad_input(planted, tmp_path, run_cli, caplog):
     import yaml
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     config = {k: v for k, v in planted["config"].items() if k not in ("seed",)}
     (tmp_path / "planted.yaml").write_text(yaml.safe_dump({**config, "epochs": 2}))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": root}
     # no --source: the checkpoint alone describes the pretrained network
-    base = [sys.executable, os.path.join(root, "run_recbole_transfer.py"), "--model=PeterRec", "--target=group",
-            f"--config_files={tmp_path / 'planted.yaml'}",
+    base = ["--model=PeterRec", "--target=group", f"--config_files={tmp_path / 'planted.yaml'}",
             f"--source_checkpoint={planted['source'].model_file}"]
-    run = lambda *args: subprocess.run([*base, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)  # noqa: E731
-    proc = run("--transfer=peterrec", "--patch_position=parallel")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "transfer=peterrec/parallel  test:" in proc.stdout and "grafted patch, trained" in proc.stderr
-    test_line = [line for line in proc.stdout.splitlines() if line.startswith("transfer=")][0]
-    model_file = proc.stdout.split("model file: ")[1].strip()
-    proc = subprocess.run([sys.executable, base[1], f"--evaluate={model_file}"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert test_line.split("test: ")[1] in proc.stdout
-    proc = run("--transfer=peterrec", "--patch_position=diagonal")
-    assert proc.returncode == 2 and "allowed: serial, parallel" in proc.stderr and "Traceback" not in proc.stderr
+    caplog.set_level(logging.INFO, logger="recbole_transfer")  # the transfer report is logged
+    code, out, err = run_cli([*base, "--transfer=peterrec", "--patch_position=parallel"], cwd=tmp_path)
+    assert code == 0, err[-3000:]
+    assert "transfer=peterrec/parallel  test:" in out and "grafted patch, trained" in caplog.text
+    test_line = [line for line in out.splitlines() if line.startswith("transfer=")][0]
+    model_file = out.split("model file: ")[1].strip()
+    code, out, err = run_cli([f"--evaluate={model_file}"], cwd=tmp_path)
+    assert code == 0, err[-3000:]
+    assert test_line.split("test: ")[1] in out
+    code, _out, err = run_cli([*base, "--transfer=peterrec", "--patch_position=diagonal"], cwd=tmp_path)
+    assert code == 2 and "allowed: serial, parallel" in err and "Traceback" not in err
 
 
 def test_popularity_baseline_predicts_the_majority_training_label(planted):
     from collections import Counter
 
     result = run_transfer("Popularity", None, "group", None, {**planted["config"], "transfer": "none", "epochs": 1},
-                          verbose=False, log=False)
+                          verbose=False)
     data = result["data"]
     item_field = data.config["ITEM_ID_FIELD"]
     train_labels = Counter(data.train_data._dataset.inter_feat[item_field].tolist())
@@ -222,8 +217,8 @@ def test_popularity_baseline_predicts_the_majority_training_label(planted):
 
 
 def test_bag_of_items_scores_are_the_mean_of_the_users_source_item_weights(planted):
-    from recbole_transfer.model import BagOfItems
-    from recbole_transfer.model.peterrec import load_source
+    from recbole_transfer.methods.peterrec.bag_of_items import BagOfItems
+    from recbole_transfer.methods.peterrec.source import load_source
 
     config = domain_config("BagOfItems", "group", None, {
         **planted["config"], "transfer": "none", "source_checkpoint": planted["source"].model_file,

@@ -20,7 +20,7 @@ from recbole_transfer.errors import TransferLayerError
 from conftest import PROTOCOL
 
 SHARED = "[user_embedding,fc1,fc2,fc3,fc4]"
-MARGIN = 0.25  # HR@10, absolute; measured gap is ~0.5 (scratch ~0.1-0.15, transfer ~0.6-0.75)
+MARGIN = 0.25  # HR@10, absolute, mean over 2 seeds; measured gap 0.3-0.6 per seed (scratch ~0.15-0.27, transfer ~0.45-0.75)
 
 
 @pytest.fixture
@@ -35,27 +35,31 @@ def planted(workdir):
     }
 
 
+@pytest.mark.slow
 def test_transfer_beats_scratch_on_planted_data_and_noise_transfer_does_not(planted):
-    source = pretrain_source("TransferMLP", "src", None, {**planted, "epochs": 20}, verbose=False)
-    noise = pretrain_source("TransferMLP", "noise", None, {**planted, "epochs": 20}, verbose=False)
-    assert source.test_result["hit@10"] > 0.6  # the planted signal is learnable where data is dense
+    """Averaged over two training seeds: one seed's gap ranges 0.3-0.6 (seeds 1-4), too close to the margin alone."""
+    gaps, noise_gaps = [], []
+    for seed in (1, 2):
+        keys = {**planted, "seed": seed}
+        source = pretrain_source("TransferMLP", "src", None, {**keys, "epochs": 20}, verbose=False)
+        noise = pretrain_source("TransferMLP", "noise", None, {**keys, "epochs": 20}, verbose=False)
+        assert source.test_result["hit@10"] > 0.6  # the planted signal is learnable where data is dense
 
-    def target_hit(transfer, pretrained):
-        out = run_transfer(
-            "TransferMLP", None, "tgt", None, {**planted, "transfer": transfer}, pretrained=pretrained,
-            verbose=False, log=False,
-        )
-        return out["test_result"]["hit@10"]
+        def target_hit(transfer, pretrained):
+            out = run_transfer(
+                "TransferMLP", None, "tgt", None, {**keys, "transfer": transfer}, pretrained=pretrained, verbose=False,
+            )
+            return out["test_result"]["hit@10"]
 
-    scratch = target_hit("none", None)
-    transferred = target_hit(SHARED, source)
-    from_noise = target_hit(SHARED, noise)
-    assert transferred >= scratch + MARGIN, (scratch, transferred)
-    assert from_noise < scratch + MARGIN / 2, (scratch, from_noise)
+        scratch = target_hit("none", None)
+        gaps.append(target_hit(SHARED, source) - scratch)
+        noise_gaps.append(target_hit(SHARED, noise) - scratch)
+    assert sum(gaps) / 2 >= MARGIN, gaps
+    assert sum(noise_gaps) / 2 < MARGIN / 2, noise_gaps
 
 
 def test_embedding_transfer_between_different_id_spaces_is_refused(planted):
     with pytest.raises(TransferLayerError, match="user_id.*id spaces differ"):
         run_transfer(
-            "TransferMLP", "src", "strangers", None, {**planted, "transfer": SHARED}, verbose=False, log=False,
+            "TransferMLP", "src", "strangers", None, {**planted, "transfer": SHARED}, verbose=False,
         )

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from recbole_transfer import pretrain_source, run_transfer
-from recbole_transfer.importance import layer_importance
-from recbole_transfer.quick_start import domain_config, load_transfer_model, prepare_domain
-from recbole_transfer.scenario import run_scenario
+from recbole_transfer.methods.layer_transfer.importance import layer_importance
+from recbole_transfer.pipeline.scenario import run_scenario
+from recbole_transfer.pipeline.two_stage import domain_config, load_transfer_model, prepare_domain
+from recbole_transfer.registry import get_method
 from recbole_transfer.trainer import TransferTrainer
 
 
@@ -42,7 +43,7 @@ def test_every_arm_shares_the_data_of_its_seed_and_data_seeds_differ(small_domai
 
 
 def test_a_model_evaluated_twice_and_layer_importance_run_twice_give_identical_results(small_domains):
-    result = run_transfer("TransferMLP", None, "tgt", None, {**small_domains, "epochs": 2}, verbose=False, log=False)
+    result = run_transfer("TransferMLP", None, "tgt", None, {**small_domains, "epochs": 2}, verbose=False)
     config, model, _, _, valid, test = load_transfer_model(result["model_file"])
     trainer = TransferTrainer(config, model, stage="analysis")
     first = dict(trainer.evaluate(valid, load_best_model=False))
@@ -55,11 +56,11 @@ def test_a_model_evaluated_twice_and_layer_importance_run_twice_give_identical_r
 
 def test_thinning_keeps_valid_test_and_candidates_and_nests_the_training_rows(workdir):
     keys = {"domain_cache_dir": "cache", "data_seed": 3}
-    from recbole_transfer.scenario import DEFAULT_SCENARIO
+    scenario = get_method("layer_transfer").scenario  # the ml-100k genre domains
 
     seen = {}
     for fraction in (1.0, 0.5, 0.2, 0.1):
-        data = prepare_domain(domain_config("TransferMLP", "action", [DEFAULT_SCENARIO], {**keys, "keep_fraction": fraction}))
+        data = prepare_domain(domain_config("TransferMLP", "action", [scenario], {**keys, "keep_fraction": fraction}))
         seen[fraction] = (data.protocol.rows, eval_batches(data))
     rows_full, batches_full = seen[1.0]
     for fraction in (0.5, 0.2, 0.1):
@@ -92,10 +93,10 @@ RANDOM_SPLIT = {"split": {"RS": [0.5, 0.25, 0.25]}, "group_by": "user", "order":
 @pytest.mark.parametrize("eval_args", [None, RANDOM_SPLIT], ids=["leave-one-out", "several-positives-per-user"])
 def test_cached_and_uncached_protocols_give_identical_metrics(small_domains, workdir, eval_args):
     keys = {**small_domains, "epochs": 3, "transfer": "none", **({"eval_args": eval_args} if eval_args else {})}
-    cached = run_transfer("TransferMLP", None, "src", None, keys, verbose=False, log=False)
+    cached = run_transfer("TransferMLP", None, "src", None, keys, verbose=False)
     assert list((workdir / "saved" / "protocols").glob("*.npz"))  # written once ...
-    again = run_transfer("TransferMLP", None, "src", None, keys, verbose=False, log=False)  # ... read back
-    uncached = run_transfer("TransferMLP", None, "src", None, {**keys, "protocol_cache": False}, verbose=False, log=False)
+    again = run_transfer("TransferMLP", None, "src", None, keys, verbose=False)  # ... read back
+    uncached = run_transfer("TransferMLP", None, "src", None, {**keys, "protocol_cache": False}, verbose=False)
     for other in (again, uncached):
         assert dict(other["test_result"]) == dict(cached["test_result"])
         assert dict(other["best_valid_result"]) == dict(cached["best_valid_result"])
@@ -108,10 +109,10 @@ def test_recbole_trainer_on_the_protocol_gives_the_pipeline_metrics(small_domain
     gives exactly our pipeline's metrics for no transfer."""
     from recbole.trainer import Trainer
 
-    from recbole_transfer.quick_start import build_model
+    from recbole_transfer.pipeline.two_stage import build_model
 
     keys = {**small_domains, "transfer": "none"}
-    ours = run_transfer("NeuMF", None, "tgt", None, keys, saved=False, verbose=False, log=False)
+    ours = run_transfer("NeuMF", None, "tgt", None, keys, saved=False, verbose=False)
     data = prepare_domain(domain_config("NeuMF", "tgt", None, keys))
     trainer = Trainer(data.config, build_model(data))
     best_valid = trainer.fit(data.train_data, data.valid_data, saved=False, verbose=False)[1]
@@ -132,7 +133,7 @@ def test_source_and_target_protocols_follow_data_seed(small_domains):
 
 def test_paired_intervals_count_each_user_once_across_seeds(small_domains):
     """With a fixed data_seed every seed tests the same users: the interval must not count them twice."""
-    from recbole_transfer.scenario import paired_vs
+    from recbole_transfer.report import paired_vs
 
     rows = run_scenario("TransferMLP", "src", ["tgt"], None, {**small_domains, "data_seed": 3}, arms=["none", "config-6"],
                         seeds=[1, 2])

@@ -2,8 +2,9 @@
 
 import pytest
 
-from recbole_transfer import scenario as scenario_module
-from recbole_transfer.scenario import gain_table, metric_table, run_scenario
+from recbole_transfer.pipeline import scenario as scenario_module
+from recbole_transfer.pipeline.scenario import run_scenario
+from recbole_transfer.report import gain_table, metric_table
 
 
 def test_scenario_pretrains_once_and_reports_every_target_and_arm(small_domains, monkeypatch):
@@ -43,7 +44,7 @@ def test_same_seed_same_metrics(small_domains):
 def test_tables_pair_arms_user_by_user_and_label_the_oracle(small_domains, tmp_path):
     import numpy as np
 
-    from recbole_transfer.scenario import forest_plot, paired_table, validation_picks
+    from recbole_transfer.report import forest_plot, paired_table, validation_picks
 
     rows = run_scenario("TransferMLP", "src", ["tgt"], None, dict(small_domains), arms=["none", "config-1", "config-6"],
                         seeds=[1, 2])

@@ -5,8 +5,9 @@ import torch
 
 from recbole_transfer import TransferConfig
 from recbole_transfer.errors import TransferConfigError, TransferLayerError
-from recbole_transfer.quick_start import domain_config, prepare_domain
-from recbole_transfer.transfer import PAPER_CONFIGS, LayerTransfer, layer_groups, parse_transfer
+from recbole_transfer.pipeline.two_stage import domain_config, prepare_domain
+from recbole_transfer.methods.layer_transfer.strategy import PAPER_CONFIGS, LayerTransfer, layer_groups, parse_transfer
+from recbole_transfer.transfer import SourceModel, TransferReport
 
 
 def build(model_name, dataset, config_dict, **extra):
@@ -45,9 +46,12 @@ def test_apply_copies_and_freezes_exactly_the_named_layers(small_domains, model_
     arm = "config-6" if model_name != "DMF" else "config-4"
     before = {n: p.detach().clone() for n, p in target.named_parameters()}
     strategy = LayerTransfer(arm, "freeze")
-    assert strategy.apply(target, source.state_dict()) is target
+    assert strategy.check(target, SourceModel(source.state_dict())) is None  # check changes nothing ...
+    assert all(torch.equal(p, before[n]) and p.requires_grad for n, p in target.named_parameters())
+    report = strategy.apply(target, SourceModel(source.state_dict()))  # ... apply does
+    assert isinstance(report, TransferReport)
     moved = set()
-    for module in strategy.modules:
+    for module in [m for group in PAPER_CONFIGS[arm] for m in layer_groups(target)[group]]:
         for pname, _ in target.get_submodule(module).named_parameters():
             moved.add(f"{module}.{pname}")
     assert moved
@@ -56,13 +60,16 @@ def test_apply_copies_and_freezes_exactly_the_named_layers(small_domains, model_
             assert torch.equal(param, source.state_dict()[name]) and not param.requires_grad
         else:
             assert torch.equal(param, before[name]) and param.requires_grad
-    report = strategy.report()
-    assert "copied, frozen" in report and "trainable params:" in report and "trainable%" in report
+    assert {name for name, _shape, action in report.rows if action == "copied, frozen"} == moved
+    trainable = sum(p.numel() for p in target.parameters() if p.requires_grad)
+    assert report.counts == {"trainable": trainable, "all": sum(p.numel() for p in target.parameters())}
+    text = str(report)
+    assert "copied, frozen" in text and "trainable params:" in text and "trainable%" in text
 
 
 def test_finetune_mode_copies_but_keeps_trainable(small_domains):
     source, target = build("TransferMLP", "src", small_domains), build("TransferMLP", "tgt", small_domains)
-    LayerTransfer("config-7", "finetune").apply(target, source.state_dict())
+    LayerTransfer("config-7", "finetune").apply(target, SourceModel(source.state_dict()))
     assert target.mlp_layers.mlp_layers[10].weight.requires_grad
     assert torch.equal(target.mlp_layers.mlp_layers[10].weight, source.mlp_layers.mlp_layers[10].weight)
 
@@ -71,10 +78,10 @@ def test_unknown_layer_lists_available_and_nothing_changes(small_domains):
     source, target = build("TransferMLP", "src", small_domains), build("TransferMLP", "tgt", small_domains)
     before = {n: p.detach().clone() for n, p in target.named_parameters()}
     with pytest.raises(TransferLayerError, match=r"'fc9'.*Layer groups: fc1=.*Modules with parameters:"):
-        LayerTransfer(["fc3", "fc9"]).apply(target, source.state_dict())
+        LayerTransfer(["fc3", "fc9"]).apply(target, SourceModel(source.state_dict()))
     assert all(torch.equal(p, before[n]) and p.requires_grad for n, p in target.named_parameters())
     with pytest.raises(TransferLayerError, match=r"'fc5'.*fc1=.*fc4="):
-        LayerTransfer(["fc5"]).apply(target, source.state_dict())
+        LayerTransfer(["fc5"]).apply(target, SourceModel(source.state_dict()))
 
 
 def test_shape_mismatch_is_an_error_before_any_change(small_domains):
@@ -82,11 +89,11 @@ def test_shape_mismatch_is_an_error_before_any_change(small_domains):
     target = build("TransferMLP", "tgt", small_domains)
     before = {n: p.detach().clone() for n, p in target.named_parameters()}
     with pytest.raises(TransferLayerError, match=r"shape \(4, 16\) in the source but \(8, 16\) in the target"):
-        LayerTransfer("config-1").apply(target, source.state_dict())
+        LayerTransfer("config-1").apply(target, SourceModel(source.state_dict()))
     assert all(torch.equal(p, before[n]) for n, p in target.named_parameters())
     # Embeddings are domain-specific: naming them explicitly fails on shape (different user counts).
     with pytest.raises(TransferLayerError, match="user_embedding.weight"):
-        LayerTransfer(["user_embedding"]).apply(target, build("TransferMLP", "src", small_domains).state_dict())
+        LayerTransfer(["user_embedding"]).apply(target, SourceModel(build("TransferMLP", "src", small_domains).state_dict()))
 
 
 def test_configured_containers_override(small_domains):

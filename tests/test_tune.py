@@ -1,10 +1,11 @@
-"""Ray Tune search, end to end through the CLI: small planted data, 2 epochs, a local Ray on 2 CPUs.
+"""Ray Tune search, end to end through the CLI (in this process): small planted data, 2 epochs, a local Ray on
+2 CPUs.
 
 One search (module fixture) serves several assertions: one validation report per epoch per trial, no
 test metric reaching the searcher, the winner inside the space, a crashing trial recorded without ending
 the search, the source pretrained once, nothing written outside the run directory, and a best.yaml that
-reproduces the winner's test metrics outside Ray. Separate tests interrupt and resume a search, and
-join a cluster started with ``ray start --head``.
+reproduces the winner's test metrics outside Ray. Separate tests interrupt (Ctrl-C) and resume a search, and
+join a cluster started with ``ray start --head``. The unit tests at the end need no Ray.
 """
 
 import csv
@@ -20,12 +21,15 @@ import time
 import pytest
 import yaml
 
+from recbole_transfer import cli
 from recbole_transfer.data.synthetic import write_planted_domain
+from recbole_transfer.registry import get_method
 from recbole_transfer.tune import SearchSpace
 from recbole_transfer.tune.search import choose_winner, selection_margin, valid_differences, valid_per_user
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "run_recbole_transfer.py")
+from conftest import call_cli
+
+METHOD = get_method("layer_transfer")
 
 SPACE = """
 scheduler: {type: asha, grace_period: 1, reduction_factor: 2}
@@ -42,12 +46,7 @@ KEYS = ["--model=TransferMLP", "--source=src", "--target=tgt", "--data_path=../d
 
 
 def env_for(home):
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT, "HOME": str(home)}
-
-
-def run_cli(args, cwd, home, timeout=600):
-    return subprocess.run([sys.executable, SCRIPT, *args], cwd=cwd, env=env_for(home), capture_output=True,
-                          text=True, timeout=timeout)
+    return {**os.environ, "OMP_NUM_THREADS": "1", "HOME": str(home)}
 
 
 def make_dirs(base):
@@ -65,11 +64,13 @@ def search(tmp_path_factory):
     base = tmp_path_factory.mktemp("tune")
     work, home = make_dirs(base)
     before = sorted(os.listdir(work))
-    proc = run_cli(["--tune", "--search_space=space.yaml", "--run_dir=run", *KEYS], work, home)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HOME", str(home))  # the driver and the Ray it starts write nothing into HOME
+        code, out, err = call_cli(["--tune", "--search_space=space.yaml", "--run_dir=run", *KEYS], cwd=work)
+    assert code == 0, err[-3000:]
     run = work / "run"
     result = json.loads((run / "tgt" / "result.json").read_text())
-    return {"work": work, "home": home, "run": run, "proc": proc, "result": result, "before": before}
+    return {"work": work, "home": home, "run": run, "stdout": out, "result": result, "before": before}
 
 
 def reports(trial_dir):
@@ -77,6 +78,8 @@ def reports(trial_dir):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_one_validation_report_per_epoch_and_no_test_metric(search):
     rows = search["result"]["rows"]
     assert len(rows) == 4  # none (added), config-1, config-6, broken
@@ -96,6 +99,8 @@ def test_one_validation_report_per_epoch_and_no_test_metric(search):
             assert row["ended"] == "stopped early (ASHA)" and row["epochs"] == 1
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_best_configuration_lies_in_the_space_and_is_tested_once(search):
     result = search["result"]
     space = SearchSpace.from_file(str(search["work"] / "space.yaml"))
@@ -110,9 +115,11 @@ def test_best_configuration_lies_in_the_space_and_is_tested_once(search):
     assert len(values) == 80 and fingerprint == result["fingerprint"]  # one paired value per validation user
     assert result["best"]["best_valid"] >= top["best_valid"] - selection_margin("se", differences(top, scratch))
     assert set(result["test_result"]) == {"hit@10", "ndcg@10"}
-    assert "best configuration" in search["proc"].stdout and "reproduce:" in search["proc"].stdout
+    assert "best configuration" in search["stdout"] and "reproduce:" in search["stdout"]
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_every_trial_is_scored_on_the_drivers_split_and_candidates(search):
     result = search["result"]
     ran = [r for r in result["rows"] if r["best_valid"] is not None]
@@ -126,14 +133,18 @@ def test_every_trial_is_scored_on_the_drivers_split_and_candidates(search):
     assert len(list((search["run"] / "protocols").glob("*.npz"))) == 2  # built once per domain (source, target)
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_a_crashing_trial_is_recorded_and_the_search_goes_on(search):
     errors = [r for r in search["result"]["rows"] if r["ended"].startswith("error")]
     assert len(errors) == 1 and "dropout probability" in errors[0]["ended"]
     assert errors[0]["config"]["dropout_prob"] == 1.5
     assert search["result"]["errors"] == 1
-    assert "ERROR (recorded, search goes on)" in search["proc"].stdout
+    assert "ERROR (recorded, search goes on)" in search["stdout"]
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_source_pretrained_once_and_nothing_written_outside_the_run_dir(search):
     run, work, home = search["run"], search["work"], search["home"]
     sources = [f for f in os.listdir(run / "source") if f.endswith(".pth")]
@@ -147,51 +158,58 @@ def test_source_pretrained_once_and_nothing_written_outside_the_run_dir(search):
     assert os.listdir(home) == []
 
 
-def test_best_yaml_reproduces_the_winner_outside_ray(search):
+@pytest.mark.ray
+@pytest.mark.slow
+def test_best_yaml_reproduces_the_winner_outside_ray(search, tmp_path, run_cli):
     result = search["result"]
     best_yaml = result["best_yaml"]
     keys = yaml.safe_load(open(best_yaml, encoding="utf-8"))
     assert keys["transfer"] == result["best"]["config"]["transfer"]
     command = shlex.split(result["command"])[2:]  # drop "python run_recbole_transfer.py"
-    proc = run_cli(command, search["work"], search["home"])
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    line = next(x for x in proc.stdout.splitlines() if x.startswith("transfer="))
+    code, out, err = run_cli(command, cwd=tmp_path)  # paths in best.yaml are absolute: any directory
+    assert code == 0, err[-2000:]
+    line = next(x for x in out.splitlines() if x.startswith("transfer="))
     test = eval(line.split("test: ", 1)[1])  # noqa: S307 - the CLI prints a plain dict
     assert test == pytest.approx(result["test_result"], abs=1e-4)
 
 
-def test_interrupted_search_resumes_to_completion(tmp_path):
-    work, home = make_dirs(tmp_path)
+@pytest.mark.ray
+@pytest.mark.slow
+def test_interrupted_search_resumes_to_completion(tmp_path, run_cli, monkeypatch):
+    work, _home = make_dirs(tmp_path)
     (work / "space.yaml").write_text(
-        "scheduler: {type: fifo}\nbranches:\n  layers:\n    transfer: {type: grid, values: [config-1, config-2, config-3, config-6, config-7]}\n"
+        "scheduler: {type: fifo}\nbranches:\n  layers:\n    transfer: {type: grid, values: [config-1, config-6]}\n"
         "  broken: {transfer: config-5, dropout_prob: 1.5}\n"
     )
     args = ["--tune", "--search_space=space.yaml", "--run_dir=run", *KEYS]
-    proc = subprocess.Popen([sys.executable, SCRIPT, *args], cwd=work, env=env_for(home), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    for line in proc.stdout:  # interrupt (Ctrl-C) as soon as the first trial has ended
-        if "trial 1/7" in line:
-            proc.send_signal(signal.SIGINT)
-            break
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 130, err[-2000:]
+    printed = cli._print
+
+    def interrupt_after_the_first_trial(msg):
+        printed(msg)
+        if "trial 1/4" in msg:  # Ctrl-C (SIGINT to this process, the driver) as soon as the first trial has ended
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(cli, "_print", interrupt_after_the_first_trial)
+        code, out, err = run_cli(args, cwd=work)
+    assert code == 130, err[-2000:]
     assert "continue it with --resume=" in err
     target_dir = work / "run" / "tgt"
     kept = [json.loads(x) for x in (target_dir / "trial_ends.jsonl").read_text().splitlines()]
-    assert 1 <= len(kept) < 7
+    assert 1 <= len(kept) < 4
     kept_progress = {r["trial_id"]: (target_dir / f"trial_{r['trial_id']}" / "progress.csv").read_bytes()
                      for r in kept if r["outcome"] != "error"}
-    resumed = run_cli([f"--resume={work / 'run'}"], work, home)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"{len(kept)} ended trials are kept" in resumed.stdout
-    assert sum("] trial " in x for x in resumed.stdout.splitlines()) == 7 - len(kept)  # only the others ran
+    code, out, err = run_cli([f"--resume={work / 'run'}"], cwd=work)
+    assert code == 0, err[-3000:]
+    assert f"{len(kept)} ended trials are kept" in out
+    assert sum("] trial " in x for x in out.splitlines()) == 4 - len(kept)  # only the others ran
     for trial_id, before in kept_progress.items():
         assert (target_dir / f"trial_{trial_id}" / "progress.csv").read_bytes() == before
     result = json.loads((target_dir / "result.json").read_text())
-    assert len(result["rows"]) == 7 and result["errors"] == 1
+    assert len(result["rows"]) == 4 and result["errors"] == 1
     assert all(r["ended"] == "finished" and r["epochs"] == 2 for r in result["rows"] if r["config"].get("dropout_prob") != 1.5)
-    again = run_cli([f"--resume={work / 'run'}"], work, home)  # a finished search: results are read back
-    assert again.returncode == 0 and "search already finished" in again.stdout
+    code, out, _err = run_cli([f"--resume={work / 'run'}"], cwd=work)  # a finished search: results are read back
+    assert code == 0 and "search already finished" in out
 
 
 def _free_port():
@@ -200,7 +218,9 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_search_joins_a_cluster_started_with_ray_start(tmp_path):
+@pytest.mark.ray
+@pytest.mark.slow
+def test_search_joins_a_cluster_started_with_ray_start(tmp_path, run_cli):
     """``ray start --head --block`` in the foreground of a child process: terminating that process stops
     this cluster only (``ray stop`` would stop every Ray on the machine, a user's searches included)."""
     work, home = make_dirs(tmp_path)
@@ -218,10 +238,10 @@ def test_search_joins_a_cluster_started_with_ray_start(tmp_path):
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(1)
-        proc = run_cli(["--tune", "--search_space=space.yaml", "--run_dir=run", f"--ray_address=127.0.0.1:{port}", *KEYS[:-1]],
-                       work, home)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert f":{port}: 2 CPUs" in proc.stdout  # "Ray cluster <ip>:<port>": joined it, did not start its own
+        code, out, err = run_cli(["--tune", "--search_space=space.yaml", "--run_dir=run", f"--ray_address=127.0.0.1:{port}",
+                                  *KEYS[:-1]], cwd=work)
+        assert code == 0, err[-3000:]
+        assert f":{port}: 2 CPUs" in out  # "Ray cluster <ip>:<port>": joined it, did not start its own
         result = json.loads((work / "run" / "tgt" / "result.json").read_text())
         assert len(result["rows"]) == 2 and result["errors"] == 0
         assert all(r["ended"] == "finished" for r in result["rows"])
@@ -230,8 +250,10 @@ def test_search_joins_a_cluster_started_with_ray_start(tmp_path):
         head.wait(timeout=120)
 
 
-def test_bad_search_inputs_exit_2(tmp_path):
-    work, home = make_dirs(tmp_path)
+@pytest.mark.ray
+@pytest.mark.slow
+def test_bad_search_inputs_exit_2(tmp_path, run_cli):
+    work, _home = make_dirs(tmp_path)
     (work / "bad.yaml").write_text("branches:\n  layers:\n    transfer: {type: grid, values: [config-1, '[fc9]']}\n")
     (work / "busy").mkdir()
     (work / "busy" / "x").write_text("")
@@ -244,9 +266,9 @@ def test_bad_search_inputs_exit_2(tmp_path):
         (["--tune", "--ray_address=ray://head:10001", *KEYS[:-1]], "Ray Client addresses are not supported"),
     ]
     for args, message in cases:
-        proc = run_cli(args, work, home)
-        assert proc.returncode == 2, (args, proc.stderr[-2000:])
-        assert message in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr[-2000:])
+        code, _out, err = run_cli(args, cwd=work)
+        assert code == 2, (args, err[-2000:])
+        assert message in err and "Traceback" not in err, (args, err[-2000:])
 
 
 class StubTrial:
@@ -260,7 +282,7 @@ def test_progress_tells_a_finished_trial_from_one_the_scheduler_stopped(tmp_path
     from recbole_transfer.tune.search import _ends, _progress_callback
 
     lines, ends = [], tmp_path / "ends.jsonl"
-    progress = _progress_callback("tgt", 3, "valid_hit@10", lines.append, str(ends))
+    progress = _progress_callback(METHOD, "tgt", 3, "valid_hit@10", lines.append, str(ends))
     progress.on_trial_complete(0, [], StubTrial({"epoch": 2, "recbole_done": True}, "t_1"))
     progress.on_trial_complete(0, [], StubTrial({"epoch": 1, "recbole_done": False}, "t_2"))
     progress.on_trial_error(0, [], StubTrial({}, "t_3"))
@@ -272,24 +294,34 @@ def test_progress_tells_a_finished_trial_from_one_the_scheduler_stopped(tmp_path
     assert len(_ends(str(ends))) == 3
 
 
-def test_best_yaml_of_a_stopped_transfer_winner_pins_epochs_and_source(tmp_path):
+def test_best_yaml_of_a_stopped_transfer_winner_pins_epochs_and_source(tmp_path, monkeypatch):
+    """The two-stage runner's finish_search gives the keys that reproduce the winner; best.yaml writes them."""
+    from recbole_transfer.pipeline import runner as runner_module
     from recbole_transfer.tune.search import _write_best_yaml, trial_seed
 
+    monkeypatch.setattr(runner_module, "evaluate_checkpoint", lambda path, threads=None: (None, {"hit@10": 0.4}))
     state = {"config_dict": {"data_path": "/d", "learning_rate": 0.002}, "seed": 7, "num_threads": 1,
              "source_checkpoint": "/run/source/s.pth", "config_files": ["/a.yaml"], "model": "TransferMLP",
              "source": "src"}
+
+    def best_yaml(row):
+        finished = METHOD.runner.finish_search(METHOD, state, "tgt", row, "valid_hit@10")
+        assert finished["test_result"] == {"hit@10": 0.4}
+        command = _write_best_yaml(str(path), state, "tgt", row, "valid_hit@10", 0.5, finished["test_result"],
+                                   finished["keys"])
+        return yaml.safe_load(path.read_text()), command
+
     row = {"config": {"branch": "layers", "transfer": "config-3", "transfer_mode": "finetune"}, "stopped_early": True,
-           "epochs": 4}
+           "epochs": 4, "model_file": "/run/tgt/trial/t.pth", "label": "config-3 finetune"}
     path = tmp_path / "best.yaml"
-    command = _write_best_yaml(str(path), state, "tgt", row, "valid_hit@10", 0.5, {"hit@10": 0.4})
-    keys = yaml.safe_load(path.read_text())
+    keys, command = best_yaml(row)
     assert keys == {"data_path": "/d", "learning_rate": 0.002, "transfer": "config-3", "transfer_mode": "finetune",
                     "seed": trial_seed(7, row["config"]), "num_threads": 1, "epochs": 4,
                     "source_checkpoint": "/run/source/s.pth"}
     assert f'--config_files="/a.yaml {path}"' in command and "--target=tgt" in command
-    finished_scratch = {"config": {"branch": "none", "transfer": "none"}, "stopped_early": False, "epochs": 9}
-    _write_best_yaml(str(path), state, "tgt", finished_scratch, "valid_hit@10", 0.5, {"hit@10": 0.4})
-    keys = yaml.safe_load(path.read_text())
+    finished_scratch = {"config": {"branch": "none", "transfer": "none"}, "stopped_early": False, "epochs": 9,
+                        "model_file": "/run/tgt/trial/s.pth", "label": "none"}
+    keys, _command = best_yaml(finished_scratch)
     assert "epochs" not in keys and "source_checkpoint" not in keys
 
 
@@ -301,7 +333,7 @@ def test_asha_never_stops_the_no_transfer_baseline():
         stub.config = {"trial": {"branch": "b", "transfer": transfer}}
         return stub
 
-    scheduler = _baseline_asha(time_attr="epoch", metric="valid_hit@10", mode="max", max_t=8, grace_period=1,
+    scheduler = _baseline_asha(METHOD, time_attr="epoch", metric="valid_hit@10", mode="max", max_t=8, grace_period=1,
                                reduction_factor=2)
     good, bad, scratch = trial("t_1", "config-1"), trial("t_2", "config-2"), trial("t_3", "none")
     for t in (good, bad, scratch):

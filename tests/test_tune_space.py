@@ -18,16 +18,17 @@ def test_default_space_is_every_arm_frozen_or_finetuned_plus_scratch():
 
 def test_no_transfer_is_always_an_arm():
     space = SearchSpace({"branches": {"layers": {"transfer": {"type": "grid", "values": ["config-1", "config-5"]}}}})
-    assert [t["transfer"] for t in space.trials(0)] == ["none", "config-1", "config-5"] and space.added_none
+    assert [t["transfer"] for t in space.trials(0)] == ["none", "config-1", "config-5"] and space.added_baseline
+    assert space.trials(0)[0]["branch"] == "baseline (added)"
     # A choice that may draw 'none' is not a guaranteed arm; a branch named 'none' is not one by its name.
     choice = SearchSpace({"branches": {"l": {"transfer": {"type": "choice", "values": ["none", "config-1"]}}}})
     drawn = [t["transfer"] for t in choice.trials(1)]
-    assert drawn[0] == "none" and (choice.added_none == ("none" not in drawn[1:]))
+    assert drawn[0] == "none" and (choice.added_baseline == ("none" not in drawn[1:]))
     named = SearchSpace({"branches": {"none": {"transfer": "config-1"}}})
-    assert [t["transfer"] for t in named.trials(0)] == ["none", "config-1"] and named.added_none
+    assert [t["transfer"] for t in named.trials(0)] == ["none", "config-1"] and named.added_baseline
     # A branch without a transfer entry takes the run's own transfer key (here: no transfer).
     lr_only = SearchSpace({"parameters": {"learning_rate": {"type": "grid", "values": [0.001, 0.002]}}})
-    assert [t["transfer"] for t in lr_only.trials(0)] == ["none", "none"] and not lr_only.added_none
+    assert [t["transfer"] for t in lr_only.trials(0)] == ["none", "none"] and not lr_only.added_baseline
     assert [t["transfer"] for t in lr_only.trials(0, "config-5")] == ["none", "config-5", "config-5"]
 
 

@@ -1,4 +1,4 @@
-"""Time periods of a RecBole dataset: the D_0, D_1, ..., D_{T-1} of periodic retraining (SML, seed 002).
+"""Time periods of a RecBole dataset: the D_0, D_1, ..., D_{T-1} of periodic retraining.
 
 ``assign_periods`` gives every interaction exactly one period, from its timestamp:
 
@@ -19,6 +19,7 @@ import datetime
 import numpy as np
 
 from ..errors import TransferConfigError, TransferDataError
+from ..report import markdown
 
 PERIOD_MODES = ("interactions", "time")
 
@@ -91,9 +92,7 @@ def period_table(users, items, timestamps, period):
 
 def format_period_table(rows):
     keys = ["period", "start", "end", "interactions", "users", "items", "new_users", "new_items"]
-    lines = ["| " + " | ".join(k.replace("_", " ") for k in keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
-    return "\n".join(lines)
+    return markdown([k.replace("_", " ") for k in keys], [[r[k] for k in keys] for r in rows])
 
 
 def _date(seconds):

@@ -1,11 +1,11 @@
-"""Synthetic domains with planted, transferable structure (layer transfer; PeterRec sequences at the end).
+"""Synthetic domains with planted, transferable structure (for tests and benchmarks of every method).
 
 Users and items of a domain each belong to one of ``n_clusters`` latent clusters; a user interacts with
 items of her own cluster with probability ``signal`` and with a random item otherwise. Cluster labels
 are not given to the model: it must learn embeddings that place users near their cluster's items AND an
 interaction function that detects the match. The match function is the same in every domain, the
 embeddings are not (ids are disjoint), so a network trained on a dense source carries the function to a
-sparse target: this is the situation layer transfer is for. ``signal=0`` gives pure noise, a control
+sparse target: the situation where moving a network's layers should pay off. ``signal=0`` gives pure noise, a control
 whose transfer must NOT help.
 
 ``user_prefix`` and ``user_seed`` let two domains share one user space: the same user tokens, written in the
@@ -76,7 +76,7 @@ def write_planted_sequences(folder, name, n_users=600, n_items=600, length=10, n
     timestamps); ``<name>.user`` holds the label as the token field ``group`` (``g0``, ``g1``, ...), for a
     ``label: {field: group}`` task domain. With many items and few labelled users, the label can only be
     read from what next-item pretraining learned about items (which items go together), not from the
-    labelled users' own items: the planted setting of PeterRec's "pretraining matters" claim.
+    labelled users' own items: the planted setting of a "pretraining matters" claim.
     """
     rng = np.random.default_rng(seed)
     group = rng.integers(0, n_clusters, size=n_users)
@@ -97,7 +97,7 @@ def write_drifting_periods(
     folder, name="drift", n_users=200, n_items=300, periods=8, per_period=10, dim=8, drift=0.8,
     persistence=0.7, trend=0.0, sharpness=2.0, seed=0,
 ):
-    """Write interactions whose users keep long-term tastes AND drift, period after period (SML's setting).
+    """Write interactions whose users keep long-term tastes AND drift, period after period (the setting of periodic retraining).
 
     Items have fixed factors b_i ~ N(0, I/dim). User u's taste in period t is a_u + d_{u,t}: a long-term
     factor a_u ~ N(0, I) and a drift d_{u,t} = persistence * d_{u,t-1} + trend * v_u + drift * e_{u,t}
@@ -142,7 +142,7 @@ def _write_atomic(folder, name, suffix, header, rows):
 
 def write_planted_context(folder, name, n_users=300, n_items=200, per_user=20, n_clusters=6, moods=4, slots=3,
                           signal=0.9, seed=0, id_prefix=None):
-    """Write a domain whose only signal is carried by the interaction's CONTEXT (MMT-Net's setting).
+    """Write a domain whose only signal is carried by the interaction's CONTEXT (the setting of shared contextual modules).
 
     Every interaction has a context (``mood`` m of ``moods`` tokens, ``slot`` s of ``slots`` tokens) drawn
     uniformly; its item comes, with probability ``signal``, from item cluster (m + s) % ``n_clusters``,

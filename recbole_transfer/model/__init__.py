@@ -1,11 +1,6 @@
-"""Models shipped by recbole_transfer (resolved by name before RecBole's own)."""
+"""Models shared by every method: baselines (popularity) and building blocks. Each method's own models live
+in its folder (``recbole_transfer/methods/<name>/``) and are resolved through the registry."""
 
-from .bag_of_items import BagOfItems
-from .mf import MF
-from .mmtnet import MMTNet
-from .peterrec import PeterRec
 from .popularity import Popularity
-from .sml import SML
-from .transfer_mlp import TransferMLP
 
-__all__ = ["BagOfItems", "MF", "MMTNet", "PeterRec", "Popularity", "SML", "TransferMLP"]
+__all__ = ["Popularity"]

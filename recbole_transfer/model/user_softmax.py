@@ -6,7 +6,7 @@ from recbole.utils import InputType
 
 
 class UserSoftmax(GeneralRecommender):
-    """Base of the target-task models (PeterRec, BagOfItems): ``_logits(user) -> [batch, n_items]``.
+    """Base of the target-task models (a model of a target task that scores items from the user alone): ``_logits(user) -> [batch, n_items]``.
 
     Training is softmax cross-entropy over the target's items (profile labels or target-domain items),
     so ``train_neg_sample_args: ~``; evaluation is RecBole's full ranking of ``full_sort_predict``.

@@ -10,10 +10,11 @@ early stopping, evaluator, logging are RecBole's):
 - checkpoint names carry the stage, the dataset and a unique suffix (RecBole's have one-second
   resolution: parallel runs overwrite each other);
 - ``evaluate(load_best_model=True)`` and ``resume_checkpoint`` use the weights-only loader;
-- ``before_epoch(trainer, epoch)``, when set, runs before each training epoch (a strategy's schedule:
-  annealed fine-tuning unfreezes modules and sets their learning rate there);
-- with ``state_keys`` set (model patches), checkpoints hold only those state entries: a *delta* over the
-  pretrained source checkpoint named in ``extra_state['delta_of']``;
+- it calls the transfer strategy's hooks (:class:`~recbole_transfer.transfer.base.TransferStrategy`):
+  ``before_fit(trainer)`` once before the first epoch, ``before_epoch(trainer, epoch)`` before each training
+  epoch (a strategy's schedule: unfreeze modules, set their learning rate);
+- with ``state_keys`` set (by a strategy's ``before_fit``), checkpoints hold only those state entries: a
+  *delta* over the pretrained source checkpoint named in ``extra_state['delta_of']``;
 - every evaluation keeps RecBole's evaluator result and, per user, the value of every top-k metric
   (``last_per_user``; RecBole's own metric classes compute it), for paired comparisons between arms; a
   checkpoint carries the per-user validation values of its epoch (``valid_per_user``);
@@ -42,12 +43,12 @@ CHECKPOINT_FORMAT = "recbole_transfer/1"
 class TransferTrainer(Trainer):
     """Trainer of one transfer stage. ``stage`` is 'source' or 'target' (used in names and logs)."""
 
-    def __init__(self, config, model, stage="target"):
+    def __init__(self, config, model, stage="target", strategy=None):
         self.stage = stage
+        self.strategy = strategy  # the transfer strategy whose hooks run (None: no hooks)
         self.extra_state = {}  # plain data stored in every checkpoint (e.g. source user counts)
         self.last_valid_result = None  # the latest validation result (all metrics), for epoch callbacks
         self.state_keys = None  # save only these state entries (a delta checkpoint); None: the whole model
-        self.before_epoch = None  # f(trainer, epoch) before each training epoch (a strategy's schedule)
         self.last_per_user = None  # {metric@k: per-user values} of the latest evaluation
         self.last_users = None  # the evaluated users' ids, in the order of last_per_user
         self.epoch_seconds = {"train": [], "valid": []}
@@ -74,9 +75,15 @@ class TransferTrainer(Trainer):
         self.optimizer = self._build_optimizer()
         self.check_optimizer()
 
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        if self.strategy is not None:
+            self.strategy.before_fit(self)
+        return super().fit(train_data, valid_data, verbose=verbose, saved=saved, show_progress=show_progress,
+                           callback_fn=callback_fn)
+
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
-        if self.before_epoch is not None:
-            self.before_epoch(self, epoch_idx)
+        if self.strategy is not None:
+            self.strategy.before_epoch(self, epoch_idx)
         start = time.perf_counter()
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         self.epoch_seconds["train"].append(time.perf_counter() - start)

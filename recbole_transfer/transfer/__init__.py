@@ -1,13 +1,5 @@
-"""Transfer strategies and the layer names they act on."""
+"""The strategy contract shared by every method (:mod:`.base`); each method's strategy lives in its folder."""
 
-from .layers import ARMS, NO_TRANSFER, PAPER_CONFIGS, layer_groups, parse_transfer, resolve_layers
-from .patches import METHODS, PATCH_ARMS, PatchTransfer, arm_overrides, is_patch_method
-from .strategy import LayerTransfer, make_strategy, trainable_summary, uses_patches, uses_shared_modules
-from .invariants import SHARED_ARMS, SHARED_METHODS, SharedModuleTransfer, is_shared_method
+from .base import NO_TRANSFER, SourceModel, TransferReport, TransferStrategy, parameter_counts, trainable_summary
 
-__all__ = [
-    "ARMS", "NO_TRANSFER", "PAPER_CONFIGS", "layer_groups", "parse_transfer", "resolve_layers",
-    "LayerTransfer", "make_strategy", "trainable_summary", "uses_patches",
-    "METHODS", "PATCH_ARMS", "PatchTransfer", "arm_overrides", "is_patch_method",
-    "uses_shared_modules", "SHARED_ARMS", "SHARED_METHODS", "SharedModuleTransfer", "is_shared_method",
-]
+__all__ = ["NO_TRANSFER", "SourceModel", "TransferReport", "TransferStrategy", "parameter_counts", "trainable_summary"]

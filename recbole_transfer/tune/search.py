@@ -1,24 +1,22 @@
-"""Ray Tune search over transfer configurations: one source, one or many targets.
+"""Ray Tune: one driver for every method's search (every registered method, built in or not).
 
 ``run_search`` does, per search:
 
-1. pretrain the source once (RecBole trainer, global seed) and save it under the run directory; every
-   trial of every target loads that checkpoint (``source_checkpoint``) instead of retraining;
-2. per target, check every distinct transfer of the space against the target model and the source
-   (layer names, shapes, id spaces) before any trial starts: a bad space fails in seconds;
-3. run one Ray Tune search per target: trials are concrete configurations from :class:`SearchSpace`
-   (a grid Ray enumerates), each trains with a training seed derived from the global seed and its own
-   configuration, on the data of the global ``data_seed`` (every trial: the same split and candidates,
-   the target's protocol, built once by the driver and cached under the run directory), reports its
-   validation metrics and its data fingerprint once per epoch (``ray.air.session.report``) and never
-   evaluates the test split; ASHA (default) stops trials whose validation metric lags, except the
-   no-transfer baseline;
-4. pick the trial with the best validation metric (a transfer trial must beat the best no-transfer
-   trial by more than ``scratch_margin``, default one paired standard error of their per-user validation
-   differences), then compute its test metrics once, from the checkpoint of its best epoch; write the trial
-   table, ``best.yaml`` (reproduces the winner outside Ray with ``run_recbole_transfer.py``) and
-   ``result.json`` per target (``same_split``: every trial's data fingerprint was the driver's), and a
-   summary table.
+1. the method's runner prepares the search once (the two-stage runner pretrains the source with the global
+   seed and saves it under the run directory; every trial of every target loads that checkpoint);
+2. per target, the runner checks every distinct trial configuration before any trial starts (layer names,
+   shapes, id spaces; a bad space fails in seconds) and returns the data every trial must be scored on;
+3. one Ray Tune search per target: trials are concrete configurations from :class:`SearchSpace` (a grid Ray
+   enumerates), each trains with a training seed derived from the global seed and its own configuration, on
+   the data of the global ``data_seed`` (every trial: the same split and candidates, built once by the driver
+   and cached under the run directory), reports its validation metrics and its data fingerprint once per
+   ``time_attr`` unit of its runner (epoch; period) and never evaluates the test split; ASHA (default) stops
+   trials whose validation metric lags, except the method's baseline arm;
+4. pick the trial with the best validation metric (a transfer trial must beat the best baseline trial by more
+   than ``scratch_margin``, default one paired standard error of their per-user validation differences); the
+   runner tests it once (the two-stage runner: from the checkpoint of its best epoch); write the trial table,
+   ``best.yaml`` (reproduces the winner outside Ray with ``run_recbole_transfer.py``) and ``result.json`` per
+   target (``same_split``: every trial's data fingerprint was the driver's), and a summary table.
 
 Everything is written under the run directory (``tune_dir``/<timestamp>, or ``--run_dir``): Ray's
 experiment folders and trial folders (RecBole's logs, checkpoints), derived domains, the source
@@ -33,29 +31,34 @@ trials read the source checkpoint and the driver reads the winner's checkpoint b
 import contextlib
 import json
 import logging
-import math
 import os
 import socket
+import sys
 import time
-import warnings
 
 import numpy as np
 import yaml
 
+from .. import registry
 from ..config import TransferConfig
 from ..data import data_seed_of
-from ..scenario import scenario_targets
 from ..errors import TransferConfigError, TransferError, did_you_mean
+from ..logs import trial_logging
+from ..pipeline.base import Request
+from ..pipeline.scenario import scenario_targets
+from ..pipeline.two_stage import check_domains
+from ..report import markdown
 from ..stats import paired_se
-from ..transfer import NO_TRANSFER, make_strategy, parse_transfer, uses_patches
+from ..trainer import load_checkpoint
+from ..transfer import NO_TRANSFER
 from ..utils import stable_hash
-from .space import BRANCH_KEY, SearchSpace, default_space, is_no_transfer
+from .space import BRANCH_KEY, SearchSpace
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "search.json"
-TRIAL_KEY = "trial"
-QUIET_WARNINGS = "ignore::FutureWarning,ignore:pkg_resources is deprecated"  # Ray's config of a trial: {"trial": {config keys..., "branch": name}}
+TRIAL_KEY = "trial"  # Ray's config of a trial: {"trial": {config keys..., "branch": name}}
+QUIET_WARNINGS = "ignore::FutureWarning,ignore:pkg_resources is deprecated"
 
 
 class SearchInterrupted(TransferError):
@@ -68,17 +71,14 @@ def trial_seed(seed, params):
     return int(stable_hash({"seed": seed, "trial": params}), 16) % (2**31 - 1)
 
 
-def describe(params):
-    """Short text of a trial configuration, e.g. ``config-3 freeze lr=0.0021``."""
-    label = parse_transfer(params.get("transfer", NO_TRANSFER))[0]
-    parts = [label]
-    if label != NO_TRANSFER and "transfer_mode" in params:
-        parts.append(str(params["transfer_mode"]))
-    for key, value in params.items():
-        if key in ("transfer", "transfer_mode", BRANCH_KEY):
-            continue
-        parts.append(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}")
-    return " ".join(parts)
+def params_of(trial):
+    """The config keys of a trial (its branch name dropped)."""
+    return {k: v for k, v in trial.items() if k != BRANCH_KEY}
+
+
+def describe(method, trial):
+    """Short text of a trial configuration, e.g. ``<arm> <variant> lr=0.0021``."""
+    return method.describe(params_of(trial))
 
 
 def _metric_key(metric):
@@ -87,33 +87,15 @@ def _metric_key(metric):
 
 # ----- the trial (runs in a Ray worker, cwd = its trial directory) --------------------------------------
 def _trial(config, setup):
+    """A Ray Tune trainable: the method's runner runs one trial; RecBole's per-epoch logs go to its recbole.log.
+    Logging is configured here because a Ray worker is an entry point of its own."""
     from ray.air import session
 
-    from ..quick_start import pretrain_source, run_transfer
-
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    root = logging.getLogger()  # RecBole's per-epoch logs go to this trial's recbole.log only
-    root.handlers = [logging.FileHandler(os.path.abspath("recbole.log"))]
-    root.handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s  %(message)s"))
-    root.setLevel(logging.INFO)
-    params = {k: v for k, v in config[TRIAL_KEY].items() if k != BRANCH_KEY}
-    config_dict = {**setup["config_dict"], **params, "seed": trial_seed(setup["seed"], params)}
-    pretrained = None
-    if not is_no_transfer(params):
-        pretrained = pretrain_source(
-            setup["model"], setup["source"], setup["config_files"],
-            {**config_dict, "source_checkpoint": setup["source_checkpoint"]}, verbose=False,
-        )
-
-    def report(epoch, trainer, valid_result, last):
-        metrics = {f"valid_{k}": float(v) for k, v in (valid_result or {}).items()}
-        session.report({**metrics, "epoch": epoch, "recbole_done": bool(last), "model_file": trainer.saved_model_file,
-                        "fingerprint": trainer.fingerprint})
-
-    run_transfer(
-        setup["model"], setup["source"], setup["target"], setup["config_files"], config_dict,
-        pretrained=pretrained, verbose=True, log=False, on_epoch=report, evaluate_test=False,
-    )
+    trial_logging()
+    method = registry.load(setup["method"], setup["method_module"])
+    params = params_of(config[TRIAL_KEY])
+    trial_setup = {**setup, "config_dict": {**setup["config_dict"], **params, "seed": trial_seed(setup["seed"], params)}}
+    method.runner.trial(method, trial_setup, params, session.report)
 
 
 ENDS_FILE = "trial_ends.jsonl"
@@ -134,7 +116,7 @@ def _ends(path):
     return ends
 
 
-def _progress_callback(target, total, metric, emit, ends_path):
+def _progress_callback(method, target, total, metric, emit, ends_path):
     """Prints one line per ended trial and records how it ended in ``ends_path``. Ray calls neither hook
     for trials cut off by an interrupt: a trial missing from the record did not end."""
     from ray import tune
@@ -145,11 +127,12 @@ def _progress_callback(target, total, metric, emit, ends_path):
             with open(ends_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps({"trial_id": trial.trial_id, "outcome": outcome, "config": trial.config[TRIAL_KEY]}) + "\n")
             best = trial.metric_analysis.get(metric, {}).get("max")
-            epochs = (trial.last_result or {}).get("epoch", 0)
+            epochs = (trial.last_result or {}).get(method.runner.time_attr, 0)
             score = f"best {metric} {best:.4f}" if best is not None else "no result"
             done = len(_ends(ends_path))
             shown = "ERROR (recorded, search goes on)" if outcome == "error" else outcome
-            emit(f"[{target}] trial {done}/{total} {describe(trial.config[TRIAL_KEY]):<22} {score}  epochs {epochs:>3}  {shown}")
+            emit(f"[{target}] trial {done}/{total} {describe(method, trial.config[TRIAL_KEY]):<22} {score}  "
+                 f"{method.runner.time_attr}s {epochs:>3}  {shown}")
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             finished = (trial.last_result or {}).get("recbole_done", False)
@@ -163,8 +146,9 @@ def _progress_callback(target, total, metric, emit, ends_path):
 
 # ----- the driver ---------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def ray_session(address=None, num_cpus=None):
-    """Join ``address`` or start a local Ray on ``num_cpus`` cores (default: all); shut down what we started."""
+def ray_session(address=None, num_cpus=None, paths=()):
+    """Join ``address`` or start a local Ray on ``num_cpus`` cores (default: all); shut down what we started.
+    ``paths``: more import roots for the workers (where a method registered outside the package lives)."""
     import ray
 
     if ray.is_initialized():
@@ -172,16 +156,11 @@ def ray_session(address=None, num_cpus=None):
         return
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = {"OMP_NUM_THREADS": "1", "PYTHONWARNINGS": QUIET_WARNINGS,
-           "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
+           "PYTHONPATH": os.pathsep.join(p for p in (package_root, *paths, os.environ.get("PYTHONPATH")) if p)}
     # Ray's processes started here inherit these (its pkg_resources warning, the boxed reporter of
     # Ray 2.6's new output engine that ignores verbose=0); restored on exit.
     saved = {k: os.environ.get(k) for k in ("PYTHONWARNINGS", "RAY_AIR_NEW_OUTPUT")}
     os.environ.update({"PYTHONWARNINGS": QUIET_WARNINGS, "RAY_AIR_NEW_OUTPUT": "0"})
-    # A failed trial is one progress line, its row in the table and error.txt in its folder, not a
-    # traceback in the driver's output.
-    tune_logger = logging.getLogger("ray.tune")
-    tune_level = tune_logger.level
-    tune_logger.setLevel(logging.CRITICAL)
     try:
         try:
             # "local": always a new Ray, never one found on the machine (another search, a `ray start`)
@@ -199,12 +178,24 @@ def ray_session(address=None, num_cpus=None):
         finally:
             ray.shutdown()
     finally:
-        tune_logger.setLevel(tune_level)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def _import_roots(method):
+    """The sys.path entry a worker needs to import the module that registered ``method`` (empty when it is one of
+    this package's methods or an installed package that any worker imports anyway)."""
+    module = sys.modules.get(method.module or "")
+    path = getattr(module, "__file__", None)
+    if not path:
+        return ()
+    root = os.path.dirname(os.path.abspath(path))
+    for _ in range(method.module.count(".") + (1 if os.path.basename(path) == "__init__.py" else 0)):
+        root = os.path.dirname(root)
+    return (root,)
 
 
 def _probe_address(address):
@@ -247,7 +238,7 @@ def _absolute_config(config_dict, probe, run_dir):
     return out
 
 
-def _new_state(model, source, targets, config_files, config_dict, space_path, num_samples, run_dir):
+def _new_state(method, model, source, targets, config_files, config_dict, space_path, num_samples, run_dir):
     files = [os.path.abspath(f) for f in (config_files or [])]
     for path in files:
         if not os.path.isfile(path):
@@ -257,23 +248,19 @@ def _new_state(model, source, targets, config_files, config_dict, space_path, nu
     model = model or probe["model"]
     source = source or probe["source"]
     targets = scenario_targets(probe, targets or None)
-    from ..quick_start import check_domains
-
     check_domains(probe, targets, "targets", config_dict)
-    space = SearchSpace.from_file(space_path or default_space(model))
+    space = SearchSpace.from_file(space_path, method)
     if space.metric:
         config_dict["valid_metric"] = space.metric
     if num_samples is not None:
         space.num_samples = int(num_samples)
         if space.num_samples < 1:
             raise TransferConfigError(f"num_samples={num_samples!r}: must be >= 1")
-    default_transfer = config_dict.get("transfer", probe["transfer"]) or NO_TRANSFER
-    if not source and not all(is_no_transfer(t) for t in space.trials(0, default_transfer)):
-        raise TransferConfigError("source: the search space transfers layers but no source is given (--source=<name>)")
+    default_transfer = config_dict.get("transfer", probe["transfer"]) if method.strategy is not None else None
     return {
-        "model": model, "source": source, "targets": targets, "config_files": files, "config_dict": config_dict,
-        "space_path": space.path, "space_text": space.text, "num_samples": space.num_samples,
-        "default_transfer": default_transfer,
+        "method": method.name, "model": model, "source": source, "targets": targets, "config_files": files,
+        "config_dict": config_dict, "space_path": space.path, "space_text": space.text, "num_samples": space.num_samples,
+        "default_transfer": default_transfer, "run_dir": run_dir,
         "seed": probe["seed"], "num_threads": None, "source_checkpoint": None, "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
 
@@ -291,38 +278,16 @@ def _save_state(run_dir, state):
         json.dump(state, f, indent=1, default=str)
 
 
-def _space_of(state):
-    space = SearchSpace(yaml.load(state["space_text"], Loader=yaml.FullLoader), state["space_path"])
+def _space_of(state, method):
+    space = SearchSpace(yaml.load(state["space_text"], Loader=yaml.FullLoader), state["space_path"], method)
     space.num_samples = state["num_samples"]
     return space
 
 
-def _check_trials(state, target, trials, pretrained):
-    """Validate every distinct trial config on the target before Ray starts (fails fast, exit 2).
-    Returns the target's DomainData (its config and validation split are used by the driver)."""
-    from ..data import id_tokens
-    from ..quick_start import build_model, domain_config, prepare_domain
-
-    base = {**state["config_dict"], "num_threads": state["num_threads"]}
-    data = prepare_domain(domain_config(state["model"], target, state["config_files"], base, key="target"), key="target")
-    if pretrained is None:  # nothing transfers: nothing to check against a source
-        return data
-    probe = build_model(data)
-    target_ids, checked = id_tokens(data.dataset), set()
-    for params in trials:
-        params = {k: v for k, v in params.items() if k != BRANCH_KEY}
-        config = TransferConfig(state["model"], data.config["dataset"], state["config_files"], {**base, **params})
-        strategy = make_strategy(config)
-        key = (strategy.label, str(config["transfer_containers"]))
-        if strategy.is_identity or key in checked:
-            continue
-        checked.add(key)
-        strategy.check(probe, pretrained.state_dict, pretrained.id_tokens or None, target_ids)
-    return data
-
-
-def _trial_rows(results, metric, space_trials, ends):
-    """One row per trial: its configuration, best validation metric, epochs, how it ended."""
+def _trial_rows(method, results, metric, space_trials, ends, max_t):
+    """One row per trial: its configuration, best validation metric (as its runner scores it), time units, how
+    it ended."""
+    time_attr = method.runner.time_attr
     rows = []
     for result in results:
         trial_id = os.path.basename(str(result.log_dir)).replace("trial_", "")
@@ -332,12 +297,10 @@ def _trial_rows(results, metric, space_trials, ends):
         best, best_epoch, model_file, reports = None, None, None, 0
         if frame is not None and metric in frame and frame[metric].notna().any():
             # A trial restarted by --resume appends a second run to progress.csv: keep the last run.
-            starts = frame.index[frame["epoch"] == frame["epoch"].min()]
+            starts = frame.index[frame[time_attr] == frame[time_attr].min()]
             frame = frame.loc[starts[-1]:]
-            # RecBole keeps the checkpoint of the LAST epoch that reached the best value (>=).
-            idx = frame.index[frame[metric] == frame[metric].max()][-1]
-            best, best_epoch = float(frame[metric][idx]), int(frame["epoch"][idx])
-            model_file, reports = frame["model_file"].iloc[-1], int(frame["epoch"].iloc[-1])
+            best, best_epoch, reports = method.runner.trial_score(frame, metric, max_t)
+            model_file = frame["model_file"].iloc[-1] if "model_file" in frame else None
         fingerprint = frame["fingerprint"].iloc[-1] if frame is not None and "fingerprint" in frame else None
         ended = record.get("outcome", "error")
         if result.error is not None:
@@ -346,32 +309,29 @@ def _trial_rows(results, metric, space_trials, ends):
         rows.append({
             "index": space_trials.index(params) if params in space_trials else len(space_trials),
             "trial_id": trial_id,
-            "config": params, "label": describe(params), "best_valid": best, "best_epoch": best_epoch,
+            "config": params, "label": describe(method, params), "best_valid": best, "best_epoch": best_epoch,
             "epochs": reports, "ended": ended, "stopped_early": ended.startswith("stopped"),
             "model_file": model_file, "path": result.log_dir and str(result.log_dir), "fingerprint": fingerprint,
         })
     return sorted(rows, key=lambda r: r["index"])
 
 
-def trial_table(rows, metric):
-    lines = [f"| # | configuration | best {metric} | best epoch | epochs run | stopped early | ended |",
-             "|---|---|---|---|---|---|---|"]
-    for row in rows:
-        best = f"{row['best_valid']:.4f}" if row["best_valid"] is not None else "-"
-        lines.append(f"| {row['index'] + 1} | {row['label']} | {best} | {row['best_epoch'] or '-'} | {row['epochs']} | "
-                     f"{'yes' if row['stopped_early'] else 'no'} | {row['ended']} |")
-    return "\n".join(lines)
+def trial_table(rows, metric, time_attr="epoch"):
+    lines = [[row["index"] + 1, row["label"], f"{row['best_valid']:.4f}" if row["best_valid"] is not None else "-",
+              row["best_epoch"] or "-", row["epochs"], "yes" if row["stopped_early"] else "no", row["ended"]] for row in rows]
+    return markdown(["#", "configuration", f"best {metric}", f"best {time_attr}", f"{time_attr}s run", "stopped early",
+                     "ended"], lines)
 
 
-def _baseline_asha(**kwargs):
-    """Ray's ASHA, except that no-transfer trials are never stopped early: they are the baseline every
+def _baseline_asha(method, **kwargs):
+    """Ray's ASHA, except that the method's baseline trials are never stopped early: they are what every
     transfer arm must beat, and a baseline cut at a rung would make a weak transfer arm look better."""
     from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
     class BaselineASHA(ASHAScheduler):
         def on_trial_result(self, tune_controller, trial, result):
             decision = super().on_trial_result(tune_controller, trial, result)  # records the rung result
-            return TrialScheduler.CONTINUE if is_no_transfer(trial.config[TRIAL_KEY]) else decision
+            return TrialScheduler.CONTINUE if method.is_baseline(params_of(trial.config[TRIAL_KEY])) else decision
 
     return BaselineASHA(**kwargs)
 
@@ -379,8 +339,6 @@ def _baseline_asha(**kwargs):
 def valid_per_user(row, metric):
     """(data fingerprint, per-user validation values of ``metric`` ('valid_hit@10')) at a trial's best epoch,
     read from its checkpoint."""
-    from ..trainer import load_checkpoint
-
     checkpoint = load_checkpoint(row["model_file"])
     values = (checkpoint.get("valid_per_user") or {}).get(metric.replace("valid_", "", 1))
     if values is None:
@@ -404,7 +362,7 @@ def valid_differences(metric):
 
 
 def selection_margin(setting, differences):
-    """How much a transfer trial's validation metric must exceed the best no-transfer trial's to win.
+    """How much a transfer trial's validation metric must exceed the best baseline trial's to win.
     ``se``: one paired standard error, sd(d) / sqrt(n) of the per-user validation differences d (both trials
     are scored on the same users and candidates); a number: that margin."""
     if setting == "se":
@@ -412,40 +370,40 @@ def selection_margin(setting, differences):
     return float(setting)
 
 
-def choose_winner(rows, setting="se", differences=None):
-    """The winning row and why: the best validation metric (ties: the earlier trial, no transfer first),
-    unless it is a transfer trial that beats the best no-transfer trial by no more than the margin.
-    ``differences(best, scratch)``: their per-user validation differences (needed by ``se``)."""
+def choose_winner(rows, setting="se", differences=None, is_baseline=None):
+    """The winning row and why: the best validation metric (ties: the earlier trial, the baseline first),
+    unless it is a transfer trial that beats the best baseline trial by no more than the margin.
+    ``differences(best, baseline)``: their per-user validation differences (needed by ``se``);
+    ``is_baseline(config)``: the method's baseline test (default: the default method's)."""
+    is_baseline = is_baseline or registry.default_method().is_baseline
     scored = [r for r in rows if r["best_valid"] is not None and not r["ended"].startswith("error")]
     if not scored:
         return None, "no trial reported a validation metric"
     best = max(scored, key=lambda r: (r["best_valid"], -r["index"]))
-    scratch = [r for r in scored if is_no_transfer(r["config"])]
-    if is_no_transfer(best["config"]) or not scratch:
+    scratch = [r for r in scored if is_baseline(params_of(r["config"]))]
+    if is_baseline(params_of(best["config"])) or not scratch:
         return best, "best validation metric"
     base = max(scratch, key=lambda r: (r["best_valid"], -r["index"]))
     margin = selection_margin(setting, differences(best, base) if setting == "se" else None)
     lead = best["best_valid"] - base["best_valid"]
+    name = "no transfer" if base["label"] == NO_TRANSFER else base["label"]
     if lead <= margin:
-        return base, f"{best['label']} led no transfer by {lead:.4f} <= margin {margin:.4f}: no transfer kept"
-    return best, f"leads no transfer by {lead:.4f} > margin {margin:.4f}"
+        return base, f"{best['label']} led {name} by {lead:.4f} <= margin {margin:.4f}: {name} kept"
+    return best, f"leads {name} by {lead:.4f} > margin {margin:.4f}"
 
 
-def _write_best_yaml(path, state, target, row, metric, valid, test):
-    params = {k: v for k, v in row["config"].items() if k != BRANCH_KEY}
-    keys = {**state["config_dict"], **params, "seed": trial_seed(state["seed"], row["config"])}
+def _write_best_yaml(path, state, target, row, metric, valid, test, extra_keys):
+    params = params_of(row["config"])
+    keys = {**state["config_dict"], **params, "seed": trial_seed(state["seed"], row["config"]), **extra_keys}
     keys["num_threads"] = state["num_threads"]
-    if row["stopped_early"]:  # ASHA ended it: the same epochs reproduce the same best epoch
-        keys["epochs"] = row["epochs"]
-    if not is_no_transfer(params):
-        keys["source_checkpoint"] = state["source_checkpoint"]
     files = " ".join(state["config_files"] + [path])
-    command = (f"python run_recbole_transfer.py --model={state['model']} --source={state['source']} "
+    source = f"--source={state['source']} " if state["source"] else ""
+    command = (f"python run_recbole_transfer.py --model={state['model']} {source}"
                f"--target={target} --config_files=\"{files}\"")
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in test.items()) or "see the comparison below"
     header = [
-        f"# Best transfer configuration for target {target!r}, chosen by Ray Tune on {metric} ({describe(params)}).",
-        f"# Search: {os.path.dirname(os.path.dirname(path))}; validation {metric} {valid:.4f}; "
-        f"test {', '.join(f'{k} {v:.4f}' for k, v in test.items())}.",
+        f"# Best configuration for target {target!r}, chosen by Ray Tune on {metric} ({row['label']}).",
+        f"# Search: {os.path.dirname(os.path.dirname(path))}; validation {metric} {valid:.4f}; test {shown}.",
         "# Reproduce outside Ray (same seed, same metrics):",
         f"#   {command}",
     ]
@@ -454,17 +412,8 @@ def _write_best_yaml(path, state, target, row, metric, valid, test):
     return command
 
 
-def _test_once(model_file, num_threads):
-    from ..quick_start import load_transfer_model
-    from ..trainer import TransferTrainer
-
-    config, model, _dataset, _train, _valid, test = load_transfer_model(model_file, {"num_threads": num_threads})
-    result = TransferTrainer(config, model, stage="analysis").evaluate(test, load_best_model=False)
-    return {k: float(v) for k, v in result.items()}
-
-
 def _check_run_keys(config, margin="se"):
-    """The Tune metric and the epoch budget of a target config; clear errors for what Tune cannot use."""
+    """The Tune metric of a target config; clear errors for what Tune cannot use."""
     metric = str(config["valid_metric"]).lower()
     if margin == "se" and "@" not in metric:
         raise TransferConfigError(
@@ -481,16 +430,14 @@ def _check_run_keys(config, margin="se"):
         raise TransferConfigError(f"valid_metric={config['valid_metric']!r}: the search needs a metric where bigger is better")
     if not isinstance(config["eval_step"], int) or config["eval_step"] < 1:
         raise TransferConfigError(f"eval_step={config['eval_step']!r}: the search needs a validation every 1..N epochs")
-    if not isinstance(config["epochs"], int) or config["epochs"] < 1:
-        raise TransferConfigError(f"epochs={config['epochs']!r}: must be an integer >= 1")
-    return _metric_key(metric), config["epochs"]
+    return _metric_key(metric)
 
 
 def _safe(name):
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))
 
 
-def _search_target(state, run_dir, target, space, trials, pretrained, emit, resume):
+def _search_target(method, state, run_dir, target, space, trials, emit, resume):
     from ray import air, tune
     from ray.tune.schedulers import FIFOScheduler
 
@@ -500,31 +447,30 @@ def _search_target(state, run_dir, target, space, trials, pretrained, emit, resu
         emit(f"[{target}] search already finished: {os.path.join(path, 'result.json')}")
         with open(os.path.join(path, "result.json"), "r", encoding="utf-8") as f:
             return json.load(f)
-    data = _check_trials(state, target, trials, pretrained)
-    target_config, n_valid = data.config, int(data.valid_data._dataset.inter_num)
-    metric, epochs = _check_run_keys(target_config, space.scratch_margin)
+    checked = method.runner.check_search(method, state, target, [params_of(t) for t in trials])
+    metric, max_t, time_attr = _check_run_keys(checked.config, space.scratch_margin), checked.max_t, method.runner.time_attr
     if space.scheduler["type"] == "asha":
         scheduler = _baseline_asha(
-            time_attr="epoch", max_t=epochs, grace_period=min(space.scheduler.get("grace_period", 3), epochs),
+            method, time_attr=time_attr, max_t=max_t, grace_period=min(space.scheduler.get("grace_period", 3), max_t),
             reduction_factor=space.scheduler.get("reduction_factor", 3),
         )
     else:
         scheduler = FIFOScheduler()
     setup = {
-        "model": state["model"], "source": state["source"], "target": target, "config_files": state["config_files"],
-        "config_dict": {**state["config_dict"], "num_threads": state["num_threads"]},
-        "seed": state["seed"], "source_checkpoint": state["source_checkpoint"],
+        "method": method.name, "method_module": method.module, "model": state["model"], "source": state["source"], "target": target,
+        "config_files": state["config_files"], "config_dict": {**state["config_dict"], "num_threads": state["num_threads"]},
+        "seed": state["seed"], "source_checkpoint": state["source_checkpoint"], "max_t": max_t,
     }
     trainable = tune.with_resources(tune.with_parameters(_trial, setup=setup), {"cpu": space.cpus_per_trial})
     ends_path = os.path.join(path, ENDS_FILE)
-    progress = _progress_callback(target, len(trials), metric, emit, ends_path)
+    progress = _progress_callback(method, target, len(trials), metric, emit, ends_path)
     saved_state = os.path.isdir(path) and any(f.startswith("experiment_state") for f in os.listdir(path))
     if resume and tune.Tuner.can_restore(path) and saved_state:
         emit(f"[{target}] resuming the search in {path}: {len(_ends(ends_path))} ended trials are kept, the others run")
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False, restart_errored=False)
         tuner._local_tuner.get_run_config().callbacks = [progress]  # this process's progress lines
     else:
-        emit(f"[{target}] {len(trials)} trials, metric {metric}, scheduler {space.scheduler['type']}, max {epochs} epochs")
+        emit(f"[{target}] {len(trials)} trials, metric {metric}, scheduler {space.scheduler['type']}, max {max_t} {time_attr}s")
         tuner = tune.Tuner(
             trainable,
             param_space={TRIAL_KEY: tune.grid_search(trials)},
@@ -545,23 +491,23 @@ def _search_target(state, run_dir, target, space, trials, pretrained, emit, resu
             f"search of target {target!r} stopped with {ended}/{len(trials)} trials ended; "
             f"continue it with --resume={run_dir}"
         )
-    rows = _trial_rows(results, metric, trials, ends)
-    table = trial_table(rows, metric)
+    rows = _trial_rows(method, results, metric, trials, ends, max_t)
+    table = trial_table(rows, metric, time_attr)
     out = {"target": target, "metric": metric, "rows": rows, "table": table, "trials": len(rows),
            "trial_epochs": sum(r["epochs"] for r in rows), "errors": sum(r["ended"].startswith("error") for r in rows)}
-    best, why = choose_winner(rows, space.scratch_margin, valid_differences(metric))
-    fingerprint = data.fingerprint()  # every trial that reported must have been scored on the driver's data
-    out.update(n_valid=n_valid, selection=why, fingerprint=fingerprint,
-               same_split=all(r["fingerprint"] == fingerprint for r in rows if r["best_valid"] is not None))
-    scratch = [r for r in rows if is_no_transfer(r["config"]) and r["best_valid"] is not None]
+    best, why = choose_winner(rows, space.scratch_margin, valid_differences(metric), method.is_baseline)
+    out.update(n_valid=checked.n_valid, selection=why, fingerprint=checked.fingerprint,
+               same_split=all(r["fingerprint"] == checked.fingerprint for r in rows if r["best_valid"] is not None))
+    scratch = [r for r in rows if method.is_baseline(params_of(r["config"])) and r["best_valid"] is not None]
     out["scratch_valid"] = max((r["best_valid"] for r in scratch), default=None)
     if best is None:
         out.update(best=None, test_result={}, best_yaml=None, command=None)
     else:
-        test = _test_once(best["model_file"], state["num_threads"])
+        finished = method.runner.finish_search(method, state, target, best, metric)
         best_yaml = os.path.join(path, "best.yaml")
-        command = _write_best_yaml(best_yaml, state, target, best, metric, best["best_valid"], test)
-        out.update(best=best, test_result=test, best_yaml=best_yaml, command=command)
+        command = _write_best_yaml(best_yaml, state, target, best, metric, best["best_valid"], finished["test_result"],
+                                   finished["keys"])
+        out.update(best=best, test_result=finished["test_result"], best_yaml=best_yaml, command=command)
     with open(os.path.join(path, "trials.md"), "w", encoding="utf-8") as f:
         f.write(f"Trials of target {target} ({metric}; test metrics of the winner only)\n\n{table}\n")
     with open(os.path.join(path, "result.json"), "w", encoding="utf-8") as f:
@@ -572,73 +518,61 @@ def _search_target(state, run_dir, target, space, trials, pretrained, emit, resu
 def summary_table(outcomes):
     metric = outcomes[0]["metric"] if outcomes else "valid"
     test_key = metric.replace("valid_", "")
-    lines = [f"| target | best configuration | best {metric} | scratch {metric} | test {test_key} | trials | errors | trial-epochs |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = []
     for out in outcomes:
         best = out["best"]
         scratch = f"{out['scratch_valid']:.4f}" if out["scratch_valid"] is not None else "-"
-        lines.append(
-            f"| {out['target']} | {best['label'] if best else '-'} | {best['best_valid']:.4f} | {scratch} | "
-            f"{out['test_result'].get(test_key, float('nan')):.4f} | {out['trials']} | {out['errors']} | {out['trial_epochs']} |"
-            if best else f"| {out['target']} | - | - | {scratch} | - | {out['trials']} | {out['errors']} | {out['trial_epochs']} |"
-        )
-    return "\n".join(lines)
+        test = out["test_result"].get(test_key)
+        lines.append([out["target"], best["label"] if best else "-", f"{best['best_valid']:.4f}" if best else "-", scratch,
+                      f"{test:.4f}" if best and test is not None else "-", out["trials"],
+                      out["errors"], out["trial_epochs"]])
+    return markdown(["target", "best configuration", f"best {metric}", f"scratch {metric}", f"test {test_key}", "trials",
+                     "errors", "trial-epochs"], lines)
 
 
 def run_search(
     model=None, source=None, targets=None, config_file_list=None, config_dict=None, search_space=None,
     num_samples=None, ray_address=None, run_dir=None, resume=None, num_cpus=None, progress=None,
 ):
-    """Search the transfer configuration of each target with Ray Tune; returns a list of per-target dicts
-    (trial rows, table, best trial, its test metrics, the best.yaml path and its reproduce command).
+    """Search the configuration of each target with Ray Tune, for the method of ``model``; returns a list of
+    per-target dicts (trial rows, table, best trial, its test metrics, the best.yaml path and its reproduce
+    command), and the text of the runner's ``after_search`` under ``outcomes[0]['after']``.
 
     ``resume=<run dir>`` continues an interrupted search (all other arguments are read from it).
     Raises TransferError on bad input, SearchInterrupted when the search did not finish.
     """
-    from ..quick_start import pretrain_source
-
     emit = progress or (lambda msg: logger.info(msg))
-    if not resume and uses_patches(model):
-        raise TransferConfigError(
-            f"--tune: model={model!r} is fine-tuned by method (transfer: peterrec, finecls, ...); searches cover "
-            f"layer transfers only for now. Compare its methods with --model={model} (the method x task table)."
-        )
     _probe_address(ray_address)
     if resume:
         run_dir = os.path.abspath(resume)
         state = _load_state(run_dir)
+        method = registry.method_of(state["model"])
     else:
+        method = registry.method_of(model or TransferConfig(model, "ml-100k", config_file_list, config_dict or {})["model"])
         run_dir = os.path.abspath(run_dir or os.path.join(
             TransferConfig(model, "ml-100k", config_file_list, config_dict or {})["tune_dir"],
             time.strftime("%Y%m%d-%H%M%S")))
         if os.path.isdir(run_dir) and os.listdir(run_dir):
             raise TransferConfigError(f"run_dir={run_dir!r} is not empty: give a new directory, or --resume={run_dir}")
-        state = _new_state(model, source, targets, config_file_list, config_dict, search_space, num_samples, run_dir)
+        state = _new_state(method, model, source, targets, config_file_list, config_dict, search_space, num_samples, run_dir)
         os.makedirs(run_dir, exist_ok=True)
-    space = _space_of(state)
+    space = _space_of(state, method)
     state["num_threads"] = max(1, int(space.cpus_per_trial))
     _save_state(run_dir, state)
-    emit(f"search {run_dir}: {state['model']}, source {state['source']}, targets {', '.join(state['targets'])}; {space.describe(state['default_transfer'])}")
+    emit(f"search {run_dir}: {state['model']} (method {method.name}), source {state['source']}, targets "
+         f"{', '.join(state['targets'])}; {space.describe(state['default_transfer'])}")
     outcomes = []
     with contextlib.chdir(run_dir):  # RecBole writes log/ and log_tensorboard/ into the working directory
-        pretrained = None
         trials = space.trials(state["seed"], state["default_transfer"])
-        if not all(is_no_transfer(t) for t in trials):
-            source_dict = {**state["config_dict"], "num_threads": state["num_threads"],
-                           "checkpoint_dir": os.path.join(run_dir, "source")}
-            if state["source_checkpoint"] and os.path.isfile(state["source_checkpoint"]):
-                source_dict["source_checkpoint"] = state["source_checkpoint"]
-            start = time.time()
-            pretrained = pretrain_source(state["model"], state["source"], state["config_files"], source_dict, verbose=False)
-            if state["source_checkpoint"] != pretrained.model_file:
-                state["source_checkpoint"] = pretrained.model_file
-                _save_state(run_dir, state)
-                emit(f"source {state['source']!r} pretrained once in {time.time() - start:.1f}s "
-                     f"(test {dict(pretrained.test_result)}); every trial loads {pretrained.model_file}")
-        with ray_session(ray_address, num_cpus):
+        start = time.time()
+        method.runner.prepare_search(method, state, [params_of(t) for t in trials], emit)
+        if state["source_checkpoint"]:
+            _save_state(run_dir, state)
+            emit(f"search prepared in {time.time() - start:.1f}s")
+        with ray_session(ray_address, num_cpus, _import_roots(method)):
             _check_cluster(space, emit)
             for target in state["targets"]:
-                out = _search_target(state, run_dir, target, space, trials, pretrained, emit, resume)
+                out = _search_target(method, state, run_dir, target, space, trials, emit, resume)
                 outcomes.append(out)
                 best = out["best"]
                 if best:
@@ -651,6 +585,8 @@ def run_search(
     _save_state(run_dir, state)
     for out in outcomes:
         out["run_dir"] = run_dir
+    request = Request(state["model"], state["source"], state["targets"], state["config_files"], state["config_dict"])
+    after = method.runner.after_search(method, request, outcomes, emit)
+    for out in outcomes:
+        out["after"] = after
     return outcomes
-
-

@@ -12,15 +12,15 @@ A search-space file::
     branches:             # one per strategy; an entry inside a branch only exists in that branch
       none: {transfer: none}
       layers:
-        transfer: {type: grid, values: [config-1, config-2, config-3]}
+        transfer: {type: grid, values: [arm-1, arm-2, arm-3]}
         transfer_mode: {type: choice, values: [freeze, finetune]}
 
 Entry types: a plain value (fixed), ``{type: float|int, low, high, log}``, ``{type: choice, values}``
 (one drawn at random per sample), ``{type: grid, values}`` (every value, crossed with the branch's other
-grids). Entry names are RecBole or recbole_transfer config keys, so strategies added later (patches,
-annealing, adapters) plug in as new branches with their own keys. "No transfer" is always an arm: when no
-expanded trial is one, a no-transfer trial is added. A branch without a ``transfer`` entry uses the
-run's own ``transfer`` key.
+grids). Entry names are RecBole or recbole_transfer config keys, so every method's strategy plugs in as
+branches with its own keys. The method's baseline arm (``Method.baseline``, e.g. no transfer) is always a
+trial: when no expanded trial is one, it is added. A branch without a ``transfer`` entry uses the run's own
+``transfer`` key (for a method with a strategy). Each method ships its default space (``methods/<name>/space.yaml``).
 
 Branches are expanded here, before Ray sees them, into a list of concrete trial configurations
 (random entries drawn with Ray Tune's own samplers under a seeded random state): Ray 2.6.3 cannot
@@ -35,20 +35,12 @@ import numpy as np
 import yaml
 from ray import tune
 
+from .. import registry
 from ..config import plugin_keys, recbole_keys
 from ..errors import TransferConfigError, did_you_mean
-from ..transfer import NO_TRANSFER, parse_transfer
-from ..utils import property_file
-
-DEFAULT_SPACE = property_file("tune", "layer_transfer.yaml")
-SHARED_MODULE_SPACE = property_file("tune", "mmtnet.yaml")
+from ..transfer import NO_TRANSFER
 
 
-def default_space(model):
-    """The search space of ``--tune`` without --search_space: MMTNet's methods, or the layer transfers."""
-    from ..transfer import uses_shared_modules
-
-    return SHARED_MODULE_SPACE if uses_shared_modules(model) else DEFAULT_SPACE
 TOP_KEYS = ("metric", "num_samples", "scheduler", "cpus_per_trial", "scratch_margin", "parameters", "branches")
 ENTRY_TYPES = ("float", "int", "choice", "grid")
 ENTRY_KEYS = {"float": {"low", "high", "log"}, "int": {"low", "high", "log"}, "choice": {"values"}, "grid": {"values"}}
@@ -60,12 +52,7 @@ DATA_KEYS = frozenset({
     "item_inter_num_interval", "val_interval", "rm_dup_inter", "filter_inter_by_user_or_item", "domains",
     "benchmark_filename", "threshold", "protocol_dir",
 })
-ADDED_NONE = "no-transfer (added)"  # branch of the no-transfer arm added to a space that has none
-
-
-def is_no_transfer(params):
-    """True for a trial configuration that trains from scratch (its ``transfer`` is none)."""
-    return parse_transfer(params.get("transfer", NO_TRANSFER))[0] == NO_TRANSFER
+ADDED_BASELINE = "baseline (added)"  # branch of the baseline arm added to a space that has none
 
 
 def _err(where, msg):
@@ -124,8 +111,9 @@ class Entry:
 class SearchSpace:
     """A validated search space; :meth:`trials` expands it into concrete trial configurations."""
 
-    def __init__(self, spec, path="<dict>"):
+    def __init__(self, spec, path="<dict>", method=None):
         self.path = path
+        self.method = method or registry.default_method()
         if not isinstance(spec, dict):
             raise _err(path, f"expected a mapping with keys {', '.join(TOP_KEYS)}")
         for key in spec:
@@ -156,15 +144,20 @@ class SearchSpace:
                 raise _err(f"branches.{name}.transfer", "also given under parameters: give it in one place")
             entry = entries.get("transfer") or self.parameters.get("transfer")
             for value in entry.values if entry is not None and entry.kind != "float" else []:
+                if self.method.strategy is None:
+                    raise _err(entry.where, f"method {self.method.name!r} has no transfer strategy")
                 try:
-                    parse_transfer(value)
+                    self.method.strategy.arm_label(value)
                 except TransferConfigError as exc:
                     raise _err(entry.where, str(exc)) from None
-        self.added_none = False
+        self.added_baseline = False
 
     @classmethod
-    def from_file(cls, path=None):
-        path = os.path.abspath(path or DEFAULT_SPACE)
+    def from_file(cls, path=None, method=None):
+        method = method or registry.default_method()
+        if path is None and method.space is None:
+            raise TransferConfigError(f"search_space: method {method.name!r} ships no default search space; give --search_space=<file>")
+        path = os.path.abspath(path or method.space)
         if not os.path.isfile(path):
             raise TransferConfigError(f"search_space: file {path!r} does not exist")
         with open(path, "r", encoding="utf-8") as f:
@@ -172,7 +165,7 @@ class SearchSpace:
                 spec = yaml.load(f.read(), Loader=yaml.FullLoader)
             except yaml.YAMLError as exc:
                 raise TransferConfigError(f"search_space: {path!r} is not valid YAML ({str(exc).splitlines()[0]})") from None
-        space = cls(spec, path)
+        space = cls(spec, path, method)
         space.text = open(path, "r", encoding="utf-8").read()
         return space
 
@@ -207,13 +200,14 @@ class SearchSpace:
     def trials(self, seed, default_transfer=NO_TRANSFER):
         """Concrete trial configurations: every branch x grid point x sample, random entries drawn with a
         random state seeded by ``seed``. Each is a dict of config keys plus ``branch``; a branch without
-        a ``transfer`` entry gets ``default_transfer`` (the run's own config). A no-transfer trial is
-        put first when no point of the space is one (``added_none`` tells)."""
+        a ``transfer`` entry gets ``default_transfer`` (the run's own config), for a method with a strategy.
+        The method's baseline trial is put first when no point of the space is one (``added_baseline``)."""
         rng = np.random.RandomState(seed)
         out, seen = [], set()
         for name, entries in self.branches.items():
             merged = {**self.parameters, **entries}
-            merged.setdefault("transfer", Entry(f"branches.{name}.transfer", default_transfer))
+            if self.method.strategy is not None:
+                merged.setdefault("transfer", Entry(f"branches.{name}.transfer", default_transfer))
             grid_keys = [k for k, e in merged.items() if e.kind in ("fixed", "grid")]
             random_keys = [k for k, e in merged.items() if e.is_random]
             samples = self.num_samples if random_keys else 1
@@ -225,13 +219,14 @@ class SearchSpace:
                     if key not in seen:  # e.g. two branches that both hold transfer: none
                         seen.add(key)
                         out.append(trial)
-        self.added_none = not any(is_no_transfer(t) for t in out)
-        if self.added_none:
-            out.insert(0, {BRANCH_KEY: ADDED_NONE, "transfer": NO_TRANSFER})
+        baseline = self.method.baseline_trial()
+        self.added_baseline = baseline is not None and not any(self.method.is_baseline(t) for t in out)
+        if self.added_baseline:
+            out.insert(0, {BRANCH_KEY: ADDED_BASELINE, **baseline})
         return out
 
     def describe(self, default_transfer=NO_TRANSFER):
         n = len(self.trials(0, default_transfer))
         names = ", ".join(self.branches)
-        extra = " ('none' added: no transfer is always an arm)" if self.added_none else ""
+        extra = f" ('{self.method.baseline_arm}' added: the baseline is always an arm)" if self.added_baseline else ""
         return f"{os.path.basename(self.path)}: {n} trials per target, branches {names}{extra}, scheduler {self.scheduler['type']}"

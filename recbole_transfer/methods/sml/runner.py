@@ -32,6 +32,7 @@ validation split inside a period).
 
 import contextlib
 import logging
+import os
 import time
 
 import numpy as np
@@ -43,12 +44,15 @@ from recbole.evaluator.metrics import NDCG, Recall
 from recbole.sampler import Sampler
 from recbole.utils import init_seed
 
-from ..config import get_model
-from ..data.periods import dataset_periods
-from ..model.sml import build_base
-from ..errors import TransferConfigError, TransferDataError, did_you_mean
-from ..utils import listish, set_threads
-from .trainer import TransferTrainer
+from ...config import TransferConfig, get_model
+from ...data.periods import dataset_periods
+from ...errors import TransferConfigError, TransferDataError, did_you_mean
+from ...pipeline.base import Runner, SearchTarget
+from ...pipeline.two_stage import domain_config
+from ...report import markdown, mean_std
+from ...trainer import TransferTrainer
+from ...utils import listish, set_threads, stable_hash
+from .model import build_base
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +118,10 @@ class PeriodicData:
 
     def seen_items(self, t):
         return self.item_first <= t
+
+    def fingerprint(self):
+        """Hash of the periods (every interaction's user, item and period): equal = the same online protocol."""
+        return stable_hash([stable_hash(self.users.tolist()), stable_hash(self.items.tolist()), stable_hash(self.period.tolist())])
 
     def subset(self, rows):
         return self.dataset.copy(self.dataset.inter_feat[torch.as_tensor(np.sort(rows))])
@@ -313,7 +321,7 @@ def check_periodic_config(config):
     return methods
 
 
-def run_periodic(config, methods=None, progress=None, observer=None, last_period=None, on_result=None):
+def run_periodic(config, methods=None, progress=None, observer=None, last_period=None, on_result=None, on_data=None):
     """Run each method over the periods; returns one row per (method, tested period).
 
     ``last_period``: stop after testing this period (``--tune`` stops before the test periods).
@@ -325,6 +333,8 @@ def run_periodic(config, methods=None, progress=None, observer=None, last_period
     set_threads(config["num_threads"])
     init_seed(config["seed"], config["reproducibility"])
     data = PeriodicData(config, create_dataset(config))
+    if on_data is not None:
+        on_data(data)
     build_base(config, data.dataset)  # a base that cannot serve fails before any method trains
     n = data.n_periods
     last = n - 1 if last_period is None else int(last_period)
@@ -372,7 +382,7 @@ def table_metrics(rows):
 
 
 def summarise(rows, phase="test"):
-    """{method: {metric: (mean, std over seeds)}}: each seed's metrics averaged over its ``phase`` periods."""
+    """{method: {metric: [value per seed]}}: each seed's metrics averaged over its ``phase`` periods."""
     by = {}
     for r in rows:
         if r["phase"] == phase:
@@ -380,7 +390,7 @@ def summarise(rows, phase="test"):
     out, keys = {}, table_metrics(rows) + ["train_seconds"]
     for method, seeds in by.items():
         per_seed = {k: [np.nanmean([r[k] for r in rs]) for rs in seeds.values()] for k in keys}
-        out[method] = {k: (float(np.mean(v)), float(np.std(v)), len(v)) for k, v in per_seed.items()}
+        out[method] = {k: [float(x) for x in v] for k, v in per_seed.items()}  # one value per seed
     return out
 
 
@@ -388,15 +398,13 @@ def table1(rows, phase="test"):
     """The paper's Table 1 shape: one row per method, metrics averaged over the test periods (± std over seeds)."""
     summary, metrics = summarise(rows, phase), table_metrics(rows)
     head = ["method"] + [m.replace("warm_", "warm ") for m in metrics] + ["train s / period"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = []
     for method in [m for m in _methods_in(rows) if m in summary]:
         cells = [_label(method)]
         for key in metrics + ["train_seconds"]:
-            mean, std, n = summary[method][key]
-            fmt = "{:.1f}" if key == "train_seconds" else "{:.4f}"
-            cells.append(fmt.format(mean) + (" ± " + fmt.format(std) if n > 1 else ""))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            cells.append(mean_std(summary[method][key], "{:.1f}" if key == "train_seconds" else "{:.4f}", std_when_one=False))
+        lines.append(cells)
+    return markdown(head, lines)
 
 
 def period_table_of(rows, metric="ndcg@20"):
@@ -404,14 +412,14 @@ def period_table_of(rows, metric="ndcg@20"):
     periods = sorted({r["period"] for r in rows})
     methods = _methods_in(rows)
     head = ["period", "phase", "users (warm)", "excluded"] + [_label(m) for m in methods]
-    lines = [f"{metric} per period", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = []
     for p in periods:
         at = [r for r in rows if r["period"] == p]
         first = at[0]
         cells = [str(p), first["phase"], f"{first['users']} ({first['warm_users']})", str(first["excluded"])]
         cells += [f"{np.mean([r[metric] for r in at if r['method'] == m]):.4f}" for m in methods]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        lines.append(cells)
+    return f"{metric} per period\n\n" + markdown(head, lines)
 
 
 def plot_curves(rows, path, metrics=("recall@20", "ndcg@20")):
@@ -436,3 +444,113 @@ def plot_curves(rows, path, metrics=("recall@20", "ndcg@20")):
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+class PeriodicRunner(Runner):
+    """SML's runner: every method of ``retrain_methods`` over the periods of each target dataset, tested online.
+
+    One run already compares the methods (its arms are ``retrain_methods``), so a single command is a scenario
+    of one seed. Tune trials run SML alone up to the last VALIDATION period and report, per period, the mean
+    validation metric so far; only trials that ran every validation period can win. After the search, every
+    method runs once over all periods with the winner's keys (the comparison table is printed).
+    """
+
+    time_attr = "period"
+    single_run = False  # a run compares every method: the CLI treats it as a scenario
+
+    def default_output(self, request):
+        return os.path.join("saved", "sml", f"{self._targets(request)[0]}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+    @staticmethod
+    def _targets(request):
+        targets = list(request.targets or TransferConfig(request.model, "ml-100k", request.config_files,
+                                                         dict(request.config_dict or {}))["targets"] or [])
+        if not targets:
+            raise TransferConfigError("targets: no dataset given (--dataset=<name> or a 'targets:' list)")
+        return targets
+
+    def run(self, method, request, progress):
+        rows = self.scenario(method, request, progress=progress)
+        return rows, self.tables(method, rows)[0]
+
+    def _config(self, request, target, extra=None):
+        return domain_config(request.model, target, request.config_files, {**dict(request.config_dict or {}), **(extra or {})})
+
+    def scenario(self, method, request, arms=None, seeds=None, progress=None, verbose=False):
+        targets = self._targets(request)
+        extra = {"retrain_methods": list(arms)} if arms else {}
+        configs = [self._config(request, t, extra) for t in targets]
+        for config in configs:
+            check_periodic_config(config)  # before any dataset is read
+        rows = []
+        for target, config in zip(targets, configs):
+            for seed in seeds or [config["seed"]]:
+                seeded = self._config(request, target, {**extra, "seed": seed})
+                if progress:
+                    progress(f"recbole_transfer: periodic retraining of {seeded['sml_base']} on {seeded['dataset']}: "
+                             f"{seeded['periods']} periods ({seeded['period_by']}), last {seeded['test_periods']} tested; "
+                             f"methods {check_periodic_config(seeded)}; seed {seed}")
+                for row in run_periodic(seeded, progress=progress):
+                    rows.append({**row, "target": target, "model": request.model})
+        return rows
+
+    def tables(self, method, rows):
+        return (f"Test periods (online: the model after period t-1 is tested on period t)\n\n{table1(rows)}\n\n"
+                f"{period_table_of(rows)}"), None
+
+    def plot(self, method, rows, path, plotted=None):
+        plot_curves(rows, path)
+
+    # ----- Ray Tune -------------------------------------------------------------------------------
+    def check_search(self, method, state, target, trials):
+        config = domain_config(state["model"], target, state["config_files"],
+                               {**state["config_dict"], "num_threads": state["num_threads"]})
+        check_periodic_config(config)
+        n_valid = config["periods"] - config["test_periods"] - 1
+        if n_valid < 1:
+            raise TransferConfigError(
+                f"test_periods={config['test_periods']}: --tune needs a validation period (periods - test_periods >= 2)"
+            )
+        for params in trials:
+            check_periodic_config(domain_config(state["model"], target, state["config_files"], {**state["config_dict"], **params}))
+        set_threads(config["num_threads"])
+        data = PeriodicData(config, create_dataset(config))
+        return SearchTarget(config, data.fingerprint(), n_valid, n_valid)
+
+    def trial(self, method, setup, params, report):
+        config = domain_config(setup["model"], setup["target"], setup["config_files"],
+                               {**setup["config_dict"], "retrain_methods": ["sml"]})
+        metric = str(config["valid_metric"]).lower()
+        scores, fingerprint = [], {}
+
+        def on_result(row):
+            scores.append(row[metric])
+            report({f"valid_{metric}": float(np.mean(scores)), "period": len(scores),
+                    "recbole_done": len(scores) == setup["max_t"], "fingerprint": fingerprint.get("value"),
+                    "model_file": None})
+
+        run_periodic(config, on_result=on_result, last_period=setup["max_t"],
+                     on_data=lambda data: fingerprint.update(value=data.fingerprint()))
+
+    def trial_score(self, frame, metric, max_t):
+        """The mean validation metric over every validation period; None for a trial stopped before the last."""
+        reports = int(frame[self.time_attr].iloc[-1])
+        return (float(frame[metric].iloc[-1]) if reports == max_t else None), reports, reports
+
+    def finish_search(self, method, state, target, best, metric):
+        return {"test_result": {}, "keys": {}}
+
+    def after_search(self, method, request, outcomes, progress):
+        """Every method of ``retrain_methods``, over all periods, with each target's winning keys."""
+        parts = []
+        for out in outcomes:
+            if not out["best"]:
+                continue
+            params = {k: v for k, v in out["best"]["config"].items() if k != "branch"}
+            winner = type(request)(request.model, request.source, [out["target"]], request.config_files,
+                                   {**request.config_dict, **params})
+            rows = self.scenario(method, winner, progress=progress)
+            parts.append(f"{out['target']}, every method with the winner's keys ({out['best']['label']}) and the search's "
+                         f"seed, the same for every method:\n\n"
+                         + self.tables(method, rows)[0])
+        return "\n\n".join(parts)

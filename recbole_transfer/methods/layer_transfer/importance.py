@@ -12,9 +12,10 @@ drop of the ranking metrics of the evaluation protocol (the spec allows either).
 
 import numpy as np
 
-from .errors import TransferConfigError
-from .trainer import TransferTrainer
-from .transfer import layer_groups
+from ...errors import TransferConfigError
+from ...trainer import TransferTrainer
+from ...report import markdown
+from .strategy import layer_groups
 
 
 def _evaluate(trainer, eval_data):
@@ -74,12 +75,12 @@ def layer_importance(config, model, eval_data, metric="hit@10"):
 
 def importance_table(base, rows, metric="hit@10"):
     header = f"Representation erasure on held-out data (base {metric} = {base[metric]:.4f}); drops are relative"
-    lines = [header, "| group | module | neurons | mean drop | median | max | share > 1% | whole layer |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(
-            f"| {r['group']} | {r['module']} | {r['neurons']} | {100 * r['mean']:+.2f}% | {100 * r['median']:+.2f}% | "
-            f"{100 * r['max']:+.2f}% | {100 * r['important_share']:.0f}% | {100 * r['layer']:+.1f}% |"
-        )
-    return "\n".join(lines)
+    lines = [[r["group"], r["module"], r["neurons"], f"{100 * r['mean']:+.2f}%", f"{100 * r['median']:+.2f}%",
+              f"{100 * r['max']:+.2f}%", f"{100 * r['important_share']:.0f}%", f"{100 * r['layer']:+.1f}%"] for r in rows]
+    return header + "\n" + markdown(["group", "module", "neurons", "mean drop", "median", "max", "share > 1%", "whole layer"],
+                                     lines)
 
+
+def importance_report(config, model, valid_data):
+    """``--importance CHECKPOINT``: the erasure table of a trained model on its validation data."""
+    return importance_table(*layer_importance(config, model, valid_data))

@@ -36,14 +36,14 @@ import logging
 
 import torch
 
-from ..data.context import align_tokens, copy_aligned
-from ..errors import TransferConfigError, TransferLayerError, did_you_mean
-from .patches import Patch
-from .strategy import format_report, require_source, trainable_summary
+from ...data.context import align_tokens, copy_aligned
+from ...errors import TransferConfigError, TransferLayerError, did_you_mean
+from ...model.layers import Patch
+from ...transfer import NO_TRANSFER, TransferReport, TransferStrategy, parameter_counts, trainable_summary
 
 logger = logging.getLogger(__name__)
 
-NONE = "none"
+NONE = NO_TRANSFER
 SHARED_METHODS = ("frozen", "anneal", "drr", "random")
 ADAPTER_METHODS = ("drr", "random")
 # Arms of a one-to-many scenario, in table order: scratch, the paper's two transfers, the random control.
@@ -67,7 +67,7 @@ def _check_number(key, value, low, high=None, integer=False):
         raise TransferConfigError(f"{key}={value!r}: must be {'an integer' if integer else 'a number'} {bound}")
 
 
-class SharedModuleTransfer:
+class SharedModuleTransfer(TransferStrategy):
     """Transfer strategy of a model that declares ``shared_modules`` (see the module docstring)."""
 
     def __init__(self, method=NONE, warmup=2, anneal_lr=0.1, anneal_decay=0.8, adapter_width=8, beta=0.1, lam=1e-3,
@@ -93,11 +93,7 @@ class SharedModuleTransfer:
         self.adapter_width, self.beta, self.lam = adapter_width, float(beta), float(lam)
         self.embedding_init = embedding_init
         self.label = method
-        self.is_identity = method == NONE
         self.loads_source = method in ("frozen", "anneal", "drr")
-        self.trainable_counts = None
-        self._alignment = {}  # state key of a context table -> target row -> source row (-1: unseen)
-        self._rows, self._summary = [], ""
 
     @classmethod
     def from_config(cls, config):
@@ -121,13 +117,22 @@ class SharedModuleTransfer:
                     state[f"{name}.{key}"] = value
         return state
 
-    def check(self, model, source_state=None, source_ids=None, target_ids=None):
-        """Check the shared modules' keys and shapes against the source; with the token lists of both
-        domains ({field: tokens}), align the context tables by token. Touches nothing."""
-        own = self._shared_state(model)
-        if source_state is None or not self.loads_source:
-            return self
-        tables = model.token_tables()
+    @classmethod
+    def arm_label(cls, arm):
+        return cls(arm).label
+
+    def check(self, model, source=None, target=None):
+        """Check the shared modules' keys and shapes against the source; with the target domain, align the context
+        tables by token. Touches nothing."""
+        self._alignment(model, source, target)
+
+    def _alignment(self, model, source, target):
+        """{state key of a context table: target row -> source row (-1: unseen)}, after every check."""
+        own, alignment = self._shared_state(model), {}
+        if source is None or not self.loads_source:
+            return alignment
+        source_state, tables = source.state_dict, model.token_tables()
+        source_ids, target_ids = source.id_tokens or None, target.id_tokens() if target is not None else None
         for key, value in own.items():
             if key not in source_state:
                 raise TransferLayerError(
@@ -136,7 +141,7 @@ class SharedModuleTransfer:
                 )
             if key in tables:
                 if source_ids is None or target_ids is None:
-                    continue  # aligned when the tokens are given (before apply)
+                    continue  # aligned only when both domains' tokens are given
                 field = tables[key]
                 for side, ids in (("source", source_ids), ("target", target_ids)):
                     if field not in ids:
@@ -149,29 +154,30 @@ class SharedModuleTransfer:
                         f"transfer: source table {key!r} has {source_state[key].shape[0]} rows for "
                         f"{len(source_ids[field])} {field!r} tokens"
                     )
-                self._alignment[key] = align_tokens(source_ids[field], target_ids[field], field)
+                alignment[key] = align_tokens(source_ids[field], target_ids[field], field)
             elif tuple(source_state[key].shape) != tuple(value.shape):
                 raise TransferLayerError(
                     f"transfer: shared parameter {key!r} has shape {tuple(source_state[key].shape)} in the source "
                     f"but {tuple(value.shape)} in the target; the shared modules' sizes must match"
                 )
-        return self
+        return alignment
 
-    def apply(self, model, source_state):
-        """Copy (aligned), freeze, graft adapters, as the method says. Returns the model."""
-        require_source(self, source_state)
-        self.check(model, source_state)
+    def apply(self, model, source=None, target=None):
+        """Check, then copy (aligned by token), freeze and graft adapters, as the method says."""
+        self.require_source(source)
+        alignment = self._alignment(model, source, target)
         own, tables, unseen = self._shared_state(model), model.token_tables(), {}
         if self.loads_source:
-            missing = [k for k in tables if k not in self._alignment]
+            missing = [k for k in tables if k not in alignment]
             if missing:
                 raise TransferLayerError(
-                    f"transfer: context table {missing[0]!r} is not aligned; call check() with both domains' tokens first"
+                    f"transfer: context table {missing[0]!r} cannot be aligned without the target domain's tokens"
                 )
+            source_state = source.state_dict
             with torch.no_grad():
                 for key, value in own.items():
                     if key in tables:
-                        rows = self._alignment[key]
+                        rows = alignment[key]
                         value[torch.as_tensor(rows) < 0] = 0.0
                         unseen[key] = (copy_aligned(value, source_state[key], rows), len(rows) - 1)
                     else:
@@ -188,8 +194,7 @@ class SharedModuleTransfer:
             param.requires_grad_(False)
         if self.method in ADAPTER_METHODS:
             self.add_adapters(model)
-        self._record(model, {id(p) for p in shared}, tables, unseen)
-        return model
+        return self._report(model, {id(p) for p in shared}, tables, unseen)
 
     def add_adapters(self, model):
         """A zero-initialised adapter on each shared module's input (identity at graft time), with the
@@ -218,23 +223,19 @@ class SharedModuleTransfer:
             logger.info("anneal: shared modules unfrozen at epoch %d", epoch)
         trainer.optimizer.param_groups[-1]["lr"] = trainer.learning_rate * self.anneal_lr * self.anneal_decay ** (epoch - self.warmup)
 
-    # ----- checkpoints and report -------------------------------------------------------------
-    def checkpoint_plan(self, model, config):
-        """(state keys to save, extra checkpoint data): the whole model, adapters included."""
-        return None, {}
-
+    # ----- reload and report -------------------------------------------------------------------
     def prepare_reload(self, model, checkpoint):
         """Make a freshly built model hold what the checkpoint holds: the method's adapters."""
         if self.method in ADAPTER_METHODS:
             self.add_adapters(model)
 
-    def _record(self, model, shared_ids, tables, unseen):
+    def _report(self, model, shared_ids, tables, unseen):
         copied = "copied from the source" if self.loads_source else "random (not from the source)"
         if self.method == "anneal":
             after = (f"frozen {self.warmup} epochs, then lr x {self.anneal_lr:g} x {self.anneal_decay:g}^t")
         else:
             after = "frozen"
-        self._rows, counts = [], {"trainable": 0, "adapters": 0, "shared": 0, "own": 0}
+        rows, counts = [], {"trainable": 0, "adapters": 0, "shared": 0, "own": 0}
         for name, param in model.named_parameters():
             if _is_adapter(name):
                 action, kind = "residual adapter (zero at start), trained", "adapters"
@@ -248,14 +249,12 @@ class SharedModuleTransfer:
             counts[kind] += param.numel()
             trains = param.requires_grad or (self.method == "anneal" and kind == "shared")  # after the warm-up
             counts["trainable"] += param.numel() if trains else 0
-            self._rows.append((name, tuple(param.shape), action))
-        self.trainable_counts = counts
-        self._summary = trainable_summary(model)
+            rows.append((name, tuple(param.shape), action))
+        counts["all"] = parameter_counts(model)["all"]
+        summary = trainable_summary(model)
         if self.method == "anneal":
-            self._summary += f" (during the warm-up; {counts['trainable']:,} after it)"
+            summary += f" (during the warm-up; {counts['trainable']:,} after it)"
         if unseen and any(u for u, _ in unseen.values()):
             logger.warning("transfer: target context tokens unseen in the source (rows set to zero): %s",
                            {tables[k]: u for k, (u, _) in unseen.items() if u})
-
-    def report(self):
-        return format_report(f"transfer: {self.label} (shared modules)", self._rows, self._summary)
+        return TransferReport(f"transfer: {self.label} (shared modules)", rows, summary, counts)

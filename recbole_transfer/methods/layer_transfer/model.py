@@ -10,7 +10,7 @@ sigmoid, trained with binary cross-entropy on sampled negatives.
 
 Transfer: ``transfer_containers`` names the module holding the interaction function. Its Linear
 layers are the layer groups ``fc1..fc4`` that the paper's seven configurations refer to (see
-:mod:`recbole_transfer.transfer.layers`). Embeddings are domain-specific and the scoring layer is
+:mod:`recbole_transfer.methods.layer_transfer.strategy`). Embeddings are domain-specific and the scoring layer is
 re-initialised in the target, as in the paper.
 
 Faithfulness: the paper trains with batch 256 for 100 epochs; our defaults (properties/model/

@@ -25,7 +25,7 @@ by token (:mod:`recbole_transfer.data.context`).
 Each shared module reads its input through an :class:`InputPoint` (``<module>.entry``): on the source it
 keeps running estimates of the input's mean and variance (buffers, transferred with the module), and on a
 target it can hold a zero-initialised residual adapter with the DRR penalty. The transfer strategies
-(copy, annealed fine-tuning, DRR, frozen-random control) are in :mod:`recbole_transfer.transfer.invariants`.
+(copy, annealed fine-tuning, DRR, frozen-random control) are in :mod:`recbole_transfer.methods.mmtnet.strategy`.
 """
 
 import torch
@@ -34,8 +34,8 @@ from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import FeatureType, InputType
 from torch import nn
 
-from ..errors import TransferConfigError, did_you_mean
-from ..utils import listish
+from ...errors import TransferConfigError, did_you_mean
+from ...utils import listish
 
 SHARED_MODULES = ("context", "user_cluster", "item_cluster", "ranking")
 CONTEXT_TYPES = (FeatureType.TOKEN, FeatureType.TOKEN_SEQ, FeatureType.FLOAT)
@@ -48,7 +48,7 @@ class InputPoint(nn.Module):
     While ``track`` is on and the model trains, ``mean`` / ``var`` follow the input per dimension: a
     cumulative average over the first 100 batches, then an exponential one (momentum 0.01), as BatchNorm
     keeps its running statistics. The strategies switch ``track`` off on a target, so the source's
-    statistics stay. With an ``adapter`` (a :class:`~recbole_transfer.transfer.patches.Patch`, zero at
+    statistics stay. With an ``adapter`` (a :class:`~recbole_transfer.model.layers.Patch`, zero at
     start) the input becomes x~ = x + R(x), and each training forward sets ``penalty`` =
     beta * KL(N(batch mean, batch var of x~) || N(mean, var)) (mean over dimensions) + lam * mean ||R(x)||^2.
     """
@@ -160,7 +160,7 @@ class MMTNet(GeneralRecommender):
     """(user, context, item) -> P(interaction); see the module docstring."""
 
     input_type = InputType.POINTWISE
-    shared_modules = SHARED_MODULES  # what the transfer strategies move (recbole_transfer.transfer.invariants)
+    shared_modules = SHARED_MODULES  # what the transfer strategies move (strategy.py)
     embedding_inputs = {"user_embedding": "user_cluster", "item_embedding": "item_cluster"}  # own table -> its reader
 
     def __init__(self, config, dataset):

@@ -15,7 +15,7 @@ In RecBole terms this is a general recommender over the TARGET dataset: its "ite
 labels or target items, training is softmax cross-entropy, and evaluation is RecBole's full ranking
 (accuracy of a profile task = Hit@1). The pretrained network is a live RecBole model (``self.backbone``),
 rebuilt from the source checkpoint (``source_checkpoint``: its config, its dataset, its weights), never a
-copy of its code; what trains is decided by :class:`~recbole_transfer.transfer.patches.PatchTransfer`.
+copy of its code; what trains is decided by :class:`~recbole_transfer.methods.peterrec.strategy.PatchTransfer`.
 
 Faithfulness:
     - The paper's [CLS] token is a new, frozen, random vocabulary row. Here it is a frozen random vector
@@ -27,23 +27,21 @@ Faithfulness:
     - Only causal NextItNet is declared; the paper's best Table 3 numbers use a non-causal (masked) CNN.
 """
 
-import functools
-import os
-
-import numpy as np
 import torch
 from torch import nn
 
-from ..errors import TransferConfigError
-from ..transfer.patches import METHODS, backbone_of
-from .user_softmax import UserSoftmax
+from ...config import get_model
+from ...errors import TransferConfigError
+from .source import load_source
+from .strategy import backbone_of
+from ...model.user_softmax import UserSoftmax
 
 
 class PeterRec(UserSoftmax):
     """A pretrained sequential network (``backbone``) + [CLS] user representation + a new linear head."""
 
-    transfer_methods = METHODS  # the values of `transfer` this model accepts (PatchTransfer)
-    scratch_arm = "peterzero/serial"  # the same patches on a network never pretrained: the arm tables pair with
+    builds_on_source = True  # reads source_checkpoint when built: the runner builds it after the source stage
+
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -55,8 +53,6 @@ class PeterRec(UserSoftmax):
             raise TransferConfigError(f"sequence_length={self.sequence_length!r}: must be an integer >= 1")
 
         # define layers and loss: the pretrained network as RecBole builds it, the head, the [CLS] vector
-        from ..config import get_model
-
         self.backbone = get_model(source.config["model"])(source.config, source.dataset)
         self.backbone_spec = backbone_of(source.config["model"], config["backbone_modules"])
         embedding = self.backbone.get_submodule(self.backbone_spec.embedding)
@@ -82,56 +78,3 @@ class PeterRec(UserSoftmax):
         """Head scores per row; each distinct user's sequence runs through the network once."""
         users, inverse = torch.unique(user, return_inverse=True)
         return self.head(self.user_representation(users))[inverse]
-
-
-class SourceData:
-    """A source checkpoint's network config, its weights, its RecBole dataset and its users' time-ordered
-    item ids (one read of the checkpoint serves the model build and a delta reload)."""
-
-    def __init__(self, config, dataset, state_dict=None):
-        self.config, self.dataset, self.state_dict = config, dataset, state_dict
-        uid, iid, time_field = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"], config["TIME_FIELD"]
-        feat = dataset.inter_feat
-        users, items = feat[uid].to_numpy(), feat[iid].to_numpy()
-        order = np.lexsort((feat[time_field].to_numpy(), users)) if time_field in feat else np.argsort(users, kind="stable")
-        users, items = users[order], items[order]
-        bounds = np.flatnonzero(np.diff(users)) + 1
-        self.by_user = {int(u[0]): s for u, s in zip(np.split(users, bounds), np.split(items, bounds)) if len(u)}
-        self.token2id = dataset.field2token_id[uid]
-        self.longest = max((len(s) for s in self.by_user.values()), default=1)
-
-    def sequences_for(self, user_tokens, length):
-        """([n, length + 1] right-padded item ids, [n] lengths) for target user tokens (row 0 = padding)."""
-        seqs = np.zeros((len(user_tokens), length + 1), dtype=np.int64)
-        lens = np.zeros(len(user_tokens), dtype=np.int64)
-        for row, token in enumerate(user_tokens):
-            source_id = self.token2id.get(token)
-            if row == 0 or source_id is None or source_id not in self.by_user:
-                continue
-            items = self.by_user[source_id][-length:]
-            seqs[row, : len(items)] = items
-            lens[row] = len(items)
-        return seqs, lens
-
-
-def load_source(path):
-    """The source a PeterRec model builds on, from ``source_checkpoint`` (cached per file version)."""
-    if not path:
-        raise TransferConfigError(
-            "source_checkpoint: PeterRec builds on a pretrained network; give --source=<domain> (pretrains "
-            "source_model on it first) or source_checkpoint=<file> written by a source stage"
-        )
-    path = os.path.abspath(str(path))
-    return _load_source(path, os.path.getmtime(path) if os.path.exists(path) else 0.0)
-
-
-@functools.lru_cache(maxsize=4)
-def _load_source(path, _mtime):
-    from recbole.data import create_dataset
-
-    from ..config import TransferConfig
-    from ..trainer import load_checkpoint
-
-    checkpoint = load_checkpoint(path)
-    config = TransferConfig.from_checkpoint(checkpoint)
-    return SourceData(config, create_dataset(config), checkpoint["state_dict"])

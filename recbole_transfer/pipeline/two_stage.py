@@ -1,4 +1,4 @@
-"""The transfer pipeline: source stage, transfer strategy, target stage, evaluation.
+"""The two-stage runner: source stage, transfer strategy, target stage, evaluation.
 
 ``run_transfer`` is the plugin's ``run_recbole``: one model, one source, one target. It follows
 RecBole's own sequence for each stage (Config -> seed -> dataset -> dataloaders -> seed -> model ->
@@ -7,24 +7,29 @@ domain's :class:`~recbole_transfer.data.protocol.Protocol`, fixed by ``data_seed
 so arms and trials that differ only in their training seed are scored on the same data.
 ``pretrain_source`` runs the source stage once so that many targets and arms reuse it.
 ``load_transfer_model`` reloads any checkpoint this package wrote.
+
+The strategy is the model's method's (:mod:`recbole_transfer.registry`); this module never names a method.
+A target model that reads the source checkpoint when it is built (class attribute ``builds_on_source``)
+is built after the source stage, on its checkpoint (``source_checkpoint``); the strategy then checks the
+source alone (``check(None, source, None)``) before the source stage spends time.
 """
 
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from recbole.data import create_dataset
-from recbole.utils import init_logger, init_seed
+from recbole.utils import init_seed
 
-from .config import TransferConfig, get_model, recbole_errors
-from .data import Protocol, check_domain, check_enough_items, data_seed_of, id_tokens, kl_relatedness, resolve_domain, user_counts
-from .errors import TransferConfigError
-from .transfer.patches import backbone_of, check_backbone
-from .trainer import TransferTrainer, load_checkpoint, load_model_state
-from .transfer import PatchTransfer, make_strategy
-from .utils import set_threads
+from .. import registry
+from ..config import TransferConfig, get_model, recbole_errors
+from ..data import Protocol, check_domain, check_enough_items, data_seed_of, id_tokens, kl_relatedness, resolve_domain, user_counts
+from ..errors import TransferConfigError
+from ..trainer import TransferTrainer, load_checkpoint, load_model_state
+from ..transfer import SourceModel
+from ..utils import set_threads
 
 logger = logging.getLogger(__name__)
 
@@ -48,18 +53,14 @@ class DomainData:
         """Interactions per user of the domain as trained and evaluated (training thinned, valid, test)."""
         return user_counts(self.train_data._dataset, self.valid_data._dataset, self.test_data._dataset)
 
+    def id_tokens(self):
+        """{token field: tokens} of the domain's id spaces (what a strategy aligns or compares)."""
+        return id_tokens(self.dataset)
 
-@dataclass
-class PretrainedSource:
-    """A model trained on the source domain, shared by every target and arm."""
 
-    state_dict: dict
-    user_counts: np.ndarray
-    model_file: str
-    dataset: str
-    valid_result: dict = field(default_factory=dict)
-    test_result: dict = field(default_factory=dict)
-    id_tokens: dict = field(default_factory=dict)  # {token field: tokens}: id spaces, context alignment
+def builds_on_source(model_name):
+    """True for a model that reads ``source_checkpoint`` when it is built (it cannot exist before the source)."""
+    return bool(getattr(get_model(model_name), "builds_on_source", False))
 
 
 def domain_config(model, name, config_file_list=None, config_dict=None, key="dataset", overrides=None):
@@ -107,10 +108,11 @@ def build_model(data):
 
 
 def train_domain(
-    data, stage, strategy=None, source_state=None, saved=True, verbose=True, extra_state=None, before_fit=None,
+    data, stage, strategy=None, source=None, saved=True, verbose=True, extra_state=None, before_fit=None,
     on_epoch=None, evaluate_test=True,
 ):
-    """Build the model, apply the strategy, then train and test it with a TransferTrainer.
+    """Build the model, apply the strategy (with ``source``, a :class:`SourceModel`), then train and test it with
+    a TransferTrainer, which calls the strategy's hooks.
 
     ``before_fit(model)`` runs after the model exists and before any training (used to check a
     transfer against the source model's shapes before spending time on the source).
@@ -123,17 +125,13 @@ def train_domain(
     if before_fit is not None:
         before_fit(model)
     report = None
-    if strategy is not None and not strategy.is_identity:
-        strategy.apply(model, source_state)
-        report = strategy.report()
+    applied = strategy is not None and not strategy.is_identity
+    if applied:
+        report = strategy.apply(model, source, data)
         logger.info("\n%s", report)
-    trainer = TransferTrainer(config, model, stage=stage)
+    trainer = TransferTrainer(config, model, stage=stage, strategy=strategy if applied else None)
     trainer.fingerprint = data.fingerprint()  # what this run trains and is scored on (equal across arms and trials)
-    trainer.extra_state = {**dict(extra_state or {}), "fingerprint": trainer.fingerprint}
-    if strategy is not None and not strategy.is_identity:  # e.g. patches save a delta over their source
-        trainer.state_keys, extra = strategy.checkpoint_plan(model, config)
-        trainer.extra_state.update(extra)
-        trainer.before_epoch = strategy.before_epoch  # e.g. annealing unfreezes after a warm-up
+    trainer.extra_state.update(dict(extra_state or {}), fingerprint=trainer.fingerprint)
     start = time.time()
     curve = []  # (epoch, seconds since fit start, valid score): for time-to-quality measurements
     best = {"valid_per_user": None, "valid_users": None}
@@ -166,7 +164,7 @@ def train_domain(
         "fit_seconds": fit_seconds,
         "valid_curve": curve,
         "transfer_report": report,
-        "trainable": strategy.trainable_counts if strategy is not None else None,
+        "trainable": report.counts if report is not None else None,
         "valid_per_user": best["valid_per_user"],
         "valid_users": best["valid_users"],
         "test_per_user": test_per_user,
@@ -176,37 +174,42 @@ def train_domain(
 
 
 def source_from_checkpoint(path):
-    """A :class:`PretrainedSource` read from a source checkpoint, as stored (no dataset is built)."""
+    """A :class:`SourceModel` read from a source checkpoint, as stored (no dataset is built)."""
     checkpoint = load_checkpoint(path)
-    return PretrainedSource(
-        checkpoint["state_dict"], np.asarray(checkpoint.get("user_counts") or [], dtype=np.int64), str(path),
-        checkpoint["config"].get("dataset"), id_tokens=checkpoint.get("id_tokens") or {},
+    return SourceModel(
+        checkpoint["state_dict"], checkpoint.get("id_tokens") or {},
+        np.asarray(checkpoint.get("user_counts") or [], dtype=np.int64), str(path), checkpoint["config"].get("dataset"),
     )
 
 
 def pretrain_source(model, source, config_file_list=None, config_dict=None, verbose=True, before_fit=None):
     """Source stage: train on the source domain once, or load ``source_checkpoint`` when given.
 
-    The source model is ``source_model`` when set (PeterRec pretrains NextItNet), else ``model``.
+    The source model is ``source_model`` when set (a method's model file may set it), else ``model``.
 
-    ``before_fit(source_state_dict, source_id_tokens)`` runs before training, or after loading the
-    checkpoint (e.g. checks shapes and id spaces against the target).
+    ``before_fit(source)`` (a :class:`SourceModel`) runs before training, or after loading the checkpoint (e.g.
+    the strategy checks shapes and id spaces against the target).
     """
-    probe = domain_config(model, source, config_file_list, config_dict, key="source")
-    model = probe["source_model"] or model
-    if model != probe["model"]:
-        probe = domain_config(model, source, config_file_list, config_dict, key="source")
+    # with a source_checkpoint the checkpoint alone describes the source: its name (e.g. a scenario file's source)
+    # need not resolve here unless its dataset must be read (a plain run's checkpoint, below)
+    probe = TransferConfig(model, "ml-100k", config_file_list, dict(config_dict or {}))
     checkpoint_path = probe["source_checkpoint"]
+    if not checkpoint_path and source is not None:
+        probe = domain_config(model, source, config_file_list, config_dict, key="source")
+        checkpoint_path = probe["source_checkpoint"]
     if checkpoint_path:
         pretrained = source_from_checkpoint(checkpoint_path)
-        if pretrained.user_counts.size == 0 or not pretrained.id_tokens:  # written by a plain run: recompute
-            dataset = create_dataset(probe)
-            pretrained.user_counts, pretrained.id_tokens = user_counts(dataset), id_tokens(dataset)
-        pretrained.dataset = probe["dataset"]
+        if source is not None and (pretrained.user_counts.size == 0 or not pretrained.id_tokens):
+            dataset = create_dataset(domain_config(probe["source_model"] or model, source, config_file_list, config_dict, key="source"))
+            pretrained.user_counts, pretrained.id_tokens = user_counts(dataset), id_tokens(dataset)  # a plain run's file
+        pretrained.dataset = source or pretrained.dataset
         if before_fit is not None:
-            before_fit(pretrained.state_dict, pretrained.id_tokens)
+            before_fit(pretrained)
         logger.info("source stage skipped: using %s", checkpoint_path)
         return pretrained
+    if source is None:
+        raise TransferConfigError("source: no source domain given (--source=<name>, a 'source:' key or source_checkpoint=<file>)")
+    model = probe["source_model"] or model
     overrides = {"epochs": probe["source_epochs"]} if probe["source_epochs"] else {}
     # a run's keep_fraction makes sparse TARGETS; the source keeps what its own domain declares
     overrides["keep_fraction"] = ((probe["domains"] or {}).get(source) or {}).get("keep_fraction", 1.0)
@@ -216,91 +219,61 @@ def pretrain_source(model, source, config_file_list=None, config_dict=None, verb
     counts, ids = data.user_counts(), id_tokens(data.dataset)
     out = train_domain(
         data, "source", verbose=verbose, extra_state={"user_counts": counts.tolist(), "id_tokens": ids},
-        before_fit=(lambda source_model: before_fit(source_model.state_dict(), ids)) if before_fit else None,
+        before_fit=(lambda source_model: before_fit(SourceModel(source_model.state_dict(), ids))) if before_fit else None,
     )
     state = {k: v.detach().clone() for k, v in out["model"].state_dict().items()}
-    return PretrainedSource(
-        state, counts, out["model_file"], config["dataset"], out["best_valid_result"] or {}, out["test_result"] or {},
-        ids,
-    )
+    return SourceModel(state, ids, counts, out["model_file"], config["dataset"], out["best_valid_result"] or {},
+                       out["test_result"] or {})
 
 
 def run_transfer(
     model=None, source=None, target=None, config_file_list=None, config_dict=None, saved=True,
-    pretrained=None, verbose=True, log=True, on_epoch=None, evaluate_test=True,
+    pretrained=None, verbose=True, on_epoch=None, evaluate_test=True,
 ):
-    """Train on ``source`` (or reuse ``pretrained``), transfer, train and test on ``target``.
+    """Train on ``source`` (or reuse ``pretrained``, a :class:`SourceModel`), transfer with the model's method's
+    strategy, train and test on ``target``.
 
     ``on_epoch`` and ``evaluate_test`` are passed to :func:`train_domain` (used by the tuner).
     Returns a dict with RecBole's keys (best_valid_score, best_valid_result, test_result) plus
     transfer, relatedness, model_file, epochs_run, fit_seconds and the source results.
     """
     target_config = domain_config(model, target, config_file_list, config_dict, key="target")
-    if log:
-        init_logger(target_config)
     source = source or target_config["source"]  # e.g. a scenario file's source
-    strategy = make_strategy(target_config)
-    if isinstance(strategy, PatchTransfer):
-        return _run_patch_transfer(model, source, target, config_file_list, config_dict, target_config, strategy,
-                                   saved, pretrained, verbose, on_epoch, evaluate_test)
-    if strategy.loads_source and pretrained is None and source is None:
+    strategy = registry.method_of(target_config["model"]).make_strategy(target_config)
+    needs_source = strategy is not None and strategy.loads_source
+    on_source = builds_on_source(target_config["model"])
+    if (needs_source or on_source) and pretrained is None and source is None and not target_config["source_checkpoint"]:
         raise TransferConfigError(
-            f"source: transfer={target_config['transfer']!r} needs a source domain (--source=<dataset>)"
+            f"source: transfer={target_config['transfer']!r} of model {target_config['model']} needs a source domain "
+            f"(--source=<dataset>) or source_checkpoint=<file>"
         )
-    data = prepare_domain(target_config, key="target")
+    data = None if on_source else prepare_domain(target_config, key="target")
     target_check = None
-    if strategy.loads_source:
-        target_ids = id_tokens(data.dataset)
+    if needs_source or on_source:
         if pretrained is None:
-            # Check layer names on the target model, shapes and id spaces against the untrained source
-            # model before the source stage spends any time: bad input fails fast and changes nothing.
-            probe = build_model(data)
-            strategy.check(probe)
-            pretrained = pretrain_source(
-                model, source, config_file_list, config_dict, verbose=verbose,
-                before_fit=lambda source_state, source_ids: strategy.check(probe, source_state, source_ids, target_ids),
-            )
-        else:  # a shared source: check its id spaces on the target model before it trains
-            target_check = lambda target_model: strategy.check(  # noqa: E731
-                target_model, pretrained.state_dict, pretrained.id_tokens or None, target_ids
-            )
-    logger.info("==== stage: target (%s on %s, transfer=%s) ====", target_config["model"], target_config["dataset"], strategy.label)
-    out = train_domain(
-        data, "target", strategy=strategy, source_state=pretrained.state_dict if pretrained else None,
-        saved=saved, verbose=verbose, before_fit=target_check, on_epoch=on_epoch, evaluate_test=evaluate_test,
-    )
-    relatedness = None
-    if pretrained is not None:
-        relatedness = kl_relatedness(pretrained.user_counts, data.user_counts())
-    return _result(target_config, strategy, data, out, pretrained, relatedness)
-
-
-def _run_patch_transfer(model, source, target, config_file_list, config_dict, target_config, strategy, saved,
-                        pretrained, verbose, on_epoch, evaluate_test):
-    """PeterRec: pretrain (or load) the source network, then build the target model on its checkpoint."""
-    checkpoint_path = target_config["source_checkpoint"]
-    if pretrained is None:
-        spec = backbone_of(target_config["source_model"], target_config["backbone_modules"])
-        check = lambda source_state, _ids=None: check_backbone(spec, source_state, target_config["source_model"])  # noqa: E731
-        if checkpoint_path:  # the checkpoint alone describes the source (its name need not resolve here)
-            pretrained = source_from_checkpoint(checkpoint_path)
-            check(pretrained.state_dict)
-        elif source is None:
-            raise TransferConfigError(
-                f"source: transfer={strategy.method!r} needs a pretrained network: --source=<domain> "
-                f"(pretrains {target_config['source_model']} on it) or source_checkpoint=<file>"
-            )
-        else:
+            # Check what the target model tells (layer names), then shapes and id spaces against the untrained
+            # source model, before the source stage spends any time: bad input fails fast and changes nothing.
+            probe = None if on_source else build_model(data)
+            if strategy is not None:
+                strategy.check(probe, None, None if probe is None else data)
+            check = (lambda src: strategy.check(probe, src, data)) if strategy is not None else None
             pretrained = pretrain_source(model, source, config_file_list, config_dict, verbose=verbose, before_fit=check)
-    config_dict = {**dict(config_dict or {}), "source_checkpoint": os.path.abspath(pretrained.model_file)}
-    target_config = domain_config(model, target, config_file_list, config_dict, key="target")
-    data = prepare_domain(target_config, key="target")
-    logger.info("==== stage: target (%s on %s, transfer=%s) ====", target_config["model"], target_config["dataset"], strategy.label)
+        elif strategy is not None:  # a shared source: check it on the target model before it trains
+            target_check = lambda target_model: strategy.check(target_model, pretrained, data)  # noqa: E731
+    if on_source:  # the target model is built on the source checkpoint
+        config_dict = {**dict(config_dict or {}), "source_checkpoint": os.path.abspath(pretrained.model_file)}
+        target_config = domain_config(model, target, config_file_list, config_dict, key="target")
+        data = prepare_domain(target_config, key="target")
+    label = strategy.label if strategy is not None else "-"
+    logger.info("==== stage: target (%s on %s, transfer=%s) ====", target_config["model"], target_config["dataset"], label)
     out = train_domain(
-        data, "target", strategy=strategy, source_state=pretrained.state_dict, saved=saved, verbose=verbose,
+        data, "target", strategy=strategy, source=pretrained, saved=saved, verbose=verbose, before_fit=target_check,
         on_epoch=on_epoch, evaluate_test=evaluate_test,
     )
-    return _result(target_config, strategy, data, out, pretrained, None)
+    relatedness = None
+    if pretrained is not None and pretrained.user_counts is not None and len(pretrained.user_counts) and not on_source:
+        relatedness = kl_relatedness(pretrained.user_counts, data.user_counts())
+    return _result(target_config, strategy, data, out, pretrained, relatedness)
 
 
 def _result(target_config, strategy, data, out, pretrained, relatedness):
@@ -311,8 +284,8 @@ def _result(target_config, strategy, data, out, pretrained, relatedness):
         "valid_score_bigger": target_config["valid_metric_bigger"],
         "best_valid_result": out["best_valid_result"],
         "test_result": out["test_result"],
-        "transfer": strategy.label,
-        "transfer_mode": target_config["transfer_mode"],
+        "transfer": strategy.label if strategy is not None else None,
+        "transfer_mode": getattr(strategy, "mode", None),
         "transfer_report": out["transfer_report"],
         "relatedness": relatedness,
         "model_file": out["model_file"],
@@ -348,8 +321,10 @@ def load_transfer_model(model_file, config_dict=None):
     data = prepare_domain(config)
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, data.train_data._dataset).to(config["device"])
-    if checkpoint.get("stage") != "source":  # a source model is what it is; a target's strategy may graft
-        make_strategy(config).prepare_reload(model, checkpoint)  # e.g. patches over their source, adapters
+    # a source checkpoint had no strategy applied (its config may name the target's transfer)
+    strategy = registry.method_of(config["model"]).make_strategy(config) if checkpoint.get("stage") != "source" else None
+    if strategy is not None:  # a target's strategy may graft modules
+        strategy.prepare_reload(model, checkpoint)  # e.g. modules it grafted
     load_model_state(model, checkpoint)
     for name, param in model.named_parameters():
         param.requires_grad_(name in set(checkpoint.get("trainable", [])))

@@ -26,11 +26,12 @@ import logging
 import os
 from dataclasses import dataclass
 
-import torch.nn.functional as F
 from torch import nn
 
-from ..errors import TransferConfigError, TransferLayerError, did_you_mean
-from .strategy import format_report, require_source, trainable_summary
+from ...errors import TransferConfigError, TransferLayerError, did_you_mean
+from ...model.layers import Patch
+from .source import load_source
+from ...transfer import SourceModel, TransferReport, TransferStrategy, parameter_counts, trainable_summary
 
 logger = logging.getLogger(__name__)
 
@@ -128,25 +129,6 @@ def check_backbone(spec, state_keys, model_name="backbone"):
     return blocks
 
 
-class Patch(nn.Module):
-    """``h + W_up GELU(W_down h)`` over channel dimension ``dim``; ``W_up`` starts at zero."""
-
-    def __init__(self, channels, width, dim=-1):
-        super().__init__()
-        self.dim = dim
-        self.down = nn.Linear(channels, width)
-        self.up = nn.Linear(width, channels)
-        nn.init.zeros_(self.up.weight)
-        nn.init.zeros_(self.up.bias)
-
-    def branch(self, h):
-        x = h.movedim(self.dim, -1)
-        return self.up(F.gelu(self.down(x))).movedim(-1, self.dim)
-
-    def forward(self, h):
-        return h + self.branch(h)
-
-
 class SerialPatched(nn.Module):
     """A layer followed by a patch: ``patch(layer(x))``. The layer is kept as ``base``."""
 
@@ -182,7 +164,7 @@ def _out_channels(layer):
     )
 
 
-class PatchTransfer:
+class PatchTransfer(TransferStrategy):
     """Fine-tuning method of a :class:`~recbole_transfer.model.PeterRec` model (see module docstring).
 
     Args:
@@ -192,10 +174,8 @@ class PatchTransfer:
         layer_norm: also train the declared block layer norms (patch methods only).
     """
 
-    is_identity = False
-    before_epoch = None
-
-    def __init__(self, method="peterrec", position="serial", width=16, layer_norm=False):
+    def __init__(self, method="peterrec", position="serial", width=16, layer_norm=False, source_model="NextItNet",
+                 backbone_modules=None):
         method = str(method).strip().lower()
         if method not in METHODS:
             raise TransferConfigError(
@@ -212,15 +192,35 @@ class PatchTransfer:
         self.method, self.position, self.width, self.layer_norm = method, position, width, bool(layer_norm)
         self.patched = method in ("peterrec", "peterzero")
         self.loads_source = method != "peterzero"
-        self.source_keys = []  # state keys copied from the source and frozen (not in a delta checkpoint)
-        self.trainable_counts = None  # counts() of the model, set by apply
-        self._rows, self._summary = [], ""
+        self.source_model, self.backbone_modules = source_model, backbone_modules
         if self.layer_norm and not self.patched:
             logger.warning("patch_layer_norm=True has no effect with transfer=%r (patch methods only)", method)
 
     @classmethod
     def from_config(cls, config):
-        return cls(config["transfer"], config["patch_position"], config["patch_width"], config["patch_layer_norm"])
+        return cls(config["transfer"], config["patch_position"], config["patch_width"], config["patch_layer_norm"],
+                   config["source_model"], config["backbone_modules"])
+
+    @property
+    def is_identity(self):
+        return False  # every method builds a new head (peterzero: on a network never pretrained)
+
+    @classmethod
+    def arm_config(cls, arm):
+        """'peterrec/parallel' -> {transfer: peterrec, patch_position: parallel}; 'finecls' -> {transfer: finecls}."""
+        method, _, position = str(arm).partition("/")
+        return {"transfer": method, "patch_position": position} if position else {"transfer": method}
+
+    @classmethod
+    def arm_label(cls, arm):
+        overrides = cls.arm_config(arm)
+        cls(overrides["transfer"], overrides.get("patch_position", "serial"))
+        return str(arm)
+
+    @classmethod
+    def label_of(cls, params):
+        return cls(params.get("transfer", "peterrec"), params.get("patch_position", "serial"),
+                   layer_norm=params.get("patch_layer_norm", False)).label
 
     @property
     def label(self):
@@ -229,8 +229,17 @@ class PatchTransfer:
         return f"{self.method}/{self.position}" + ("+ln" if self.layer_norm else "")
 
     # ----- check, then mutate ------------------------------------------------------------------
-    def check(self, model, source_state=None):
-        """Validate the declaration on ``model.backbone`` and, with a source state, its keys and shapes."""
+    def check(self, model, source=None, target=None):
+        """Validate the declaration on ``model.backbone`` and, with a source, its keys and shapes. Before the target
+        model exists (``model`` None: it is built on the source checkpoint), check the source network alone against
+        the declaration of ``source_model``."""
+        if model is None:
+            if source is not None:
+                check_backbone(backbone_of(self.source_model, self.backbone_modules), source.state_dict, self.source_model)
+            return
+        self._blocks(model, source)
+
+    def _blocks(self, model, source):
         backbone = model.backbone
         if any(isinstance(m, Patch) for m in backbone.modules()):
             raise TransferLayerError("patches: this model already has patches grafted; build a fresh model to apply a method")
@@ -238,8 +247,8 @@ class PatchTransfer:
         width_limit = model.embedding_size
         if self.patched and self.width > width_limit:
             raise TransferConfigError(f"patch_width={self.width}: wider than the network's channels ({width_limit})")
-        if source_state is not None and self.loads_source:
-            own = backbone.state_dict()
+        if source is not None and self.loads_source:
+            source_state, own = source.state_dict, backbone.state_dict()
             missing = [k for k in own if k not in source_state]
             if missing:
                 raise TransferLayerError(
@@ -254,13 +263,13 @@ class PatchTransfer:
                     )
         return blocks
 
-    def apply(self, model, source_state):
-        """Load the pretrained network (not for peterzero), graft patches, choose what trains."""
-        require_source(self, source_state)
-        self.check(model, source_state)
+    def apply(self, model, source=None, target=None):
+        """Check, load the pretrained network (not for peterzero), graft patches, choose what trains."""
+        self.require_source(source)
+        self._blocks(model, source)
         spec, backbone = model.backbone_spec, model.backbone
         if self.loads_source:
-            backbone.load_state_dict(source_state)
+            backbone.load_state_dict(source.state_dict)
         blocks = backbone.get_submodule(spec.blocks)
         patch_modules = []
         if self.patched:
@@ -293,27 +302,30 @@ class PatchTransfer:
         for name in spec.unused:  # never run by the target: frozen, not counted
             for param in backbone.get_submodule(name).parameters():
                 param.requires_grad_(False)
-        self.source_keys = [
-            f"backbone.{k}" for k, p in backbone.named_parameters() if self.loads_source and not p.requires_grad
-        ]
-        self._record(model, patch_modules)
-        return model
+        return self._report(model, patch_modules)
+
+    def source_keys(self, model):
+        """State keys copied from the source and frozen (not in a delta checkpoint)."""
+        if not self.loads_source:
+            return []
+        return [f"backbone.{k}" for k, p in model.backbone.named_parameters() if not p.requires_grad]
 
     def delta_keys(self, model):
         """State keys a fine-tuned model must save: everything except frozen pretrained weights."""
-        frozen = set(self.source_keys)
+        frozen = set(self.source_keys(model))
         return [k for k in model.state_dict() if k not in frozen]
 
-    def checkpoint_plan(self, model, config):
-        """(state keys to save, extra checkpoint data): a delta over the pretrained source checkpoint."""
-        return self.delta_keys(model), {"delta_of": os.path.abspath(config["source_checkpoint"]), "source_keys": self.source_keys}
+    def before_fit(self, trainer):
+        """Checkpoints hold a delta over the pretrained source checkpoint."""
+        trainer.state_keys = self.delta_keys(trainer.model)
+        trainer.extra_state.update(delta_of=os.path.abspath(trainer.config["source_checkpoint"]),
+                                   source_keys=self.source_keys(trainer.model))
 
     def prepare_reload(self, model, checkpoint):
         """A delta checkpoint: rebuild the fine-tuned model on its pretrained source (read once, cached)."""
-        from ..model.peterrec import load_source
-
         if checkpoint.get("delta_of"):
-            self.apply(model, load_source(checkpoint["delta_of"]).state_dict)
+            self.apply(model, SourceModel(load_source(checkpoint["delta_of"]).state_dict))
+
 
     # ----- report ------------------------------------------------------------------------------
     def counts(self, model):
@@ -325,12 +337,13 @@ class PatchTransfer:
             p.numel() for n, p in model.backbone.named_parameters()
             if not _in_unused(n, model.backbone_spec) and id(p) not in patches
         )
-        return {"trainable": trainable, "head": head, "trainable_no_head": trainable - head, "network": backbone}
+        return {"trainable": trainable, "all": parameter_counts(model)["all"], "head": head,
+                "trainable_no_head": trainable - head, "network": backbone}
 
-    def _record(self, model, patch_modules):
+    def _report(self, model, patch_modules):
         patch_ids = {id(p) for m in patch_modules for p in m.parameters()}
-        source = set(self.source_keys)
-        self._rows = []
+        source = set(self.source_keys(model))
+        rows = []
         for name, param in model.named_parameters():
             if id(param) in patch_ids:
                 action = "grafted patch, trained"
@@ -345,16 +358,13 @@ class PatchTransfer:
                 action = f"{origin}, {'trained' if param.requires_grad else 'frozen'}"
             else:
                 action = "trained" if param.requires_grad else "frozen"
-            self._rows.append((name, tuple(param.shape), action))
-        c = self.trainable_counts = self.counts(model)
-        self._summary = (
+            rows.append((name, tuple(param.shape), action))
+        c = self.counts(model)
+        summary = (
             trainable_summary(model) + f"\nwithout the head: {c['trainable_no_head']:,} trainable = "
             f"{100.0 * c['trainable_no_head'] / max(c['network'], 1):.2f}% of the pretrained network ({c['network']:,})"
         )
-
-    def report(self):
-        return format_report(f"transfer: {self.label}", self._rows, self._summary)
-
+        return TransferReport(f"transfer: {self.label}", rows, summary, c)
 
 def _in_unused(name, spec):
     return any(name == u or name.startswith(u + ".") for u in spec.unused)
@@ -363,15 +373,3 @@ def _in_unused(name, spec):
 def _base_path(block, name):
     """A layer's path inside a block, whether the block is wrapped (parallel) or not."""
     return f"base.{name}" if isinstance(block, ParallelPatched) else name
-
-
-def is_patch_method(value):
-    return isinstance(value, str) and value.strip().lower() in METHODS
-
-
-def arm_overrides(arm):
-    """Config keys of a scenario arm: 'config-5' -> {transfer}, 'peterrec/parallel' -> {transfer, patch_position}."""
-    method, _, position = str(arm).partition("/")
-    if position:
-        return {"transfer": method, "patch_position": position}
-    return {"transfer": arm}

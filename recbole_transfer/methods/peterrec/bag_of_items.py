@@ -10,12 +10,14 @@ frozen pretrained network exposes.
 import torch
 from torch import nn
 
-from .peterrec import load_source
-from .user_softmax import UserSoftmax
+from .source import load_source
+from ...model.user_softmax import UserSoftmax
 
 
 class BagOfItems(UserSoftmax):
     """Mean of per-item weight vectors over the user's source items, plus a bias: a linear classifier."""
+
+    builds_on_source = True  # reads source_checkpoint when built: the runner builds it after the source stage
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)

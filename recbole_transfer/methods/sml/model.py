@@ -20,7 +20,7 @@ Its loss is the base model's own ``calculate_loss`` evaluated with the tables f_
 ``torch.func.functional_call``), so any base whose parameters are exactly a user and an item embedding
 table works (MF, RecBole's BPR; RecBole's LightGCN has that shape but its
 adjacency code fails on the pinned scipy). The retraining procedure (Algorithms 1 and 2) is
-:mod:`recbole_transfer.trainer.periodic`.
+:mod:`recbole_transfer.methods.sml.runner`.
 
 Ids not seen up to the period keep their W_{t-1} row (for a never-seen id: the initialiser) instead of
 passing through f_Θ, so a user or item first seen in D_t starts from the initialiser as the paper says.
@@ -32,7 +32,8 @@ from recbole.model.abstract_recommender import GeneralRecommender
 from recbole.utils import InputType
 from torch import nn
 
-from ..errors import TransferConfigError
+from ...config import get_model
+from ...errors import TransferConfigError
 
 
 class TransferNetwork(nn.Module):
@@ -75,8 +76,6 @@ def check_base(base, name):
 
 def build_base(config, dataset):
     """The ``sml_base`` model on ``dataset``, checked: a clear error when it cannot serve as SML's base."""
-    from ..config import get_model
-
     name = config["sml_base"]
     try:
         base = get_model(name)(config, dataset)

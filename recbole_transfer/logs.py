@@ -1,0 +1,40 @@
+"""Logging set-up for entry points only: the CLI, the benchmark scripts and a Ray Tune trial (the entry point of a
+Ray worker). Library modules log with ``logging.getLogger(__name__)`` and never configure logging themselves."""
+
+import logging
+import os
+import warnings
+
+from recbole.utils import init_logger
+
+
+def quiet_recbole_warnings():
+    """RecBole 1.2.1 on pandas 2.2 / torch 2.13 emits deprecation noise on every dataset and trainer; Ray 2.6.3
+    warns about pkg_resources when recbole imports it."""
+    warnings.filterwarnings("ignore", category=FutureWarning, module="recbole")
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+
+
+def quiet_logging():
+    """Warnings and errors only, one line each (tables and progress lines are printed, not logged). A failed Ray
+    Tune trial is one progress line and its error.txt, not a traceback in the driver's output."""
+    quiet_recbole_warnings()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
+
+
+def trial_logging(path="recbole.log"):
+    """A Ray Tune trial: RecBole's per-epoch logs go to the trial's own ``recbole.log`` only."""
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    root = logging.getLogger()
+    root.handlers = [logging.FileHandler(os.path.abspath(path))]
+    root.handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s  %(message)s"))
+    root.setLevel(logging.INFO)
+
+
+def recbole_logging(config):
+    """A single run: RecBole's own logging (a log file under log/ and the console, with its colours), as
+    RecBole's ``run_recbole`` sets it up."""
+    quiet_recbole_warnings()
+    init_logger(config)

@@ -1,0 +1,26 @@
+"""Layer transfer (Nguyen et al. 2020, seed 001): an MLP recommender's layers move from source to target,
+frozen or fine-tuned, in the paper's seven configurations. Also the method of every RecBole model that no
+method declares (NeuMF, DMF: their interaction layers are declared in ``strategy.RECBOLE_CONTAINERS``)."""
+
+import os
+
+from ...pipeline.runner import TwoStageRunner
+from ...registry import Method, register
+from ...report import gain_table, paired_table, test_metrics
+from .importance import importance_report
+from .model import TransferMLP
+from .strategy import ARMS, LayerTransfer
+
+
+def tables(rows):
+    """The paper's Table 3 shape per metric (gain over scratch, validation pick, oracle, KL), then the paired table."""
+    metrics = test_metrics(rows)
+    return "\n\n".join([gain_table(rows, m) for m in metrics] + [paired_table(rows, metrics[0])]), metrics[0]
+
+
+METHOD = register(Method(
+    name="layer_transfer", models={"TransferMLP": TransferMLP}, strategy=LayerTransfer, runner=TwoStageRunner(),
+    folder=os.path.dirname(os.path.abspath(__file__)), arms=list(ARMS), tables=tables,
+    analyses={"importance": importance_report}, default=True,
+    description="copy an MLP's layers from source to target, frozen or fine-tuned (config-1..7)",
+))

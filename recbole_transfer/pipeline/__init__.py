@@ -1,0 +1,10 @@
+"""Runners: how a method's runs go. The two-stage runner (source -> strategy -> target) is shared by every
+method that transfers weights between two domains; a method may bring its own (e.g. periodic retraining)."""
+
+from .base import Request, Runner, SearchTarget
+from .runner import TwoStageRunner, evaluate_checkpoint
+from .scenario import run_scenario
+from .two_stage import DomainData, domain_config, load_transfer_model, prepare_domain, pretrain_source, run_transfer
+
+__all__ = ["DomainData", "Request", "Runner", "SearchTarget", "TwoStageRunner", "domain_config", "evaluate_checkpoint",
+           "load_transfer_model", "prepare_domain", "pretrain_source", "run_scenario", "run_transfer"]

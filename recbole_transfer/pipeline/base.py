@@ -1,0 +1,100 @@
+"""The runner contract: how a method's runs go, from one command to a Ray Tune trial.
+
+A :class:`Runner` is the part of a :class:`~recbole_transfer.registry.Method` that trains and evaluates. Two exist:
+the two-stage runner (:mod:`.two_stage`: source -> strategy -> target, every method that moves weights between two
+domains) and a periodic runner (online retraining over time periods), which a method brings in its folder. The shared floors call
+only what this contract names:
+
+- ``run(method, request, progress)`` -> (result, text): one command-line run and the lines it prints;
+- ``scenario(method, request, arms, seeds, progress, verbose)`` -> rows: every seed x target x arm, one row each;
+- ``tables(method, rows)`` -> (Markdown, metric of the forest plot or None): the result tables of the rows;
+- for ``--tune`` (one Ray driver, :mod:`recbole_transfer.tune.search`): ``time_attr`` (what a trial counts in),
+  ``prepare_search``, ``check_search``, ``trial``, ``trial_score`` and ``finish_search``.
+
+A :class:`Request` is what every command gives: the model, the source, the targets, config files and keys.
+"""
+
+import abc
+from dataclasses import dataclass, field
+
+from ..report import forest_plot
+
+
+@dataclass
+class Request:
+    """What a command asks a runner for (the method's default scenario file is first in ``config_files``)."""
+
+    model: str
+    source: str = None
+    targets: list = None
+    config_files: list = field(default_factory=list)
+    config_dict: dict = field(default_factory=dict)
+
+
+@dataclass
+class SearchTarget:
+    """What the driver needs of one target before its trials run: its config, the fingerprint of the data every
+    trial must be scored on, how many validation units it has and the trials' time budget (in ``time_attr``)."""
+
+    config: object
+    fingerprint: str
+    n_valid: int
+    max_t: int
+
+
+class Runner(abc.ABC):
+    """See the module docstring."""
+
+    time_attr = "epoch"
+
+    @abc.abstractmethod
+    def run(self, method, request, progress):
+        """One run (a single target). Returns (result dict, text to print)."""
+
+    @abc.abstractmethod
+    def scenario(self, method, request, arms=None, seeds=None, progress=None, verbose=False):
+        """Every seed x target x arm. Returns a list of row dicts."""
+
+    single_run = True  # False: one run already compares every arm (the CLI runs it as a scenario)
+
+    def default_output(self, request):
+        """Where a scenario writes its rows and tables when no --output is given (None: nowhere)."""
+        return None
+
+    def tables(self, method, rows):
+        """(Markdown tables of ``rows``, the metric of the plot: None for each target's own)."""
+        if method.tables is None:
+            raise NotImplementedError(f"method {method.name!r} declares no result tables")
+        return method.tables(rows)
+
+    def plot(self, method, rows, path, plotted=None):
+        """A PNG of the rows: each arm's paired gain over the baseline with its interval, per target."""
+        forest_plot(rows, path, plotted)
+
+    # ----- Ray Tune -------------------------------------------------------------------------------
+    def prepare_search(self, method, state, trials, emit):
+        """Once per search, before any target (e.g. pretrain the source once). May update ``state``."""
+
+    @abc.abstractmethod
+    def check_search(self, method, state, target, trials):
+        """Validate every distinct trial on ``target`` before Ray starts; returns a :class:`SearchTarget`."""
+
+    @abc.abstractmethod
+    def trial(self, method, setup, params, report):
+        """Run one trial in a Ray worker; ``report(metrics)`` once per ``time_attr`` unit, with ``time_attr``,
+        ``recbole_done``, ``fingerprint`` and ``model_file`` keys."""
+
+    def trial_score(self, frame, metric, max_t):
+        """(score, its time, reports) of a trial from its reported rows (a DataFrame): by default the best value
+        (the last time it was reached, as RecBole keeps the last best checkpoint)."""
+        idx = frame.index[frame[metric] == frame[metric].max()][-1]
+        return float(frame[metric][idx]), int(frame[self.time_attr][idx]), int(frame[self.time_attr].iloc[-1])
+
+    @abc.abstractmethod
+    def finish_search(self, method, state, target, best, metric):
+        """After a target's trials: test the winner ``best`` (a trial row) once and write what reproduces it.
+        Returns {test_result, best_yaml, command}."""
+
+    def after_search(self, method, request, outcomes, progress):
+        """After every target's search: extra text to print (e.g. a full comparison run with the winner)."""
+        return ""

@@ -1,0 +1,127 @@
+"""One source, many targets, many transfer arms: the two-stage runner's scenario (the Table 3 experiments).
+
+``run_scenario`` pretrains the source once per seed, then trains every (target, arm) pair through
+``run_transfer`` and collects test metrics, per user too. Within a seed every arm of a target is scored on
+the same data: the seed is the replicate's ``data_seed`` (split, thinning, candidates) and its training seed.
+Arms are the method's (``Method.arms``, or ``--arms``): values its strategy understands, or baseline arms that
+train another model on the target alone (``pop``: popularity, for every method; a method may add its own).
+The tables of the rows are in :mod:`recbole_transfer.report`.
+"""
+
+import time
+
+from .. import registry
+from ..config import TransferConfig
+from ..errors import TransferConfigError
+from .base import Request
+from .two_stage import check_domains, pretrain_source, run_transfer
+
+# Baseline arms of every method: another RecBole model trained on the target alone.
+SHARED_BASELINES = {"pop": "Popularity"}  # pop: items by training count (on a profile task, the majority label)
+
+
+def baseline_models(method):
+    """{arm: model} of the arms that train another model on the target alone."""
+    return {**SHARED_BASELINES, **method.baseline_models}
+
+
+def arm_label(method, arm):
+    """Validate an arm of ``method``'s scenario and return its name in tables."""
+    if arm in baseline_models(method):
+        return arm
+    if method.strategy is None:
+        raise TransferConfigError(f"arms: method {method.name!r} has no transfer strategy; its arms are {method.arms}")
+    other = registry.owner_of_arm(method, arm)
+    if other is not None:  # checked before the source trains: this method's strategy could misread it
+        raise TransferConfigError(
+            f"arms: {arm!r} is an arm of method {other.name!r}, not of {method.name!r} (its arms: {', '.join(method.arms)})"
+        )
+    return method.strategy.arm_label(arm)
+
+
+def scenario_targets(config, given=None):
+    targets = given if given is not None else config["targets"]
+    if isinstance(targets, str):
+        targets = [t for t in targets.replace(",", " ").split() if t]
+    if not targets:
+        raise TransferConfigError("targets: no target domain given (--target=<name> or a 'targets:' list)")
+    return list(targets)
+
+
+def run_scenario(model=None, source=None, targets=None, config_file_list=None, config_dict=None, arms=None, seeds=None,
+                 progress=None, verbose=False):
+    """Every (seed, target, arm) of ``model``'s method, run by the method's runner; returns a list of row dicts.
+    ``model`` None: the model of the config (a 'model' key), else of the default method's scenario."""
+    config_dict = dict(config_dict or {})
+    model = model or TransferConfig(None, "ml-100k", list(config_file_list or []) or [registry.default_method().scenario],
+                                    config_dict)["model"]
+    method = registry.method_of(model)
+    request = Request(model, source, targets, list(config_file_list or []), config_dict)
+    return method.runner.scenario(method, request, arms, seeds, progress=progress, verbose=verbose)
+
+
+def two_stage_rows(method, request, arms=None, seeds=None, progress=None, verbose=False):
+    """Train every (seed, target, arm) of ``request`` with ``method``; returns a list of row dicts (one per run)."""
+    config_dict, config_file_list = dict(request.config_dict or {}), request.config_files
+    probe = TransferConfig(request.model, "ml-100k", config_file_list, config_dict)
+    model = request.model or probe["model"]
+    source = request.source or probe["source"]
+    if not source:
+        raise TransferConfigError("source: no source domain given (--source=<name> or a 'source:' key)")
+    targets = scenario_targets(probe, request.targets)
+    check_domains(probe, [source], "source", config_dict)
+    check_domains(probe, targets, "targets", config_dict)
+    arms = list(arms or method.arms)
+    if not arms:
+        raise TransferConfigError(f"arms: method {method.name!r} declares no arms; give --arms=\"[...]\"")
+    labels = {arm: arm_label(method, arm) for arm in arms}
+    baselines = baseline_models(method)
+    seeds = list(seeds or [probe["seed"]])
+    total = len(seeds) * len(targets) * len(arms)
+    rows, done, start = [], 0, time.time()
+    for seed in seeds:
+        seeded = {**config_dict, "seed": seed}  # the replicate: data_seed (when not given) and training seed
+        t0 = time.time()
+        if progress:
+            progress(f"seed {seed}: source stage on {source!r} ...")
+        pretrained = pretrain_source(model, source, config_file_list, seeded, verbose=verbose)
+        if progress:
+            shown = ", ".join(f"{k} {v}" for k, v in (pretrained.test_result or {}).items()) or "from checkpoint"
+            progress(f"seed {seed}: source {source!r} trained in {time.time() - t0:.1f}s (test {shown})")
+        for target in targets:
+            for arm in arms:
+                if arm in baselines:
+                    result = run_transfer(
+                        baselines[arm], None, target, config_file_list,
+                        {**seeded, "transfer": "none", "source_checkpoint": pretrained.model_file}, verbose=verbose,
+                    )
+                else:
+                    result = run_transfer(
+                        model, source, target, config_file_list, {**seeded, **method.strategy.arm_config(arm)},
+                        pretrained=pretrained, verbose=verbose,
+                    )
+                done += 1
+                primary = str(result["config"]["valid_metric"]).lower()
+                row = {
+                    "seed": seed, "data_seed": result["data_seed"], "model": model, "target": target,
+                    "arm": labels[arm], "metric": primary, "trainable": result["trainable"],
+                    "mode": result["transfer_mode"], "relatedness": result["relatedness"],
+                    "epochs": result["epochs_run"], "seconds": result["fit_seconds"],
+                    "train_seconds": float(sum(result["epoch_seconds"]["train"])),
+                    "valid_seconds": float(sum(result["epoch_seconds"]["valid"])),
+                    "valid_curve": result["valid_curve"], "fingerprint": result["fingerprint"],
+                    **{f"test_{k}": v for k, v in (result["test_result"] or {}).items()},
+                    **{f"valid_{k}": v for k, v in (result["best_valid_result"] or {}).items()},
+                    "test_per_user": result["test_per_user"], "test_users": result["test_users"],
+                    "valid_per_user": result["valid_per_user"], "valid_users": result["valid_users"],
+                }
+                rows.append(row)
+                if progress:
+                    shown = "  ".join(f"{k} {v:.4f}" for k, v in (result["test_result"] or {}).items())
+                    progress(
+                        f"[{done}/{total}] seed {seed} target {target:<10} {row['arm']:<9} {shown}  "
+                        f"epochs {row['epochs']:>3}  {row['seconds']:.1f}s  (elapsed {time.time() - start:.0f}s)"
+                    )
+    return rows
+
+
