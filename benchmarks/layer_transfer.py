@@ -24,7 +24,8 @@ import torch
 from recbole_transfer.logs import quiet_logging
 from recbole_transfer.pipeline.scenario import run_scenario
 from recbole_transfer.registry import get_method
-from recbole_transfer.report import (first_time_reaching, forest_plot, gain_table, markdown, metric_table, paired_table,
+from recbole_transfer.methods.layer_transfer.tables import gain_table
+from recbole_transfer.report import (first_time_reaching, forest_plot, markdown, metric_table, paired_table,
                                      validation_picks)
 from recbole_transfer.transfer import NO_TRANSFER
 

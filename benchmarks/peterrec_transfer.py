@@ -32,7 +32,8 @@ from recbole_transfer.logs import quiet_logging
 from recbole_transfer.methods.peterrec.strategy import PATCH_ARMS
 from recbole_transfer.pipeline.scenario import run_scenario
 from recbole_transfer.registry import get_method
-from recbole_transfer.report import forest_plot, markdown, mean_std, method_paired_table, method_table, paired_vs
+from recbole_transfer.methods.peterrec.tables import method_paired_table, method_table
+from recbole_transfer.report import forest_plot, markdown, mean_std, paired_vs
 
 PETERREC_SCENARIO = get_method("peterrec").scenario
 

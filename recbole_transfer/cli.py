@@ -6,6 +6,7 @@ the command, its tables print the results. This module never names a method.
 """
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -43,6 +44,9 @@ def _parser():
     p.add_argument("--source", default=None, help="source dataset or derived-domain name")
     p.add_argument("--target", "--dataset", "-d", dest="target", default=None, help="target dataset or derived-domain name")
     p.add_argument("--config_files", type=str, default=None, help="config files, separated by spaces")
+    p.add_argument("--import", dest="imports", default=None, metavar="MODULES",
+                   help="import these modules first (comma-separated): a method defined outside the package registers "
+                        "itself when imported (or declare an entry point of the group recbole_transfer.methods)")
     p.add_argument("--scenario", action="store_true", help="run every arm on every target of the method's scenario "
                    "and print the method's result tables")
     p.add_argument("--arms", default=None, help="scenario arms, e.g. \"[none,arm1,arm2]\" (default: the method's: "
@@ -129,6 +133,8 @@ def run_scenario_cli(args, method, request):
     if not args.verbose:
         quiet_logging()
     seeds = parse_seeds(args.seeds)
+    if args.arms is not None and not _listish(args.arms):
+        raise TransferError(f"--arms={args.arms!r}: no arm given; e.g. --arms=\"[{','.join(method.arms[:2])}]\"")
     output = args.output or runner.default_output(request)
     check_output(output)
     start = time.time()
@@ -192,6 +198,11 @@ def run_search_cli(args, method, request):
 
 def main(argv=None):
     quiet_recbole_warnings()
+    try:
+        _import_modules(argv if argv is not None else sys.argv[1:])
+    except TransferError as exc:
+        print(f"run_recbole_transfer.py: error: {exc}", file=sys.stderr)
+        return USAGE_EXIT
     args, extra = _parser().parse_known_args(argv)
     try:
         config_dict = parse_extra(extra)
@@ -220,11 +231,24 @@ def main(argv=None):
         return USAGE_EXIT
 
 
+def _import_modules(argv):
+    """``--import=a,b``: import the modules that register methods defined outside the package, before the parser
+    lists the methods."""
+    found = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    found.add_argument("--import", dest="imports", default=None)
+    names = _listish(found.parse_known_args(argv)[0].imports) or []
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise TransferError(f"--import={name!r}: cannot import it ({exc})") from None
+
+
 def _checkpoint_cli(args, analysis, config_dict):
     quiet_logging()
     path = args.evaluate or getattr(args, analysis)
     if args.evaluate:
-        config, result = evaluate_checkpoint(path, config_dict.get("num_threads"))
+        config, result = evaluate_checkpoint(path, config_dict)
         _print(f"{os.path.basename(path)} on {config['dataset']}: test {result}")
         return 0
     config, model, _dataset, _train, valid, _test = load_transfer_model(path, config_dict)

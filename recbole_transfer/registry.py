@@ -136,14 +136,13 @@ class Method:
         of the method (it trains on the target alone)."""
         if self.strategy is None or config["model"] in self.baseline_models.values():
             return None
-        strategy = self.strategy.from_config(config)
         other = owner_of_arm(self, config["transfer"])
         if other is not None:  # another method's arm: this strategy could misread it (as a layer name, say)
             raise TransferConfigError(
                 f"transfer={config['transfer']!r}: a transfer of method {other.name!r}; use --model={next(iter(other.models))}, "
                 f"or an arm of method {self.name!r} ({', '.join(self.arms)}) for {config['model']}"
             )
-        return strategy
+        return self.strategy.from_config(config)
 
 
 def owner_of_arm(method, value):

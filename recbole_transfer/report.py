@@ -1,15 +1,14 @@
 """Result tables, paired intervals and plots of a scenario's rows (one row per seed x target x arm).
 
 Every table is Markdown, written by :func:`markdown`; mean ± std by :func:`mean_std`. Each method picks the tables
-of its scenario (``Method.tables``); none of them names a method.
+of its scenario (``Method.tables``): these shared ones, or its own (in its folder, built from these helpers).
 
 Tables (mean over seeds; a paired difference averages each user's difference over the seeds that evaluated her,
-bootstraps users, and treats targets as strata): :func:`gain_table` (target x arm: % gain over scratch, ``*``
-where the paired 95 % interval excludes 0, the validation-selected arm with its test score and paired
-difference, the test-selected arm labelled *oracle*, and the KL relatedness of the target to the source);
-:func:`paired_table` (every arm's paired difference with its interval); :func:`method_table` (method x task,
-trainable parameters); :func:`one_to_many_table` (per target, macro, wall time); :func:`forest_plot` (each
-arm's paired gain over the baseline with its interval, per target).
+bootstraps users, and treats targets as strata): :func:`paired_table` (every arm's paired difference with its
+interval); :func:`metric_table` (mean ± std per target and arm); :func:`one_to_many_table` (per target, macro,
+wall time); :func:`forest_plot` (each arm's paired gain over the baseline with its interval, per target).
+Helpers: :func:`paired_vs`, :func:`validation_picks` (the validation-selected arm per seed, or the test-selected
+ORACLE).
 """
 
 from collections import defaultdict
@@ -87,7 +86,7 @@ def metric_table(rows, metrics=("test_hit@10", "test_ndcg@10")):
     return markdown(["target", "arm"] + [m.replace("test_", "") for m in metrics] + ["epochs", "fit s"], lines)
 
 
-def _by_key(rows):
+def rows_by_key(rows):
     return {(r["seed"], r["target"], r["arm"]): r for r in rows}
 
 
@@ -95,7 +94,7 @@ def paired_vs(rows, arm, baseline, metric, targets=None):
     """:class:`~recbole_transfer.stats.PairedDiff` of ``arm`` minus ``baseline`` on ``metric`` ('test_hit@10'):
     per target, each user's difference averaged over the seeds that evaluated her; one stratum per target
     (several targets: the macro difference). None when nothing pairs."""
-    by = _by_key(rows)
+    by = rows_by_key(rows)
     targets = targets or list(dict.fromkeys(r["target"] for r in rows))
     return paired_strata([[paired_users(by[(s, t, a)], by[(s, t, baseline)], metric)
                             for (s, t, a) in by if t == target and a == arm and (s, t, baseline) in by]
@@ -106,7 +105,7 @@ def validation_picks(rows, target, baseline=NO_TRANSFER, key=None):
     """Per seed, the arm with the best validation score of the primary metric (at its best epoch; ties: the
     baseline, then table order): what a user choosing on validation would deploy. ``key`` (a row key, e.g.
     'test_hit@10') picks on that instead: the per-seed ORACLE."""
-    by, picks = _by_key(rows), {}
+    by, picks = rows_by_key(rows), {}
     arms = list(dict.fromkeys(r["arm"] for r in rows))
     arms = [baseline] + [a for a in arms if a != baseline] if baseline in arms else arms
     for seed in sorted({r["seed"] for r in rows if r["target"] == target}):
@@ -114,51 +113,6 @@ def validation_picks(rows, target, baseline=NO_TRANSFER, key=None):
         score = (lambda r: r.get(key, float("-inf"))) if key else (lambda r: r.get(f"valid_{r['metric']}", float("-inf")))
         picks[seed] = max(scored, key=lambda r: (score(r), -scored.index(r)))
     return picks
-
-
-def _pick_label(picks):
-    names = [p["arm"] for p in picks.values()]
-    counts = {n: names.count(n) for n in dict.fromkeys(names)}
-    return " ".join(n if c == len(names) else f"{n} ({c}/{len(names)})" for n, c in counts.items())
-
-
-def gain_table(rows, metric="test_hit@10"):
-    """Text table: target x arm gain (%) over scratch (``*``: paired 95 % interval excludes 0), the
-    validation-selected arm per seed (its test score and paired difference), the test-selected arm per seed
-    (an ORACLE: an upper bound on any per-seed choice, not a finding), KL relatedness."""
-    targets = list(dict.fromkeys(r["target"] for r in rows))
-    arms = [a for a in dict.fromkeys(r["arm"] for r in rows) if a != NO_TRANSFER]
-    means = mean_by(rows, ("target", "arm"), metric)
-    kl = mean_by([r for r in rows if r["relatedness"] is not None], ("target",), "relatedness")
-    seeds = len(set(r["seed"] for r in rows))
-    short = short_name(metric)
-    header = ["target", f"scratch {short}"] + arms + ["valid-selected arm", f"its {short}", "its paired diff [95% CI]",
-                                                      "oracle arm (test-selected)", f"oracle {short}", "KL(S||T)"]
-    by = _by_key(rows)
-    lines = []
-    for target in targets:
-        base = means.get((target, NO_TRANSFER))
-        cells = [target, f"{base:.4f}" if base is not None else "-"]
-        for arm in arms:
-            value = means.get((target, arm))
-            if value is None or not base:
-                cells.append("-")
-                continue
-            diff = paired_vs(rows, arm, NO_TRANSFER, metric, [target])
-            cells.append(f"{100.0 * (value - base) / base:+.1f}{'*' if diff and diff.excludes_zero else ''}")
-        picks = validation_picks(rows, target)
-        picked = float(np.mean([p.get(metric, np.nan) for p in picks.values()]))
-        diff = paired_strata([[paired_users(p, by[(s, target, NO_TRANSFER)], metric) for s, p in picks.items()
-                               if (s, target, NO_TRANSFER) in by]])
-        diff = diff.cell() if diff else "-"
-        oracle = validation_picks(rows, target, key=metric)  # per seed, the best test score: a bound on any pick
-        cells += [_pick_label(picks), f"{picked:.4f}", diff, _pick_label(oracle),
-                  f"{np.mean([p.get(metric, np.nan) for p in oracle.values()]):.4f}", f"{kl.get((target,), float('nan')):.3f}"]
-        lines.append(cells)
-    title = (f"Gain (%) of {short} over scratch (test, mean of {seeds} seed{'s' if seeds > 1 else ''}; * = paired 95 % "
-             f"interval excludes 0); transfer_mode={rows[0]['mode'] if rows else '-'}. Both selections pick per seed; the "
-             "oracle picks on TEST: an upper bound on any per-seed choice, not a finding")
-    return title + "\n\n" + markdown(header, lines, str.rjust)
 
 
 def paired_table(rows, metric="test_hit@10", baseline=None):
@@ -295,54 +249,3 @@ def one_to_many_table(rows, metrics=("test_hit@10", "test_ndcg@10"), baseline=NO
                  "mean over seeds)"
                  "\n\n" + markdown(header, lines, str.rjust))
     return "\n\n".join(parts)
-
-
-METRIC_NAMES = {"hit@1": "accuracy"}
-
-
-def method_table(rows):
-    """Method x task: one row per method (arm), one column per task (its own test metric, mean ± std over
-    seeds), then the method's trainable parameters without the head and their share of the network."""
-    tasks = list(dict.fromkeys(r["target"] for r in rows))
-    arms = list(dict.fromkeys(r["arm"] for r in rows))
-    metric_of = {r["target"]: r["metric"] for r in rows}
-    header = ["method"] + [f"{t} {METRIC_NAMES.get(metric_of[t], metric_of[t])}" for t in tasks] + [
-        "trainable w/o head", "% of network", "trainable with head (max over tasks)",
-    ]
-    lines = []
-    for arm in arms:
-        cells = [arm]
-        for task in tasks:
-            values = np.array([r[f"test_{r['metric']}"] for r in rows if r["arm"] == arm and r["target"] == task])
-            cells.append(mean_std(values) if values.size else "-")
-        counts = [r["trainable"] for r in rows if r["arm"] == arm and r.get("trainable")]
-        if counts:
-            c = counts[0]
-            cells += [f"{c['trainable_no_head']:,}", f"{100.0 * c['trainable_no_head'] / c['network']:.2f}%",
-                      f"{max(x['trainable'] for x in counts):,}"]
-        else:
-            cells += ["-", "-", "-"]
-        lines.append(cells)
-    seeds = len(set(r["seed"] for r in rows))
-    title = f"Test metric per task (mean ± std over {seeds} seed{'s' if seeds > 1 else ''}); trainable parameters per method"
-    return title + "\n\n" + markdown(header, lines, str.ljust)
-
-
-def method_paired_table(rows, baseline=None):
-    """Method x task: each task's own test metric, paired difference to ``baseline`` (each user's difference
-    averaged over the seeds that tested her) with its bootstrap 95 % interval; ``*``: the interval excludes 0."""
-    baseline = baseline or baseline_arm(rows)
-    tasks = list(dict.fromkeys(r["target"] for r in rows))
-    arms = [a for a in dict.fromkeys(r["arm"] for r in rows) if a != baseline]
-    metric_of = {r["target"]: r["metric"] for r in rows}
-    lines = []
-    for arm in arms:
-        cells = [arm]
-        for task in tasks:
-            diff = paired_vs(rows, arm, baseline, f"test_{metric_of[task]}", [task])
-            cells.append(diff.cell() if diff else "-")
-        lines.append(cells)
-    header = ["method"] + [f"{t} {METRIC_NAMES.get(metric_of[t], metric_of[t])}" for t in tasks]
-    title = (f"Paired difference to {baseline} per task (test; each user's difference averaged over the seeds that tested "
-             f"her) [bootstrap 95 % interval over users]; * = excludes 0")
-    return title + "\n\n" + markdown(header, lines, str.ljust)

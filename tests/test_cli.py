@@ -71,6 +71,12 @@ BAD = [
     (["--model=TransferMLP", "--source=src", "--target=tgt", "--config_files=broken.yaml"], "broken.yaml' is not valid YAML"),
     (["--model=TransferMLP", "--source=src", "--target=tgt", "--config_files=list.yaml"], "list.yaml' holds a YAML list"),
     (["--model=TransferMLP", "--source=src", "--target=tgt", "--scenario", "--output=blocker/run"], "--output='blocker/run': cannot write"),
+    # every arm's strategy is built before the scenario's source stage
+    (["--model=TransferMLP", "--source=src", "--scenario", "--targets=[tgt]", "--arms=[none,config-1]", "--transfer_mode=frozen"],
+     "transfer_mode='frozen': allowed values are 'freeze' and 'finetune'"),
+    (["--model=TransferMLP", "--source=src", "--scenario", "--targets=[tgt]", "--arms=[]"], "--arms='[]': no arm given"),
+    (["--model=PeterRec", "--target=gender", "--transfer=config-3"], "a transfer of method 'layer_transfer'; use --model=TransferMLP"),
+    (["--import=no_such_module", "--target=tgt"], "--import='no_such_module': cannot import it"),
     (["--model=GRU4Rec", "--source=src", "--target=tgt",
       "--eval_args={'split': {'LS': 'valid_and_test'}, 'group_by': 'user', 'order': 'RO', 'mode': 'uni99'}"],
      "GRU4Rec is a sequential model and RecBole splits its sequences in time order only; set eval_args.order: TO"),

@@ -155,6 +155,7 @@ def test_mmtnet_reads_a_signal_only_the_context_carries(tmp_path, workdir):
     from recbole_transfer.pipeline.two_stage import run_transfer
 
     write_planted_context(str(tmp_path), "ctx", seed=1)
+    # 10 epochs (20 before the suite was sped up): the gap stays near 0.4 on seeds 1-4, the threshold is 0.3
     keys = {"data_path": str(tmp_path), "context_fields": ["mood", "slot"], "epochs": 10, "show_progress": False,
             "load_col": {"inter": ["user_id", "item_id", "timestamp", "mood", "slot"]}}
     hit = {m: run_transfer(m, None, "ctx", None, keys, saved=False, verbose=False)["test_result"]["hit@10"]

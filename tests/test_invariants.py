@@ -179,7 +179,8 @@ def test_a_drr_checkpoint_reloads_with_its_adapters_and_the_same_metrics(planted
 
 @pytest.mark.parametrize("model, overrides, message", [
     ("MMTNet", {"transfer": "dr"}, "unknown transfer for a shared-module model \\(did you mean 'drr'\\?\\)"),
-    ("MMTNet", {"transfer": "config-3"}, "allowed: none \\(scratch\\), frozen, anneal, drr, random"),
+    ("MMTNet", {"transfer": "config-3"}, "a transfer of method 'layer_transfer'; use --model=TransferMLP"),
+    ("MMTNet", {"transfer": "anneel"}, "allowed: none \\(scratch\\), frozen, anneal, drr, random"),
     ("TransferMLP", {"transfer": "drr"}, "transfer='drr': a transfer of method 'mmtnet'.*--model=MMTNet"),
     ("MMTNet", {"transfer": "anneal", "anneal_decay": 1.5}, "anneal_decay=1.5: must be a number in \\[0.0, 1.0\\]"),
     ("MMTNet", {"transfer": "drr", "adapter_width": 0}, "adapter_width=0: must be an integer >= 1"),

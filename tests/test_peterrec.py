@@ -19,7 +19,7 @@ from recbole_transfer.methods.peterrec.strategy import PatchTransfer
 from recbole_transfer.model.layers import Patch
 from recbole_transfer.pipeline.scenario import run_scenario
 from recbole_transfer.pipeline.two_stage import domain_config, prepare_domain
-from recbole_transfer.report import method_table
+from recbole_transfer.methods.peterrec.tables import method_table
 from recbole_transfer.trainer import load_checkpoint
 
 USERS = {"split": {"RS": [0.8, 0.1, 0.1]}, "group_by": "user", "order": "RO", "mode": "full"}
@@ -163,7 +163,8 @@ def test_layer_norm_option_trains_the_second_layer_norms_and_counts_them(planted
 
 @pytest.mark.parametrize("extra,error,listed", [
     ({"patch_position": "diagonal"}, TransferConfigError, "serial, parallel"),
-    ({"transfer": "config-1"}, TransferConfigError, "peterrec, peterzero, finecls, finelast, fineall"),
+    ({"transfer": "config-1"}, TransferConfigError, "a transfer of method 'layer_transfer'; use --model=TransferMLP"),
+    ({"transfer": "fine_all"}, TransferConfigError, "peterrec, peterzero, finecls, finelast, fineall"),
     ({"patch_width": 0}, TransferConfigError, ">= 1"),
     ({"backbone_modules": {"embedding": "item_embedding", "blocks": "residual_block", "serial": ["conv1"]}},
      TransferLayerError, "item_embedding, residual_blocks, final_layer"),

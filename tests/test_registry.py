@@ -71,7 +71,9 @@ def test_an_entry_point_registers_a_method(monkeypatch):
 
 
 def test_outside_method_single_run_and_scenario_through_the_cli(tower, run_cli, workdir):
-    code, out, _err = run_cli(["--model=TinyTower", "--target=tgt", "--transfer=tower", *tower])
+    registry.unregister("tower_copy")
+    sys.modules.pop("tower_method", None)  # registered again by the command line's --import
+    code, out, _err = run_cli(["--import=tower_method", "--model=TinyTower", "--target=tgt", "--transfer=tower", *tower])
     assert code == 0, out
     assert "transfer=tower  test: {'hit@10'" in out
 
@@ -80,7 +82,7 @@ def test_outside_method_single_run_and_scenario_through_the_cli(tower, run_cli, 
     rows = json.loads((workdir / "run.json").read_text())
     assert sorted({r["arm"] for r in rows}) == ["none", "tower", "tower_ft"]
     assert len({r["fingerprint"] for r in rows}) == 1  # every arm scored on the same data
-    assert "Gain (%) of HR@10 over scratch" in out and (workdir / "run.png").is_file()
+    assert "Paired difference of HR@10 to none" in out and (workdir / "run.png").is_file()
 
     code, _out, err = run_cli(["--model=TinyTower", "--scenario", "--arms=[none,towr]", *tower])
     assert code == 2 and "did you mean 'tower'" in err

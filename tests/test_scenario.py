@@ -4,7 +4,8 @@ import pytest
 
 from recbole_transfer.pipeline import scenario as scenario_module
 from recbole_transfer.pipeline.scenario import run_scenario
-from recbole_transfer.report import gain_table, metric_table
+from recbole_transfer.methods.layer_transfer.tables import gain_table
+from recbole_transfer.report import metric_table
 
 
 def test_scenario_pretrains_once_and_reports_every_target_and_arm(small_domains, monkeypatch):

@@ -194,7 +194,8 @@ def test_sml_beats_finetune_and_full_retraining_on_planted_drift(tmp_path, workd
     (W_{t-1}, Ŵ_t) trained for the next period can extrapolate the movement; D_t alone (fine-tune) or all
     data (full retraining) cannot. The benchmark's setting (benchmarks/sml_retraining.py), one seed: the NDCG gaps
     (0.02-0.04 on data seeds 0-3) are steady. SML's recall@20 over full retraining is within seed noise (0.3251 ± 0.0073
-    vs 0.3234 ± 0.0041 over the benchmark's 3 seeds): the benchmark measures that gap; here SML must not fall behind."""
+    vs 0.3234 ± 0.0041 over the benchmark's 3 seeds): the benchmark measures that gap; here SML's recall@20 may trail full retraining's by at most 0.01 (noise), while its
+    NDCG@20 must beat both."""
     write_drifting_periods(str(tmp_path), "drift", n_users=200, n_items=300, periods=8, per_period=20, trend=0.3,
                            drift=0.3, persistence=1.0, seed=0)
     config = TransferConfig("SML", "drift", None, {"data_path": str(tmp_path), "periods": 8, "test_periods": 4,

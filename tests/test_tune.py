@@ -255,9 +255,12 @@ def test_search_joins_a_cluster_started_with_ray_start(tmp_path, run_cli):
 def test_bad_search_inputs_exit_2(tmp_path, run_cli):
     work, _home = make_dirs(tmp_path)
     (work / "bad.yaml").write_text("branches:\n  layers:\n    transfer: {type: grid, values: [config-1, '[fc9]']}\n")
+    (work / "frozen.yaml").write_text("branches:\n  layers:\n    transfer: config-1\n    transfer_mode: frozen\n")
     (work / "busy").mkdir()
     (work / "busy" / "x").write_text("")
     cases = [
+        # a trial's strategy key: refused before the source is pretrained and before Ray starts
+        (["--tune", "--search_space=frozen.yaml", "--run_dir=r0", *KEYS], "transfer_mode='frozen': allowed values"),
         (["--tune", "--search_space=nope.yaml", *KEYS], "search_space: file"),
         (["--tune", "--search_space=bad.yaml", "--run_dir=r1", *KEYS], "layer 'fc9' not found"),
         (["--tune", "--run_dir=busy", *KEYS], "is not empty"),
@@ -269,6 +272,7 @@ def test_bad_search_inputs_exit_2(tmp_path, run_cli):
         code, _out, err = run_cli(args, cwd=work)
         assert code == 2, (args, err[-2000:])
         assert message in err and "Traceback" not in err, (args, err[-2000:])
+    assert not list((work / "r0").rglob("*.pth"))  # no source stage ran for the refused space
 
 
 class StubTrial:
@@ -299,7 +303,7 @@ def test_best_yaml_of_a_stopped_transfer_winner_pins_epochs_and_source(tmp_path,
     from recbole_transfer.pipeline import runner as runner_module
     from recbole_transfer.tune.search import _write_best_yaml, trial_seed
 
-    monkeypatch.setattr(runner_module, "evaluate_checkpoint", lambda path, threads=None: (None, {"hit@10": 0.4}))
+    monkeypatch.setattr(runner_module, "evaluate_checkpoint", lambda path, config_dict=None: (None, {"hit@10": 0.4}))
     state = {"config_dict": {"data_path": "/d", "learning_rate": 0.002}, "seed": 7, "num_threads": 1,
              "source_checkpoint": "/run/source/s.pth", "config_files": ["/a.yaml"], "model": "TransferMLP",
              "source": "src"}
@@ -307,7 +311,7 @@ def test_best_yaml_of_a_stopped_transfer_winner_pins_epochs_and_source(tmp_path,
     def best_yaml(row):
         finished = METHOD.runner.finish_search(METHOD, state, "tgt", row, "valid_hit@10")
         assert finished["test_result"] == {"hit@10": 0.4}
-        command = _write_best_yaml(str(path), state, "tgt", row, "valid_hit@10", 0.5, finished["test_result"],
+        command = _write_best_yaml(METHOD, str(path), state, "tgt", row, "valid_hit@10", 0.5, finished["test_result"],
                                    finished["keys"])
         return yaml.safe_load(path.read_text()), command
 

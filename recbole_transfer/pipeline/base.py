@@ -46,6 +46,10 @@ class Runner(abc.ABC):
     """See the module docstring."""
 
     time_attr = "epoch"
+    # True: each Tune trial trains with its own seed, derived from the search's seed and its configuration (trials
+    # are replicates of different configurations). False: every trial, and the comparison after the search, use the
+    # search's seed (a runner whose comparison reruns every method with the winner's keys).
+    seed_per_trial = True
 
     @abc.abstractmethod
     def run(self, method, request, progress):

@@ -12,10 +12,10 @@ from .two_stage import (builds_on_source, build_model, domain_config, load_trans
                         run_transfer, source_from_checkpoint)
 
 
-def evaluate_checkpoint(model_file, num_threads=None):
-    """Test a checkpoint this package wrote, as stored: (config, {metric: value})."""
-    overrides = {"num_threads": num_threads} if num_threads else None
-    config, model, _dataset, _train, _valid, test = load_transfer_model(model_file, overrides)
+def evaluate_checkpoint(model_file, config_dict=None):
+    """Test a checkpoint this package wrote, as stored (``config_dict``: keys to override, e.g. num_threads):
+    (config, {metric: value})."""
+    config, model, _dataset, _train, _valid, test = load_transfer_model(model_file, config_dict)
     result = TransferTrainer(config, model, stage="analysis").evaluate(test, load_best_model=False)
     return config, {k: float(v) for k, v in result.items()}
 
@@ -28,8 +28,8 @@ class TwoStageRunner(Runner):
     def run(self, method, request, progress):
         target = (request.targets or [None])[0]
         result = run_transfer(request.model, request.source, target, request.config_files, request.config_dict)
-        mode = f" ({result['transfer_mode']})" if result["transfer_mode"] else ""
-        lines = [f"transfer={result['transfer']}{mode}  test: {dict(result['test_result'])}"]
+        variant = f" ({result['variant']})" if result["variant"] else ""
+        lines = [f"transfer={result['transfer']}{variant}  test: {dict(result['test_result'])}"]
         if result["relatedness"] is not None:
             lines.append(f"KL relatedness R(source, target) = {result['relatedness']:.4f}")
         lines.append(f"model file: {result['model_file']}")
@@ -93,7 +93,7 @@ class TwoStageRunner(Runner):
 
     def finish_search(self, method, state, target, best, metric):
         """The winner's test metrics, once, from the checkpoint of its best epoch; the keys that reproduce it."""
-        _config, test = evaluate_checkpoint(best["model_file"], state["num_threads"])
+        _config, test = evaluate_checkpoint(best["model_file"], {"num_threads": state["num_threads"]})
         keys = {"epochs": best["epochs"]} if best["stopped_early"] else {}  # the same epochs: the same best epoch
         if state["source_checkpoint"] and (not method.is_baseline(best["config"]) or builds_on_source(state["model"])):
             keys["source_checkpoint"] = state["source_checkpoint"]

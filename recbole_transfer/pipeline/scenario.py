@@ -39,6 +39,19 @@ def arm_label(method, arm):
     return method.strategy.arm_label(arm)
 
 
+def check_strategies(method, model, config_files, config_dict, configs):
+    """Build the strategy of every arm or trial configuration (config keys) before anything trains: a bad key of
+    the method (``transfer_mode=frozen``, a patch width of 0) fails in seconds, not after the source stage."""
+    if method.strategy is None:
+        return
+    seen = set()
+    for keys in configs:
+        if repr(sorted(keys.items())) in seen:
+            continue
+        seen.add(repr(sorted(keys.items())))
+        method.make_strategy(TransferConfig(model, "ml-100k", config_files, {**config_dict, **keys}))
+
+
 def scenario_targets(config, given=None):
     targets = given if given is not None else config["targets"]
     if isinstance(targets, str):
@@ -76,6 +89,7 @@ def two_stage_rows(method, request, arms=None, seeds=None, progress=None, verbos
         raise TransferConfigError(f"arms: method {method.name!r} declares no arms; give --arms=\"[...]\"")
     labels = {arm: arm_label(method, arm) for arm in arms}
     baselines = baseline_models(method)
+    check_strategies(method, model, config_file_list, config_dict, [method.strategy.arm_config(a) for a in arms if a not in baselines])
     seeds = list(seeds or [probe["seed"]])
     total = len(seeds) * len(targets) * len(arms)
     rows, done, start = [], 0, time.time()
@@ -105,7 +119,7 @@ def two_stage_rows(method, request, arms=None, seeds=None, progress=None, verbos
                 row = {
                     "seed": seed, "data_seed": result["data_seed"], "model": model, "target": target,
                     "arm": labels[arm], "metric": primary, "trainable": result["trainable"],
-                    "mode": result["transfer_mode"], "relatedness": result["relatedness"],
+                    "mode": result["variant"], "relatedness": result["relatedness"],
                     "epochs": result["epochs_run"], "seconds": result["fit_seconds"],
                     "train_seconds": float(sum(result["epoch_seconds"]["train"])),
                     "valid_seconds": float(sum(result["epoch_seconds"]["valid"])),

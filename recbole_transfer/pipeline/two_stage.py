@@ -285,7 +285,7 @@ def _result(target_config, strategy, data, out, pretrained, relatedness):
         "best_valid_result": out["best_valid_result"],
         "test_result": out["test_result"],
         "transfer": strategy.label if strategy is not None else None,
-        "transfer_mode": getattr(strategy, "mode", None),
+        "variant": strategy.variant if strategy is not None else None,
         "transfer_report": out["transfer_report"],
         "relatedness": relatedness,
         "model_file": out["model_file"],

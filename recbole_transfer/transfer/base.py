@@ -73,12 +73,13 @@ def trainable_summary(model):
 class TransferStrategy(abc.ABC):
     """Base class of every transfer strategy (see the module docstring).
 
-    Subclasses set ``label`` (the arm's name in tables) and ``loads_source`` (whether ``apply`` reads the source's
+    Subclasses set ``label`` (the arm's name in tables), optionally ``variant`` and ``loads_source`` (whether ``apply`` reads the source's
     weights), and implement ``from_config``, ``check`` and ``apply``.
     """
 
     label = NO_TRANSFER
     loads_source = False
+    variant = None  # a setting of the arm shown beside its label in a run's output and a scenario's rows (or None)
 
     @classmethod
     @abc.abstractmethod

@@ -45,7 +45,7 @@ from ..data import data_seed_of
 from ..errors import TransferConfigError, TransferError, did_you_mean
 from ..logs import trial_logging
 from ..pipeline.base import Request
-from ..pipeline.scenario import scenario_targets
+from ..pipeline.scenario import check_strategies, scenario_targets
 from ..pipeline.two_stage import check_domains
 from ..report import markdown
 from ..stats import paired_se
@@ -65,8 +65,11 @@ class SearchInterrupted(TransferError):
     """The search stopped before all trials ended (Ctrl-C, lost cluster); it can be resumed."""
 
 
-def trial_seed(seed, params):
-    """The seed of a trial: a stable function of the global seed and the trial's configuration."""
+def trial_seed(seed, params, method=None):
+    """The seed of a trial: a stable function of the global seed and the trial's configuration (the global seed
+    itself for a runner whose trials share it, ``seed_per_trial = False``)."""
+    if method is not None and not method.runner.seed_per_trial:
+        return int(seed)
     params = {k: v for k, v in params.items() if k != BRANCH_KEY}
     return int(stable_hash({"seed": seed, "trial": params}), 16) % (2**31 - 1)
 
@@ -94,7 +97,7 @@ def _trial(config, setup):
     trial_logging()
     method = registry.load(setup["method"], setup["method_module"])
     params = params_of(config[TRIAL_KEY])
-    trial_setup = {**setup, "config_dict": {**setup["config_dict"], **params, "seed": trial_seed(setup["seed"], params)}}
+    trial_setup = {**setup, "config_dict": {**setup["config_dict"], **params, "seed": trial_seed(setup["seed"], params, method)}}
     method.runner.trial(method, trial_setup, params, session.report)
 
 
@@ -392,9 +395,9 @@ def choose_winner(rows, setting="se", differences=None, is_baseline=None):
     return best, f"leads {name} by {lead:.4f} > margin {margin:.4f}"
 
 
-def _write_best_yaml(path, state, target, row, metric, valid, test, extra_keys):
+def _write_best_yaml(method, path, state, target, row, metric, valid, test, extra_keys):
     params = params_of(row["config"])
-    keys = {**state["config_dict"], **params, "seed": trial_seed(state["seed"], row["config"]), **extra_keys}
+    keys = {**state["config_dict"], **params, "seed": trial_seed(state["seed"], params, method), **extra_keys}
     keys["num_threads"] = state["num_threads"]
     files = " ".join(state["config_files"] + [path])
     source = f"--source={state['source']} " if state["source"] else ""
@@ -505,7 +508,7 @@ def _search_target(method, state, run_dir, target, space, trials, emit, resume):
     else:
         finished = method.runner.finish_search(method, state, target, best, metric)
         best_yaml = os.path.join(path, "best.yaml")
-        command = _write_best_yaml(best_yaml, state, target, best, metric, best["best_valid"], finished["test_result"],
+        command = _write_best_yaml(method, best_yaml, state, target, best, metric, best["best_valid"], finished["test_result"],
                                    finished["keys"])
         out.update(best=best, test_result=finished["test_result"], best_yaml=best_yaml, command=command)
     with open(os.path.join(path, "trials.md"), "w", encoding="utf-8") as f:
@@ -564,6 +567,7 @@ def run_search(
     outcomes = []
     with contextlib.chdir(run_dir):  # RecBole writes log/ and log_tensorboard/ into the working directory
         trials = space.trials(state["seed"], state["default_transfer"])
+        check_strategies(method, state["model"], state["config_files"], state["config_dict"], [params_of(t) for t in trials])
         start = time.time()
         method.runner.prepare_search(method, state, [params_of(t) for t in trials], emit)
         if state["source_checkpoint"]:

@@ -13,7 +13,7 @@ A search-space file::
       none: {transfer: none}
       layers:
         transfer: {type: grid, values: [arm-1, arm-2, arm-3]}
-        transfer_mode: {type: choice, values: [freeze, finetune]}
+        another_key: {type: choice, values: [a, b]}
 
 Entry types: a plain value (fixed), ``{type: float|int, low, high, log}``, ``{type: choice, values}``
 (one drawn at random per sample), ``{type: grid, values}`` (every value, crossed with the branch's other

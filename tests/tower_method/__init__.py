@@ -16,7 +16,7 @@ from torch import nn
 from recbole_transfer.errors import TransferConfigError, TransferLayerError, did_you_mean
 from recbole_transfer.pipeline import TwoStageRunner
 from recbole_transfer.registry import method
-from recbole_transfer.report import gain_table, test_metrics
+from recbole_transfer.report import paired_table, test_metrics
 from recbole_transfer.transfer import NO_TRANSFER, TransferReport, TransferStrategy, parameter_counts, trainable_summary
 
 ARMS = (NO_TRANSFER, "tower", "tower_ft")
@@ -48,7 +48,7 @@ class TinyTower(GeneralRecommender):
 
 def tables(rows):
     metrics = test_metrics(rows)
-    return "\n\n".join(gain_table(rows, m) for m in metrics), metrics[0]
+    return "\n\n".join(paired_table(rows, m) for m in metrics), metrics[0]
 
 
 @method("tower_copy", models={"TinyTower": TinyTower}, runner=TwoStageRunner(), folder=os.path.dirname(__file__),

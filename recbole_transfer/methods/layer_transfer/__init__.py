@@ -6,10 +6,11 @@ import os
 
 from ...pipeline.runner import TwoStageRunner
 from ...registry import Method, register
-from ...report import gain_table, paired_table, test_metrics
+from ...report import paired_table, test_metrics
 from .importance import importance_report
 from .model import TransferMLP
 from .strategy import ARMS, LayerTransfer
+from .tables import gain_table
 
 
 def tables(rows):

@@ -134,7 +134,7 @@ class LayerTransfer(TransferStrategy):
         if mode not in MODES:
             raise TransferConfigError(f"transfer_mode={mode!r}: allowed values are 'freeze' and 'finetune'")
         self.label, self.names = parse_transfer(transfer)
-        self.mode = mode
+        self.mode = self.variant = mode  # freeze / finetune, shown beside the arm
         self.containers = containers
 
     @classmethod

@@ -1,14 +1,14 @@
-"""PeterRec (Yuan et al. SIGIR 2020, seed 002): a pretrained NextItNet with grafted model patches, fine-tuned on
+"""PeterRec (Yuan et al. SIGIR 2020, seed 003): a pretrained NextItNet with grafted model patches, fine-tuned on
 cold-start recommendation and user-profile tasks."""
 
 import os
 
 from ...pipeline.runner import TwoStageRunner
 from ...registry import Method, register
-from ...report import method_paired_table, method_table
 from .bag_of_items import BagOfItems
 from .model import PeterRec
 from .strategy import PATCH_ARMS, PatchTransfer
+from .tables import method_paired_table, method_table
 
 
 def tables(rows):

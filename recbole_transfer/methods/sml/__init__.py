@@ -4,12 +4,11 @@ retraining, fine-tuning, sample-based retraining and popularity, evaluated onlin
 import os
 
 from ...registry import Method, register
-from .mf import MF
 from .model import SML
 from .runner import RETRAIN_METHODS, PeriodicRunner
 
 METHOD = register(Method(
-    name="sml", models={"SML": SML, "MF": MF}, runner=PeriodicRunner(),
+    name="sml", models={"SML": SML}, runner=PeriodicRunner(),
     folder=os.path.dirname(os.path.abspath(__file__)), arms=list(RETRAIN_METHODS),
     description="periodic retraining with a transfer network trained for the next period",
 ))

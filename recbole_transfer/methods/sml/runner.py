@@ -457,6 +457,7 @@ class PeriodicRunner(Runner):
 
     time_attr = "period"
     single_run = False  # a run compares every method: the CLI treats it as a scenario
+    seed_per_trial = False  # trials and the comparison after the search share the search's seed
 
     def default_output(self, request):
         return os.path.join("saved", "sml", f"{self._targets(request)[0]}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -551,6 +552,6 @@ class PeriodicRunner(Runner):
                                    {**request.config_dict, **params})
             rows = self.scenario(method, winner, progress=progress)
             parts.append(f"{out['target']}, every method with the winner's keys ({out['best']['label']}) and the search's "
-                         f"seed, the same for every method:\n\n"
+                         f"seed (every trial's seed too):\n\n"
                          + self.tables(method, rows)[0])
         return "\n\n".join(parts)

@@ -1,6 +1,6 @@
 r"""MF: matrix factorisation trained with the log loss and one sampled negative per positive.
 
-The base recommender of SML (seed 002): ŷ_ui = p_u · q_i, W = {P, Q}, and
+A shared base recommender (periodic retraining uses it by default): ŷ_ui = p_u · q_i, W = {P, Q}, and
 
     L0 = -Σ log σ(ŷ_ui) - Σ log(1 - σ(ŷ_uj)),   j a uniformly sampled unobserved item.
 
