@@ -41,7 +41,7 @@ def arm_label(method, arm):
 
 def check_strategies(method, model, config_files, config_dict, configs):
     """Build the strategy of every arm or trial configuration (config keys) before anything trains: a bad key of
-    the method (``transfer_mode=frozen``, a patch width of 0) fails in seconds, not after the source stage."""
+    the method (an unknown value of one of its keys) fails in seconds, not after the source stage."""
     if method.strategy is None:
         return
     seen = set()
