@@ -218,6 +218,15 @@ class PatchTransfer(TransferStrategy):
         return str(arm)
 
     @classmethod
+    def describe(cls, params):
+        """``peterrec/parallel lr=0.001``: the method (and position), then the other keys."""
+        parts = [cls.label_of(params)]
+        for key, value in params.items():
+            if key not in ("transfer", "patch_position", "patch_layer_norm"):
+                parts.append(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}")
+        return " ".join(parts)
+
+    @classmethod
     def label_of(cls, params):
         return cls(params.get("transfer", "peterrec"), params.get("patch_position", "serial"),
                    layer_norm=params.get("patch_layer_norm", False)).label
