@@ -18,7 +18,8 @@ from recbole.config import Config
 from recbole.data import create_dataset
 
 from . import registry
-from .config import check_config_file
+from .config import check_config_file, recbole_errors
+from .data.pairs import overlap
 from .data.periods import check_period_args, dataset_periods, format_period_table, period_table
 from .errors import TransferError
 from .logs import quiet_logging, quiet_recbole_warnings, recbole_logging
@@ -61,6 +62,8 @@ def _parser():
     p.add_argument("--verbose", action="store_true", help="scenario: show RecBole's per-epoch logs")
     p.add_argument("--show_periods", action="store_true",
                    help="print the time periods of --dataset given by --periods=T [--period_by=interactions|time], then exit")
+    p.add_argument("--show_overlap", action="store_true",
+                   help="print the users (--overlap_field=item_id: items) that --source and --target share, then exit")
     t = p.add_argument_group("search (Ray Tune)")
     t.add_argument("--tune", action="store_true", help="search the best configuration per target with Ray Tune")
     t.add_argument("--search_space", default=None, help="search-space YAML (default: the method's space.yaml)")
@@ -213,6 +216,8 @@ def main(argv=None):
             return _checkpoint_cli(args, analysis, config_dict)
         if args.show_periods:
             return _periods_cli(args, config_files, config_dict)
+        if args.show_overlap:
+            return _overlap_cli(args, config_files, config_dict)
         model = resolve_model(args.model, config_files, config_dict)
         method = registry.method_of(model)
         files = ([method.scenario] if method.scenario else []) + config_files  # the method's scenario, then yours
@@ -257,6 +262,28 @@ def _checkpoint_cli(args, analysis, config_dict):
         raise TransferError(f"--{analysis}: model {config['model']} (method {method.name}) offers no {analysis} analysis; "
                             f"methods that do: {', '.join(m.name for m in registry.methods() if analysis in m.analyses)}")
     _print(method.analyses[analysis](config, model, valid))
+    return 0
+
+
+def _overlap_cli(args, config_files, config_dict):
+    """``--show_overlap --source=A --target=B``: the pair's overlap table (raw tokens aligned)."""
+    quiet_logging()
+    if not args.source or not args.target:
+        raise TransferError("--show_overlap: give both domains, --source=<name> --target=<name>")
+    field = config_dict.pop("overlap_field", None)
+    datasets = []
+    for key, name in (("source", args.source), ("target", args.target)):
+        config = domain_config(args.model or "Popularity", name, config_files, config_dict, key=key)
+        with recbole_errors(config, key):
+            datasets.append(create_dataset(config))
+    source, target = datasets
+    found = overlap(source, target, field or source.uid_field)
+    for key, dataset in (("source", source), ("target", target)):
+        _print(f"{key} {dataset.dataset_name}: {dataset.user_num - 1} users, {dataset.item_num - 1} items, "
+               f"{dataset.inter_num} interactions")
+    _print("\n" + found.table(args.source, args.target))
+    if not found.both:
+        raise TransferError(f"--show_overlap: {args.source!r} and {args.target!r} share no {found.field} token")
     return 0
 
 
