@@ -54,3 +54,27 @@ def test_ml100k_drama_and_non_drama_share_894_users(workdir, run_cli):
     assert "source drama: 912 users, 491 items, 33997 interactions" in out
     assert "target nondrama: 924 users, 711 items, 47531 interactions" in out
     assert "| 942 | 894 | 18 | 30 |" in out
+
+
+def test_cold_start_split_is_exact_disjoint_nested_and_fixed_by_the_data_seed():
+    from recbole_transfer.data import cold_start_split
+    from recbole_transfer.errors import TransferConfigError
+
+    shared = [f"u{i}" for i in range(894)]
+    full = cold_start_split(shared, data_seed=7)
+    cold = full.cold_valid + full.cold_test
+    assert len(cold) == 447 and len(full.cold_valid) == round(0.4 * 447) == 179 and len(full.cold_test) == 268
+    assert len(full.warm_kept) == 447 and full.warm_dropped == []
+    assert not set(cold) & set(full.warm_kept) and sorted(cold + full.warm_kept) == sorted(shared)
+    kept = {eta: set(cold_start_split(shared, 7, eta).warm_kept) for eta in (1.0, 0.5, 0.2, 0.1)}
+    assert [len(kept[e]) for e in (1.0, 0.5, 0.2, 0.1)] == [447, round(0.5 * 447), round(0.2 * 447), round(0.1 * 447)]
+    assert kept[0.1] < kept[0.2] < kept[0.5] < kept[1.0]  # nested: a smaller eta keeps a subset
+    small = cold_start_split(shared, 7, 0.2)
+    assert small.cold_test == full.cold_test and small.cold_valid == full.cold_valid  # eta never moves the cold users
+    assert cold_start_split(list(reversed(shared)), 7) == full  # the users' order does not matter, the seed does
+    assert cold_start_split(shared, 8).cold_test != full.cold_test
+    for bad in (0, 1.5, -0.1, "half", True):
+        with pytest.raises(TransferConfigError, match="eta=.*: must be a number in \\(0, 1\\]"):
+            cold_start_split(shared, 7, eta=bad)
+    with pytest.raises(TransferConfigError, match="leave no cold user"):
+        cold_start_split(["u1", "u2"], 7)
