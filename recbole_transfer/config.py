@@ -118,10 +118,12 @@ def _resolve_model(name):
     )
 
 
+@functools.lru_cache(maxsize=None)
 def _yaml_keys(path):
+    """The top-level keys of a shipped YAML file, read once per process (every config checks its keys)."""
     with open(path, "r", encoding="utf-8") as f:
         data = yaml.load(f.read(), Loader=yaml.FullLoader)
-    return set(data) if isinstance(data, dict) else set()
+    return frozenset(data) if isinstance(data, dict) else frozenset()
 
 
 def _key_files(method):
@@ -150,7 +152,7 @@ def _plugin_keys(_registered):
 
 def method_keys(method):
     """Keys declared by one method's keys file (not its models' defaults)."""
-    return frozenset(_yaml_keys(method.keys_file)) if method.keys_file else frozenset()
+    return _yaml_keys(method.keys_file) if method.keys_file else frozenset()
 
 
 @functools.lru_cache(maxsize=None)

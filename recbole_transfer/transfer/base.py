@@ -129,11 +129,18 @@ class TransferStrategy(abc.ABC):
         """The arm name of a configuration (config keys), as :meth:`arm_label` names arms."""
         return cls.arm_label(params.get("transfer", NO_TRANSFER))
 
+    described_keys = ("transfer",)  # keys that :meth:`label_words` shows; every other key is shown as key=value
+
+    @classmethod
+    def label_words(cls, params):
+        """The words that name a configuration's arm (default: its label)."""
+        return [cls.label_of(params)]
+
     @classmethod
     def describe(cls, params):
         """Short text of a trial configuration: its arm, then its other keys (``key=value``)."""
-        parts = [cls.arm_label(params.get("transfer", NO_TRANSFER))]
+        parts = cls.label_words(params)
         for key, value in params.items():
-            if key != "transfer":
+            if key not in cls.described_keys:
                 parts.append(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}")
         return " ".join(parts)

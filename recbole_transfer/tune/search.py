@@ -551,10 +551,9 @@ def run_search(
         state = _load_state(run_dir)
         method = registry.method_of(state["model"])
     else:
-        method = registry.method_of(model or TransferConfig(model, "ml-100k", config_file_list, config_dict or {})["model"])
-        run_dir = os.path.abspath(run_dir or os.path.join(
-            TransferConfig(model, "ml-100k", config_file_list, config_dict or {})["tune_dir"],
-            time.strftime("%Y%m%d-%H%M%S")))
+        probe = TransferConfig(model, "ml-100k", config_file_list, config_dict or {})
+        method = registry.method_of(model or probe["model"])
+        run_dir = os.path.abspath(run_dir or os.path.join(probe["tune_dir"], time.strftime("%Y%m%d-%H%M%S")))
         if os.path.isdir(run_dir) and os.listdir(run_dir):
             raise TransferConfigError(f"run_dir={run_dir!r} is not empty: give a new directory, or --resume={run_dir}")
         state = _new_state(method, model, source, targets, config_file_list, config_dict, search_space, num_samples, run_dir)

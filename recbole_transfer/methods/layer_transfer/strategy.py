@@ -149,17 +149,13 @@ class LayerTransfer(TransferStrategy):
     def arm_label(cls, arm):
         return parse_transfer(arm)[0]
 
+    described_keys = ("transfer", "transfer_mode")
+
     @classmethod
-    def describe(cls, params):
-        """``config-3 freeze lr=0.0021``: the arm, its mode (when it transfers), then the other keys."""
-        label = cls.arm_label(params.get("transfer", NO_TRANSFER))
-        parts = [label]
-        if label != NO_TRANSFER and "transfer_mode" in params:
-            parts.append(str(params["transfer_mode"]))
-        for key, value in params.items():
-            if key not in ("transfer", "transfer_mode"):
-                parts.append(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}")
-        return " ".join(parts)
+    def label_words(cls, params):
+        """``config-3 freeze``: the arm, and its mode when it transfers."""
+        label = cls.label_of(params)
+        return [label] + ([str(params["transfer_mode"])] if label != NO_TRANSFER and "transfer_mode" in params else [])
 
     @staticmethod
     def _param_pairs(model, modules):

@@ -217,14 +217,7 @@ class PatchTransfer(TransferStrategy):
         cls(overrides["transfer"], overrides.get("patch_position", "serial"))
         return str(arm)
 
-    @classmethod
-    def describe(cls, params):
-        """``peterrec/parallel lr=0.001``: the method (and position), then the other keys."""
-        parts = [cls.label_of(params)]
-        for key, value in params.items():
-            if key not in ("transfer", "patch_position", "patch_layer_norm"):
-                parts.append(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}")
-        return " ".join(parts)
+    described_keys = ("transfer", "patch_position", "patch_layer_norm")  # the label says them: peterrec/parallel+ln
 
     @classmethod
     def label_of(cls, params):
