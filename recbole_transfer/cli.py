@@ -18,7 +18,7 @@ from recbole.config import Config
 from recbole.data import create_dataset
 
 from . import registry
-from .config import check_config_file, recbole_errors
+from .config import TransferConfig, check_config_file, recbole_errors
 from .data.pairs import overlap
 from .data.periods import check_period_args, dataset_periods, format_period_table, period_table
 from .errors import TransferError
@@ -150,7 +150,8 @@ def run_scenario_cli(args, method, request):
     if output:
         _write_outputs(output, rows, tables)
         runner.plot(method, rows, output + ".png", plotted)
-        _print(f"wrote {output}.json, {output}.md and {output}.png")
+        written = [f"{output}.{ext}" for ext in ("json", "md", "png") if os.path.isfile(f"{output}.{ext}")]
+        _print(f"wrote {', '.join(written)}")
     return 0
 
 
@@ -225,9 +226,11 @@ def main(argv=None):
         request = Request(model, args.source, targets, files, config_dict)
         if args.tune or args.resume:
             return run_search_cli(args, method, request)
-        if args.scenario or args.target is None or not method.runner.single_run:
+        runner = method.runner
+        if args.scenario or not runner.single_run or (args.target is None and runner.scenario_without_target):
             return run_scenario_cli(args, method, request)
-        recbole_logging(domain_config(model, targets[0], files, config_dict, key="target"))
+        target = targets[0] if targets else (_listish(TransferConfig(model, "ml-100k", files, config_dict)["targets"]) or [None])[0]
+        recbole_logging(domain_config(model, target, files, config_dict, key="target"))
         _result, text = method.runner.run(method, request, _print)
         _print(text)
         return 0

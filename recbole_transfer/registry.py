@@ -68,6 +68,8 @@ class Method:
         description: one line for ``--help`` and error messages.
         module: the module that registered the method (set by :func:`register`); a Ray worker imports it to
             find the method again.
+        data_keys: the method's keys that change the data a run is scored on (e.g. its protocol): a search space
+            may not vary them (every trial of a search is scored on the same data).
     """
 
     name: str
@@ -83,6 +85,7 @@ class Method:
     default: bool = False
     description: str = ""
     module: str = None
+    data_keys: frozenset = frozenset()
 
     def file(self, name):
         """Absolute path of a YAML file of the method's folder, or None when the method has none."""

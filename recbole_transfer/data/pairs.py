@@ -50,7 +50,7 @@ def overlap(source, target, field=None, link=None):
 
 @dataclass
 class ColdStartSplit:
-    """The cold-start protocol's users (EMCDR / CATN): half of the overlapping users are cold (no target interaction
+    """The cold-start protocol's users (of the cross-domain cold-start papers): half of the overlapping users are cold (no target interaction
     in training), 40 % of them validate and 60 % test; of the other overlapping users, a share ``eta`` keeps its
     target interactions and the rest are dropped from the target. Raw tokens, sorted within each group."""
 

@@ -92,10 +92,16 @@ class Protocol:
 
     # ----- construction ------------------------------------------------------------------------
     @classmethod
-    def of(cls, config, dataset):
+    def of(cls, config, dataset, user_parts=None):
         """The protocol of ``dataset`` under ``config`` (its ``data_seed``, split and thinning keys): read
-        from ``protocol_dir`` when cached, else computed. Leaves ``dataset.inter_feat`` as an Interaction."""
+        from ``protocol_dir`` when cached, else computed. Leaves ``dataset.inter_feat`` as an Interaction.
+
+        ``user_parts``: {'valid': user ids, 'test': user ids, 'drop': user ids} (internal ids) splits by USER
+        instead of ``eval_args``: every interaction of a valid (test) user validates (tests), a dropped user's
+        interactions leave the domain, every other user's train (a cold-start protocol; part of the key)."""
         args = protocol_args(config, dataset)
+        if user_parts is not None:
+            args["user_parts"] = {part: sorted(int(u) for u in user_parts.get(part, ())) for part in ("valid", "test", "drop")}
         dataset._change_feat_format()  # what RecBole's build() does first (sequential data: augmentation)
         feat = dataset.inter_feat
         content = [feat[dataset.uid_field].numpy(), feat[dataset.iid_field].numpy()]
@@ -252,7 +258,12 @@ def _split(dataset, config, key, args):
     """{'train_full', 'train', 'valid', 'test'}: row indices of each part ('train' after thinning)."""
     feat = dataset.inter_feat
     users = feat[dataset.uid_field].numpy()
-    if args["benchmark"] is not None:
+    if args.get("user_parts") is not None:
+        groups = np.zeros(len(users), dtype=np.int64)  # 0 train, 1 valid, 2 test, 3 dropped
+        for code, part in ((1, "valid"), (2, "test"), (3, "drop")):
+            groups[np.isin(users, np.asarray(args["user_parts"][part], dtype=np.int64))] = code
+        parts = [np.flatnonzero(groups == code) for code in (0, 1, 2)]
+    elif args["benchmark"] is not None:
         if args["user_holdout"] is not None:
             raise TransferConfigError("user_holdout: the dataset already comes split in benchmark files")
         bounds = np.cumsum([0] + args["benchmark"])

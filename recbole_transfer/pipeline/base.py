@@ -60,6 +60,8 @@ class Runner(abc.ABC):
         """Every seed x target x arm. Returns a list of row dicts."""
 
     single_run = True  # False: one run already compares every arm (the CLI runs it as a scenario)
+    # True: a command without --target runs the method's scenario; False: one run on the scenario's first target
+    scenario_without_target = True
 
     def default_output(self, request):
         """Where a scenario writes its rows and tables when no --output is given (None: nowhere)."""

@@ -559,6 +559,7 @@ def run_search(
         state = _new_state(method, model, source, targets, config_file_list, config_dict, search_space, num_samples, run_dir)
         os.makedirs(run_dir, exist_ok=True)
     space = _space_of(state, method)
+    space.model = state["model"]
     state["num_threads"] = max(1, int(space.cpus_per_trial))
     _save_state(run_dir, state)
     emit(f"search {run_dir}: {state['model']} (method {method.name}), source {state['source']}, targets "
@@ -566,6 +567,8 @@ def run_search(
     outcomes = []
     with contextlib.chdir(run_dir):  # RecBole writes log/ and log_tensorboard/ into the working directory
         trials = space.trials(state["seed"], state["default_transfer"])
+        if not trials:
+            raise TransferConfigError(f"search space {space.path}: no trial for model {state['model']}")
         check_strategies(method, state["model"], state["config_files"], state["config_dict"], [params_of(t) for t in trials])
         start = time.time()
         method.runner.prepare_search(method, state, [params_of(t) for t in trials], emit)

@@ -17,7 +17,7 @@ A search-space file::
 
 Entry types: a plain value (fixed), ``{type: float|int, low, high, log}``, ``{type: choice, values}``
 (one drawn at random per sample), ``{type: grid, values}`` (every value, crossed with the branch's other
-grids). Entry names are RecBole or recbole_transfer config keys, so every method's strategy plugs in as
+grids). A branch named after a model of the method holds that model's keys: a search of another model leaves it out. Entry names are RecBole or recbole_transfer config keys, so every method's strategy plugs in as
 branches with its own keys. The method's baseline arm (``Method.baseline``, e.g. no transfer) is always a
 trial: when no expanded trial is one, it is added. A branch without a ``transfer`` entry uses the run's own
 ``transfer`` key (for a method with a strategy). Each method ships its default space (``methods/<name>/space.yaml``).
@@ -114,6 +114,7 @@ class SearchSpace:
     def __init__(self, spec, path="<dict>", method=None):
         self.path = path
         self.method = method or registry.default_method()
+        self.model = None  # set: branches named after ANOTHER model of the method are left out (model-specific keys)
         if not isinstance(spec, dict):
             raise _err(path, f"expected a mapping with keys {', '.join(TOP_KEYS)}")
         for key in spec:
@@ -132,11 +133,12 @@ class SearchSpace:
         if margin != "se" and (isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0):
             raise _err("scratch_margin", f"expected 'se' or a number >= 0, got {margin!r}")
         known = plugin_keys() | recbole_keys()
-        self.parameters = self._entries("parameters", spec.get("parameters") or {}, known)
+        data_keys = DATA_KEYS | self.method.data_keys
+        self.parameters = self._entries("parameters", spec.get("parameters") or {}, known, data_keys)
         branches = spec.get("branches") or {}
         if not isinstance(branches, dict):
             raise _err("branches", f"expected a mapping of branch name -> entries, got {branches!r}")
-        self.branches = {str(name): self._entries(f"branches.{name}", body or {}, known) for name, body in branches.items()}
+        self.branches = {str(name): self._entries(f"branches.{name}", body or {}, known, data_keys) for name, body in branches.items()}
         if not self.branches:
             self.branches = {"all": {}}
         for name, entries in self.branches.items():
@@ -184,14 +186,14 @@ class SearchSpace:
         return dict(spec)
 
     @staticmethod
-    def _entries(where, body, known):
+    def _entries(where, body, known, data_keys=DATA_KEYS):
         if not isinstance(body, dict):
             raise _err(where, f"expected a mapping of config key -> entry, got {body!r}")
         entries = {}
         for key, spec in body.items():
             if key == BRANCH_KEY or key not in known:
                 raise _err(f"{where}.{key}", f"not a RecBole or recbole_transfer config key{did_you_mean(key, known)}")
-            if key in DATA_KEYS:
+            if key in data_keys:
                 raise _err(f"{where}.{key}", "changes the data, but every trial of a search is scored on the same data "
                                              f"(its protocol); set {key} for the whole search (--{key}=...) instead")
             entries[key] = Entry(f"{where}.{key}", spec)
@@ -205,6 +207,8 @@ class SearchSpace:
         rng = np.random.RandomState(seed)
         out, seen = [], set()
         for name, entries in self.branches.items():
+            if self.model is not None and name in self.method.models and name != self.model:
+                continue  # a branch named after another model of the method: that model's keys
             merged = {**self.parameters, **entries}
             if self.method.strategy is not None:
                 merged.setdefault("transfer", Entry(f"branches.{name}.transfer", default_transfer))
@@ -227,6 +231,6 @@ class SearchSpace:
 
     def describe(self, default_transfer=NO_TRANSFER):
         n = len(self.trials(0, default_transfer))
-        names = ", ".join(self.branches)
+        names = ", ".join(b for b in self.branches if self.model is None or b not in self.method.models or b == self.model)
         extra = f" ('{self.method.baseline_arm}' added: the baseline is always an arm)" if self.added_baseline else ""
         return f"{os.path.basename(self.path)}: {n} trials per target, branches {names}{extra}, scheduler {self.scheduler['type']}"

@@ -1,0 +1,16 @@
+"""Cross-domain recommendation for users in both domains: CMF, EMCDR, PTUPCDR and their baselines, on a domain pair
+(:mod:`.pair`), with the warm and cold-start protocols, ranking and rating tasks, stage schedules (:mod:`.runner`)."""
+
+import os
+
+from ...registry import Method, register
+from .model import CMF, EMCDR, PTUPCDR, RatingMean, TargetMF, TargetPop
+from .runner import ARMS, PairRunner
+
+METHOD = register(Method(
+    name="overlap_cdr", models={"CMF": CMF, "EMCDR": EMCDR, "PTUPCDR": PTUPCDR, "TargetMF": TargetMF, "RatingMean": RatingMean,
+            "TargetPop": TargetPop},
+    runner=PairRunner(), folder=os.path.dirname(os.path.abspath(__file__)), arms=list(ARMS), baseline="TargetMF",
+    data_keys=frozenset({"protocol", "eta", "cold_share", "cold_valid_share", "overlap_link", "task", "eval_domains"}),
+    description="users in both domains: CMF, EMCDR, PTUPCDR (warm and cold-start protocols, ranking and rating)",
+))

@@ -1,0 +1,252 @@
+"""A domain pair ready for training: both domains' RecBole datasets, protocols and dataloaders, and their links
+(the data floor of methods whose users are in both domains; their models read :class:`PairLinks`).
+
+``build_pair`` reads the two domains (atomic datasets or derived domains), aligns their users by raw token (or
+through ``overlap_link``, a two-column file: source token, target token), and fixes the target's protocol:
+
+- ``protocol: warm``: the target's own ``eval_args`` split (the scenario: RS 0.8/0.1/0.1 by user, random order);
+- ``protocol: cold_start``: :func:`~recbole_transfer.data.pairs.cold_start_split` of the overlapping users under
+  the data seed: every target interaction of a cold user validates (40 %) or tests (60 %), the warm users outside
+  the kept share ``eta`` leave the target, every other user trains.
+
+The source always keeps its own ``eval_args`` split (its validation stops source stages early; its test is the
+source-domain table of an evaluation in both domains); only its training rows feed the models. Both protocols come
+from :class:`~recbole_transfer.data.protocol.Protocol`, keyed by content and data seed, so every model of a
+comparison trains and is scored on the same rows and candidates (the pair's fingerprint says so).
+"""
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from recbole.data import create_dataset
+from recbole.data.interaction import Interaction
+from recbole.data.utils import get_dataloader
+
+from ..config import recbole_errors
+from ..data import Protocol, check_enough_items, data_seed_of
+from ..data.pairs import cold_start_split, overlap
+from ..errors import TransferConfigError, TransferDataError
+from ..utils import set_threads, stable_hash
+from .two_stage import DomainData
+
+logger = logging.getLogger(__name__)
+
+PROTOCOLS = ("warm", "cold_start")
+
+
+@dataclass
+class PairLinks:
+    """What a model needs to know about the other domain, as tensors indexed by internal ids."""
+
+    target_to_source: torch.Tensor  # [target users] -> source user id (0: none)
+    source_to_target: torch.Tensor  # [source users] -> target user id (0: none)
+    target_trained: torch.Tensor  # [target users] bool: has target training rows
+    history: torch.Tensor  # [target users, history_len] source item ids of her source training rows (0: padding)
+    source_rows: tuple  # (source user ids, source item ids, labels) of the source's training rows
+    n_source_users: int
+    n_source_items: int
+    target_mean: float  # mean training label (rating task), else 0
+    source_mean: float
+
+
+class UserBatches:
+    """Batches of target user ids (an Interaction with the user field), shuffled by a seeded generator: the
+    training data of a stage that fits per-user targets (e.g. a mapping between the domains' user vectors).
+    Iterable like a RecBole dataloader."""
+
+    def __init__(self, users, batch_size, dataset, seed):
+        self.users, self.batch_size, self._dataset = users, int(batch_size), dataset
+        self.shuffle = False  # what RecBole's trainer asks of a dataloader (no distributed sampler to set)
+        self.generator = torch.Generator().manual_seed(int(seed))
+
+    def __len__(self):
+        return (len(self.users) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self):
+        order = self.users[torch.randperm(len(self.users), generator=self.generator)]
+        for start in range(0, len(order), self.batch_size):
+            yield Interaction({self._dataset.uid_field: order[start:start + self.batch_size]})
+
+
+@dataclass
+class DomainPair:
+    source: DomainData
+    target: DomainData
+    overlap: object  # data.pairs.Overlap
+    split: object  # data.pairs.ColdStartSplit, or None for the warm protocol
+    protocol: str
+    links: PairLinks
+
+    def fingerprint(self):
+        """Both domains' training rows and evaluation batches: equal fingerprints = the same data and candidates."""
+        if not hasattr(self, "_fingerprint"):
+            self._fingerprint = stable_hash([self.source.fingerprint(), self.target.fingerprint(), self.protocol])[:16]
+        return self._fingerprint
+
+    def reset(self, seed):
+        """Rewind the training dataloaders' shuffling to ``seed`` (RecBole seeds a loader's generator once, when it is
+        built): every model trained on this pair sees the batches a freshly built pair would give it."""
+        for data in (self.source, self.target):
+            data.train_data.generator.manual_seed(int(seed))
+
+    def feed(self, kind, config):
+        """The training data of a stage (see :class:`~recbole_transfer.pipeline.stages.Stage`)."""
+        if kind == "target":
+            return self.target.train_data
+        if kind == "source":
+            return self.source.train_data
+        train = self.target.train_data
+        dataset = train._dataset
+        users = dataset.inter_feat[dataset.uid_field]
+        with_source = self.links.target_to_source[users] > 0
+        if kind == "overlap":
+            subset = dataset.copy(dataset.inter_feat[with_source])
+            return get_dataloader(config, "train")(config, subset, train._sampler, shuffle=True)
+        if kind == "users":
+            both = torch.unique(users[with_source])
+            return UserBatches(both, config["train_batch_size"], dataset, config["seed"])
+        raise ValueError(f"unknown stage data {kind!r}")
+
+    def valid(self, kind):
+        """The validation data of a stage, or None (a 'target_warm' stage under the cold-start protocol)."""
+        if kind == "source":
+            return self.source.valid_data
+        if kind == "target_warm" and self.protocol == "cold_start":
+            return None
+        return self.target.valid_data
+
+    def summary(self):
+        """Lines that describe the pair and its protocol."""
+        lines = []
+        for key, data in (("source", self.source), ("target", self.target)):
+            ds, rows = data.dataset, data.protocol.rows
+            lines.append(f"{key} {ds.dataset_name}: {ds.user_num - 1} users, {ds.item_num - 1} items, {ds.inter_num} "
+                         f"interactions; train / valid / test {len(rows['train'])} / {len(rows['valid'])} / {len(rows['test'])}")
+        ov = self.overlap
+        lines.append(f"users in both {len(ov.both)}, only in the source {len(ov.source_only)}, only in the target "
+                     f"{len(ov.target_only)}")
+        if self.split is not None:
+            s = self.split
+            lines.append(f"cold_start (eta {s.eta:g}): cold users {len(s.cold_valid)} validate / {len(s.cold_test)} test; "
+                         f"warm overlapping users keep {len(s.warm_kept)}, dropped from the target {len(s.warm_dropped)}")
+        return lines
+
+
+def read_link(path):
+    """{source token: target token} from a two-column file (tab or whitespace separated; '#' lines skipped)."""
+    link = {}
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip() or line.startswith("#"):
+                    continue
+                parts = line.split()
+                if len(parts) != 2:
+                    raise TransferConfigError(f"overlap_link={path!r}: line {number} has {len(parts)} columns, expected 2 "
+                                              "(source token, target token)")
+                link[parts[0]] = parts[1]
+    except OSError as exc:
+        raise TransferConfigError(f"overlap_link={path!r}: cannot be read ({exc.strerror or exc})") from None
+    return link
+
+
+def check_protocol(config):
+    """The pair keys of a config, validated (fails before any data is read)."""
+    protocol = config["protocol"]
+    if protocol not in PROTOCOLS:
+        raise TransferConfigError(f"protocol={protocol!r}: allowed {', '.join(PROTOCOLS)}")
+    eta = config["eta"]
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0.0 < eta <= 1.0:
+        raise TransferConfigError(f"eta={eta!r}: the share of warm overlapping users that keep their target "
+                                  "interactions must be a number in (0, 1]")
+    if protocol == "warm" and eta != 1.0:
+        raise TransferConfigError(f"eta={eta!r}: eta applies to protocol cold_start only (this run is warm); "
+                                  "add --protocol=cold_start")
+    return protocol
+
+
+def _dataset(config, key):
+    set_threads(config["num_threads"])
+    with recbole_errors(config, key):
+        dataset = create_dataset(config)
+        check_enough_items(dataset, config, key)
+    return dataset
+
+
+def _domain(config, dataset, key, user_parts=None):
+    with recbole_errors(config, key):
+        protocol = Protocol.of(config, dataset, user_parts=user_parts)
+        loaders = protocol.dataloaders(config, dataset)
+    return DomainData(config, dataset, *loaders, protocol)
+
+
+def build_pair(source_config, target_config):
+    """The :class:`DomainPair` of two domain configs (the target's holds the pair keys)."""
+    protocol = check_protocol(target_config)
+    source_ds, target_ds = _dataset(source_config, "source"), _dataset(target_config, "target")
+    link = read_link(target_config["overlap_link"]) if target_config["overlap_link"] else None
+    found = overlap(source_ds, target_ds, link=link)
+    if not found.both:
+        raise TransferDataError(
+            f"source {source_config['dataset']!r} and target {target_config['dataset']!r} share no user "
+            f"({len(found.source_only)} source users, {len(found.target_only)} target users): a domain pair needs "
+            "users in both domains (align other ids with overlap_link)"
+        )
+    split, parts = None, None
+    if protocol == "cold_start":
+        split = cold_start_split(found.both, data_seed_of(target_config), target_config["eta"],
+                                 target_config["cold_share"], target_config["cold_valid_share"])
+        field = target_ds.uid_field
+        parts = {name: target_ds.token2id(field, tokens) if tokens else []
+                 for name, tokens in (("valid", split.cold_valid), ("test", split.cold_test), ("drop", split.warm_dropped))}
+    label = target_config["LABEL_FIELD"]
+    if target_config["task"] == "rating":
+        for key, ds in (("source", source_ds), ("target", target_ds)):
+            if label not in ds.inter_feat:
+                raise TransferDataError(f"task=rating: the {key} {ds.dataset_name!r} has no {label!r} column (columns: "
+                                        f"{', '.join(ds.inter_feat.columns)}); load it (load_col) or set LABEL_FIELD")
+    source = _domain(source_config, source_ds, "source")
+    target = _domain(target_config, target_ds, "target", parts)
+    links = _links(source, target, found, link, int(target_config["history_len"]))
+    pair = DomainPair(source, target, found, split, protocol, links)
+    for line in pair.summary():
+        logger.info("pair: %s", line)
+    return pair
+
+
+def _links(source, target, found, link, history_len):
+    s_ds, t_ds = source.dataset, target.dataset
+    field = s_ds.uid_field
+    link = link or {}
+    source_tokens = [str(t) for t in s_ds.field2id_token[field]]
+    target_ids = t_ds.field2token_id[field]
+    source_to_target = torch.zeros(s_ds.user_num, dtype=torch.long)
+    for sid, token in enumerate(source_tokens[1:], 1):
+        tid = target_ids.get(link.get(token, token))
+        if tid is not None:
+            source_to_target[sid] = int(tid)
+    target_to_source = torch.zeros(t_ds.user_num, dtype=torch.long)
+    shared = source_to_target > 0
+    target_to_source[source_to_target[shared]] = torch.nonzero(shared).squeeze(-1)
+    assert int((target_to_source > 0).sum()) == len(found.both), "user alignment disagrees with the overlap"
+    t_train = target.train_data._dataset.inter_feat
+    target_trained = torch.bincount(t_train[t_ds.uid_field], minlength=t_ds.user_num) > 0
+    s_train = source.train_data._dataset.inter_feat
+    s_users, s_items = s_train[field].long(), s_train[s_ds.iid_field].long()
+    label = source.config["LABEL_FIELD"]
+    s_labels = s_train[label].float() if label in s_train else torch.ones(len(s_users))
+    t_label = target.config["LABEL_FIELD"]
+    target_mean = float(t_train[t_label].float().mean()) if t_label in t_train else 0.0
+    history = torch.zeros(t_ds.user_num, history_len, dtype=torch.long)
+    order = np.argsort(s_users.numpy(), kind="stable")  # each user's rows in training-row order
+    users_sorted, items_sorted = s_users.numpy()[order], s_items.numpy()[order]
+    starts = np.searchsorted(users_sorted, np.arange(s_ds.user_num))
+    ends = np.searchsorted(users_sorted, np.arange(s_ds.user_num), side="right")
+    for tid in torch.nonzero(target_to_source > 0).squeeze(-1).tolist():
+        sid = int(target_to_source[tid])
+        items = items_sorted[starts[sid]:ends[sid]][:history_len]
+        history[tid, :len(items)] = torch.as_tensor(items)
+    return PairLinks(target_to_source, source_to_target, target_trained, history, (s_users, s_items, s_labels),
+                     s_ds.user_num, s_ds.item_num, target_mean, float(s_labels.mean()) if label in s_train else 0.0)

@@ -1,0 +1,228 @@
+"""The overlap family (CMF, EMCDR, PTUPCDR and baselines) on domain pairs that share users.
+
+A planted pair: 240 users in 6 latent clusters, the SAME users and clusters in both domains (``user_seed``), each
+domain with items of its own; a user interacts with items of her cluster. What a cold user's source history says
+about her target items is then exactly her cluster, which the overlap models must carry across; a shuffled
+alignment (an ``overlap_link`` that maps every source user to another target user) carries nothing.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from recbole_transfer import registry
+from recbole_transfer.data.synthetic import write_planted_domain
+from recbole_transfer.errors import TransferConfigError, TransferDataError
+from recbole_transfer.pipeline.pair import build_pair
+from recbole_transfer.methods.overlap_cdr.runner import build, pair_configs, run_one
+from recbole_transfer.pipeline.stages import parse_stages, train_stages
+from recbole_transfer.methods.overlap_cdr.model import CMF, EMCDR
+
+N_USERS = 240
+FAST = {"learning_rate": 0.01, "embedding_size": 16, "train_batch_size": 512, "stopping_step": 4, "epochs": 40,
+        "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "group_by": "user", "order": "RO", "mode": "full"},
+        "show_progress": False, "protocol": "cold_start", "history_len": 20}
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("overlap")
+    data = root / "data"
+    common = dict(n_users=N_USERS, n_items=90, n_clusters=6, user_prefix="p", user_seed=5)
+    write_planted_domain(str(data), "psrc", per_user=15, seed=1, **common)
+    write_planted_domain(str(data), "ptgt", per_user=12, seed=2, **common)
+    rng = np.random.default_rng(0)
+    shuffled = rng.permutation(N_USERS)
+    (root / "shuffled.link").write_text("".join(f"pu{i}\tpu{j}\n" for i, j in enumerate(shuffled)))
+    (root / "disjoint.link").write_text("".join(f"pu{i}\tnobody{i}\n" for i in range(N_USERS)))
+    return {"root": root, "data_path": str(data), "checkpoint_dir": str(root / "saved"), "protocol_dir": str(root / "protocols")}
+
+
+def _configs(planted, model, **keys):
+    method = registry.get_method("overlap_cdr")
+    config_dict = {**FAST, "data_path": planted["data_path"], "checkpoint_dir": planted["checkpoint_dir"],
+                   "protocol_dir": planted["protocol_dir"], **keys}
+    return pair_configs(model, "psrc", "ptgt", [method.scenario], config_dict)
+
+
+def _run(planted, model, pair=None, **keys):
+    source_config, target_config = _configs(planted, model, **keys)
+    pair = pair or build_pair(source_config, target_config)
+    row, instance = run_one(model, pair, target_config)
+    return row, instance, pair
+
+
+def test_pair_aligns_users_and_cold_start_split_is_exact(planted):
+    source_config, target_config = _configs(planted, "CMF", eta=0.5)
+    pair = build_pair(source_config, target_config)
+    links, s_ds, t_ds = pair.links, pair.source.dataset, pair.target.dataset
+    # one user per shared raw token: the two id maps are inverse on the overlap
+    assert len(pair.overlap.both) == N_USERS and not pair.overlap.source_only and not pair.overlap.target_only
+    for tid in range(1, t_ds.user_num):
+        sid = int(links.target_to_source[tid])
+        assert s_ds.id2token(s_ds.uid_field, sid) == t_ds.id2token(t_ds.uid_field, tid)
+        assert int(links.source_to_target[sid]) == tid
+    split = pair.split
+    n_cold = round(0.5 * N_USERS)
+    assert len(split.cold_valid) == round(0.4 * n_cold) and len(split.cold_test) == n_cold - round(0.4 * n_cold)
+    assert len(split.warm_kept) == round(0.5 * (N_USERS - n_cold)) and len(split.warm_dropped) == N_USERS - n_cold - len(split.warm_kept)
+    feat = t_ds.inter_feat
+    users = feat[t_ds.uid_field].numpy()
+    tokens = lambda rows: set(t_ds.id2token(t_ds.uid_field, users[rows]).tolist())  # noqa: E731
+    rows = pair.target.protocol.rows
+    cold = set(split.cold_valid) | set(split.cold_test)
+    assert not tokens(rows["train"]) & cold  # no cold user has a target training interaction
+    assert tokens(rows["valid"]) == set(split.cold_valid) and tokens(rows["test"]) == set(split.cold_test)
+    assert not tokens(rows["train"]) & set(split.warm_dropped)  # dropped users left the target
+    assert tokens(rows["train"]) == set(split.warm_kept)
+    # every interaction of a cold user is evaluated
+    for token in split.cold_test[:5]:
+        assert (users[rows["test"]] == t_ds.token2id(t_ds.uid_field, token)).sum() == (users == t_ds.token2id(t_ds.uid_field, token)).sum()
+
+
+def test_cmf_alpha_zero_is_the_target_only_model_exactly(planted):
+    source_config, target_config = _configs(planted, "CMF", protocol="warm", epochs=6)
+    pair = build_pair(source_config, target_config)
+    target_only, mf, _ = _run(planted, "TargetMF", pair, protocol="warm", epochs=6)
+    cmf0, cmf, _ = _run(planted, "CMF", pair, protocol="warm", epochs=6, alpha=0.0)
+    for name in ("user_embedding.weight", "item_embedding.weight"):
+        assert torch.equal(mf.state_dict()[name], cmf.state_dict()[name])
+    assert target_only["test_per_user"] == cmf0["test_per_user"]
+    assert target_only["test_ndcg@10"] == cmf0["test_ndcg@10"]
+    cmf5, _, _ = _run(planted, "CMF", pair, protocol="warm", epochs=6, alpha=0.5)  # the source does move CMF
+    assert cmf5["test_per_user"] != cmf0["test_per_user"]
+
+
+def test_emcdr_map_stage_moves_only_the_mapper_and_cold_users_are_mapped(planted):
+    source_config, config = _configs(planted, "EMCDR", stages="[source:8,target:8]")
+    pair = build_pair(source_config, config)
+    model = build("EMCDR", config, pair)
+    train_stages(model, config, pair)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    config["stages"] = "[map:5]"
+    report = train_stages(model, config, pair)
+    assert report[0]["trains"] == "mapper"
+    after = model.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert moved and all(k.startswith("mapper.") or k == "bridge_on" for k in moved), moved
+    assert bool(model.bridge_on)
+    model.eval()
+    cold = [pair.target.dataset.token2id("user_id", t) for t in pair.split.cold_test[:4]]
+    users = torch.as_tensor(cold)
+    with torch.no_grad():
+        scores = model.full_sort_predict({"user_id": users}).view(len(cold), -1)
+        mapped = model.mapper(model.source_user_embedding(model.target_to_source[users]))
+        assert torch.allclose(scores, mapped @ model.item_embedding.weight.t(), atol=1e-5)
+        assert not torch.allclose(scores, model.user_embedding(users) @ model.item_embedding.weight.t(), atol=1e-3)
+
+
+def _cold_ndcg(planted, model, seed, **keys):
+    row, _, _ = _run(planted, model, seed=seed, **keys)
+    return row["test_ndcg@10"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["CMF", "EMCDR", "PTUPCDR"])
+def test_planted_pair_each_overlap_model_beats_target_only_on_cold_users_and_shuffling_removes_it(planted, model):
+    link = str(planted["root"] / "shuffled.link")
+    seeds = [1, 2]
+    base = np.mean([_cold_ndcg(planted, "TargetMF", s) for s in seeds])
+    aligned = np.mean([_cold_ndcg(planted, model, s) for s in seeds])
+    shuffled = np.mean([_cold_ndcg(planted, model, s, overlap_link=link) for s in seeds])
+    assert aligned > base + 0.1, (model, aligned, base)
+    assert shuffled < base + 0.05, (model, shuffled, base)
+
+
+def test_both_domains_are_evaluated_and_target_only_has_no_source_table(planted):
+    row, _, pair = _run(planted, "CMF", protocol="warm", epochs=3, eval_domains=["source", "target"])
+    assert "source_test_ndcg@10" in row and "test_ndcg@10" in row
+    row2, _, _ = _run(planted, "TargetMF", pair, protocol="warm", epochs=3, eval_domains=["source", "target"])
+    assert "source_test_ndcg@10" not in row2 and row2["fingerprint"] == row["fingerprint"]
+
+
+def test_stage_schedules_are_checked():
+    assert parse_stages(EMCDR, "[source:3, target, map:2]", epochs=7) == [("source", 3), ("target", 7), ("map", 2)]
+    assert parse_stages(CMF, ["joint:5"]) == [("joint", 5)]
+    with pytest.raises(TransferConfigError, match="unknown stage 'mapp' of EMCDR; its stages are source, target, map"):
+        parse_stages(EMCDR, ["source:3", "mapp:3"])
+    with pytest.raises(TransferConfigError, match="give the stage's maximum epochs"):
+        parse_stages(CMF, ["joint:0"])
+
+
+def test_bad_pairs_raise_named_errors(planted):
+    with pytest.raises(TransferDataError, match="share no user"):
+        _run(planted, "CMF", overlap_link=str(planted["root"] / "disjoint.link"))
+    with pytest.raises(TransferConfigError, match="no cold user to validate or test"):
+        _run(planted, "CMF", cold_share=0.001)
+    with pytest.raises(TransferConfigError, match=r"eta=0: .*\(0, 1\]"):
+        _run(planted, "CMF", eta=0)
+
+
+def test_cli_bad_inputs_exit_2(planted, run_cli, tmp_path):
+    data = [f"--data_path={planted['data_path']}", "--source=psrc", "--target=ptgt", f"--protocol_dir={planted['protocol_dir']}"]
+    cases = [
+        (["--model=CMF", "--eta=1.5", "--protocol=cold_start"], "eta=1.5"),
+        (["--model=CMF", "--eta=0.5"], "eta applies to protocol cold_start only"),
+        (["--model=CMF", "--protocol=cold"], "protocol='cold': allowed warm, cold_start"),
+        (["--model=EMCDR", "--stages=[source:2,mapping:2]"], "unknown stage 'mapping' of EMCDR"),
+        (["--model=CMF", "--alpha=2"], "alpha=2"),
+        (["--model=CMF", "--protocol=cold_start", "--cold_share=0.001"], "no cold user to validate or test"),
+        (["--model=CMF", f"--overlap_link={planted['root'] / 'disjoint.link'}"], "share no user"),
+        (["--model=CMF", "--eval_domains=[both]"], "eval_domains"),
+        (["--model=RatingMean", "--task=ranking"], "RatingMean supports rating"),
+    ]
+    for args, message in cases:
+        code, _out, err = run_cli(args + data, cwd=tmp_path)
+        assert code == 2 and message in err, (args, err[-400:])
+
+
+def test_rating_task_and_mean_baselines(planted):
+    # the planted domains carry rating 1 everywhere: every mean predicts exactly 1
+    labeled = {**FAST["eval_args"], "mode": "labeled"}
+    row, _, _ = _run(planted, "RatingMean", task="rating", rating_mean="item_offset", protocol="warm", eval_args=labeled)
+    assert row["test_rmse"] == pytest.approx(0.0, abs=1e-6) and "test_mse" in row and row["test_per_user"]["mse"]
+
+
+def _cli_pair(planted):
+    return [f"--data_path={planted['data_path']}", "--source=psrc", "--target=ptgt", f"--protocol_dir={planted['protocol_dir']}",
+            "--learning_rate=0.01", "--embedding_size=16", "--train_batch_size=512", "--stopping_step=3",
+            "--eval_args={'split': {'RS': [0.8, 0.1, 0.1]}, 'group_by': 'user', 'order': 'RO', 'mode': 'full'}"]
+
+
+def test_cli_single_run_prints_the_stage_report_and_both_domains(planted, run_cli, tmp_path):
+    code, out, err = run_cli(["--model=EMCDR", "--protocol=cold_start", "--eta=0.5", "--stages=[source:3,target:3,map:3]",
+                              "--eval_domains=[source,target]", *_cli_pair(planted)], cwd=tmp_path)
+    assert code == 0, err[-800:]
+    assert "| source | source_user_embedding, source_item_embedding, source_item_bias |" in out
+    assert "| map | mapper |" in out and "cold_start (eta 0.5): cold users 48 validate / 72 test" in out
+    assert "EMCDR on ptgt (cold_start eta=0.5, task ranking), test: recall@10" in out and "source psrc, test: recall@10" in out
+
+
+def test_cli_scenario_pairs_every_arm_on_one_fingerprint(planted, run_cli, tmp_path):
+    code, out, err = run_cli(["--model=CMF", "--scenario", "--epochs=3", "--arms=[TargetMF,pop,CMF]", "--scenario_etas=[0.5]",
+                              f"--output={tmp_path / 'sc'}", *_cli_pair(planted)], cwd=tmp_path)
+    assert code == 0, err[-800:]
+    rows = json.loads((tmp_path / "sc.json").read_text())
+    assert [(r["target"], r["arm"]) for r in rows] == [(s, a) for s in ("warm", "cold_start eta=0.5") for a in ("TargetMF", "pop", "CMF")]
+    for setting in ("warm", "cold_start eta=0.5"):
+        assert len({r["fingerprint"] for r in rows if r["target"] == setting}) == 1
+    assert "paired vs TargetMF" in out and "| cold_start eta=0.5 | CMF |" in out
+    code, _out, err = run_cli(["--model=CMF", "--scenario", "--arms=[TargetMF,Popularity]", *_cli_pair(planted)], cwd=tmp_path)
+    assert code == 2 and "arms: unknown 'Popularity'" in err
+
+
+@pytest.mark.ray
+def test_tune_searches_the_models_own_keys_and_tests_the_winner(planted, run_cli, tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text("scheduler: {type: fifo}\nparameters:\n  embedding_size: {type: grid, values: [8, 16]}\n"
+                     "branches:\n  CMF: {alpha: {type: grid, values: [0.0, 0.5]}}\n  EMCDR: {mapper_hidden: {type: grid, values: [8]}}\n")
+    code, out, err = run_cli(["--model=CMF", "--tune", f"--search_space={space}", f"--run_dir={tmp_path / 'search'}", "--num_cpus=1",
+                              "--protocol=cold_start", "--epochs=4", f"--output={tmp_path / 'tuned'}", *_cli_pair(planted)], cwd=tmp_path)
+    assert code == 0, (out[-1500:], err[-1500:])
+    result = json.loads((tmp_path / "search" / "ptgt" / "result.json").read_text())
+    assert result["trials"] == 4 and result["errors"] == 0 and result["same_split"]  # the EMCDR branch is not CMF's
+    assert all("mapper_hidden" not in r["config"] for r in result["rows"])
+    saved = json.loads((tmp_path / "tuned.json").read_text())
+    assert saved[0]["test_result"]["ndcg@10"] > 0
