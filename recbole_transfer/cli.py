@@ -24,6 +24,7 @@ from .data.periods import check_period_args, dataset_periods, format_period_tabl
 from .errors import TransferError
 from .logs import quiet_logging, quiet_recbole_warnings, recbole_logging
 from .pipeline import Request, domain_config, evaluate_checkpoint, load_transfer_model
+from .trainer import load_checkpoint
 from .utils import listish as _listish
 
 USAGE_EXIT = 2
@@ -256,7 +257,9 @@ def _checkpoint_cli(args, analysis, config_dict):
     quiet_logging()
     path = args.evaluate or getattr(args, analysis)
     if args.evaluate:
-        config, result = evaluate_checkpoint(path, config_dict)
+        model = (load_checkpoint(path).get("config") or {}).get("model")
+        runner = registry.method_of(model).runner if model else None
+        config, result = (runner.evaluate_checkpoint if runner else evaluate_checkpoint)(path, config_dict)
         _print(f"{os.path.basename(path)} on {config['dataset']}: test {result}")
         return 0
     config, model, _dataset, _train, valid, _test = load_transfer_model(path, config_dict)

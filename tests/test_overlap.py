@@ -198,6 +198,13 @@ def test_cli_single_run_prints_the_stage_report_and_both_domains(planted, run_cl
     assert "| source | source_user_embedding, source_item_embedding, source_item_bias |" in out
     assert "| map | mapper |" in out and "cold_start (eta 0.5): cold users 48 validate / 72 test" in out
     assert "EMCDR on ptgt (cold_start eta=0.5, task ranking), test: recall@10" in out and "source psrc, test: recall@10" in out
+    tested = out.split("task ranking), test: ")[1].splitlines()[0]
+    model_file = out.split("model file ")[1].split()[0]
+    code, again, err = run_cli([f"--evaluate={model_file}"], cwd=tmp_path)  # the pair is rebuilt from the checkpoint
+    assert code == 0, err[-800:]
+    values = dict(part.split() for part in tested.split(", "))
+    for metric, value in values.items():
+        assert f"'{metric}': {float(value)}" in again, (tested, again)
 
 
 def test_cli_scenario_pairs_every_arm_on_one_fingerprint(planted, run_cli, tmp_path):

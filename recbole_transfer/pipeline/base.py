@@ -63,6 +63,13 @@ class Runner(abc.ABC):
     # True: a command without --target runs the method's scenario; False: one run on the scenario's first target
     scenario_without_target = True
 
+    def evaluate_checkpoint(self, model_file, config_dict=None):
+        """``--evaluate``: test a checkpoint this runner wrote, as stored; (config, {metric: value}). By default a
+        checkpoint of one domain (:func:`recbole_transfer.pipeline.runner.evaluate_checkpoint`)."""
+        from .runner import evaluate_checkpoint
+
+        return evaluate_checkpoint(model_file, config_dict)
+
     def default_output(self, request):
         """Where a scenario writes its rows and tables when no --output is given (None: nowhere)."""
         return None

@@ -25,7 +25,7 @@ from ...pipeline.pair import build_pair, check_protocol
 from ...pipeline.stages import parse_stages, stage_table, train_stages
 from ...pipeline.two_stage import domain_config
 from ...report import markdown, mean_std, paired_vs
-from ...trainer import TransferTrainer
+from ...trainer import TransferTrainer, load_checkpoint, load_model_state
 from ...trainer.trainer import evaluated_users
 from ...utils import listish
 from .model import PairModel
@@ -59,7 +59,10 @@ def task_files(config_files, task):
 
 
 def pair_configs(model, source, target, config_files, config_dict):
-    """(source config, target config) of one run; the task decides which metric keys apply."""
+    """(source config, target config) of one run; the task decides which metric keys apply. The source is kept
+    in the target's keys (a checkpoint names its pair)."""
+    if source:
+        config_dict = {**config_dict, "source": source}
     probe = domain_config(model, target, config_files, config_dict, key="target")
     files = task_files(config_files, probe["task"])
     target_config = domain_config(model, target, files, config_dict, key="target")
@@ -298,6 +301,28 @@ class PairRunner(Runner):
 
     def plot(self, method, rows, path, plotted=None):
         """No plot: the tables carry the paired intervals."""
+
+    def evaluate_checkpoint(self, model_file, config_dict=None):
+        """``--evaluate``: rebuild the checkpoint's pair (its keys, its data seed: the same protocol), load the weights
+        (every stage's: a stage checkpoint holds the whole model) and test the target."""
+        checkpoint = load_checkpoint(model_file)
+        keys = {**checkpoint["config"], **dict(config_dict or {})}
+        model, target = keys.pop("model"), keys.pop("dataset")
+        target_config = TransferConfig(model, target, [], keys)
+        source = target_config["source"]
+        if not source:
+            raise TransferConfigError(f"checkpoint {model_file!r}: its config names no source domain")
+        source_config = domain_config(model, source, [], keys, key="source")
+        check_run(model, target_config)
+        pair = build_pair(source_config, target_config)
+        instance = build(model, target_config, pair)
+        load_model_state(instance, checkpoint)
+        if hasattr(instance, "enter_stage"):
+            instance.enter_stage(None, "target")
+            for param in instance.parameters():  # the evaluation trainer builds an optimizer it never uses
+                param.requires_grad_(True)
+        result, _, _ = evaluate(instance, target_config, pair.target.test_data, "target")
+        return target_config, result
 
     # ----- Ray Tune -------------------------------------------------------------------------------
     def check_search(self, method, state, target, trials):
