@@ -44,25 +44,28 @@ KEPT = ("model", "arm", "task", "protocol", "eta", "seed", "data_seed", "target"
         "seconds", "seconds_per_epoch", "test_per_user", "test_users")
 
 
+def _part(path, compute, progress):
+    """The rows kept in ``path`` (a finished part of an earlier run), else ``compute()``'s, written there."""
+    if os.path.isfile(path):
+        progress(f"read {path}")
+        with open(path, "r", encoding="utf-8") as f:
+            return json.load(f)
+    rows = compute()
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(rows, f)
+    return rows
+
+
 def run_task(task, seeds, etas, out, progress, keys=None):
     """Rows of one task, seed by seed (a finished seed is read back from its part file)."""
     method = get_method("overlap_cdr")
-    rows = []
-    for seed in seeds:
-        part = f"{out}.{task}.seed{seed}.json"
-        if os.path.isfile(part):
-            with open(part, "r", encoding="utf-8") as f:
-                rows += json.load(f)
-            progress(f"{task}, seed {seed}: read {part}")
-            continue
+
+    def compute(seed):
         request = Request("CMF", None, None, [method.scenario],
                           {"task": task, "scenario_etas": list(etas), "num_threads": 1, **(keys or {})})
-        found = method.runner.scenario(method, request, TASK_ARMS[task], [seed], progress=progress)
-        found = [_compact(r) for r in found]
-        with open(part, "w", encoding="utf-8") as f:
-            json.dump(found, f)
-        rows += found
-    return rows
+        return [_compact(r) for r in method.runner.scenario(method, request, TASK_ARMS[task], [seed], progress=progress)]
+
+    return [row for seed in seeds for row in _part(f"{out}.{task}.seed{seed}.json", lambda: compute(seed), progress)]
 
 
 def run_beyond(seeds, out, progress):
@@ -70,26 +73,18 @@ def run_beyond(seeds, out, progress):
     warm protocol, through the one Ray driver: the winner on validation NDCG@10 is tested once. One row per seed."""
     from recbole_transfer.tune import run_search
 
-    rows = []
-    for seed in seeds:
-        part = f"{out}.beyond.seed{seed}.json"
-        if os.path.isfile(part):
-            with open(part, "r", encoding="utf-8") as f:
-                rows += json.load(f)
-            continue
+    def compute(seed):
         start = time.time()
         outcome = run_search("CMF", None, None, [get_method("overlap_cdr").scenario], {"seed": seed},
                              search_space=os.path.join(HERE, "overlap_beyond_space.yaml"),
                              run_dir=os.path.join("saved", "overlap_beyond", f"seed{seed}"), progress=progress)[0]
         best = outcome["best"]
-        row = {"model": "CMF (searched)", "arm": "CMF (searched)", "task": "ranking", "protocol": "warm", "eta": 1.0,
-               "seed": seed, "data_seed": seed, "target": "warm", "picked": best["label"],
-               "valid_ndcg@10": best["best_valid"], "trials": outcome["trials"], "search_seconds": time.time() - start,
-               **{f"test_{k}": float(v) for k, v in outcome["test_result"].items()}}
-        with open(part, "w", encoding="utf-8") as f:
-            json.dump([row], f)
-        rows.append(row)
-    return rows
+        return [{"model": "CMF (searched)", "arm": "CMF (searched)", "task": "ranking", "protocol": "warm", "eta": 1.0,
+                 "seed": seed, "data_seed": seed, "target": "warm", "picked": best["label"],
+                 "valid_ndcg@10": best["best_valid"], "trials": outcome["trials"], "search_seconds": time.time() - start,
+                 **{f"test_{k}": float(v) for k, v in outcome["test_result"].items()}}]
+
+    return [row for seed in seeds for row in _part(f"{out}.beyond.seed{seed}.json", lambda: compute(seed), progress)]
 
 
 def _compact(row):
