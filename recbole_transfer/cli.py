@@ -259,7 +259,7 @@ def _checkpoint_cli(args, analysis, config_dict):
     if args.evaluate:
         model = (load_checkpoint(path).get("config") or {}).get("model")
         runner = registry.method_of(model).runner if model else None
-        config, result = (runner.evaluate_checkpoint if runner else evaluate_checkpoint)(path, config_dict)
+        config, result = (runner and runner.evaluate_checkpoint(path, config_dict)) or evaluate_checkpoint(path, config_dict)
         _print(f"{os.path.basename(path)} on {config['dataset']}: test {result}")
         return 0
     config, model, _dataset, _train, valid, _test = load_transfer_model(path, config_dict)

@@ -193,6 +193,7 @@ def recbole_errors(config=None, key="dataset"):
 TYPED_KEYS = {
     "epochs": (int, 1), "train_batch_size": (int, 1), "eval_batch_size": (int, 1), "stopping_step": (int, 1),
     "eval_step": (int, 0), "seed": (int, 0), "data_seed": (int, 0), "learning_rate": (float, 0.0), "num_threads": (int, 1),
+    "history_len": (int, 1),
 }
 
 

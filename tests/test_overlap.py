@@ -138,8 +138,10 @@ def test_planted_pair_each_overlap_model_beats_target_only_on_cold_users_and_shu
 def test_both_domains_are_evaluated_and_target_only_has_no_source_table(planted):
     row, _, pair = _run(planted, "CMF", protocol="warm", epochs=3, eval_domains=["source", "target"])
     assert "source_test_ndcg@10" in row and "test_ndcg@10" in row
-    row2, _, _ = _run(planted, "TargetMF", pair, protocol="warm", epochs=3, eval_domains=["source", "target"])
-    assert "source_test_ndcg@10" not in row2 and row2["fingerprint"] == row["fingerprint"]
+    row2, _, _ = _run(planted, "TargetMF", protocol="warm", epochs=3, eval_domains=["source", "target"])  # a new pair
+    assert "source_test_ndcg@10" not in row2 and row2["fingerprint"] == row["fingerprint"]  # the same data, rebuilt
+    row3, _, _ = _run(planted, "TargetMF", protocol="warm", epochs=3, data_seed=99)
+    assert row3["fingerprint"] != row["fingerprint"]  # another data seed: another split
 
 
 def test_stage_schedules_are_checked():
@@ -154,7 +156,7 @@ def test_stage_schedules_are_checked():
 def test_bad_pairs_raise_named_errors(planted):
     with pytest.raises(TransferDataError, match="share no user"):
         _run(planted, "CMF", overlap_link=str(planted["root"] / "disjoint.link"))
-    with pytest.raises(TransferConfigError, match="no cold user to validate or test"):
+    with pytest.raises(TransferConfigError, match="give 0 validation and 0 test users"):
         _run(planted, "CMF", cold_share=0.001)
     with pytest.raises(TransferConfigError, match=r"eta=0: .*\(0, 1\]"):
         _run(planted, "CMF", eta=0)
@@ -167,15 +169,84 @@ def test_cli_bad_inputs_exit_2(planted, run_cli, tmp_path):
         (["--model=CMF", "--eta=0.5"], "eta applies to protocol cold_start only"),
         (["--model=CMF", "--protocol=cold"], "protocol='cold': allowed warm, cold_start"),
         (["--model=EMCDR", "--stages=[source:2,mapping:2]"], "unknown stage 'mapping' of EMCDR"),
-        (["--model=CMF", "--alpha=2"], "alpha=2"),
-        (["--model=CMF", "--protocol=cold_start", "--cold_share=0.001"], "no cold user to validate or test"),
+        (["--model=CMF", "--alpha=2"], "alpha=2: must be a number in [0, 1]"),
+        (["--model=CMF", "--protocol=cold_start", "--cold_share=0.001"], "give 0 validation and 0 test users"),
+        (["--model=CMF", "--protocol=cold_start", "--cold_valid_share=1.0"], "give 120 validation and 0 test users"),
+        (["--model=CMF", "--source=ptgt", "--protocol=cold_start"], "are training interactions of the source"),  # itself
+        (["--model=PTUPCDR", "--history_len=-1"], "history_len=-1: must be an integer >= 1"),
+        (["--model=PTUPCDR", "--meta_hidden=-5"], "meta_hidden=-5: must be None or an integer >= 1"),
+        (["--model=EMCDR", "--mapper_hidden=abc"], "mapper_hidden='abc'"),
+        (["--model=EMCDR", "--mapper=deep"], "mapper='deep': must be one of linear, mlp"),
+        (["--model=CMF", "--alpha=abc"], "alpha='abc': must be a number in [0, 1]"),
+        (["--model=CMF", "--embedding_size=0"], "embedding_size=0: must be an integer >= 1"),
+        (["--model=RatingMean", "--mean_shrinkage=-5"], "mean_shrinkage=-5: must be a number >= 0"),
+        (["--model=CMF", "--eval_domains=[source]"], "that holds target"),
+        (["--model=EMCDR", "--protocol=cold_start", "--eta=0.001"], "the train split is empty"),
         (["--model=CMF", f"--overlap_link={planted['root'] / 'disjoint.link'}"], "share no user"),
         (["--model=CMF", "--eval_domains=[both]"], "eval_domains"),
         (["--model=RatingMean", "--task=ranking"], "RatingMean supports rating"),
     ]
     for args, message in cases:
-        code, _out, err = run_cli(args + data, cwd=tmp_path)
+        code, _out, err = run_cli(data + args, cwd=tmp_path)  # the case's arguments last: they win
         assert code == 2 and message in err, (args, err[-400:])
+
+
+def test_rating_means_follow_their_formulas(tmp_path):
+    """Hand-written ratings: the item mean (shrunk to the global mean) and the user's source offset (shrunk to 0),
+    recomputed here from the pair's training rows, equal RatingMean's predictions."""
+    rng = np.random.default_rng(3)
+    for name, prefix in (("rsrc", "s"), ("rtgt", "t")):
+        rows = [f"u{u}\t{prefix}{i}\t{int(rng.integers(1, 6))}\t{u * 100 + i}" for u in range(40) for i in range(12)
+                if rng.random() < 0.7]
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"{name}.inter").write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+                                                      + "\n".join(rows) + "\n")
+    method = registry.get_method("overlap_cdr")
+    keys = {**FAST, "data_path": str(tmp_path), "protocol_dir": str(tmp_path / "p"), "protocol": "warm", "task": "rating",
+            "eval_args": {**FAST["eval_args"], "mode": "labeled"}, "mean_shrinkage": 2.0, "offset_shrinkage": 3.0}
+    source_config, config = pair_configs("RatingMean", "rsrc", "rtgt", [method.scenario], keys)
+    pair = build_pair(source_config, config)
+    t_ds, s_ds = pair.target.dataset, pair.source.dataset
+
+    def means(data, beta):
+        feat = data.train_data._dataset.inter_feat
+        items, ratings = feat["item_id"].numpy(), feat["rating"].numpy()
+        mu = ratings.mean()
+        out = {i: (ratings[items == i].sum() + beta * mu) / ((items == i).sum() + beta) for i in range(1, data.dataset.item_num)}
+        return out, feat["user_id"].numpy(), items, ratings, mu
+
+    t_means, _, _, _, t_mu = means(pair.target, 2.0)
+    s_means, s_users, s_items, s_ratings, _ = means(pair.source, 2.0)
+    for kind in ("global", "item", "item_offset"):
+        config["rating_mean"] = kind
+        model = build("RatingMean", config, pair)
+        for tid in (1, 5, 17):
+            sid = s_ds.token2id("user_id", t_ds.id2token("user_id", tid))
+            mine = s_users == sid
+            offset = sum(s_ratings[mine] - np.array([s_means[i] for i in s_items[mine]])) / (mine.sum() + 3.0)
+            for item in (1, 4):
+                expected = {"global": t_mu, "item": t_means[item], "item_offset": t_means[item] + offset}[kind]
+                got = float(model._predict(torch.tensor([tid]), torch.tensor([item]))[0])
+                assert got == pytest.approx(expected, abs=1e-5), (kind, tid, item)
+
+
+def test_ptupcdr_bridge_reads_the_source_history_and_ignores_padding(planted):
+    source_config, config = _configs(planted, "PTUPCDR", stages="[source:2,target:2,meta:2]")
+    pair = build_pair(source_config, config)
+    model = build("PTUPCDR", config, pair)
+    train_stages(model, config, pair)
+    model.eval()
+    user = torch.tensor([pair.target.dataset.token2id("user_id", pair.split.cold_test[0])])
+    history = model.history[user].clone()
+    n = int((history > 0).sum())
+    assert 1 < n < config["history_len"]
+    with torch.no_grad():
+        before = model.bridge_of(user)
+        model.source_item_embedding.weight[0] += 3.0  # the padding row: masked, so it changes nothing
+        assert torch.allclose(model.bridge_of(user), before, atol=1e-6)
+        model.history[user, 1:] = 0  # one source item instead of her whole history: another bridge
+        assert not torch.allclose(model.bridge_of(user), before, atol=1e-4)
+        model.history[user] = history
 
 
 def test_rating_task_and_mean_baselines(planted):
@@ -205,6 +276,8 @@ def test_cli_single_run_prints_the_stage_report_and_both_domains(planted, run_cl
     values = dict(part.split() for part in tested.split(", "))
     for metric, value in values.items():
         assert f"'{metric}': {float(value)}" in again, (tested, again)
+    code, _out, err = run_cli([f"--evaluate={model_file}", "--data_seed=7"], cwd=tmp_path)  # another split: refused
+    assert code == 2 and "--evaluate:" in err and "another data_seed" in err
 
 
 def test_cli_scenario_pairs_every_arm_on_one_fingerprint(planted, run_cli, tmp_path):
@@ -216,6 +289,12 @@ def test_cli_scenario_pairs_every_arm_on_one_fingerprint(planted, run_cli, tmp_p
     for setting in ("warm", "cold_start eta=0.5"):
         assert len({r["fingerprint"] for r in rows if r["target"] == setting}) == 1
     assert "paired vs TargetMF" in out and "| cold_start eta=0.5 | CMF |" in out
+    # one run of an arm on its own pair gives the scenario's row: the same data, and nothing carried between arms
+    code, single, err = run_cli(["--model=CMF", "--epochs=3", "--protocol=cold_start", "--eta=0.5", *_cli_pair(planted)],
+                                cwd=tmp_path)
+    assert code == 0, err[-800:]
+    scenario_cmf = next(r for r in rows if r["target"] == "cold_start eta=0.5" and r["arm"] == "CMF")
+    assert f"ndcg@10 {scenario_cmf['test_ndcg@10']:.4f}" in single
     code, _out, err = run_cli(["--model=CMF", "--scenario", "--arms=[TargetMF,Popularity]", *_cli_pair(planted)], cwd=tmp_path)
     assert code == 2 and "arms: unknown 'Popularity'" in err
 

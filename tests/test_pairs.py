@@ -76,5 +76,5 @@ def test_cold_start_split_is_exact_disjoint_nested_and_fixed_by_the_data_seed():
     for bad in (0, 1.5, -0.1, "half", True):
         with pytest.raises(TransferConfigError, match="eta=.*: must be a number in \\(0, 1\\]"):
             cold_start_split(shared, 7, eta=bad)
-    with pytest.raises(TransferConfigError, match="leave no cold user"):
+    with pytest.raises(TransferConfigError, match="give 0 validation and 1 test users"):
         cold_start_split(["u1", "u2"], 7)

@@ -68,7 +68,7 @@ def cold_start_split(shared, data_seed, eta=1.0, cold_share=0.5, valid_share=0.4
     the first ``round(cold_share * n)`` are cold, the first ``round(valid_share * cold)`` of those validate; the
     warm users keep their target interactions in permutation order, so a smaller ``eta`` keeps a subset of what a
     larger one keeps (nested, as ``keep_fraction``)."""
-    for key, value in (("eta", eta), ("cold_share", cold_share), ("valid_share", valid_share)):
+    for key, value in (("eta", eta), ("cold_share", cold_share), ("cold_valid_share", valid_share)):
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if not number or not 0.0 < value <= 1.0:
             raise TransferConfigError(f"{key}={value!r}: must be a number in (0, 1]")
@@ -79,8 +79,9 @@ def cold_start_split(shared, data_seed, eta=1.0, cold_share=0.5, valid_share=0.4
     n_valid = int(round(valid_share * n_cold))
     if n_valid == 0 or n_cold - n_valid == 0:
         raise TransferConfigError(
-            f"cold_start: {len(users)} overlapping users leave no cold user to validate or test (cold_share={cold_share}, "
-            f"valid_share={valid_share}); a pair needs more shared users"
+            f"cold_start: {len(users)} overlapping users, cold_share={cold_share} and cold_valid_share={valid_share} give "
+            f"{n_valid} validation and {n_cold - n_valid} test users; both need at least one (cold_valid_share must "
+            "leave test users; a small pair needs a larger cold_share)"
         )
     cold, warm = users[:n_cold], users[n_cold:]
     n_keep = int(round(eta * len(warm)))

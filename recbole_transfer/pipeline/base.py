@@ -64,11 +64,10 @@ class Runner(abc.ABC):
     scenario_without_target = True
 
     def evaluate_checkpoint(self, model_file, config_dict=None):
-        """``--evaluate``: test a checkpoint this runner wrote, as stored; (config, {metric: value}). By default a
-        checkpoint of one domain (:func:`recbole_transfer.pipeline.runner.evaluate_checkpoint`)."""
-        from .runner import evaluate_checkpoint
-
-        return evaluate_checkpoint(model_file, config_dict)
+        """``--evaluate``: test a checkpoint this runner wrote, as stored; (config, {metric: value}), or None when the
+        runner has no evaluation of its own (the CLI then tests it as one domain's model:
+        :func:`recbole_transfer.pipeline.runner.evaluate_checkpoint`)."""
+        return None
 
     def default_output(self, request):
         """Where a scenario writes its rows and tables when no --output is given (None: nowhere)."""

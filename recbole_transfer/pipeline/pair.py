@@ -92,7 +92,8 @@ class DomainPair:
             data.train_data.generator.manual_seed(int(seed))
 
     def feed(self, kind, config):
-        """The training data of a stage (see :class:`~recbole_transfer.pipeline.stages.Stage`)."""
+        """The training data of a stage (see :class:`~recbole_transfer.pipeline.stages.Stage`); None when the pair has
+        none (e.g. no overlapping user keeps target interactions)."""
         if kind == "target":
             return self.target.train_data
         if kind == "source":
@@ -102,11 +103,13 @@ class DomainPair:
         users = dataset.inter_feat[dataset.uid_field]
         with_source = self.links.target_to_source[users] > 0
         if kind == "overlap":
+            if not bool(with_source.any()):
+                return None
             subset = dataset.copy(dataset.inter_feat[with_source])
             return get_dataloader(config, "train")(config, subset, train._sampler, shuffle=True)
         if kind == "users":
             both = torch.unique(users[with_source])
-            return UserBatches(both, config["train_batch_size"], dataset, config["seed"])
+            return UserBatches(both, config["train_batch_size"], dataset, config["seed"]) if len(both) else None
         raise ValueError(f"unknown stage data {kind!r}")
 
     def valid(self, kind):
@@ -209,11 +212,36 @@ def build_pair(source_config, target_config):
                                         f"{', '.join(ds.inter_feat.columns)}); load it (load_col) or set LABEL_FIELD")
     source = _domain(source_config, source_ds, "source")
     target = _domain(target_config, target_ds, "target", parts)
+    _check_no_shared_rows(source, target, link)
     links = _links(source, target, found, link, int(target_config["history_len"]))
     pair = DomainPair(source, target, found, split, protocol, links)
     for line in pair.summary():
         logger.info("pair: %s", line)
     return pair
+
+
+def _check_no_shared_rows(source, target, link):
+    """Refuse a pair whose target evaluation rows (user, item; raw tokens) are training rows of the source: the
+    models would train on what they are tested on (e.g. a domain paired with itself, or with a superset)."""
+    def pairs(data, rows, mapping=None):
+        ds = data.dataset
+        feat = ds.inter_feat
+        users = ds.id2token(ds.uid_field, feat[ds.uid_field][rows].numpy())
+        items = ds.id2token(ds.iid_field, feat[ds.iid_field][rows].numpy())
+        if mapping:
+            users = [mapping.get(str(u), str(u)) for u in users]
+        return {f"{u}\x00{i}" for u, i in zip(users, items)}
+
+    trained = pairs(source, source.protocol.rows["train"], link)
+    for phase in ("valid", "test"):
+        shared = len(trained & pairs(target, target.protocol.rows[phase]))
+        if shared:
+            raise TransferDataError(
+                f"source {source.dataset.dataset_name!r} and target {target.dataset.dataset_name!r}: {shared} of the "
+                f"target's {phase} interactions (user, item) are training interactions of the source, so the models "
+                "would train on what they are scored on; pair two domains whose items differ (items are matched by raw "
+                "token: give the domains distinct item ids if their catalogues only share id numbers)"
+            )
 
 
 def _links(source, target, found, link, history_len):

@@ -86,8 +86,11 @@ def train_stages(model, config, pair, verbose=False, on_epoch=None):
     try:
         for index, (name, epochs) in enumerate(schedule):
             spec = model.stages[name]
-            skipped = model.skips(name) if hasattr(model, "skips") else None
-            if skipped:  # e.g. a stage that no evaluated score depends on: its validation could never stop it
+            skipped = model.skips(name) if hasattr(model, "skips") else None  # e.g. no evaluated score depends on it
+            train = None if skipped else pair.feed(spec.train, config)
+            if not skipped and (train is None or len(train) == 0):
+                skipped = f"no training data ({spec.train}) in this pair and protocol"
+            if skipped:
                 logger.info("==== stage %s (%d/%d): skipped: %s ====", name, index + 1, len(schedule), skipped)
                 report.append({"stage": name, "trains": ", ".join(spec.modules), "trainable": 0, "data": spec.train,
                                "valid": "-", "epochs": 0, "max_epochs": epochs, "best_valid": {}, "seconds": 0.0,
@@ -108,7 +111,8 @@ def train_stages(model, config, pair, verbose=False, on_epoch=None):
                 if on_epoch is not None:
                     on_epoch(epoch_idx + 1, name, trainer)
 
-            best_score, best_result = trainer.fit(pair.feed(spec.train, config), valid, saved=True, verbose=verbose,
+            trainer.extra_state["fingerprint"] = pair.fingerprint()  # what --evaluate must rebuild to test it
+            best_score, best_result = trainer.fit(train, valid, saved=True, verbose=verbose,
                                                   show_progress=config["show_progress"], callback_fn=record)
             if valid is not None:
                 trainer.load_best()

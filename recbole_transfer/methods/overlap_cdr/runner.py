@@ -76,15 +76,49 @@ def pair_configs(model, source, target, config_files, config_dict):
 def check_eval_domains(config):
     domains = listish(config["eval_domains"]) or []
     bad = [d for d in domains if d not in DOMAINS]
-    if bad or not domains:
-        raise TransferConfigError(f"eval_domains={config['eval_domains']!r}: a non-empty list of {', '.join(DOMAINS)}")
+    if bad or "target" not in domains:
+        raise TransferConfigError(f"eval_domains={config['eval_domains']!r}: a list of {', '.join(DOMAINS)} that holds "
+                                  "target (the models are selected and tested on the target): [target] or [source, target]")
     return domains
+
+
+# the family's keys: (kind, allowed) -- kind int / float with a lowest value, or the allowed strings
+FAMILY_KEYS = {
+    "embedding_size": (int, 1), "alpha": ("unit", None), "reg_weight": (float, 0.0), "mapper_hidden": ("int or None", 1),
+    "meta_hidden": ("int or None", 1), "mean_shrinkage": (float, 0.0), "offset_shrinkage": (float, 0.0),
+    "mapper": ("choice", ("linear", "mlp")), "map_users": ("choice", ("cold", "overlap")),
+    "rating_mean": ("choice", ("global", "item", "item_offset")),
+}
+
+
+def check_keys(config):
+    """The family's keys, typed, before any data is read (a bad value fails in seconds, not after a stage)."""
+    for key, (kind, allowed) in FAMILY_KEYS.items():
+        value = config[key]
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if kind == "choice":
+            ok = value in allowed
+            want = f"one of {', '.join(allowed)}"
+        elif kind == "unit":
+            ok, want = number and 0.0 <= value <= 1.0, "a number in [0, 1]"
+        elif kind == "int or None":
+            ok = value is None or (number and float(value).is_integer() and value >= allowed)
+            want = f"None or an integer >= {allowed}"
+        elif kind is int:
+            ok, want = number and float(value).is_integer() and value >= allowed, f"an integer >= {allowed}"
+        else:
+            ok, want = number and value >= allowed, f"a number >= {allowed:g}"
+        if value is None:
+            continue  # not a key of this model (e.g. alpha outside CMF) or its documented None
+        if not ok:
+            raise TransferConfigError(f"{key}={value!r}: must be {want}")
 
 
 def check_run(model, config):
     """Every key of a run that can be checked before data is read."""
     check_protocol(config)
     check_eval_domains(config)
+    check_keys(config)
     cls = get_model(model)
     if config["task"] not in cls.tasks:
         raise TransferConfigError(f"task={config['task']!r}: {model} supports {', '.join(cls.tasks)}")
@@ -303,8 +337,9 @@ class PairRunner(Runner):
         """No plot: the tables carry the paired intervals."""
 
     def evaluate_checkpoint(self, model_file, config_dict=None):
-        """``--evaluate``: rebuild the checkpoint's pair (its keys, its data seed: the same protocol), load the weights
-        (every stage's: a stage checkpoint holds the whole model) and test the target."""
+        """``--evaluate``: rebuild the checkpoint's pair from its keys, refuse it unless its fingerprint is the one the
+        checkpoint was trained on (overrides that change the data, e.g. another data_seed, are errors), load the
+        weights (a stage checkpoint holds the whole model) and test the target."""
         checkpoint = load_checkpoint(model_file)
         keys = {**checkpoint["config"], **dict(config_dict or {})}
         model, target = keys.pop("model"), keys.pop("dataset")
@@ -315,6 +350,13 @@ class PairRunner(Runner):
         source_config = domain_config(model, source, [], keys, key="source")
         check_run(model, target_config)
         pair = build_pair(source_config, target_config)
+        stored = checkpoint.get("fingerprint")
+        if stored and stored != pair.fingerprint():
+            raise TransferConfigError(
+                f"--evaluate: {model_file!r} was trained and validated on pair data {stored}, but these keys give "
+                f"{pair.fingerprint()} (another data_seed, protocol, eta or split): its test users may be users it "
+                "trained on. Evaluate it with its own keys (drop the overrides that change the data)"
+            )
         instance = build(model, target_config, pair)
         load_model_state(instance, checkpoint)
         if hasattr(instance, "enter_stage"):
@@ -336,6 +378,11 @@ class PairRunner(Runner):
         if not schedule or pair.valid(get_model(state["model"]).stages[schedule[-1][0]].valid) is None:
             raise TransferConfigError(f"--tune: {state['model']}'s last stage must be validated (a trained model, "
                                       "validated on the target)")
+        probe = build(state["model"], config, pair)
+        skipped = probe.skips(schedule[-1][0]) if hasattr(probe, "skips") else None
+        if skipped:  # its trials would report nothing
+            raise TransferConfigError(f"--tune: {state['model']}'s last stage ({schedule[-1][0]}) would be skipped here: "
+                                      f"{skipped}; search it under --protocol=cold_start (or --map_users=overlap)")
         return SearchTarget(config, pair.fingerprint(), len(pair.target.protocol.rows["valid"]), schedule[-1][1])
 
     def trial(self, method, setup, params, report):
