@@ -222,7 +222,8 @@ def main(argv=None):
             return _overlap_cli(args, config_files, config_dict)
         model = resolve_model(args.model, config_files, config_dict)
         method = registry.method_of(model)
-        files = ([method.scenario] if method.scenario else []) + config_files  # the method's scenario, then yours
+        scenario = method.scenario_of(model)
+        files = ([scenario] if scenario else []) + config_files  # the model's (method's) scenario, then yours
         targets = _listish(config_dict.pop("targets", None)) or _listish(args.target)
         request = Request(model, args.source, targets, files, config_dict)
         if args.tune or args.resume:

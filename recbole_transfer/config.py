@@ -130,7 +130,8 @@ def _key_files(method):
     """A method's config files: its keys and its models' defaults (not its scenario or search space)."""
     others = {"keys", "scenario", "space"}  # a scenario holds run keys, a search space is not a config file
     files = glob.glob(os.path.join(method.folder, "*.yaml")) if method.folder else []
-    models = list(method.models) + [n for n in (os.path.basename(p)[:-5] for p in files) if n not in others]
+    models = list(method.models) + [n for n in (os.path.basename(p)[:-5] for p in files)
+                                    if n not in others and not n.startswith("scenario.")]
     return [p for p in [method.keys_file] + [method.model_file(m) for m in models] if p]
 
 

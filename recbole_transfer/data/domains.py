@@ -15,6 +15,7 @@ A derived domain is declared under the ``domains`` key, by name::
         label: {field: age, bins: [18, 25, 35, 45, 50, 56]}   # one interaction per user: (user, her label)
         user_holdout: {valid: 0.1, test: 0.2, stratify: true, label_fraction: 1.0}  # users split 3 ways
         context: [hour, weekday, age_bucket, decade]   # derived context fields (token fields), see below
+        kg_text: true                          # a review:token_seq field from the base's knowledge graph, see below
 
 Match modes: ``exact`` (the value, or for a token sequence any token, equals one of ``values``; default),
 ``first`` (the first token of a token sequence), ``any`` (any token), ``prefix`` (starts with one of
@@ -31,6 +32,12 @@ across domains (:func:`recbole_transfer.data.context.align_tokens`); RecBole's o
 Each derived domain is written once, as atomic files ``<domain_cache_dir>/<name>/<name>.{inter,item,user}``
 with a ``spec.json`` of its resolved spec; it is rebuilt only when the spec changes. Building is
 deterministic (stable hashes, seeded sampling, sorted output).
+
+``kg_text: true`` gives every interaction a ``review:token_seq`` field made from the base's knowledge graph
+(``<base>.link``: item -> entity, ``<base>.kg``: head / relation / tail triples): the tail entities of the item's
+``film.film.*`` triples (actors, genres, directors, writers, language, ...), sorted, then the token ``r<rating>``.
+Documents built from it (:mod:`recbole_transfer.pipeline.documents`) are item CONTENT with the user's ratings,
+not text users wrote.
 
 ``label`` turns a domain into a user-profile task: each kept user becomes one interaction whose "item" is
 her label token (a field of the ``.user`` file; ``bins`` buckets a numeric field into ``<18``, ``18-24``,
@@ -62,7 +69,7 @@ logger = logging.getLogger(__name__)
 
 SPEC_KEYS = {
     "base", "items", "users", "time", "user_split", "prefix_ids", "keep_fraction", "config", "label",
-    "user_holdout", "context",
+    "user_holdout", "context", "kg_text",
 }
 # derived context field -> (the atomic file it goes to, the base field it is computed from)
 CONTEXT_FIELDS = {"hour": ("inter", "timestamp"), "weekday": ("inter", "timestamp"),
@@ -183,6 +190,7 @@ def validate_spec(name, spec):
         "label": label,
         "user_holdout": holdout,
         "context": list(context),
+        "kg_text": bool(spec.get("kg_text", False)),
     }
 
 
@@ -278,6 +286,8 @@ def _derive(name, spec, data_path):
             out[suffix] = table[table[tfields[id_field]].isin(ids)].sort_values(tfields[id_field], kind="stable")
     if spec["context"]:
         _add_context(name, spec["context"], out)
+    if spec["kg_text"]:
+        out["inter"] = _add_kg_text(name, folder, base, out["inter"])
     if spec["label"] is not None:
         out = {"inter": _label_interactions(name, spec["label"], inter[ifields[uid]].unique(), tables)}
     if spec["prefix_ids"]:
@@ -287,6 +297,22 @@ def _derive(name, spec, data_path):
                 if id_field in fields:
                     frame[fields[id_field]] = f"{name}:" + frame[fields[id_field]]
     return out
+
+
+def _add_kg_text(name, folder, base, inter):
+    """The ``review:token_seq`` field of ``kg_text`` (see the module docstring)."""
+    paths = [os.path.join(folder, f"{base}.{suffix}") for suffix in ("link", "kg")]
+    if not all(os.path.isfile(p) for p in paths):
+        raise TransferDataError(f"domains.{name}.kg_text: dataset {base!r} has no .link and .kg files")
+    link, lfields = _read_atomic(paths[0])
+    kg, kfields = _read_atomic(paths[1])
+    film = kg[kg[kfields["relation_id"]].str.startswith("film.film.")]
+    tails = film.groupby(kfields["head_id"])[kfields["tail_id"]].apply(lambda t: " ".join(sorted(t)))
+    entity = dict(zip(link[lfields["item_id"]], link[lfields["entity_id"]]))
+    ifields = _fields(inter)
+    content = inter[ifields["item_id"]].map(lambda item: tails.get(entity.get(item), ""))
+    rating = inter[ifields["rating"]].astype(float).map(lambda r: f"r{int(round(r))}") if "rating" in ifields else ""
+    return inter.assign(**{"review:token_seq": (content + " " + rating).str.strip()})
 
 
 def _add_context(name, fields, out):

@@ -29,6 +29,7 @@ from ..data import Protocol, check_enough_items, data_seed_of
 from ..data.pairs import cold_start_split, overlap
 from ..errors import TransferConfigError, TransferDataError
 from ..utils import set_threads, stable_hash
+from .documents import build_documents
 from .two_stage import DomainData
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class PairLinks:
     n_source_items: int
     target_mean: float  # mean training label (rating task), else 0
     source_mean: float
+    documents: object = None  # pipeline.documents.Documents, built on demand (DomainPair.documents)
 
 
 class UserBatches:
@@ -84,6 +86,13 @@ class DomainPair:
         if not hasattr(self, "_fingerprint"):
             self._fingerprint = stable_hash([self.source.fingerprint(), self.target.fingerprint(), self.protocol])[:16]
         return self._fingerprint
+
+    def documents(self, doc_field, max_len):
+        """The pair's :class:`~recbole_transfer.pipeline.documents.Documents` (built once, from training rows)."""
+        docs = self.links.documents
+        if docs is None or (docs.doc_field, docs.max_len) != (doc_field, max_len):
+            self.links.documents = docs = build_documents(self, doc_field, max_len)
+        return docs
 
     def reset(self, seed):
         """Rewind the training dataloaders' shuffling to ``seed`` (RecBole seeds a loader's generator once, when it is

@@ -4,12 +4,13 @@
 import os
 
 from ...registry import Method, register
+from .catn import CATN
 from .model import CMF, EMCDR, PTUPCDR, RatingMean, TargetMF, TargetPop
 from .runner import ARMS, PairRunner
 
 METHOD = register(Method(
     name="overlap_cdr", models={"CMF": CMF, "EMCDR": EMCDR, "PTUPCDR": PTUPCDR, "TargetMF": TargetMF, "RatingMean": RatingMean,
-            "TargetPop": TargetPop},
+            "TargetPop": TargetPop, "CATN": CATN},
     runner=PairRunner(), folder=os.path.dirname(os.path.abspath(__file__)), arms=list(ARMS), baseline="TargetMF",
     data_keys=frozenset({"protocol", "eta", "cold_share", "cold_valid_share", "overlap_link", "task", "eval_domains"}),
     description="users in both domains: CMF, EMCDR, PTUPCDR (warm and cold-start protocols, ranking and rating)",

@@ -64,7 +64,7 @@ class PairModel(GeneralRecommender):
         if self.task not in self.tasks:
             raise TransferConfigError(f"task={self.task!r}: {type(self).__name__} supports {', '.join(self.tasks)}")
         self.LABEL = config["LABEL_FIELD"]
-        self.k = int(config["embedding_size"])
+        self.k = None if config["embedding_size"] is None else int(config["embedding_size"])  # None: no embedding tables
         self.reg_weight = float(config["reg_weight"] or 0.0)
         self.reg_loss = EmbLoss()
         self.links = links

@@ -70,6 +70,11 @@ def pair_configs(model, source, target, config_files, config_dict):
     if not source:
         raise TransferConfigError("source: no source domain given (--source=<name> or a 'source:' key)")
     source_config = domain_config(model, source, files, config_dict, key="source")
+    field = target_config["doc_field"]
+    columns = list((target_config["load_col"] or {}).get("inter") or [])
+    if field and columns and field not in columns:  # the documents' field is loaded with the interactions
+        config_dict = {**config_dict, "load_col": {**target_config["load_col"], "inter": columns + [field]}}
+        return pair_configs(model, source, target, config_files, config_dict)
     return source_config, target_config
 
 
@@ -132,6 +137,8 @@ def build(model, config, pair):
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     dataset = pair.target.train_data._dataset
+    if config["doc_field"]:  # a model that reads documents: the pair builds them once, from its training rows
+        pair.documents(config["doc_field"], config["max_doc_len"])
     instance = cls(config, dataset, pair.links)
     return instance.to(config["device"])
 
@@ -315,12 +322,14 @@ class PairRunner(Runner):
         rows, total, start = [], len(seeds or [probe["seed"]]) * len(settings) * len(arms), time.time()
         for seed in seeds or [probe["seed"]]:
             for protocol, eta in settings:
-                pair = None
+                built = {arm: self._configs(request, configs[(protocol, eta, arm)]["model"],
+                                            {**configs[(protocol, eta, arm)], "seed": seed}) for arm in arms}
+                # one pair per (seed, setting): every arm trains and is scored on it; built with the config of an arm
+                # that reads documents, if one does (their field is then loaded too; the rows are the same)
+                pair = build_pair(*next((c for c in built.values() if c[1]["doc_field"]), built[arms[0]]))
                 for arm in arms:
                     keys = {**configs[(protocol, eta, arm)], "seed": seed}
-                    source_config, target_config = self._configs(request, keys["model"], keys)
-                    if pair is None:  # one pair per (seed, setting): every arm trains and is scored on it
-                        pair = build_pair(source_config, target_config)
+                    source_config, target_config = built[arm]
                     row, _ = run_one(keys["model"], pair, target_config, verbose=verbose)
                     row.update(arm=arm, target=setting_label(row), model=request.model, trained=keys["model"])
                     rows.append(row)

@@ -1,0 +1,173 @@
+r"""CATN (Zhao et al., SIGIR 2020, seed 002 part 2): cross-domain rating prediction for cold-start users by aspect
+transfer over review documents.
+
+Documents come from the pair (:mod:`recbole_transfer.pipeline.documents`, ``doc_field``): a user's and an item's
+text in each domain, from training interactions only. For a document of length l:
+
+1. text convolution: word vectors (``word_dim``) -> ``conv_filters`` filters of width ``conv_window`` (same
+   padding), ReLU: c_j;
+2. M aspect gates (``aspects``): g_{m,j} = (W_m c_j + b_m) * sigma(W^g_m c_j + b^g_m) in R^k (``aspect_dim``);
+3. aspect attention with a query per aspect AND domain: beta_{m,j} = softmax_j(g_{m,j} . v_{m,domain}),
+   a_m = sum_j beta_{m,j} g_{m,j}; padding is masked (the public code does not mask it);
+4. auxiliary reviews (user side): the user's auxiliary document (other users' reviews of her items with her
+   rating) through a second convolution (width ``conv_window``, filters -> filters, ReLU) after the first, the same
+   gates and attention -> a'_m; gate = sigma(W1[(a - a') ; (a * a')] + b1), a <- tanh(W2[a ; gate * a'] + b2);
+5. S = LeakyReLU(V_user_domain^T X V_item_domain) (the global aspect correlation, M x M) and
+   S_ui = A_u^T X A_i; the rating is mean(S * S_ui) + b_u + b_i, with b_i initialised to the item's mean
+   training rating.
+
+Two learning flows share X: S->T predicts a TARGET rating from the user's SOURCE document (and the item's target
+document), with X; T->S predicts a SOURCE rating from the user's TARGET document, with X^T. Each training step
+adds the loss of a target batch (S->T) and of a source batch (T->S) (the paper alternates mini-batches); the
+evaluation is S->T. A user with no source document has zero aspect vectors: she is scored by the biases alone.
+Loss: MSE (L2 through ``weight_decay``); early stopping on validation RMSE.
+
+Deviations: one convolution and gate set per side (users, items) shared by both domains; the auxiliary branch
+uses the auxiliary document of the user's domain in the flow (the source's for S->T); word vectors are trained
+from random initialisation.
+"""
+
+import torch
+import torch.nn.functional as F
+from recbole.model.init import xavier_normal_initialization
+from torch import nn
+
+from ...errors import TransferConfigError
+from ...pipeline.stages import Stage
+from .model import PairModel
+
+
+class AspectEncoder(nn.Module):
+    """Convolution, M aspect gates and the attention with one query per aspect and domain."""
+
+    def __init__(self, word_dim, filters, window, aspects, dim, second_conv=False):
+        super().__init__()
+        self.conv = nn.Conv1d(word_dim, filters, window, padding=window // 2)
+        self.conv2 = nn.Conv1d(filters, filters, window, padding=window // 2) if second_conv else None
+        self.proj = nn.Linear(filters, aspects * dim)
+        self.gate = nn.Linear(filters, aspects * dim)
+        self.aspects, self.dim = aspects, dim
+
+    def forward(self, words, mask, queries):
+        """words [B, L, d], mask [B, L] (True: a word), queries [M, k] -> aspects [B, M, k] (0 for an empty doc)."""
+        c = F.relu(self.conv(words.transpose(1, 2)))
+        if self.conv2 is not None:
+            c = F.relu(self.conv2(c))
+        c = c.transpose(1, 2)  # [B, L, filters]
+        b, length = c.shape[:2]
+        g = (self.proj(c) * torch.sigmoid(self.gate(c))).view(b, length, self.aspects, self.dim)
+        logits = torch.einsum("blmk,mk->bml", g, queries)
+        logits = logits.masked_fill(~mask.unsqueeze(1), float("-inf"))
+        empty = ~mask.any(-1)
+        weights = torch.softmax(logits.masked_fill(empty.view(-1, 1, 1), 0.0), dim=-1)
+        out = torch.einsum("bml,blmk->bmk", weights, g)
+        return out.masked_fill(empty.view(-1, 1, 1), 0.0)
+
+
+class CATN(PairModel):
+    """See the module docstring."""
+
+    tasks = ("rating",)
+    stages = {"joint": Stage("target", "target", ("words", "user_encoder", "aux_encoder", "item_encoder", "queries", "X",
+                                                  "fuse_gate", "fuse_out", "user_bias", "item_bias", "source_user_bias",
+                                                  "source_item_bias"),
+                             "both flows: a target batch (S->T) and a source batch (T->S) per step, one shared X")}
+
+    def __init__(self, config, dataset, links):
+        super().__init__(config, dataset, links)
+        docs = links.documents
+        if docs is None:
+            raise TransferConfigError("CATN reads documents: set doc_field to the token_seq field of the reviews "
+                                      "(e.g. doc_field: review)")
+        m, k = int(config["aspects"]), int(config["aspect_dim"])
+        d, filters, window = int(config["word_dim"]), int(config["conv_filters"]), int(config["conv_window"])
+        for key, value in (("aspects", m), ("aspect_dim", k), ("word_dim", d), ("conv_filters", filters),
+                           ("conv_window", window)):
+            if value < 1:
+                raise TransferConfigError(f"{key}={value}: must be an integer >= 1")
+        self.m, self.k = m, k
+        for name in ("user_docs", "item_docs", "aux_docs"):
+            for domain, tensor in getattr(docs, name).items():
+                self.register_buffer(f"{name}_{domain}", tensor, persistent=False)
+        self.words = nn.Embedding(len(docs.vocab), d, padding_idx=0)
+        self.user_encoder = AspectEncoder(d, filters, window, m, k)
+        self.aux_encoder = AspectEncoder(d, filters, window, m, k, second_conv=True)
+        self.item_encoder = AspectEncoder(d, filters, window, m, k)
+        self.queries = nn.Parameter(torch.empty(2, m, k))  # [source, target] x aspect query vectors
+        self.X = nn.Parameter(torch.empty(k, k))
+        self.fuse_gate = nn.Linear(2 * k, k)
+        self.fuse_out = nn.Linear(2 * k, k)
+        self.dropout = nn.Dropout(float(config["dropout_prob"]))
+        self.user_bias = nn.Embedding(self.n_users, 1)
+        self.item_bias = nn.Embedding(self.n_items, 1)
+        self.source_user_bias = nn.Embedding(self.n_source_users, 1)
+        self.source_item_bias = nn.Embedding(self.n_source_items, 1)
+        self.apply(xavier_normal_initialization)
+        nn.init.xavier_normal_(self.queries)
+        nn.init.xavier_normal_(self.X)
+        with torch.no_grad():
+            for table in (self.user_bias, self.source_user_bias):
+                table.weight.zero_()
+            self.item_bias.weight.copy_(self._item_means(dataset.inter_feat[self.ITEM_ID], dataset.inter_feat[self.LABEL],
+                                                         self.n_items))
+            s_users, s_items, s_labels = links.source_rows
+            self.source_item_bias.weight.copy_(self._item_means(s_items, s_labels, self.n_source_items))
+
+    @staticmethod
+    def _item_means(items, labels, n):
+        total = torch.zeros(n).index_add_(0, items.long(), labels.float())
+        count = torch.zeros(n).index_add_(0, items.long(), torch.ones(len(items)))
+        mean = float(labels.float().mean()) if len(labels) else 0.0
+        return torch.where(count > 0, total / count.clamp(min=1), torch.full((n,), mean)).unsqueeze(-1)
+
+    # ----- the two flows -----------------------------------------------------------------------------
+    def _encode(self, encoder, docs, query):
+        mask = docs > 0
+        return encoder(self.dropout(self.words(docs)), mask, query)
+
+    def _user_aspects(self, docs, aux, query):
+        own = self._encode(self.user_encoder, docs, query)
+        extra = self._encode(self.aux_encoder, aux, query)
+        gate = torch.sigmoid(self.fuse_gate(torch.cat([own - extra, own * extra], -1)))
+        fused = torch.tanh(self.fuse_out(torch.cat([own, gate * extra], -1)))
+        return fused.masked_fill(~(docs > 0).any(-1).view(-1, 1, 1), 0.0)  # no document: no aspects
+
+    def flow(self, doc_users, items, user_domain, item_domain):
+        """Predicted ratings without biases, mean over aspect pairs of S * S_ui: users ``doc_users`` (ids in the
+        domain ``user_domain`` of their documents) and items of ``item_domain``. The flow from the source to the
+        target uses X, the other X^T. Each distinct user and item of a batch is encoded once."""
+        names = ("source", "target")
+        x = self.X if user_domain == 0 else self.X.t()
+        users_u, users_inv = torch.unique(doc_users, return_inverse=True)
+        items_u, items_inv = torch.unique(items, return_inverse=True)
+        a_u = self._user_aspects(getattr(self, f"user_docs_{names[user_domain]}")[users_u],
+                                 getattr(self, f"aux_docs_{names[user_domain]}")[users_u], self.queries[user_domain])
+        a_i = self._encode(self.item_encoder, getattr(self, f"item_docs_{names[item_domain]}")[items_u],
+                           self.queries[item_domain])
+        pair_scores = torch.einsum("bmk,kl,bnl->bmn", a_u[users_inv], x, a_i[items_inv])
+        correlation = F.leaky_relu(self.queries[user_domain] @ x @ self.queries[item_domain].t())
+        return (pair_scores * correlation).mean((1, 2))
+
+    def rate_target(self, users, items):
+        """S->T: a target rating from the user's SOURCE document (0 aspects without one) plus the biases."""
+        value = self.flow(self.target_to_source[users], items, 0, 1)
+        return value + self.user_bias(users).squeeze(-1) + self.item_bias(items).squeeze(-1)
+
+    def rate_source(self, source_users, items):
+        """T->S: a source rating from the user's TARGET document plus the source biases."""
+        value = self.flow(self.source_to_target[source_users], items, 1, 0)
+        return value + self.source_user_bias(source_users).squeeze(-1) + self.source_item_bias(items).squeeze(-1)
+
+    def calculate_loss(self, interaction):
+        target = F.mse_loss(self.rate_target(interaction[self.USER_ID], interaction[self.ITEM_ID]),
+                            interaction[self.LABEL].float())
+        source = next(self.feeds["source"]).to(self.device)
+        return target + F.mse_loss(self.rate_source(source[self.USER_ID], source[self.ITEM_ID]), source[self.LABEL].float())
+
+    def predict(self, interaction):
+        if self.domain == "source":
+            return self.rate_source(interaction[self.USER_ID], interaction[self.ITEM_ID])
+        return self.rate_target(interaction[self.USER_ID], interaction[self.ITEM_ID])
+
+    def full_sort_predict(self, interaction):
+        raise TransferConfigError("CATN predicts ratings (task: rating); it does not rank")
