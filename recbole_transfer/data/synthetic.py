@@ -167,25 +167,34 @@ def write_planted_context(folder, name, n_users=300, n_items=200, per_user=20, n
 
 
 def write_planted_aspects(folder, names=("asrc", "atgt"), n_users=300, n_items=(120, 120), per_user=(12, 8),
-                          n_aspects=4, words_per_aspect=6, review_len=24, noise=0.3, strength=0.6, seed=0,
+                          n_aspects=4, words_per_aspect=6, phrases=6, noise=0.3, strength=1.0, seed=0,
                           shuffle_source=False):
     """Write a pair of rating domains with reviews and planted aspects (a control for aspect transfer over reviews).
 
     - ``n_aspects`` latent aspects; each has ``words_per_aspect`` words of its own in each domain (``s<m>_<j>`` in
-      the source, ``t<m>_<j>`` in the target) and sentiment words (``good``, ``bad``) over filler words;
+      the source, ``t<m>_<j>`` in the target);
     - a planted correlation: source aspect m corresponds to target aspect ``pi[m]`` (a fixed permutation);
     - each user has aspect preferences p_u (normal), SHARED by both domains (the same user tokens ``u<k>``); each
       item has aspect qualities q_i (normal) in its own domain;
-    - rating = round(3 + b_i + strength * p_u . q_i / sqrt(M) (source; the target reads p_u through pi) + noise),
-      clipped to 1..5;
-    - a review samples its aspect words by softmax(p_u + q_i) (in the item's domain's words of each aspect) and
-      its sentiment words by the rating.
-    ``shuffle_source=True`` gives every source review to a random other user: the control whose transfer must
-    not help. Returns the permutation ``pi`` (source aspect -> target aspect).
+    - rating = round(3 + b_i + strength * p_u . q_i / sqrt(M) (the target reads p_u through pi) + noise), clipped
+      to 1..5;
+    - a review is ``phrases`` taste phrases (an aspect word of the domain, then ``loves`` / ``likes`` / ``minds`` /
+      ``hates`` by the user's preference for that aspect) and as many quality phrases (an aspect word, then
+      ``great`` / ``good`` / ``weak`` / ``poor`` by the item's quality), aspects drawn uniformly, phrases in random
+      order, with a filler word between phrases. A user's document tells her preferences, an item's document its
+      qualities, in words a text convolution reads.
+    ``shuffle_source=True`` gives every source review (and rating) to a random other user: the control whose
+    transfer must not help. Returns the permutation ``pi`` (source aspect -> target aspect).
     """
     rng = np.random.default_rng(seed)
     pi = rng.permutation(n_aspects)
     prefs = rng.normal(size=(n_users, n_aspects))
+    tastes, qualities = ("hates", "minds", "likes", "loves"), ("poor", "weak", "good", "great")
+    cuts = np.array([-0.67, 0.0, 0.67])  # quartiles of a standard normal
+
+    def word(table, value):
+        return table[int(np.searchsorted(cuts, value))]
+
     for d, (name, prefix) in enumerate(zip(names, ("s", "t"))):
         items = n_items[d]
         quality = rng.normal(size=(items, n_aspects))
@@ -197,12 +206,12 @@ def write_planted_aspects(folder, names=("asrc", "atgt"), n_users=300, n_items=(
             for i in rng.choice(items, size=per_user[d], replace=False):
                 score = 3 + bias[i] + strength * user_pref[u] @ quality[i] / np.sqrt(n_aspects) + rng.normal(scale=noise)
                 rating = int(np.clip(np.round(score), 1, 5))
-                weights = np.exp(user_pref[u] + quality[i])
-                aspects = rng.choice(n_aspects, size=review_len // 2, p=weights / weights.sum())
-                words = [f"{prefix}{m}_{rng.integers(words_per_aspect)}" for m in aspects]
-                words += ["good" if rating >= 4 else "bad" if rating <= 2 else "fine"] * 2
-                words += [f"w{rng.integers(50)}" for _ in range(review_len - len(words))]
-                rng.shuffle(words)
+                said = [[f"{prefix}{m}_{rng.integers(words_per_aspect)}", word(tastes, user_pref[u, m])]
+                        for m in rng.integers(n_aspects, size=phrases)]
+                said += [[f"{prefix}{m}_{rng.integers(words_per_aspect)}", word(qualities, quality[i, m])]
+                         for m in rng.integers(n_aspects, size=phrases)]
+                order = rng.permutation(len(said))
+                words = [w for k in order for w in said[k] + [f"w{rng.integers(30)}"]]
                 clock += 1
                 rows.append(f"u{owners[u]}\t{prefix}i{i}\t{rating}\t{clock}\t{' '.join(words)}")
         _write_atomic(folder, name, "inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float\treview:token_seq", rows)

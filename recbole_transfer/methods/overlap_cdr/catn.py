@@ -103,8 +103,13 @@ class CATN(PairModel):
         self.source_user_bias = nn.Embedding(self.n_source_users, 1)
         self.source_item_bias = nn.Embedding(self.n_source_items, 1)
         self.apply(xavier_normal_initialization)
-        nn.init.xavier_normal_(self.queries)
-        nn.init.xavier_normal_(self.X)
+        # Scales that keep the interaction term away from zero at the start: a product of five small factors (word
+        # vectors, gates, X, two queries) otherwise starts near 1e-5 and its gradients vanish (measured).
+        nn.init.normal_(self.words.weight, std=1.0)
+        nn.init.normal_(self.queries, std=1.0)
+        with torch.no_grad():
+            self.words.weight[0].zero_()
+            self.X.copy_(torch.eye(k) + 0.01 * torch.randn(k, k))
         with torch.no_grad():
             for table in (self.user_bias, self.source_user_bias):
                 table.weight.zero_()
