@@ -19,6 +19,7 @@ from recbole.data import create_dataset
 
 from . import registry
 from .config import TransferConfig, check_config_file, recbole_errors
+from .data.amazon import write_amazon_pair
 from .data.pairs import overlap
 from .data.periods import check_period_args, dataset_periods, format_period_table, period_table
 from .errors import TransferError
@@ -65,6 +66,15 @@ def _parser():
                    help="print the time periods of --dataset given by --periods=T [--period_by=interactions|time], then exit")
     p.add_argument("--show_overlap", action="store_true",
                    help="print the users (--overlap_field=item_id: items) that --source and --target share, then exit")
+    r = p.add_argument_group("review files (Amazon 2014 / 2018 JSON lines, optionally .gz)")
+    r.add_argument("--data", choices=["amazon"], default=None,
+                   help="amazon: build the source and target domains from --source_file and --target_file first")
+    r.add_argument("--source_file", default=None, help="the source domain's review file")
+    r.add_argument("--target_file", default=None, help="the target domain's review file")
+    r.add_argument("--min_item_reviews", type=int, default=30, help="keep items with at least this many reviews (30)")
+    r.add_argument("--min_user_reviews", type=int, default=10, help="keep users with at least this many reviews (10)")
+    r.add_argument("--review_dir", default=os.path.join("saved", "amazon"),
+                   help="where the review domains are written (default saved/amazon)")
     t = p.add_argument_group("search (Ray Tune)")
     t.add_argument("--tune", action="store_true", help="search the best configuration per target with Ray Tune")
     t.add_argument("--search_space", default=None, help="search-space YAML (default: the method's space.yaml)")
@@ -220,6 +230,10 @@ def main(argv=None):
             return _periods_cli(args, config_files, config_dict)
         if args.show_overlap:
             return _overlap_cli(args, config_files, config_dict)
+        if args.data == "amazon":
+            args.source, args.target = _amazon_cli(args, config_dict)
+        elif args.source_file or args.target_file:
+            raise TransferError("--source_file / --target_file: give --data=amazon with them")
         model = resolve_model(args.model, config_files, config_dict)
         method = registry.method_of(model)
         scenario = method.scenario_of(model)
@@ -270,6 +284,21 @@ def _checkpoint_cli(args, analysis, config_dict):
                             f"methods that do: {', '.join(m.name for m in registry.methods() if analysis in m.analyses)}")
     _print(method.analyses[analysis](config, model, valid))
     return 0
+
+
+def _amazon_cli(args, config_dict):
+    """``--data=amazon``: write the two review domains (:mod:`recbole_transfer.data.amazon`); their names."""
+    if not args.source_file or not args.target_file:
+        raise TransferError("--data=amazon: give both review files, --source_file=<path> --target_file=<path>")
+    if args.min_item_reviews < 1 or args.min_user_reviews < 1:
+        raise TransferError("--min_item_reviews / --min_user_reviews: must be >= 1")
+    names = ("amazon_source", "amazon_target")
+    counts = write_amazon_pair(args.source_file, args.target_file, args.review_dir, names, args.min_item_reviews,
+                               args.min_user_reviews)
+    for name, (users, items, reviews, dropped) in counts.items():
+        _print(f"{name}: {users} users, {items} items, {reviews} reviews ({dropped} dropped: an empty field)")
+    config_dict["data_path"] = os.path.abspath(args.review_dir)
+    return names
 
 
 def _overlap_cli(args, config_files, config_dict):

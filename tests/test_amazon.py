@@ -1,0 +1,70 @@
+"""Amazon review files (2014 Python-literal lines, 2018 JSON lines) to RecBole atomic files, through the CLI too."""
+
+import gzip
+import os
+
+import pytest
+from recbole.data import create_dataset
+
+from recbole_transfer.data.amazon import k_core, read_reviews, write_amazon_pair
+from recbole_transfer.errors import TransferDataError
+from recbole_transfer.pipeline.two_stage import domain_config
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "amazon")
+BOOKS, MOVIES = os.path.join(FIXTURES, "books_2014.json"), os.path.join(FIXTURES, "movies_2018.json")
+
+
+def test_both_formats_parse_and_empty_reviews_are_dropped():
+    books, dropped_books = read_reviews(BOOKS)
+    movies, dropped_movies = read_reviews(MOVIES)
+    assert (len(books), dropped_books, len(movies), dropped_movies) == (40, 1, 40, 1)
+    assert set(books["user"]) & set(movies["user"]) == {f"A{n:03d}" for n in range(2, 10)}
+    assert books["text"].str.match(r"^[a-z0-9' ]+$").all() and books["rating"].between(1, 5).all()
+
+
+def test_python_literal_lines_are_never_evaluated(tmp_path):
+    path = tmp_path / "evil.json"
+    path.write_text("{'reviewerID': __import__('os').getcwd(), 'asin': 'B1', 'overall': 5.0, 'reviewText': 'x'}\n")
+    with pytest.raises(TransferDataError, match="line 1: neither JSON nor a Python dict literal"):
+        read_reviews(str(path))
+
+
+def test_gzip_files_and_the_k_core_filter(tmp_path):
+    gz = tmp_path / "movies.json.gz"
+    with open(MOVIES, "rb") as src, gzip.open(gz, "wb") as dst:
+        dst.write(src.read())
+    frame, _ = read_reviews(str(gz))
+    core = k_core(frame, min_item=7, min_user=4)
+    assert (core["item"].value_counts() >= 7).all() and (core["user"].value_counts() >= 4).all()
+    assert len(core) < len(frame)
+
+
+def test_written_domains_round_trip_through_recbole(tmp_path):
+    counts = write_amazon_pair(BOOKS, MOVIES, str(tmp_path), ("books", "movies"), min_item_reviews=2, min_user_reviews=2)
+    assert counts == {"books": (10, 6, 40, 1), "movies": (10, 6, 40, 1)}
+    config = domain_config("BPR", "movies", None, {"data_path": str(tmp_path), "show_progress": False,
+                                                   "load_col": {"inter": ["user_id", "item_id", "rating", "review"]}})
+    dataset = create_dataset(config)
+    assert dataset.inter_num == 40 and "review" in dataset.field2id_token
+    first = read_reviews(MOVIES)[0].sort_values(["user", "timestamp", "item"], kind="stable").iloc[0]
+    tokens = dataset.field2id_token["review"]
+    ids = list(dataset.inter_feat["review"].iloc[0])  # the file's first row, as RecBole loaded it
+    assert " ".join(tokens[i] for i in ids if i) == first["text"]
+    assert dataset.id2token("user_id", int(dataset.inter_feat["user_id"].iloc[0])) == first["user"]
+    with pytest.raises(TransferDataError, match="no review is left after the filters"):
+        write_amazon_pair(BOOKS, MOVIES, str(tmp_path / "x"), min_item_reviews=100, min_user_reviews=1)
+
+
+def test_cli_runs_catn_on_review_files_and_refuses_bad_input(run_cli, tmp_path):
+    common = ["--model=CATN", "--data=amazon", "--min_item_reviews=2", "--min_user_reviews=2", "--epochs=1", "--word_dim=8",
+              f"--review_dir={tmp_path / 'reviews'}", f"--protocol_dir={tmp_path / 'p'}"]
+    code, out, err = run_cli(common + [f"--source_file={BOOKS}", f"--target_file={MOVIES}"], cwd=tmp_path)
+    assert code == 0, err[-800:]
+    assert "amazon_target: 10 users, 6 items, 40 reviews (1 dropped: an empty field)" in out
+    assert "users in both 8" in out and "CATN on amazon_target (cold_start eta=1, task rating), test: rmse" in out
+    bad = os.path.join(FIXTURES, "not_reviews.txt")
+    for args, message in (([f"--source_file={bad}", f"--target_file={MOVIES}"], "neither JSON nor a Python dict literal"),
+                          ([f"--source_file={BOOKS}"], "give both review files"),
+                          ([f"--source_file={BOOKS}", f"--target_file={tmp_path / 'none.json'}"], "not found")):
+        code, _out, err = run_cli(common + args, cwd=tmp_path)
+        assert code == 2 and message in err, (args, err[-400:])
