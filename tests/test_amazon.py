@@ -62,6 +62,9 @@ def test_cli_runs_catn_on_review_files_and_refuses_bad_input(run_cli, tmp_path):
     assert code == 0, err[-800:]
     assert "amazon_target: 10 users, 6 items, 40 reviews (1 dropped: an empty field)" in out
     assert "users in both 8" in out and "CATN on amazon_target (cold_start eta=1, task rating), test: rmse" in out
+    assert "| aspect | source | target |" in out and "G (source aspect x target aspect)" in out  # the aspect report
+    png = out.split("heatmap of G: ")[1].split()[0]
+    assert os.path.isfile(png) and open(png, "rb").read(4) == b"\x89PNG"
     bad = os.path.join(FIXTURES, "not_reviews.txt")
     for args, message in (([f"--source_file={bad}", f"--target_file={MOVIES}"], "neither JSON nor a Python dict literal"),
                           ([f"--source_file={BOOKS}"], "give both review files"),

@@ -48,8 +48,9 @@ class AspectEncoder(nn.Module):
         self.gate = nn.Linear(filters, aspects * dim)
         self.aspects, self.dim = aspects, dim
 
-    def forward(self, words, mask, queries):
-        """words [B, L, d], mask [B, L] (True: a word), queries [M, k] -> aspects [B, M, k] (0 for an empty doc)."""
+    def forward(self, words, mask, queries, weights_out=None):
+        """words [B, L, d], mask [B, L] (True: a word), queries [M, k] -> aspects [B, M, k] (0 for an empty doc).
+        ``weights_out``: a list that receives the attention weights [B, M, L]."""
         c = F.relu(self.conv(words.transpose(1, 2)))
         if self.conv2 is not None:
             c = F.relu(self.conv2(c))
@@ -60,6 +61,8 @@ class AspectEncoder(nn.Module):
         logits = logits.masked_fill(~mask.unsqueeze(1), float("-inf"))
         empty = ~mask.any(-1)
         weights = torch.softmax(logits.masked_fill(empty.view(-1, 1, 1), 0.0), dim=-1)
+        if weights_out is not None:
+            weights_out.append(weights.masked_fill(empty.view(-1, 1, 1), 0.0))
         out = torch.einsum("bml,blmk->bmk", weights, g)
         return out.masked_fill(empty.view(-1, 1, 1), 0.0)
 
@@ -162,6 +165,59 @@ class CATN(PairModel):
         """T->S: a source rating from the user's TARGET document plus the source biases."""
         value = self.flow(self.source_to_target[source_users], items, 1, 0)
         return value + self.source_user_bias(source_users).squeeze(-1) + self.source_item_bias(items).squeeze(-1)
+
+    # ----- what it learned ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def correlation(self):
+        """G, the global aspect correlation of the S->T flow: LeakyReLU(V_S X V_T^T), [M, M]."""
+        return F.leaky_relu(self.queries[0] @ self.X @ self.queries[1].t())
+
+    @torch.no_grad()
+    def aspect_words(self, vocab, domain="source", top=8, batch=256):
+        """Per aspect, the ``top`` words with the most attention mass over the users' documents of ``domain``."""
+        docs = getattr(self, f"user_docs_{domain}")
+        query = self.queries[0 if domain == "source" else 1]
+        mass = torch.zeros(self.m, len(vocab))
+        for start in range(0, len(docs), batch):
+            part, weights = docs[start:start + batch], []
+            self.user_encoder(self.words(part), part > 0, query, weights_out=weights)
+            for m in range(self.m):
+                mass[m].index_add_(0, part.reshape(-1), weights[0][:, m].reshape(-1))
+        mass[:, 0] = 0.0
+        return [[vocab[i] for i in mass[m].topk(min(top, len(vocab) - 1)).indices.tolist()] for m in range(self.m)]
+
+    def report(self, vocab, path=None):
+        """The aspect report (top words per aspect, source and target) and G; ``path``: a heatmap PNG of G."""
+        from ...report import markdown
+
+        was = self.training
+        self.eval()
+        rows = [[m, " ".join(s), " ".join(t)] for m, (s, t) in enumerate(zip(self.aspect_words(vocab, "source"),
+                                                                                self.aspect_words(vocab, "target")))]
+        g = self.correlation().numpy()
+        self.train(was)
+        text = ("Aspects: the words with the most attention in users' documents\n\n"
+                + markdown(["aspect", "source", "target"], rows)
+                + "\n\nG (source aspect x target aspect)\n\n"
+                + markdown(["S \\ T"] + [str(n) for n in range(self.m)],
+                           [[m] + [f"{v:+.3f}" for v in g[m]] for m in range(self.m)]))
+        if path:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+
+            fig, ax = plt.subplots(figsize=(1.2 + 0.6 * self.m, 1 + 0.6 * self.m))
+            image = ax.imshow(g, cmap="RdBu_r")
+            ax.set_xlabel("target aspect")
+            ax.set_ylabel("source aspect")
+            ax.set_title("CATN: global aspect correlation G")
+            fig.colorbar(image, ax=ax)
+            fig.tight_layout()
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+            text += f"\n\nheatmap of G: {path}"
+        return text
 
     def calculate_loss(self, interaction):
         target = F.mse_loss(self.rate_target(interaction[self.USER_ID], interaction[self.ITEM_ID]),

@@ -291,9 +291,12 @@ class PairRunner(Runner):
         source_config, target_config = self._configs(request, request.model)
         check_run(request.model, target_config)
         pair = build_pair(source_config, target_config)
-        row, _ = run_one(request.model, pair, target_config, verbose=True)
+        row, instance = run_one(request.model, pair, target_config, verbose=True)
         row.update(arm=request.model, target=setting_label(row))
-        return row, result_text(row, pair, check_eval_domains(target_config))
+        text = result_text(row, pair, check_eval_domains(target_config))
+        if hasattr(instance, "report") and row["model_file"]:  # e.g. CATN's aspects and its correlation heatmap
+            text += "\n\n" + instance.report(pair.links.documents.vocab, os.path.splitext(row["model_file"])[0] + "-G.png")
+        return row, text
 
     def arms(self, method, request, arms=None):
         _source, config = self._configs(request, request.model)
