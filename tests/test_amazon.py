@@ -71,3 +71,18 @@ def test_cli_runs_catn_on_review_files_and_refuses_bad_input(run_cli, tmp_path):
                           ([f"--source_file={BOOKS}", f"--target_file={tmp_path / 'none.json'}"], "not found")):
         code, _out, err = run_cli(common + args, cwd=tmp_path)
         assert code == 2 and message in err, (args, err[-400:])
+
+
+def test_word_vectors_come_from_the_users_file_and_must_match_word_dim(run_cli, tmp_path):
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("3 8\nplot " + " ".join(["0.5"] * 8) + "\nacting " + " ".join(["-0.25"] * 8) + "\nzzz " + " ".join(["1"] * 8) + "\n")
+    common = ["--model=CATN", "--data=amazon", "--min_item_reviews=2", "--min_user_reviews=2", "--epochs=1",
+              f"--review_dir={tmp_path / 'reviews'}", f"--protocol_dir={tmp_path / 'p'}",
+              f"--source_file={BOOKS}", f"--target_file={MOVIES}", f"--word_vectors={vectors}"]
+    code, _out, err = run_cli(common + ["--word_dim=16"], cwd=tmp_path)
+    assert code == 2 and "has 8 numbers, but word_dim is 16" in err
+    from recbole_transfer.methods.overlap_cdr.catn import load_word_vectors
+    found = load_word_vectors(str(vectors), ["[PAD]", "acting", "plot", "story"], 8)
+    assert sorted(found) == [1, 2] and float(found[2][0]) == 0.5 and float(found[1][3]) == -0.25
+    code, _out, err = run_cli(common + ["--word_dim=8"], cwd=tmp_path)
+    assert code == 0, err[-600:]

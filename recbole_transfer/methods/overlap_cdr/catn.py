@@ -23,9 +23,11 @@ evaluation is S->T. A user with no source document has zero aspect vectors: she 
 Loss: MSE (L2 through ``weight_decay``); early stopping on validation RMSE.
 
 Deviations: one convolution and gate set per side (users, items) shared by both domains; the auxiliary branch
-uses the auxiliary document of the user's domain in the flow (the source's for S->T); word vectors are trained
-from random initialisation.
+uses the auxiliary document of the user's domain in the flow (the source's for S->T); word vectors start random
+(unit scale) and train, or start from the user's word2vec text file (``word_vectors``; nothing is downloaded).
 """
+
+import logging
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +37,30 @@ from torch import nn
 from ...errors import TransferConfigError
 from ...pipeline.stages import Stage
 from .model import PairModel
+
+logger = logging.getLogger(__name__)
+
+
+def load_word_vectors(path, vocab, dim):
+    """{vocabulary index: vector} from a word2vec TEXT file (an optional "count dim" header, then "word v1 .. vd"
+    lines): the user's own file, nothing is downloaded. Words not in the file keep their random vectors."""
+    wanted = {word: i for i, word in enumerate(vocab) if i}
+    found = {}
+    try:
+        with open(path, "r", encoding="utf-8", errors="replace") as f:
+            for number, line in enumerate(f, 1):
+                parts = line.rstrip().split(" ")
+                if number == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
+                    continue  # the header
+                if len(parts) - 1 != dim:
+                    raise TransferConfigError(f"word_vectors={path!r}: line {number} has {len(parts) - 1} numbers, but "
+                                              f"word_dim is {dim}; set word_dim to the file's dimension")
+                if parts[0] in wanted:
+                    found[wanted[parts[0]]] = torch.tensor([float(v) for v in parts[1:]])
+    except OSError as exc:
+        raise TransferConfigError(f"word_vectors={path!r}: cannot be read ({exc.strerror or exc})") from None
+    logger.info("word_vectors %s: %d of %d words found", path, len(found), len(wanted))
+    return found
 
 
 class AspectEncoder(nn.Module):
@@ -113,6 +139,10 @@ class CATN(PairModel):
         with torch.no_grad():
             self.words.weight[0].zero_()
             self.X.copy_(torch.eye(k) + 0.01 * torch.randn(k, k))
+            if config["word_vectors"]:
+                found = load_word_vectors(config["word_vectors"], docs.vocab, d)
+                for index, vector in found.items():
+                    self.words.weight[index] = vector
         with torch.no_grad():
             for table in (self.user_bias, self.source_user_bias):
                 table.weight.zero_()
