@@ -86,3 +86,22 @@ def test_word_vectors_come_from_the_users_file_and_must_match_word_dim(run_cli, 
     assert sorted(found) == [1, 2] and float(found[2][0]) == 0.5 and float(found[1][3]) == -0.25
     code, _out, err = run_cli(common + ["--word_dim=8"], cwd=tmp_path)
     assert code == 0, err[-600:]
+
+
+@pytest.mark.ray
+def test_a_rating_search_selects_the_smallest_validation_rmse(run_cli, tmp_path):
+    import json
+
+    space = tmp_path / "space.yaml"
+    space.write_text("scheduler: {type: fifo}\nscratch_margin: 0\nbranches:\n  CATN:\n"
+                     "    learning_rate: {type: grid, values: [0.001, 0.02]}\n")
+    code, out, err = run_cli(["--model=CATN", "--tune", "--data=amazon", "--min_item_reviews=2", "--min_user_reviews=2",
+                              "--epochs=2", "--word_dim=8", f"--review_dir={tmp_path / 'reviews'}", f"--search_space={space}",
+                              f"--run_dir={tmp_path / 'search'}", "--num_cpus=1", f"--source_file={BOOKS}",
+                              f"--target_file={MOVIES}"], cwd=tmp_path)
+    assert code == 0, (out[-1500:], err[-1500:])
+    result = json.loads((tmp_path / "search" / "amazon_target" / "result.json").read_text())
+    rows = result["rows"]
+    assert result["metric"] == "valid_neg_rmse" and len(rows) == 2 and all(r["best_valid"] < 0 for r in rows)
+    assert result["best"]["best_valid"] == max(r["best_valid"] for r in rows)  # the smallest RMSE wins
+    assert "rmse" in result["test_result"]

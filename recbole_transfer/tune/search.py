@@ -84,8 +84,10 @@ def describe(method, trial):
     return method.describe(params_of(trial))
 
 
-def _metric_key(metric):
-    return "valid_" + str(metric).lower()
+def _metric_key(metric, bigger=True):
+    """The reported key Tune selects on: ``valid_<metric>``, or ``valid_neg_<metric>`` (the value negated, added to
+    every report by the trial) for a metric where smaller is better (e.g. RMSE): the search always maximises."""
+    return "valid_" + ("" if bigger else "neg_") + str(metric).lower()
 
 
 # ----- the trial (runs in a Ray worker, cwd = its trial directory) --------------------------------------
@@ -98,7 +100,14 @@ def _trial(config, setup):
     method = registry.load(setup["method"], setup["method_module"])
     params = params_of(config[TRIAL_KEY])
     trial_setup = {**setup, "config_dict": {**setup["config_dict"], **params, "seed": trial_seed(setup["seed"], params, method)}}
-    method.runner.trial(method, trial_setup, params, session.report)
+    negated = setup.get("negated")  # [reported key, key of its negation] for a smaller-is-better metric
+
+    def report(metrics):
+        if negated and negated[0] in metrics:
+            metrics = {**metrics, negated[1]: -float(metrics[negated[0]])}
+        session.report(metrics)
+
+    method.runner.trial(method, trial_setup, params, report)
 
 
 ENDS_FILE = "trial_ends.jsonl"
@@ -429,11 +438,9 @@ def _check_run_keys(config, margin="se"):
             f"valid_metric={config['valid_metric']!r} (search space metric): not computed by metrics={config['metrics']} "
             f"topk={config['topk']}{did_you_mean(metric, computed)}"
         )
-    if not config["valid_metric_bigger"]:
-        raise TransferConfigError(f"valid_metric={config['valid_metric']!r}: the search needs a metric where bigger is better")
     if not isinstance(config["eval_step"], int) or config["eval_step"] < 1:
         raise TransferConfigError(f"eval_step={config['eval_step']!r}: the search needs a validation every 1..N epochs")
-    return _metric_key(metric)
+    return _metric_key(metric, bool(config["valid_metric_bigger"]))
 
 
 def _safe(name):
@@ -463,6 +470,7 @@ def _search_target(method, state, run_dir, target, space, trials, emit, resume):
         "method": method.name, "method_module": method.module, "model": state["model"], "source": state["source"], "target": target,
         "config_files": state["config_files"], "config_dict": {**state["config_dict"], "num_threads": state["num_threads"]},
         "seed": state["seed"], "source_checkpoint": state["source_checkpoint"], "max_t": max_t,
+        "negated": [metric.replace("valid_neg_", "valid_", 1), metric] if metric.startswith("valid_neg_") else None,
     }
     trainable = tune.with_resources(tune.with_parameters(_trial, setup=setup), {"cpu": space.cpus_per_trial})
     ends_path = os.path.join(path, ENDS_FILE)
@@ -520,7 +528,7 @@ def _search_target(method, state, run_dir, target, space, trials, emit, resume):
 
 def summary_table(outcomes):
     metric = outcomes[0]["metric"] if outcomes else "valid"
-    test_key = metric.replace("valid_", "")
+    test_key = metric.replace("valid_neg_", "").replace("valid_", "")
     lines = []
     for out in outcomes:
         best = out["best"]
