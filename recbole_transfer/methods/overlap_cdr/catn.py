@@ -36,7 +36,7 @@ from torch import nn
 
 from ...errors import TransferConfigError
 from ...pipeline.stages import Stage
-from .model import PairModel
+from .model import PairModel, shrunk_means
 
 logger = logging.getLogger(__name__)
 
@@ -146,17 +146,11 @@ class CATN(PairModel):
         with torch.no_grad():
             for table in (self.user_bias, self.source_user_bias):
                 table.weight.zero_()
-            self.item_bias.weight.copy_(self._item_means(dataset.inter_feat[self.ITEM_ID], dataset.inter_feat[self.LABEL],
-                                                         self.n_items))
-            s_users, s_items, s_labels = links.source_rows
-            self.source_item_bias.weight.copy_(self._item_means(s_items, s_labels, self.n_source_items))
-
-    @staticmethod
-    def _item_means(items, labels, n):
-        total = torch.zeros(n).index_add_(0, items.long(), labels.float())
-        count = torch.zeros(n).index_add_(0, items.long(), torch.ones(len(items)))
-        mean = float(labels.float().mean()) if len(labels) else 0.0
-        return torch.where(count > 0, total / count.clamp(min=1), torch.full((n,), mean)).unsqueeze(-1)
+            items, labels = dataset.inter_feat[self.ITEM_ID], dataset.inter_feat[self.LABEL].float()
+            self.item_bias.weight.copy_(shrunk_means(items, labels, self.n_items, float(labels.mean()), 0.0).unsqueeze(-1))
+            _users, s_items, s_labels = links.source_rows
+            s_mean = float(s_labels.float().mean()) if len(s_labels) else 0.0
+            self.source_item_bias.weight.copy_(shrunk_means(s_items, s_labels, self.n_source_items, s_mean, 0.0).unsqueeze(-1))
 
     # ----- the two flows -----------------------------------------------------------------------------
     def _encode(self, encoder, docs, query):

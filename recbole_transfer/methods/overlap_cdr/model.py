@@ -374,9 +374,9 @@ class RatingMean(PairModel):
         beta, lam = float(config["mean_shrinkage"]), float(config["offset_shrinkage"])
         feat = dataset.inter_feat
         items, ratings = torch.as_tensor(feat[self.ITEM_ID]), torch.as_tensor(feat[self.LABEL]).float()
-        self.register_buffer("item_means", _shrunk_means(items, ratings, self.n_items, self.target_mean, beta))
+        self.register_buffer("item_means", shrunk_means(items, ratings, self.n_items, self.target_mean, beta))
         s_users, s_items, s_ratings = links.source_rows
-        s_means = _shrunk_means(s_items, s_ratings, self.n_source_items, self.source_mean, beta)
+        s_means = shrunk_means(s_items, s_ratings, self.n_source_items, self.source_mean, beta)
         residual = s_ratings - s_means[s_items]
         total = torch.zeros(self.n_source_users).index_add_(0, s_users, residual)
         count = torch.zeros(self.n_source_users).index_add_(0, s_users, torch.ones_like(residual))
@@ -413,7 +413,9 @@ class TargetPop(Popularity):
         super().__init__(config, dataset)
 
 
-def _shrunk_means(items, ratings, n, mean, beta):
+def shrunk_means(items, ratings, n, mean, beta):
+    """Per item (ids < n): its mean rating with ``beta`` pseudo-ratings at ``mean`` (``mean`` for an unrated item)."""
+    items, ratings = items.long(), ratings.float()
     total = torch.zeros(n).index_add_(0, items, ratings)
     count = torch.zeros(n).index_add_(0, items, torch.ones_like(ratings))
-    return (total + beta * mean) / (count + beta)
+    return torch.where(count + beta > 0, (total + beta * mean) / (count + beta).clamp(min=1e-12), torch.full((n,), float(mean)))

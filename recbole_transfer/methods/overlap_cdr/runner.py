@@ -144,14 +144,16 @@ def build(model, config, pair):
 
 
 def rating_per_user(trainer, eval_data):
-    """(users, per-user mean squared error) of the trainer's last evaluation (a rating task)."""
+    """(users, per-user mean squared error, the mean squared error) of the trainer's last evaluation (a rating
+    task)."""
     struct = trainer.evaluator.last_struct
     scores = struct.get("rec.score").float().view(-1).numpy()
     labels = struct.get("data.label").float().view(-1).numpy()
     users = np.asarray(evaluated_users(eval_data), dtype=np.int64)
     squared = (scores - labels) ** 2
     unique, inverse = np.unique(users, return_inverse=True)
-    return unique.tolist(), np.round(np.bincount(inverse, weights=squared) / np.bincount(inverse), 6).tolist()
+    per_user = np.round(np.bincount(inverse, weights=squared) / np.bincount(inverse), 6).tolist()
+    return unique.tolist(), per_user, float(squared.mean())
 
 
 def evaluate(model, config, data, domain):
@@ -161,9 +163,7 @@ def evaluate(model, config, data, domain):
     trainer = TransferTrainer(config, model, stage="test")
     result = {k.lower(): float(v) for k, v in trainer.evaluate(data, load_best_model=False).items()}
     if config["task"] == "rating":
-        users, mse = rating_per_user(trainer, data)
-        result["mse"] = float(np.mean((np.asarray(trainer.evaluator.last_struct.get("rec.score").view(-1))
-                                       - np.asarray(trainer.evaluator.last_struct.get("data.label").view(-1))) ** 2))
+        users, mse, result["mse"] = rating_per_user(trainer, data)
         return result, {"mse": mse}, users
     return result, trainer.last_per_user, trainer.last_users
 
@@ -353,9 +353,9 @@ class PairRunner(Runner):
         checkpoint was trained on (overrides that change the data, e.g. another data_seed, are errors), load the
         weights (a stage checkpoint holds the whole model) and test the target."""
         checkpoint = load_checkpoint(model_file)
-        keys = {**checkpoint["config"], **dict(config_dict or {})}
-        model, target = keys.pop("model"), keys.pop("dataset")
-        target_config = TransferConfig(model, target, [], keys)
+        target_config = TransferConfig.from_checkpoint(checkpoint, config_dict)
+        model = target_config["model"]
+        keys = {k: v for k, v in {**checkpoint["config"], **dict(config_dict or {})}.items() if k not in ("model", "dataset")}
         source = target_config["source"]
         if not source:
             raise TransferConfigError(f"checkpoint {model_file!r}: its config names no source domain")
