@@ -33,7 +33,7 @@ from recbole_transfer.logs import quiet_logging
 from recbole_transfer.methods.overlap_cdr.runner import TASK_ARMS, results_tables
 from recbole_transfer.pipeline.base import Request
 from recbole_transfer.registry import get_method
-from recbole_transfer.report import markdown, mean_std, paired_vs
+from recbole_transfer.report import json_part, markdown, mean_std, paired_vs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ANCHOR = {"CMF": {"ndcg@10": 0.2937, "recall@10": 0.3619, "hit@10": 0.7067},
@@ -42,18 +42,6 @@ ANCHOR = {"CMF": {"ndcg@10": 0.2937, "recall@10": 0.3619, "hit@10": 0.7067},
 OVERLAP_MODELS = ("CMF", "EMCDR", "PTUPCDR")
 KEPT = ("model", "arm", "task", "protocol", "eta", "seed", "data_seed", "target", "fingerprint", "metric", "epochs",
         "seconds", "seconds_per_epoch", "test_per_user", "test_users")
-
-
-def _part(path, compute, progress):
-    """The rows kept in ``path`` (a finished part of an earlier run), else ``compute()``'s, written there."""
-    if os.path.isfile(path):
-        progress(f"read {path}")
-        with open(path, "r", encoding="utf-8") as f:
-            return json.load(f)
-    rows = compute()
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(rows, f)
-    return rows
 
 
 def run_task(task, seeds, etas, out, progress, keys=None):
@@ -65,7 +53,7 @@ def run_task(task, seeds, etas, out, progress, keys=None):
                           {"task": task, "scenario_etas": list(etas), "num_threads": 1, **(keys or {})})
         return [_compact(r) for r in method.runner.scenario(method, request, TASK_ARMS[task], [seed], progress=progress)]
 
-    return [row for seed in seeds for row in _part(f"{out}.{task}.seed{seed}.json", lambda: compute(seed), progress)]
+    return [row for seed in seeds for row in json_part(f"{out}.{task}.seed{seed}.json", lambda: compute(seed), progress)]
 
 
 def run_beyond(seeds, out, progress):
@@ -84,7 +72,7 @@ def run_beyond(seeds, out, progress):
                  "valid_ndcg@10": best["best_valid"], "trials": outcome["trials"], "search_seconds": time.time() - start,
                  **{f"test_{k}": float(v) for k, v in outcome["test_result"].items()}}]
 
-    return [row for seed in seeds for row in _part(f"{out}.beyond.seed{seed}.json", lambda: compute(seed), progress)]
+    return [row for seed in seeds for row in json_part(f"{out}.beyond.seed{seed}.json", lambda: compute(seed), progress)]
 
 
 def _compact(row):

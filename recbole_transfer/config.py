@@ -300,7 +300,7 @@ class TransferConfig(Config):
                 raise TransferConfigError(f"{key}={value!r}: must be an integer >= {low}")
             if kind is float and not (number and value > low):
                 raise TransferConfigError(f"{key}={value!r}: must be a number > {low:g}")
-        for key in ("protocol_cache",):
+        for key in ("protocol_cache", "code_faithful_aux"):
             if not isinstance(self.final_config_dict.get(key), bool):
                 raise TransferConfigError(f"{key}={self.final_config_dict.get(key)!r}: must be True or False")
 

@@ -7,7 +7,8 @@ import torch
 
 from recbole_transfer import registry
 from recbole_transfer.data.synthetic import write_planted_aspects
-from recbole_transfer.methods.overlap_cdr.runner import build, pair_configs
+from recbole_transfer.errors import TransferDataError
+from recbole_transfer.methods.overlap_cdr.runner import build, pair_configs, run_one
 from recbole_transfer.pipeline.documents import build_documents
 from recbole_transfer.pipeline.pair import build_pair
 from recbole_transfer.pipeline.stages import forever
@@ -95,3 +96,82 @@ def test_a_user_without_source_document_is_scored_by_the_biases(aspects):
         biases = model.user_bias(users).squeeze(-1) + model.item_bias(items).squeeze(-1)
     assert torch.allclose(got, biases)
     assert torch.count_nonzero(model.user_bias(users)) == 0  # cold users never trained a bias
+
+
+def test_auxiliary_reviews_follow_the_paper_or_the_released_code():
+    import numpy as np
+
+    from recbole_transfer.pipeline.documents import _auxiliary
+
+    # rows: user, item, rating; user 3 is in both domains; texts are one token per row (its row number + 1)
+    users, items = np.array([1, 2, 1, 3, 2, 4]), np.array([7, 7, 8, 7, 8, 8])
+    label = np.array([5.0, 5.0, 3.0, 5.0, 4.0, 3.0])
+    texts = [np.array([r + 1]) for r in range(6)]
+    rows, in_both = np.arange(6), np.array([False, False, False, True, False, False])
+    paper = _auxiliary(rows, users, items, label, texts, False, in_both, None)
+    # another user's review of the same item with the same rating, the first in row order; none if there is none
+    assert {u: [int(t[0]) for t in v] for u, v in paper.items()} == {1: [2, 6], 2: [1], 3: [1], 4: [3]}
+    drawn = [_auxiliary(rows, users, items, label, texts, True, in_both, np.random.default_rng(s)) for s in range(20)]
+    for aux in drawn:
+        assert 3 not in aux  # a user in both domains gets none ...
+        picked = {u: [int(t[0]) for t in v] for u, v in aux.items()}
+        assert picked[1][0] in (1, 2) and picked[1][1] in (3, 6) and picked[4][0] in (3, 6)
+        assert picked[2][0] in (1, 2) and picked[2][1] == 5  # her own review when it is the only one
+        assert 4 not in picked[1] + picked[2]  # ... and lends none (user 3's review, row 3, is never drawn)
+    assert {int(d[1][0][0]) for d in drawn} == {1, 2}  # random, her own review included
+
+
+def test_code_faithful_aux_leaves_users_in_both_domains_without_auxiliary_documents(aspects, caplog):
+    pair = aspects["pair"]
+    paper = build_documents(pair, "review", 120)
+    code = build_documents(pair, "review", 120, code_faithful_aux=True)
+    assert int(paper.aux_docs["source"].count_nonzero()) > 0
+    for domain in ("source", "target"):  # every planted user is in both domains
+        assert int(code.aux_docs[domain].count_nonzero()) == 0
+        assert torch.equal(code.user_docs[domain], paper.user_docs[domain])
+    with pytest.raises(TransferDataError, match="code_faithful_aux='yes': must be True or False"):
+        build_documents(pair, "review", 120, code_faithful_aux="yes")
+
+
+def test_catn_scenario_runs_the_rating_baselines_and_catn_at_the_papers_etas(aspects):
+    from recbole_transfer.methods.overlap_cdr.runner import PairRunner
+    from recbole_transfer.pipeline.base import Request
+
+    method = registry.get_method("overlap_cdr")
+    request = Request("CATN", "asrc", ["atgt"], [method.scenario_of("CATN")], {"data_path": str(aspects["root"] / "data")})
+    arms = PairRunner().arms(method, request)
+    assert arms[-1] == "CATN" and {"item_mean_offset", "CMF", "EMCDR", "item_mean", "global_mean"} <= set(arms)
+    _source, config = PairRunner()._configs(request, "CATN")
+    assert config["protocol"] == "cold_start" and list(config["scenario_etas"]) == [1.0, 0.5, 0.2, 0.1, 0.05]
+    assert list(config["scenario_protocols"]) == ["cold_start"]
+    cmf = Request("CMF", "asrc", ["atgt"], [method.scenario], {"task": "rating", "data_path": str(aspects["root"] / "data")})
+    assert "CATN" not in PairRunner().arms(method, cmf)  # a CMF scenario reads no documents
+
+
+EASY = {"n_users": 300, "n_items": (60, 60), "per_user": (10, 8), "n_aspects": 3, "noise": 0.1, "strength": 2.0}
+EASY_KEYS = {**KEYS, "word_dim": 16, "max_doc_len": 100, "conv_filters": 32, "aspects": 3, "aspect_dim": 16,
+             "dropout_prob": 0.0, "train_batch_size": 64, "epochs": 40, "stopping_step": 15, "eta": 1.0}
+
+
+@pytest.mark.slow
+def test_catn_transfers_planted_aspects_and_a_shuffled_source_removes_the_gain(tmp_path):
+    """Planted aspects (strong signal, 300 users), two data seeds: on cold users CATN beats the item mean and the item
+    mean plus the source offset by > 0.1 RMSE; when every source review belongs to a random other user, CATN keeps
+    less than half of that gain."""
+    scenario = [registry.get_method("overlap_cdr").scenario]
+    for seed in (1, 2):
+        gain = {}
+        for shuffled in (False, True):
+            folder = tmp_path / f"seed{seed}-{'shuffled' if shuffled else 'planted'}"
+            write_planted_aspects(str(folder / "data"), seed=seed, shuffle_source=shuffled, **EASY)
+            keys = {**EASY_KEYS, "seed": seed, "data_path": str(folder / "data"), "protocol_dir": str(folder / "p"),
+                    "checkpoint_dir": str(folder / "saved")}
+            pair = build_pair(*pair_configs("CATN", "asrc", "atgt", scenario, keys))
+            rmse = {}
+            for arm, extra in (("item", {"rating_mean": "item"}), ("item_offset", {"rating_mean": "item_offset"})):
+                rmse[arm] = run_one("RatingMean", pair, pair_configs("RatingMean", "asrc", "atgt", scenario,
+                                                                     {**keys, **extra})[1])[0]["test_rmse"]
+            rmse["CATN"] = run_one("CATN", pair, pair_configs("CATN", "asrc", "atgt", scenario, keys)[1])[0]["test_rmse"]
+            gain[shuffled] = min(rmse["item"], rmse["item_offset"]) - rmse["CATN"]
+        assert gain[False] > 0.1, (seed, gain)
+        assert gain[True] < gain[False] / 2, (seed, gain)

@@ -185,6 +185,7 @@ def test_cli_bad_inputs_exit_2(planted, run_cli, tmp_path):
         (["--model=CMF", f"--overlap_link={planted['root'] / 'disjoint.link'}"], "share no user"),
         (["--model=CMF", "--eval_domains=[both]"], "eval_domains"),
         (["--model=RatingMean", "--task=ranking"], "RatingMean supports rating"),
+        (["--model=CMF", "--code_faithful_aux=yes"], "code_faithful_aux='yes': must be True or False"),
     ]
     for args, message in cases:
         code, _out, err = run_cli(data + args, cwd=tmp_path)  # the case's arguments last: they win

@@ -2,11 +2,22 @@
 
 A domain's interactions carry a ``token_seq`` field (``doc_field``, e.g. ``review``: the review's words; RecBole
 loads it and numbers its tokens per dataset). A user's document is the concatenation of that field over her
-training interactions of the domain (in row order), an item's over the training interactions it received; a
-user's auxiliary document joins, for each of her training interactions, the text of ANOTHER user's training
-interaction with the same item and the same rating (the first one in row order; none when there is no such
-review). Nothing of a validation or test interaction enters any document, so a cold user's target document is
-empty by construction. Documents longer than ``max_doc_len`` tokens keep their first ``max_doc_len`` tokens; how
+training interactions of the domain (in row order), an item's over the training interactions it received.
+
+A user's auxiliary document (the auxiliary reviews of a review-based model) joins, for each of her training
+interactions, one review of the same item with the same rating, in one of two ways:
+
+- the paper's (default): the review of ANOTHER user (the first in row order; none when there is no such review),
+  for every user of the domain;
+- ``code_faithful_aux: True``, what the released preprocessing of the model that introduced them does: only users
+  who are NOT in both domains get an auxiliary document and lend reviews to one (the released code leaves the cold
+  and the kept overlapping users out of both), and the review is drawn at random among ALL such reviews of the item
+  with that rating, her own included (so one always exists; the released code's fallback to ratings +1 / -1 can
+  never run). Overlapping users, the ones a cross-domain model transfers for, then have no auxiliary document. The
+  draw is seeded by the data seed.
+
+Nothing of a validation or test interaction enters any document, so a cold user's target document is empty by
+construction. Documents longer than ``max_doc_len`` tokens keep their first ``max_doc_len`` tokens; how
 many were cut is logged and kept in ``truncated``, not an error.
 
 The two domains' vocabularies are joined by token string into one (index 0: padding), so a word shared by both
@@ -19,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..data import data_seed_of
 from ..errors import TransferDataError
 
 logger = logging.getLogger(__name__)
@@ -31,6 +43,7 @@ class Documents:
     vocab: list  # id -> token; 0 is padding
     doc_field: str = None  # the field it was built from
     max_len: int = None
+    code_faithful_aux: bool = False
     user_docs: dict = field(default_factory=dict)  # domain -> LongTensor [users of the domain, max_doc_len]
     item_docs: dict = field(default_factory=dict)  # domain -> LongTensor [items of the domain, max_doc_len]
     aux_docs: dict = field(default_factory=dict)  # domain -> LongTensor [users of the domain, max_doc_len]
@@ -62,29 +75,47 @@ def _pack(groups, n, max_len, label, truncated):
     return out
 
 
-def build_documents(pair, doc_field, max_len):
+def _auxiliary(rows, users, items, label, texts, code_faithful, in_both, rng):
+    """{user: [review texts]}: her auxiliary reviews (see the module docstring)."""
+    if code_faithful:
+        rows = rows[~in_both[users[rows]]]
+    by_key = {}  # (item, rating) -> rows in training order
+    for r in rows:
+        by_key.setdefault((int(items[r]), float(label[r])), []).append(r)
+    aux = {}
+    for r in rows:
+        candidates = by_key[(int(items[r]), float(label[r]))]
+        if code_faithful:
+            other = candidates[int(rng.integers(len(candidates)))]
+        else:
+            other = next((o for o in candidates if users[o] != users[r]), None)
+        if other is not None:
+            aux.setdefault(int(users[r]), []).append(texts[other])
+    return aux
+
+
+def build_documents(pair, doc_field, max_len, code_faithful_aux=False):
     """The :class:`Documents` of a :class:`~recbole_transfer.pipeline.pair.DomainPair`."""
     if not isinstance(max_len, int) or isinstance(max_len, bool) or max_len < 1:
         raise TransferDataError(f"max_doc_len={max_len!r}: must be an integer >= 1")
+    if not isinstance(code_faithful_aux, bool):
+        raise TransferDataError(f"code_faithful_aux={code_faithful_aux!r}: must be True or False")
     shared = {"[PAD]": 0}
-    docs = Documents(vocab=[], doc_field=doc_field, max_len=max_len)
+    docs = Documents(vocab=[], doc_field=doc_field, max_len=max_len, code_faithful_aux=code_faithful_aux)
+    rng = np.random.default_rng(data_seed_of(pair.target.config))
+    in_both = {"source": (pair.links.source_to_target > 0).numpy(), "target": (pair.links.target_to_source > 0).numpy()}
     for domain, data in zip(DOMAINS, (pair.source, pair.target)):
         texts = _texts(data, doc_field, shared)
         ds = data.dataset
         feat = ds.inter_feat
         users, items = feat[ds.uid_field].numpy(), feat[ds.iid_field].numpy()
         label = feat[data.config["LABEL_FIELD"]].numpy() if data.config["LABEL_FIELD"] in feat else np.zeros(len(users))
-        by_user, by_item, aux = {}, {}, {}
-        first_review = {}  # (item, rating) -> rows in training order
+        by_user, by_item = {}, {}
         rows = np.asarray(data.protocol.rows["train"])
         for r in rows:
             by_user.setdefault(int(users[r]), []).append(texts[r])
             by_item.setdefault(int(items[r]), []).append(texts[r])
-            first_review.setdefault((int(items[r]), float(label[r])), []).append(r)
-        for r in rows:
-            other = next((o for o in first_review[(int(items[r]), float(label[r]))] if users[o] != users[r]), None)
-            if other is not None:
-                aux.setdefault(int(users[r]), []).append(texts[other])
+        aux = _auxiliary(rows, users, items, label, texts, code_faithful_aux, in_both[domain], rng)
         docs.user_docs[domain] = _pack(by_user, ds.user_num, max_len, f"{domain} users", docs.truncated)
         docs.item_docs[domain] = _pack(by_item, ds.item_num, max_len, f"{domain} items", docs.truncated)
         docs.aux_docs[domain] = _pack(aux, ds.user_num, max_len, f"{domain} auxiliary", docs.truncated)

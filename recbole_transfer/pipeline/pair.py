@@ -87,11 +87,11 @@ class DomainPair:
             self._fingerprint = stable_hash([self.source.fingerprint(), self.target.fingerprint(), self.protocol])[:16]
         return self._fingerprint
 
-    def documents(self, doc_field, max_len):
+    def documents(self, doc_field, max_len, code_faithful_aux=False):
         """The pair's :class:`~recbole_transfer.pipeline.documents.Documents` (built once, from training rows)."""
         docs = self.links.documents
-        if docs is None or (docs.doc_field, docs.max_len) != (doc_field, max_len):
-            self.links.documents = docs = build_documents(self, doc_field, max_len)
+        if docs is None or (docs.doc_field, docs.max_len, docs.code_faithful_aux) != (doc_field, max_len, code_faithful_aux):
+            self.links.documents = docs = build_documents(self, doc_field, max_len, code_faithful_aux)
         return docs
 
     def reset(self, seed):

@@ -37,7 +37,7 @@ ARMS = {
     "TargetMF": ("TargetMF", {}), "pop": ("TargetPop", {}), "CMF": ("CMF", {}), "EMCDR": ("EMCDR", {}),
     "PTUPCDR": ("PTUPCDR", {}),
     "global_mean": ("RatingMean", {"rating_mean": "global"}), "item_mean": ("RatingMean", {"rating_mean": "item"}),
-    "item_mean_offset": ("RatingMean", {"rating_mean": "item_offset"}),
+    "item_mean_offset": ("RatingMean", {"rating_mean": "item_offset"}), "CATN": ("CATN", {}),
 }
 TASK_ARMS = {
     "ranking": ["TargetMF", "pop", "CMF", "EMCDR", "PTUPCDR"],
@@ -64,6 +64,10 @@ def pair_configs(model, source, target, config_files, config_dict):
     if source:
         config_dict = {**config_dict, "source": source}
     probe = domain_config(model, target, config_files, config_dict, key="target")
+    own = model_keys(probe, model)
+    if own:  # the files' keys for this model alone, under the command line's
+        config_dict = {**own, **config_dict}
+        probe = domain_config(model, target, config_files, config_dict, key="target")
     files = task_files(config_files, probe["task"])
     target_config = domain_config(model, target, files, config_dict, key="target")
     source = source or target_config["source"]
@@ -76,6 +80,20 @@ def pair_configs(model, source, target, config_files, config_dict):
         config_dict = {**config_dict, "load_col": {**target_config["load_col"], "inter": columns + [field]}}
         return pair_configs(model, source, target, config_files, config_dict)
     return source_config, target_config
+
+
+def model_keys(config, model):
+    """``model_keys[model]``: keys a scenario sets for one model only (e.g. CATN's batch size beside the matrix
+    factorisation arms'); {} when it sets none."""
+    table = config["model_keys"]
+    if table is None:
+        return {}
+    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+        raise TransferConfigError(f"model_keys={table!r}: must be a mapping {{model: {{key: value}}}}")
+    unknown = [name for name in table if name not in {m for m, _keys in ARMS.values()} | {model}]
+    if unknown:
+        raise TransferConfigError(f"model_keys: unknown model {', '.join(map(repr, unknown))}")
+    return dict(table.get(model) or {})
 
 
 def check_eval_domains(config):
@@ -138,7 +156,7 @@ def build(model, config, pair):
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     dataset = pair.target.train_data._dataset
     if config["doc_field"]:  # a model that reads documents: the pair builds them once, from its training rows
-        pair.documents(config["doc_field"], config["max_doc_len"])
+        pair.documents(config["doc_field"], config["max_doc_len"], config["code_faithful_aux"])
     instance = cls(config, dataset, pair.links)
     return instance.to(config["device"])
 
@@ -300,7 +318,10 @@ class PairRunner(Runner):
 
     def arms(self, method, request, arms=None):
         _source, config = self._configs(request, request.model)
-        arms = list(arms or TASK_ARMS[config["task"]])
+        if not arms:  # the task's arms, and the requested model's own when none of them trains it (e.g. CATN)
+            arms = TASK_ARMS[config["task"]] + ([request.model] if request.model in ARMS and request.model not in
+                                                {ARMS[a][0] for a in TASK_ARMS[config["task"]]} else [])
+        arms = list(arms)
         unknown = [a for a in arms if a not in ARMS]
         if unknown:
             raise TransferConfigError(f"arms: unknown {', '.join(map(repr, unknown))}; the family's arms are "
