@@ -175,3 +175,30 @@ def test_catn_transfers_planted_aspects_and_a_shuffled_source_removes_the_gain(t
             gain[shuffled] = min(rmse["item"], rmse["item_offset"]) - rmse["CATN"]
         assert gain[False] > 0.1, (seed, gain)
         assert gain[True] < gain[False] / 2, (seed, gain)
+
+
+def test_a_runs_batch_size_reaches_the_pairs_loaders_and_model_keys_stay_with_their_model(aspects):
+    """The pair's training loaders were built with one config's batch size; every run trains with its own (e.g.
+    CATN's model_keys batch beside the other arms' in one scenario)."""
+    pair = aspects["pair"]
+    for size in (32, 96):
+        pair.reset(0, size)
+        assert len(next(iter(pair.target.train_data))) == size and len(next(iter(pair.source.train_data))) == size
+    method = registry.get_method("overlap_cdr")
+    files = [method.scenario_of("CATN")]
+    catn = pair_configs("CATN", None, "kg_tgt", files, {})[1]
+    cmf = pair_configs("CMF", None, "kg_tgt", files, {})[1]
+    assert (catn["train_batch_size"], catn["learning_rate"], catn["stopping_step"]) == (4096, 0.003, 4)
+    assert (cmf["train_batch_size"], cmf["learning_rate"], cmf["stopping_step"]) == (2048, 0.001, 10)
+    assert pair_configs("CATN", None, "kg_tgt", files, {"train_batch_size": 512})[1]["train_batch_size"] == 512
+    from recbole_transfer.errors import TransferConfigError
+
+    for bad, message in (([1, 2], "must be a mapping"), ({"CATN": 5}, "must be a mapping"),
+                         ({"NoSuchModel": {"epochs": 1}}, "unknown model 'NoSuchModel'")):
+        with pytest.raises(TransferConfigError, match=message):
+            pair_configs("CATN", None, "kg_tgt", files, {"model_keys": bad})
+
+
+def test_a_doc_field_that_is_not_text_is_refused(aspects):
+    with pytest.raises(TransferDataError, match="doc_field='rating'.*not as a token_seq"):
+        build_documents(aspects["pair"], "rating", 50)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from recbole.utils import FeatureType
 
 from ..data import data_seed_of
 from ..errors import TransferDataError
@@ -56,6 +57,9 @@ def _texts(data, doc_field, shared):
     if doc_field not in ds.inter_feat:
         raise TransferDataError(f"doc_field={doc_field!r}: the {ds.dataset_name!r} interactions have no such field "
                                 f"(fields: {', '.join(ds.inter_feat.columns)}); load it with load_col")
+    if ds.field2type[doc_field] != FeatureType.TOKEN_SEQ:
+        raise TransferDataError(f"doc_field={doc_field!r}: the {ds.dataset_name!r} interactions hold it as "
+                                f"{ds.field2type[doc_field].value}, not as a token_seq of words")
     local = ds.field2id_token[doc_field]
     to_shared = np.array([0] + [shared.setdefault(str(t), len(shared)) for t in local[1:]], dtype=np.int64)
     seqs = to_shared[ds.inter_feat[doc_field].numpy()]

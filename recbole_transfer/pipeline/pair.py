@@ -15,6 +15,7 @@ from :class:`~recbole_transfer.data.protocol.Protocol`, keyed by content and dat
 comparison trains and is scored on the same rows and candidates (the pair's fingerprint says so).
 """
 
+import copy
 import logging
 from dataclasses import dataclass
 
@@ -94,11 +95,18 @@ class DomainPair:
             self.links.documents = docs = build_documents(self, doc_field, max_len, code_faithful_aux)
         return docs
 
-    def reset(self, seed):
+    def reset(self, seed, train_batch_size=None):
         """Rewind the training dataloaders' shuffling to ``seed`` (RecBole seeds a loader's generator once, when it is
-        built): every model trained on this pair sees the batches a freshly built pair would give it."""
+        built) and give them the run's ``train_batch_size`` (RecBole reads it once too, from the config the pair was
+        built with): every model trained on this pair sees the batches a freshly built pair would give it."""
         for data in (self.source, self.target):
-            data.train_data.generator.manual_seed(int(seed))
+            loader = data.train_data
+            if train_batch_size is not None and loader.config["train_batch_size"] != int(train_batch_size):
+                # a RecBole loader fixes its torch batch sampler when it is built: build it again, same data and sampler
+                config = copy.deepcopy(loader.config)
+                config["train_batch_size"] = int(train_batch_size)
+                data.train_data = loader = type(loader)(config, loader._dataset, loader._sampler, shuffle=True)
+            loader.generator.manual_seed(int(seed))
 
     def feed(self, kind, config):
         """The training data of a stage (see :class:`~recbole_transfer.pipeline.stages.Stage`); None when the pair has

@@ -10,8 +10,8 @@ text in each domain, from training interactions only. For a document of length l
 3. aspect attention with a query per aspect AND domain: beta_{m,j} = softmax_j(g_{m,j} . v_{m,domain}),
    a_m = sum_j beta_{m,j} g_{m,j}; padding is masked (the public code does not mask it);
 4. auxiliary reviews (user side): the user's auxiliary document (other users' reviews of her items with her
-   rating) through a second convolution (width ``conv_window``, filters -> filters, ReLU) after the first, the same
-   gates and attention -> a'_m; gate = sigma(W1[(a - a') ; (a * a')] + b1), a <- tanh(W2[a ; gate * a'] + b2);
+   rating) through its own convolution, a second convolution (width ``conv_window``, filters -> filters, ReLU) and
+   its own gates, then the attention with the user side's queries -> a'_m; gate = sigma(W1[(a - a') ; (a * a')] + b1), a <- tanh(W2[a ; gate * a'] + b2);
 5. S = LeakyReLU(V_user_domain^T X V_item_domain) (the global aspect correlation, M x M) and
    S_ui = A_u^T X A_i; the rating is mean(S * S_ui) + b_u + b_i, with b_i initialised to the item's mean
    training rating, shrunk toward the global mean by ``mean_shrinkage`` pseudo-ratings (the item_mean baseline's
@@ -35,15 +35,18 @@ from the paper in places:
   (a padding position has logit 0 and takes attention mass).
 - Dropout: here on the word vectors; the released code drops the aspect vectors.
 - Auxiliary documents: the paper's rule by default; ``code_faithful_aux: True`` builds them as the released
-  preprocessing does (:mod:`recbole_transfer.pipeline.documents`).
+  preprocessing does (:mod:`recbole_transfer.pipeline.documents`). Then no user in both domains has one, while the
+  flows read only the documents of users in both domains (a user outside the overlap has no document in the other
+  domain), so the auxiliary branch is inert: it gets no gradient and adds nothing, as in the released code, which trains on the
+  overlapping users only.
 - Initialisation: word vectors random at unit scale and trained (or the user's word2vec text file,
   ``word_vectors``; the released code loads GoogleNews vectors, zeros for unknown words; nothing is downloaded
-  here), aspect queries N(0, 0.25^2) (released: 0.1), X the identity plus N(0, 0.01^2) noise (released:
-  N(0, 0.3^2)), b_u = 0 (released: N(0, 0.1^2), so its cold users keep a random bias), b_i the shrunk item mean
-  (released: the raw item mean, 0 for an item without a training rating).
+  here), aspect queries N(0, 0.25^2) (released: truncated normal, std 0.1), X the identity plus N(0, 0.01^2)
+  noise (released: truncated normal, std 0.3), b_u = 0 (released: std 0.1, so its cold users keep a random bias),
+  b_i the shrunk item mean (released: the raw item mean, 0 for an item without a training rating).
 - Flows: each training step adds the loss of a target batch (S->T) and of a source batch (T->S); the paper
   alternates mini-batches. L2 through Adam's ``weight_decay`` on every parameter (the released code adds an L2
-  term on the convolution, gate and X weights).
+  term on the convolution, gate, fusion and X weights and their biases).
 """
 
 import logging
@@ -220,17 +223,24 @@ class CATN(PairModel):
         return F.leaky_relu(self.queries[0] @ self.X @ self.queries[1].t())
 
     @torch.no_grad()
-    def aspect_words(self, vocab, domain="source", top=8, batch=256):
-        """Per aspect, the ``top`` words with the most attention mass over the users' documents of ``domain``."""
-        docs = getattr(self, f"user_docs_{domain}")
+    def aspect_mass(self, side="user", domain="source", batch=256):
+        """[M, vocabulary]: per aspect, the attention mass each word takes over the documents of ``side`` (user or
+        item) in ``domain``, with the queries of that domain (padding excluded)."""
+        docs = getattr(self, f"{side}_docs_{domain}")
+        encoder = self.user_encoder if side == "user" else self.item_encoder
         query = self.queries[0 if domain == "source" else 1]
-        mass = torch.zeros(self.m, len(vocab))
+        mass = torch.zeros(self.m, self.words.num_embeddings)
         for start in range(0, len(docs), batch):
             part, weights = docs[start:start + batch], []
-            self.user_encoder(self.words(part), part > 0, query, weights_out=weights)
+            encoder(self.words(part), part > 0, query, weights_out=weights)
             for m in range(self.m):
                 mass[m].index_add_(0, part.reshape(-1), weights[0][:, m].reshape(-1))
         mass[:, 0] = 0.0
+        return mass
+
+    def aspect_words(self, vocab, domain="source", top=8):
+        """Per aspect, the ``top`` words with the most attention mass over the users' documents of ``domain``."""
+        mass = self.aspect_mass("user", domain)
         return [[vocab[i] for i in mass[m].topk(min(top, len(vocab) - 1)).indices.tolist()] for m in range(self.m)]
 
     def report(self, vocab, path=None):

@@ -84,11 +84,12 @@ def pair_configs(model, source, target, config_files, config_dict):
 
 def model_keys(config, model):
     """``model_keys[model]``: keys a scenario sets for one model only (e.g. CATN's batch size beside the matrix
-    factorisation arms'); {} when it sets none."""
+    factorisation arms'); {} when it sets none. They apply over every config file (a file that sets ``model_keys``
+    replaces the whole table); the command line's keys and a scenario arm's own keys win over them."""
     table = config["model_keys"]
     if table is None:
         return {}
-    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+    if not isinstance(table, dict) or not all(v is None or isinstance(v, dict) for v in table.values()):
         raise TransferConfigError(f"model_keys={table!r}: must be a mapping {{model: {{key: value}}}}")
     unknown = [name for name in table if name not in {m for m, _keys in ARMS.values()} | {model}]
     if unknown:
@@ -190,7 +191,7 @@ def run_one(model, pair, config, verbose=False, on_epoch=None, evaluate_test=Tru
     """Train ``model`` on ``pair`` and evaluate it; returns a row dict."""
     domains = check_eval_domains(config)
     start = time.time()
-    pair.reset(config["seed"])
+    pair.reset(config["seed"], config["train_batch_size"])
     instance = build(model, config, pair)
     report = train_stages(instance, config, pair, verbose=verbose, on_epoch=on_epoch)
     seconds = time.time() - start
