@@ -183,8 +183,9 @@ def write_planted_aspects(folder, names=("asrc", "atgt"), n_users=300, n_items=(
       ``great`` / ``good`` / ``weak`` / ``poor`` by the item's quality), aspects drawn uniformly, phrases in random
       order, with a filler word between phrases. A user's document tells her preferences, an item's document its
       qualities, in words a text convolution reads.
-    ``shuffle_source=True`` gives every source review (and rating) to a random other user: the control whose
-    transfer must not help. Returns the permutation ``pi`` (source aspect -> target aspect).
+    ``shuffle_source=True`` gives every source review (and rating) to a random other user (the same draw otherwise:
+    the same ratings, reviews and target domain, only the source rows' owners permuted): the control whose transfer
+    must not help. Returns the permutation ``pi`` (source aspect -> target aspect).
     """
     rng = np.random.default_rng(seed)
     pi = rng.permutation(n_aspects)
@@ -201,7 +202,8 @@ def write_planted_aspects(folder, names=("asrc", "atgt"), n_users=300, n_items=(
         bias = rng.normal(scale=0.3, size=items)
         user_pref = prefs if d == 0 else prefs[:, np.argsort(pi)]  # target aspect pi[m] carries source preference m
         rows, clock = [], 0
-        owners = rng.permutation(n_users) if (shuffle_source and d == 0) else np.arange(n_users)
+        # the control's owners come from their own generator: the shuffled pair is the same draw, reviews re-owned
+        owners = np.random.default_rng([seed, 1]).permutation(n_users) if (shuffle_source and d == 0) else np.arange(n_users)
         for u in range(n_users):
             for i in rng.choice(items, size=per_user[d], replace=False):
                 score = 3 + bias[i] + strength * user_pref[u] @ quality[i] / np.sqrt(n_aspects) + rng.normal(scale=noise)
