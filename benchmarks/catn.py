@@ -43,11 +43,11 @@ import time
 
 import numpy as np
 import torch
+import yaml
 from scipy.stats import spearmanr
 
 from recbole_transfer.data.synthetic import write_planted_aspects
 from recbole_transfer.logs import quiet_logging
-from recbole_transfer.methods.overlap_cdr.runner import run_one
 from recbole_transfer.pipeline.base import Request
 from recbole_transfer.registry import get_method
 from recbole_transfer.report import json_part, markdown, mean_std, paired_vs
@@ -61,17 +61,19 @@ PLANTED = {"planted": {"n_users": 400, "noise": 0.2, "strength": 1.2},
            "planted_strong": {"n_users": 300, "n_items": (60, 60), "per_user": (10, 8), "n_aspects": 3, "noise": 0.1,
                               "strength": 2.0}}
 PLANTED["planted_strong_shuffled"] = {**PLANTED["planted_strong"], "shuffle_source": True}
-# Pre-declared keys per setting: every arm's, then CATN's own (``<key>_catn``). CATN's model keys reach the other
-# arms too, where they mean nothing. The matrix-factorisation arms keep the overlap family's settings (lr 0.001,
-# patience 10); on the small planted domains with batches of 64 (about 20 steps per epoch).
+# Pre-declared keys per setting: every arm's, and CATN's own under model_keys (written as a config file after the
+# scenario file, so that model_keys win over them). CATN's model keys reach the other arms too, where they mean
+# nothing. The matrix-factorisation arms keep the overlap family's settings (lr 0.001, patience 10); on the small
+# planted domains with batches of 64 (about 20 steps per epoch).
 KEYS = {
     "planted": {"train_batch_size": 64, "learning_rate": 0.001, "stopping_step": 10, "epochs": 300,
                 "aspects": 4, "aspect_dim": 32, "word_dim": 32, "conv_filters": 50, "max_doc_len": 150,
-                "dropout_prob": 0.0, "learning_rate_catn": 0.003, "stopping_step_catn": 40, "epochs_catn": 100},
+                "dropout_prob": 0.0, "model_keys": {"CATN": {"learning_rate": 0.003, "stopping_step": 40, "epochs": 100}}},
     # the generator's arguments and sizes of the suite's planted test (tests/test_catn.py: EASY, EASY_KEYS)
     "planted_strong": {"train_batch_size": 64, "learning_rate": 0.001, "stopping_step": 10, "epochs": 300,
                        "aspects": 3, "aspect_dim": 16, "word_dim": 16, "conv_filters": 32, "max_doc_len": 100,
-                       "dropout_prob": 0.0, "learning_rate_catn": 0.003, "stopping_step_catn": 40, "epochs_catn": 100},
+                       "dropout_prob": 0.0,
+                       "model_keys": {"CATN": {"learning_rate": 0.003, "stopping_step": 40, "epochs": 100}}},
     "kg": {},  # scenario.CATN.yaml's keys, as `run_recbole_transfer.py --model=CATN --scenario` runs them
 }
 KEYS["planted_strong_shuffled"] = KEYS["planted_strong"]
@@ -84,60 +86,46 @@ KEPT = ("setting", "model", "arm", "eta", "seed", "data_seed", "fingerprint", "e
         "valid_rmse", "rmse", "mae", "mse", "test_per_user", "test_users", "target")
 
 
-def _keys(setting, arm):
-    """The run keys of ``arm`` in ``setting``: the setting's keys, CATN's own (``<key>_catn``) for CATN only."""
-    keys = {}
-    for key, value in KEYS[setting].items():
-        if key.endswith("_catn"):
-            if arm == "CATN":
-                keys[key[:-5]] = value
-        else:
-            keys[key] = value
-    return keys
-
-
-def _request(setting, seed, root):
-    method = get_method("overlap_cdr")
-    scenario = method.scenario_of("CATN")
+def _request(setting, seed, etas, root):
+    """The scenario request of one (setting, seed) and the planted permutation (None on kg)."""
+    scenario = get_method("overlap_cdr").scenario_of("CATN")
+    keys = {"num_threads": 1, "scenario_protocols": ["cold_start"], "scenario_etas": list(etas)}
     if setting == "kg":
-        return Request("CATN", None, None, [scenario], {"num_threads": 1}), None
+        return Request("CATN", None, None, [scenario], keys), None
     folder = os.path.join(root, f"{setting}-seed{seed}")
     pi = write_planted_aspects(folder, seed=seed, **PLANTED[setting])
-    return Request("CATN", "asrc", ["atgt"], [scenario], {"num_threads": 1, "data_path": folder,
-                                                          "protocol_dir": os.path.join(folder, "protocols")}), pi
+    settings = os.path.join(folder, "benchmark_keys.yaml")
+    with open(settings, "w", encoding="utf-8") as f:
+        yaml.safe_dump(KEYS[setting], f)
+    return Request("CATN", "asrc", ["atgt"], [scenario, settings],
+                   {**keys, "data_path": folder, "protocol_dir": os.path.join(folder, "protocols")}), pi
 
 
 def run_setting(setting, seed, etas, arms, root, progress):
-    """Rows of one (setting, seed): every arm at every eta, one pair per eta."""
-    from recbole_transfer.methods.overlap_cdr.runner import ARMS as FAMILY_ARMS, PairRunner
-    from recbole_transfer.pipeline.pair import build_pair
+    """Rows of one (setting, seed): CATN's scenario (every arm at every eta, one pair per eta), plus CATN's G and,
+    on planted data, its aspects named by the planted words they attend to."""
+    method = get_method("overlap_cdr")
+    request, pi = _request(setting, seed, etas, root)
+    arms = [a for a in arms if a in SETTING_ARMS.get(setting, arms)]
 
-    request, pi = _request(setting, seed, root)
-    runner, rows = PairRunner(), []
-    for eta in etas:
-        pair = None
-        for arm in [a for a in arms if a in SETTING_ARMS.get(setting, arms)]:
-            model, keys = FAMILY_ARMS[arm]
-            keys = {**keys, **_keys(setting, arm), "protocol": "cold_start", "eta": eta, "seed": seed, "data_seed": seed}
-            source_config, config = runner._configs(request, model, keys)
-            if pair is None:  # one pair per eta; built with the documents' config (the rows are the same for every arm)
-                probe = runner._configs(request, "CATN", {**_keys(setting, "CATN"), "protocol": "cold_start", "eta": eta,
-                                                          "seed": seed, "data_seed": seed})
-                pair = build_pair(*probe)
-            row, instance = run_one(model, pair, config)
-            row = {**{k: row[k] for k in KEPT if k in row}, "setting": setting, "arm": arm, "target": f"{setting} eta={eta:g}",
-                   **{k[5:]: row[k] for k in ("test_rmse", "test_mae", "test_mse")}}
-            if arm == "CATN":
-                row["G"] = instance.correlation().tolist()
-                if pi is not None:
-                    row["planted_pi"] = [int(p) for p in pi]
-                    vocab = pair.links.documents.vocab
-                    row["aligned_source"] = planted_alignment(instance.aspect_mass("user", "source"), vocab, "s")
-                    row["aligned_target"] = planted_alignment(instance.aspect_mass("item", "target"), vocab, "t")
-            rows.append(row)
-            progress(f"{setting} seed {seed} eta {eta:g} {arm}: rmse {row['rmse']:.4f} ({row['epochs']} epochs, "
-                     f"{row['seconds']:.0f}s)")
-    return rows
+    def measure(row, instance, pair):
+        if row["arm"] != "CATN":
+            return
+        row["G"] = instance.correlation().tolist()
+        if pi is not None:
+            row["planted_pi"] = [int(p) for p in pi]
+            vocab = pair.links.documents.vocab
+            row["aligned_source"] = planted_alignment(instance.aspect_mass("user", "source"), vocab, "s")
+            row["aligned_target"] = planted_alignment(instance.aspect_mass("item", "target"), vocab, "t")
+
+    def show(text):
+        progress(f"{setting}: {text}")
+
+    rows = method.runner.scenario(method, request, arms, [seed], progress=show, on_run=measure)
+    extra = ("G", "planted_pi", "aligned_source", "aligned_target")
+    return [{**{k: row[k] for k in KEPT + extra if k in row}, "setting": setting, "model": row["trained"],
+             "target": f"{setting} eta={row['eta']:g}", **{k[5:]: row[k] for k in ("test_rmse", "test_mae", "test_mse")}}
+            for row in rows]
 
 
 def planted_alignment(mass, vocab, prefix):

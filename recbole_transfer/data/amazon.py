@@ -22,6 +22,7 @@ import re
 import pandas as pd
 
 from ..errors import TransferDataError
+from .synthetic import write_atomic_rows
 
 logger = logging.getLogger(__name__)
 
@@ -97,11 +98,9 @@ def write_amazon_pair(source_file, target_file, folder, names=("amazon_source", 
             raise TransferDataError(f"review file {path!r}: no review is left after the filters (items >= "
                                     f"{min_item_reviews} and users >= {min_user_reviews} reviews)")
         frame = frame.sort_values(["user", "timestamp", "item"], kind="stable")
-        os.makedirs(os.path.join(folder, name), exist_ok=True)
-        with open(os.path.join(folder, name, f"{name}.inter"), "w", encoding="utf-8") as f:
-            f.write("user_id:token\titem_id:token\trating:float\ttimestamp:float\treview:token_seq\n")
-            for row in frame.itertuples(index=False):
-                f.write(f"{row.user}\t{row.item}\t{row.rating:g}\t{row.timestamp:.0f}\t{row.text}\n")
+        write_atomic_rows(folder, name, "inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float\treview:token_seq",
+                     [f"{row.user}\t{row.item}\t{row.rating:g}\t{row.timestamp:.0f}\t{row.text}"
+                      for row in frame.itertuples(index=False)])
         out[name] = (frame["user"].nunique(), frame["item"].nunique(), len(frame), dropped)
         logger.info("%s: %d users, %d items, %d reviews (%d dropped: an empty field)", name, *out[name])
     return out

@@ -45,7 +45,7 @@ def write_planted_domain(
         for item in chosen:
             clock += 1
             rows.append(f"{uprefix}u{u}\t{prefix}i{item}\t1\t{clock}")
-    _write_atomic(folder, name, "inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float", rows)
+    write_atomic_rows(folder, name, "inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float", rows)
     return len(rows)
 
 
@@ -88,8 +88,8 @@ def write_planted_sequences(folder, name, n_users=600, n_items=600, length=10, n
             item = int(rng.choice(items_of[group[u]])) if rng.random() < signal else int(rng.integers(0, n_items))
             clock += 1
             rows.append(f"u{u}\ti{item}\t{clock}")
-    _write_atomic(folder, name, "inter", "user_id:token\titem_id:token\ttimestamp:float", rows)
-    _write_atomic(folder, name, "user", "user_id:token\tgroup:token", [f"u{u}\tg{g}" for u, g in enumerate(group)])
+    write_atomic_rows(folder, name, "inter", "user_id:token\titem_id:token\ttimestamp:float", rows)
+    write_atomic_rows(folder, name, "user", "user_id:token\tgroup:token", [f"u{u}\tg{g}" for u, g in enumerate(group)])
     return len(rows)
 
 
@@ -128,11 +128,11 @@ def write_drifting_periods(
         for j in rng.permutation(len(block)):
             clock += 1
             rows.append(f"u{block[j][0]}\ti{block[j][1]}\t{clock}")
-    _write_atomic(folder, name, "inter", "user_id:token\titem_id:token\ttimestamp:float", rows)
+    write_atomic_rows(folder, name, "inter", "user_id:token\titem_id:token\ttimestamp:float", rows)
     return len(rows)
 
 
-def _write_atomic(folder, name, suffix, header, rows):
+def write_atomic_rows(folder, name, suffix, header, rows):
     """Write the RecBole atomic file ``<folder>/<name>/<name>.<suffix>``: a typed header, then the rows."""
     path = os.path.join(folder, name)
     os.makedirs(path, exist_ok=True)
@@ -162,7 +162,7 @@ def write_planted_context(folder, name, n_users=300, n_items=200, per_user=20, n
             item = int(rng.choice(members[(m + s) % n_clusters])) if rng.random() < signal else int(rng.integers(n_items))
             clock += 1
             rows.append(f"{prefix}u{u}\t{prefix}i{item}\t{clock}\tm{m}\ts{s}")
-    _write_atomic(folder, name, "inter", "user_id:token\titem_id:token\ttimestamp:float\tmood:token\tslot:token", rows)
+    write_atomic_rows(folder, name, "inter", "user_id:token\titem_id:token\ttimestamp:float\tmood:token\tslot:token", rows)
     return len(rows)
 
 
@@ -216,5 +216,5 @@ def write_planted_aspects(folder, names=("asrc", "atgt"), n_users=300, n_items=(
                 words = [w for k in order for w in said[k] + [f"w{rng.integers(30)}"]]
                 clock += 1
                 rows.append(f"u{owners[u]}\t{prefix}i{i}\t{rating}\t{clock}\t{' '.join(words)}")
-        _write_atomic(folder, name, "inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float\treview:token_seq", rows)
+        write_atomic_rows(folder, name, "inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float\treview:token_seq", rows)
     return pi

@@ -99,13 +99,17 @@ class DomainPair:
         """Rewind the training dataloaders' shuffling to ``seed`` (RecBole seeds a loader's generator once, when it is
         built) and give them the run's ``train_batch_size`` (RecBole reads it once too, from the config the pair was
         built with): every model trained on this pair sees the batches a freshly built pair would give it."""
-        for data in (self.source, self.target):
+        built = self.__dict__.setdefault("_train_loaders", {})  # (domain, batch size) -> loader, built once
+        for domain, data in (("source", self.source), ("target", self.target)):
             loader = data.train_data
+            built.setdefault((domain, loader.config["train_batch_size"]), loader)
             if train_batch_size is not None and loader.config["train_batch_size"] != int(train_batch_size):
-                # a RecBole loader fixes its torch batch sampler when it is built: build it again, same data and sampler
-                config = copy.deepcopy(loader.config)
-                config["train_batch_size"] = int(train_batch_size)
-                data.train_data = loader = type(loader)(config, loader._dataset, loader._sampler, shuffle=True)
+                key = (domain, int(train_batch_size))
+                if key not in built:  # a RecBole loader fixes its torch batch sampler when it is built: same data and sampler
+                    config = copy.deepcopy(loader.config)
+                    config["train_batch_size"] = int(train_batch_size)
+                    built[key] = type(loader)(config, loader._dataset, loader._sampler, shuffle=True)
+                data.train_data = loader = built[key]
             loader.generator.manual_seed(int(seed))
 
     def feed(self, kind, config):

@@ -76,7 +76,8 @@ def forever(loader):
 
 
 def train_stages(model, config, pair, verbose=False, on_epoch=None):
-    """Run the model's schedule; returns the stage report rows (dicts)."""
+    """Run the model's schedule; returns the stage report rows (dicts). ``on_epoch(epoch, stage, trainer, last)`` is
+    called after each validation (``last``: the stage's last one)."""
     report = []
     if not getattr(model, "stages", None):
         return report  # a model that learns nothing
@@ -109,10 +110,10 @@ def train_stages(model, config, pair, verbose=False, on_epoch=None):
 
             def record(epoch_idx, valid_score, trainer=trainer):
                 if on_epoch is not None:
-                    on_epoch(epoch_idx + 1, name, trainer)
+                    on_epoch(epoch_idx + 1, name, trainer, trainer.is_last_validation(epoch_idx))
 
             trainer.extra_state["fingerprint"] = pair.fingerprint()  # what --evaluate must rebuild to test it
-            best_score, best_result = trainer.fit(train, valid, saved=True, verbose=verbose,
+            _best_score, best_result = trainer.fit(train, valid, saved=True, verbose=verbose,
                                                   show_progress=config["show_progress"], callback_fn=record)
             if valid is not None:
                 trainer.load_best()

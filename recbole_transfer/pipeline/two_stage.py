@@ -141,8 +141,7 @@ def train_domain(
         if trainer.cur_step == 0:  # RecBole's early stopping just took this epoch as the best
             best.update(valid_per_user=trainer.last_per_user, valid_users=trainer.last_users)
         if on_epoch is not None:
-            last = epoch_idx + trainer.eval_step >= trainer.epochs or trainer.cur_step > trainer.stopping_step
-            on_epoch(epoch_idx + 1, trainer, trainer.last_valid_result, last)
+            on_epoch(epoch_idx + 1, trainer, trainer.last_valid_result, trainer.is_last_validation(epoch_idx))
 
     best_valid_score, best_valid_result = trainer.fit(
         data.train_data, data.valid_data, saved=saved, verbose=verbose, show_progress=config["show_progress"],

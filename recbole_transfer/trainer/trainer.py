@@ -81,6 +81,11 @@ class TransferTrainer(Trainer):
         return super().fit(train_data, valid_data, verbose=verbose, saved=saved, show_progress=show_progress,
                            callback_fn=callback_fn)
 
+    def is_last_validation(self, epoch_idx):
+        """Whether the validation after epoch ``epoch_idx`` (0-based) is this fit's last: no validation fits in the
+        epochs left, or RecBole's early stopping has run out of patience."""
+        return epoch_idx + self.eval_step >= self.epochs or self.cur_step > self.stopping_step
+
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         if self.strategy is not None:
             self.strategy.before_epoch(self, epoch_idx)

@@ -58,7 +58,7 @@ from torch import nn
 
 from ...errors import TransferConfigError
 from ...pipeline.stages import Stage
-from .model import PairModel, shrunk_means
+from .model import PairModel
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +119,7 @@ class CATN(PairModel):
     """See the module docstring."""
 
     tasks = ("rating",)
+    reads_documents = True
     stages = {"joint": Stage("target", "target", ("words", "user_encoder", "aux_encoder", "item_encoder", "queries", "X",
                                                   "fuse_gate", "fuse_out", "user_bias", "item_bias", "source_user_bias",
                                                   "source_item_bias"),
@@ -130,13 +131,9 @@ class CATN(PairModel):
         if docs is None:
             raise TransferConfigError("CATN reads documents: set doc_field to the token_seq field of the reviews "
                                       "(e.g. doc_field: review)")
-        m, k = int(config["aspects"]), int(config["aspect_dim"])
+        m, k = int(config["aspects"]), int(config["aspect_dim"])  # sizes checked with the family's keys (runner.py)
         d, filters, window = int(config["word_dim"]), int(config["conv_filters"]), int(config["conv_window"])
-        for key, value in (("aspects", m), ("aspect_dim", k), ("word_dim", d), ("conv_filters", filters),
-                           ("conv_window", window)):
-            if value < 1:
-                raise TransferConfigError(f"{key}={value}: must be an integer >= 1")
-        self.m, self.k = m, k
+        self.m, self.k, self.vocab = m, k, docs.vocab
         for name in ("user_docs", "item_docs", "aux_docs"):
             for domain, tensor in getattr(docs, name).items():
                 self.register_buffer(f"{name}_{domain}", tensor, persistent=False)
@@ -168,15 +165,12 @@ class CATN(PairModel):
                 found = load_word_vectors(config["word_vectors"], docs.vocab, d)
                 for index, vector in found.items():
                     self.words.weight[index] = vector
-        with torch.no_grad():
             for table in (self.user_bias, self.source_user_bias):
                 table.weight.zero_()
-            items, labels = dataset.inter_feat[self.ITEM_ID], dataset.inter_feat[self.LABEL].float()
-            beta = float(config["mean_shrinkage"])  # the item_mean baseline's estimator (few ratings: near the global mean)
-            self.item_bias.weight.copy_(shrunk_means(items, labels, self.n_items, float(labels.mean()), beta).unsqueeze(-1))
-            _users, s_items, s_labels = links.source_rows
-            s_mean = float(s_labels.float().mean()) if len(s_labels) else 0.0
-            self.source_item_bias.weight.copy_(shrunk_means(s_items, s_labels, self.n_source_items, s_mean, beta).unsqueeze(-1))
+            # the item_mean baseline's estimator (few ratings: near the global mean)
+            target, source = self.shrunk_item_means(dataset, float(config["mean_shrinkage"]))
+            self.item_bias.weight.copy_(target.unsqueeze(-1))
+            self.source_item_bias.weight.copy_(source.unsqueeze(-1))
 
     # ----- the two flows -----------------------------------------------------------------------------
     def _encode(self, encoder, docs, query):
@@ -203,8 +197,12 @@ class CATN(PairModel):
         a_i = self._encode(self.item_encoder, getattr(self, f"item_docs_{names[item_domain]}")[items_u],
                            self.queries[item_domain])
         pair_scores = torch.einsum("bmk,kl,bnl->bmn", a_u[users_inv], x, a_i[items_inv])
-        correlation = F.leaky_relu(self.queries[user_domain] @ x @ self.queries[item_domain].t())
-        return (pair_scores * correlation).mean((1, 2))
+        return (pair_scores * self._correlation(user_domain, item_domain)).mean((1, 2))
+
+    def _correlation(self, user_domain, item_domain):
+        """G of a flow: LeakyReLU(V_user_domain X' V_item_domain^T), X' = X from the source, X^T from the target."""
+        x = self.X if user_domain == 0 else self.X.t()
+        return F.leaky_relu(self.queries[user_domain] @ x @ self.queries[item_domain].t())
 
     def rate_target(self, users, items):
         """S->T: a target rating from the user's SOURCE document (0 aspects without one) plus the biases."""
@@ -220,7 +218,7 @@ class CATN(PairModel):
     @torch.no_grad()
     def correlation(self):
         """G, the global aspect correlation of the S->T flow: LeakyReLU(V_S X V_T^T), [M, M]."""
-        return F.leaky_relu(self.queries[0] @ self.X @ self.queries[1].t())
+        return self._correlation(0, 1)
 
     @torch.no_grad()
     def aspect_mass(self, side="user", domain="source", batch=256):
@@ -233,26 +231,24 @@ class CATN(PairModel):
         for start in range(0, len(docs), batch):
             part, weights = docs[start:start + batch], []
             encoder(self.words(part), part > 0, query, weights_out=weights)
-            for m in range(self.m):
-                mass[m].index_add_(0, part.reshape(-1), weights[0][:, m].reshape(-1))
+            mass.index_add_(1, part.reshape(-1), weights[0].transpose(0, 1).reshape(self.m, -1))
         mass[:, 0] = 0.0
         return mass
 
-    def aspect_words(self, vocab, domain="source", top=8):
+    def aspect_words(self, domain="source", top=8):
         """Per aspect, the ``top`` words with the most attention mass over the users' documents of ``domain``."""
         mass = self.aspect_mass("user", domain)
+        vocab = self.vocab
         return [[vocab[i] for i in mass[m].topk(min(top, len(vocab) - 1)).indices.tolist()] for m in range(self.m)]
 
-    def report(self, vocab, path=None):
-        """The aspect report (top words per aspect, source and target) and G; ``path``: a heatmap PNG of G."""
+    def report(self, path=None):
+        """The aspect report (top words per aspect, source and target) and G; ``path``: a heatmap PNG of G. (Nothing
+        here goes through dropout: the attention reads the word vectors directly.)"""
         from ...report import markdown
 
-        was = self.training
-        self.eval()
-        rows = [[m, " ".join(s), " ".join(t)] for m, (s, t) in enumerate(zip(self.aspect_words(vocab, "source"),
-                                                                                self.aspect_words(vocab, "target")))]
+        rows = [[m, " ".join(s), " ".join(t)] for m, (s, t) in enumerate(zip(self.aspect_words("source"),
+                                                                                self.aspect_words("target")))]
         g = self.correlation().numpy()
-        self.train(was)
         text = ("Aspects: the words with the most attention in users' documents\n\n"
                 + markdown(["aspect", "source", "target"], rows)
                 + "\n\nG (source aspect x target aspect)\n\n"

@@ -57,6 +57,7 @@ class PairModel(GeneralRecommender):
     stages = {}  # name -> Stage
     tasks = ("ranking", "rating")
     scores_source = False  # True: the model has source vectors (it can be evaluated on the source domain)
+    reads_documents = False  # True: the pair builds its documents (doc_field) before the model is built
 
     def __init__(self, config, dataset, links):
         super().__init__(config, dataset)
@@ -76,6 +77,15 @@ class PairModel(GeneralRecommender):
         self.stage = None
         self.domain = "target"  # which domain predict / full_sort_predict score
         self.feeds = {}  # stage name -> iterator of source batches drawn inside calculate_loss (CMF)
+
+    def shrunk_item_means(self, dataset, beta):
+        """(target, source) per-item mean training ratings, each shrunk toward its domain's mean by ``beta``
+        pseudo-ratings (an unrated item: the domain's mean)."""
+        feat = dataset.inter_feat
+        target = shrunk_means(torch.as_tensor(feat[self.ITEM_ID]), torch.as_tensor(feat[self.LABEL]).float(), self.n_items,
+                              self.links.target_mean, beta)
+        _users, s_items, s_labels = self.links.source_rows
+        return target, shrunk_means(s_items, s_labels, self.n_source_items, self.links.source_mean, beta)
 
     # ----- stages ----------------------------------------------------------------------------------
     def enter_stage(self, name, domain):
@@ -372,11 +382,9 @@ class RatingMean(PairModel):
             raise TransferConfigError(f"rating_mean={kind!r}: allowed global, item, item_offset")
         self.kind = kind
         beta, lam = float(config["mean_shrinkage"]), float(config["offset_shrinkage"])
-        feat = dataset.inter_feat
-        items, ratings = torch.as_tensor(feat[self.ITEM_ID]), torch.as_tensor(feat[self.LABEL]).float()
-        self.register_buffer("item_means", shrunk_means(items, ratings, self.n_items, self.target_mean, beta))
+        item_means, s_means = self.shrunk_item_means(dataset, beta)
+        self.register_buffer("item_means", item_means)
         s_users, s_items, s_ratings = links.source_rows
-        s_means = shrunk_means(s_items, s_ratings, self.n_source_items, self.source_mean, beta)
         residual = s_ratings - s_means[s_items]
         total = torch.zeros(self.n_source_users).index_add_(0, s_users, residual)
         count = torch.zeros(self.n_source_users).index_add_(0, s_users, torch.ones_like(residual))

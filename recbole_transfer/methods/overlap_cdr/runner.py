@@ -25,6 +25,7 @@ from ...pipeline.pair import build_pair, check_protocol
 from ...pipeline.stages import parse_stages, stage_table, train_stages
 from ...pipeline.two_stage import domain_config
 from ...report import markdown, mean_std, paired_vs
+from ...stats import user_means
 from ...trainer import TransferTrainer, load_checkpoint, load_model_state
 from ...trainer.trainer import evaluated_users
 from ...utils import listish
@@ -112,6 +113,7 @@ FAMILY_KEYS = {
     "meta_hidden": ("int or None", 1), "mean_shrinkage": (float, 0.0), "offset_shrinkage": (float, 0.0),
     "mapper": ("choice", ("linear", "mlp")), "map_users": ("choice", ("cold", "overlap")),
     "rating_mean": ("choice", ("global", "item", "item_offset")),
+    "aspects": (int, 1), "aspect_dim": (int, 1), "word_dim": (int, 1), "conv_filters": (int, 1), "conv_window": (int, 1),
 }
 
 
@@ -156,7 +158,7 @@ def build(model, config, pair):
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     dataset = pair.target.train_data._dataset
-    if config["doc_field"]:  # a model that reads documents: the pair builds them once, from its training rows
+    if config["doc_field"] and getattr(cls, "reads_documents", False):  # the pair builds them once, from its training rows
         pair.documents(config["doc_field"], config["max_doc_len"], config["code_faithful_aux"])
     instance = cls(config, dataset, pair.links)
     return instance.to(config["device"])
@@ -170,9 +172,8 @@ def rating_per_user(trainer, eval_data):
     labels = struct.get("data.label").float().view(-1).numpy()
     users = np.asarray(evaluated_users(eval_data), dtype=np.int64)
     squared = (scores - labels) ** 2
-    unique, inverse = np.unique(users, return_inverse=True)
-    per_user = np.round(np.bincount(inverse, weights=squared) / np.bincount(inverse), 6).tolist()
-    return unique.tolist(), per_user, float(squared.mean())
+    per_user = np.round(user_means([(users, squared)]), 6).tolist()
+    return np.unique(users).tolist(), per_user, float(squared.mean())
 
 
 def evaluate(model, config, data, domain):
@@ -314,7 +315,7 @@ class PairRunner(Runner):
         row.update(arm=request.model, target=setting_label(row))
         text = result_text(row, pair, check_eval_domains(target_config))
         if hasattr(instance, "report") and row["model_file"]:  # e.g. CATN's aspects and its correlation heatmap
-            text += "\n\n" + instance.report(pair.links.documents.vocab, os.path.splitext(row["model_file"])[0] + "-G.png")
+            text += "\n\n" + instance.report(os.path.splitext(row["model_file"])[0] + "-G.png")
         return row, text
 
     def arms(self, method, request, arms=None):
@@ -329,7 +330,9 @@ class PairRunner(Runner):
                                       f"{', '.join(ARMS)}")
         return arms
 
-    def scenario(self, method, request, arms=None, seeds=None, progress=None, verbose=False):
+    def scenario(self, method, request, arms=None, seeds=None, progress=None, verbose=False, on_run=None):
+        """Every arm x setting x seed (see the module docstring); ``on_run(row, instance, pair)`` sees each trained
+        model before the next one trains (e.g. a benchmark's extra measurements)."""
         arms = self.arms(method, request, arms)
         _source, probe = self._configs(request, request.model)
         settings = []
@@ -355,8 +358,10 @@ class PairRunner(Runner):
                 for arm in arms:
                     keys = {**configs[(protocol, eta, arm)], "seed": seed}
                     source_config, target_config = built[arm]
-                    row, _ = run_one(keys["model"], pair, target_config, verbose=verbose)
+                    row, instance = run_one(keys["model"], pair, target_config, verbose=verbose)
                     row.update(arm=arm, target=setting_label(row), model=request.model, trained=keys["model"])
+                    if on_run:
+                        on_run(row, instance, pair)
                     rows.append(row)
                     if progress:
                         shown = ", ".join(f"{m[5:]} {row[m]:.4f}" for m in table_metrics(row["task"])[:2] if m in row)
@@ -425,10 +430,9 @@ class PairRunner(Runner):
         pair = build_pair(source_config, config)
         last = parse_stages(get_model(setup["model"]), config["stages"], config["epochs"])[-1][0]
 
-        def on_epoch(epoch, stage, trainer):
+        def on_epoch(epoch, stage, trainer, done):
             if stage != last:  # earlier stages validate a part of the model (or the source): not the trial's score
                 return
-            done = trainer.cur_step > trainer.stopping_step or epoch >= trainer.epochs
             report({**{f"valid_{k.lower()}": float(v) for k, v in (trainer.last_valid_result or {}).items()},
                     "epoch": epoch, "recbole_done": done, "fingerprint": pair.fingerprint(), "model_file": None})
 
