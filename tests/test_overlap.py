@@ -313,3 +313,13 @@ def test_tune_searches_the_models_own_keys_and_tests_the_winner(planted, run_cli
     assert all("mapper_hidden" not in r["config"] for r in result["rows"])
     saved = json.loads((tmp_path / "tuned.json").read_text())
     assert saved[0]["test_result"]["ndcg@10"] > 0
+
+
+def test_a_stage_reports_its_last_validation_once_also_with_eval_step(planted):
+    """on_epoch's ``last`` flag (what a Ray trial reports as recbole_done) is True at the stage's last validation
+    only, whether it ends the epochs (eval_step 2 of 5 epochs: validations after epochs 2 and 4) or not."""
+    source_config, config = _configs(planted, "TargetMF", epochs=5, eval_step=2, stopping_step=100)
+    seen = []
+    run_one("TargetMF", build_pair(source_config, config), config,
+            on_epoch=lambda epoch, stage, trainer, last: seen.append((epoch, last)), evaluate_test=False)
+    assert seen == [(2, False), (4, True)]
