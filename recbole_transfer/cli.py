@@ -97,6 +97,13 @@ def parse_extra(extra):
     return Config._convert_config_dict(None, out)
 
 
+def parse_command(argv):
+    """(argparse namespace, config dict) of a command line, without running it: what ``main`` acts on. Raises
+    TransferError for a ``--key=value`` argument that is not one, SystemExit (argparse) for a bad flag."""
+    args, extra = _parser().parse_known_args(argv)
+    return args, parse_extra(extra)
+
+
 def _print(msg):
     print(msg, flush=True)
 
@@ -220,7 +227,7 @@ def main(argv=None):
         return USAGE_EXIT
     args, extra = _parser().parse_known_args(argv)
     try:
-        config_dict = parse_extra(extra)
+        config_dict = parse_extra(extra)  # parse_command(argv), with argparse's exit kept outside the try
         config_files = args.config_files.strip().split() if args.config_files else []
         analysis = next((name for name in sorted({a for m in registry.methods() for a in m.analyses})
                          if getattr(args, name, None)), None)
