@@ -17,8 +17,8 @@ import yaml
 from recbole.config import Config
 from recbole.data import create_dataset
 
-from . import registry
-from .config import TransferConfig, check_config_file, recbole_errors
+from . import keys, registry
+from .config import TransferConfig, recbole_errors
 from .data.amazon import write_amazon_pair
 from .data.pairs import overlap
 from .data.periods import check_period_args, dataset_periods, format_period_table, period_table
@@ -94,7 +94,14 @@ def parse_extra(extra):
             raise TransferError(f"argument {arg!r}: expected --key=value (see --help)")
         key, value = arg[2:].split("=", 1)
         out[key] = value
-    return Config._convert_config_dict(None, out)
+    out = Config._convert_config_dict(None, out)  # RecBole's conversion: numbers, True / False, Python literals
+    for key, value in out.items():  # and YAML's flow lists and mappings, as a config file writes them: [a,b], {k: v}
+        if isinstance(value, str) and value[:1] + value[-1:] in ("[]", "{}"):
+            try:
+                out[key] = yaml.load(value, Loader=keys.LOADER)
+            except yaml.YAMLError:
+                pass  # left as written: the key's check names it
+    return out
 
 
 def parse_command(argv):
@@ -139,9 +146,7 @@ def resolve_model(model, config_files, config_dict):
     if config_dict.get("model"):
         return config_dict["model"]
     for path in config_files:
-        check_config_file(path)
-        with open(path, "r", encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
+        data = keys.read_yaml(path)
         if data.get("model"):
             return data["model"]
     scenario = registry.default_method().scenario

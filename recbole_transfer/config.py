@@ -16,9 +16,10 @@ What it adds to :class:`recbole.config.Config`:
   (``properties/dataset/ml-100k.yaml``: the timestamp and rating columns), as the base itself would;
 - a sequential RecBole model gets the settings RecBole requires of it by default: ``eval_args.order: TO``
   and, with a CE loss, ``train_neg_sample_args: ~``;
-- bad input is a :class:`TransferConfigError` with one line: a config file that is not a YAML mapping, a
-  training key of the wrong type (``epochs: abc``, ``train_batch_size: 0``), and RecBole's own
-  configuration errors (with what to set), see :func:`recbole_errors`.
+- bad input is a :class:`TransferConfigError` with one line: a config file that is not a YAML mapping, a key
+  of the wrong type or out of its range (``epochs: abc``, ``train_batch_size: 0``: :func:`recbole_transfer.keys.check`,
+  from the YAML files' annotations), and RecBole's own configuration errors (with what to set), see
+  :func:`recbole_errors`.
 """
 
 import contextlib
@@ -29,20 +30,17 @@ import json
 import logging
 import os
 
-import yaml
 from recbole.config import Config
 from recbole.utils import ModelType
 from recbole.utils import get_model as recbole_get_model
-from recbole.utils import argument_list
 
 from . import model as shared_models
-from . import registry
+from . import keys, registry
 from .errors import TransferConfigError, TransferError, did_you_mean
-from .utils import property_file, PROPERTIES_DIR
+from .utils import RECBOLE_DIR
 
 logger = logging.getLogger(__name__)
 
-_RECBOLE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(argument_list.__file__)))
 _RECBOLE_MODEL_SUBMODULES = [
     "general_recommender",
     "context_aware_recommender",
@@ -50,21 +48,6 @@ _RECBOLE_MODEL_SUBMODULES = [
     "knowledge_aware_recommender",
     "exlib_recommender",
 ]
-
-# Keys RecBole reads that are not in any of its property files.
-_RECBOLE_RUNTIME_KEYS = {
-    "model", "dataset", "data_path", "config_files", "local_rank", "nproc", "world_size", "ip", "port",
-    "offset", "single_spec", "device", "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type", "shuffle",
-    "gpu_id", "benchmark_filename", "valid_neg_sample_args", "test_neg_sample_args", "neg_sampling",
-    "additional_feat_suffix", "numerical_features", "discretization", "preload_weight", "alias_of_user_id",
-    "alias_of_item_id", "alias_of_entity_id", "alias_of_relation_id", "normalize_field", "normalize_all",
-    "threshold", "unload_col", "unused_col", "load_col", "rm_dup_inter", "val_interval",
-    "filter_inter_by_user_or_item", "user_inter_num_interval", "item_inter_num_interval",
-    "transform", "enable_amp", "enable_scaler", "wandb_project", "log_wandb", "state", "show_progress",
-    "save_dataset", "dataset_save_path", "save_dataloaders", "dataloaders_save_path", "log_tensorboard",
-    "worker", "checkpoint_dir", "seed", "reproducibility", "use_gpu",
-}
-
 
 def plugin_model_classes():
     """Models shipped by recbole_transfer (the shared models and every registered method's), by name."""
@@ -74,7 +57,7 @@ def plugin_model_classes():
 def _recbole_model_stems():
     stems = []
     for sub in _RECBOLE_MODEL_SUBMODULES:
-        for path in glob.glob(os.path.join(_RECBOLE_DIR, "model", sub, "*.py")):
+        for path in glob.glob(os.path.join(RECBOLE_DIR, "model", sub, "*.py")):
             stem = os.path.splitext(os.path.basename(path))[0]
             if not stem.startswith("_"):
                 stems.append((sub, stem))
@@ -118,55 +101,6 @@ def _resolve_model(name):
     )
 
 
-@functools.lru_cache(maxsize=None)
-def _yaml_keys(path):
-    """The top-level keys of a shipped YAML file, read once per process (every config checks its keys)."""
-    with open(path, "r", encoding="utf-8") as f:
-        data = yaml.load(f.read(), Loader=yaml.FullLoader)
-    return frozenset(data) if isinstance(data, dict) else frozenset()
-
-
-def _key_files(method):
-    """A method's config files: its keys and its models' defaults (not its scenario or search space)."""
-    others = {"keys", "scenario", "space"}  # a scenario holds run keys, a search space is not a config file
-    files = glob.glob(os.path.join(method.folder, "*.yaml")) if method.folder else []
-    models = list(method.models) + [n for n in (os.path.basename(p)[:-5] for p in files)
-                                    if n not in others and not n.startswith("scenario.")]
-    return [p for p in [method.keys_file] + [method.model_file(m) for m in models] if p]
-
-
-def plugin_keys():
-    """Every key declared by this package's property files and the registered methods' files (our keys)."""
-    return _plugin_keys(tuple((m.name, m.folder) for m in registry.methods()))
-
-
-@functools.lru_cache(maxsize=None)
-def _plugin_keys(_registered):
-    keys = set()
-    for path in glob.glob(os.path.join(PROPERTIES_DIR, "**", "*.yaml"), recursive=True):
-        keys |= _yaml_keys(path)
-    for method in registry.methods():
-        for path in _key_files(method):
-            keys |= _yaml_keys(path)
-    return frozenset(keys)
-
-
-def method_keys(method):
-    """Keys declared by one method's keys file (not its models' defaults)."""
-    return _yaml_keys(method.keys_file) if method.keys_file else frozenset()
-
-
-@functools.lru_cache(maxsize=None)
-def recbole_keys():
-    """Every key RecBole knows: its property files, its argument lists and runtime keys."""
-    keys = set(_RECBOLE_RUNTIME_KEYS)
-    for path in glob.glob(os.path.join(_RECBOLE_DIR, "properties", "**", "*.yaml"), recursive=True):
-        keys |= _yaml_keys(path)
-    for name in ("general_arguments", "training_arguments", "evaluation_arguments", "dataset_arguments"):
-        keys |= set(getattr(argument_list, name))
-    return frozenset(keys)
-
-
 # RecBole's configuration errors, and what to set (matched on RecBole's message).
 RECBOLE_HINTS = (
     ("should be None when the loss_type is CE", "set train_neg_sample_args: ~ (a CE loss scores every item) or loss_type: BPR"),
@@ -190,39 +124,15 @@ def recbole_errors(config=None, key="dataset"):
         raise TransferConfigError(f"RecBole refused {where}: {message}{hint}") from None
 
 
-# Training keys of RecBole whose type a typo breaks only minutes later: (kind, lowest allowed value).
-TYPED_KEYS = {
-    "epochs": (int, 1), "train_batch_size": (int, 1), "eval_batch_size": (int, 1), "stopping_step": (int, 1),
-    "eval_step": (int, 0), "seed": (int, 0), "data_seed": (int, 0), "learning_rate": (float, 0.0), "num_threads": (int, 1),
-    "history_len": (int, 1),
-}
-
-
-def check_config_file(path):
-    """A config file must exist and hold a YAML mapping (or nothing)."""
-    if not os.path.isfile(path):
-        raise TransferConfigError(f"config_files: file {path!r} does not exist")
-    with open(path, "r", encoding="utf-8") as f:
-        text = f.read()
-    try:
-        data = yaml.load(text, Loader=yaml.FullLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise TransferConfigError(f"config_files: {path!r} is not valid YAML ({problem}{where})") from None
-    if data is not None and not isinstance(data, dict):
-        raise TransferConfigError(
-            f"config_files: {path!r} holds a YAML {type(data).__name__}; a config file holds key: value pairs"
-        )
-
-
 class TransferConfig(Config):
     """RecBole Config for recbole_transfer models and keys (see module docstring)."""
 
     def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None):
+        given = {}
         for path in config_file_list or []:
-            check_config_file(path)
+            given.update(keys.read_yaml(path))  # exists, and holds a YAML mapping: one line, not RecBole's traceback
+        given.update(config_dict or {})
+        keys.check(given, model if isinstance(model, str) else given.get("model"))  # before RecBole reads them
         with recbole_errors(None, f"model={model!r}, dataset={dataset!r}"):
             super().__init__(model, dataset, config_file_list, dict(config_dict or {}))
         self._check_user_keys()
@@ -246,13 +156,9 @@ class TransferConfig(Config):
         super()._load_internal_config_dict(model, model_class, dataset)
         base = self._derived_from(dataset)
         if base:  # a derived domain reads as its base dataset does (RecBole's dataset defaults)
-            self._update_internal_config_dict(os.path.join(_RECBOLE_DIR, "properties", "dataset", f"{base}.yaml"))
-        method = registry.method_of(model)
-        shared_file = property_file("model", f"{model}.yaml")
-        model_file = registry.model_file(model) or (shared_file if os.path.isfile(shared_file) else None)
-        for path in (property_file("overall.yaml"), method.keys_file, model_file):
-            if path:
-                self._update_internal_config_dict(path)
+            self._update_internal_config_dict(os.path.join(RECBOLE_DIR, "properties", "dataset", f"{base}.yaml"))
+        for path in keys.layers(model):
+            self._update_internal_config_dict(path)
         if getattr(model_class, "type", None) == ModelType.SEQUENTIAL:  # what RecBole requires of these models
             internal = self.internal_config_dict
             internal["eval_args"] = {**(internal.get("eval_args") or {}), "order": "TO"}
@@ -267,13 +173,13 @@ class TransferConfig(Config):
             return None
         with open(spec_file, encoding="utf-8") as f:
             base = (json.load(f).get("spec") or {}).get("base")
-        exists = base and os.path.isfile(os.path.join(_RECBOLE_DIR, "properties", "dataset", f"{base}.yaml"))
+        exists = base and os.path.isfile(os.path.join(RECBOLE_DIR, "properties", "dataset", f"{base}.yaml"))
         return base if exists else None
 
     # ----- checks ----------------------------------------------------------------------------
     def _check_user_keys(self):
-        ours = plugin_keys()
-        known = ours | recbole_keys() | set(self.internal_config_dict)
+        ours = keys.plugin_keys()
+        known = ours | keys.recbole_keys() | set(self.internal_config_dict)
         for key in self.external_config_dict:
             if key in known:
                 continue
@@ -285,24 +191,12 @@ class TransferConfig(Config):
             )
         own = registry.method_of(self.model)
         for key in self.external_config_dict:
-            if key in self.internal_config_dict or key in recbole_keys():
+            if key in self.internal_config_dict or key in keys.recbole_keys():
                 continue
-            owners = [m.name for m in registry.methods() if m is not own and key in method_keys(m)]
+            owners = [m.name for m in registry.methods() if m is not own and key in keys.method_keys(m)]
             if owners:
                 logger.warning("config key %r belongs to method %s; model %s (method %s) does not read it",
                                key, " / ".join(owners), self.model, own.name)
-        for key, (kind, low) in TYPED_KEYS.items():
-            value = self.final_config_dict.get(key)
-            if value is None and key == "data_seed":
-                continue
-            number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if kind is int and not (number and float(value).is_integer() and value >= low):
-                raise TransferConfigError(f"{key}={value!r}: must be an integer >= {low}")
-            if kind is float and not (number and value > low):
-                raise TransferConfigError(f"{key}={value!r}: must be a number > {low:g}")
-        for key in ("protocol_cache", "code_faithful_aux"):
-            if not isinstance(self.final_config_dict.get(key), bool):
-                raise TransferConfigError(f"{key}={self.final_config_dict.get(key)!r}: must be True or False")
 
     @classmethod
     def from_checkpoint(cls, checkpoint, overrides=None):

@@ -86,6 +86,11 @@ def paired_users(row, base, key):
     a, b = per_user(row, key), per_user(base, key)
     if a is None or b is None:
         return None
+    if not np.array_equal(a[0], b[0]):  # equal fingerprints should make this impossible: never pair by position
+        raise TransferError(
+            f"{row.get('target')}: arms {row.get('arm')!r} and {base.get('arm')!r} (seed {row.get('seed')}) list other "
+            f"users for {key} ({len(a[0])} vs {len(b[0])} values, or another order); they cannot be paired"
+        )
     return a[0], a[1] - b[1]
 
 

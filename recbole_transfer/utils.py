@@ -14,7 +14,8 @@ PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prope
 if not os.path.isdir(PROPERTIES_DIR):  # running from a source checkout without install
     PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "properties")
 
-BUNDLED_DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(recbole.__file__)), "dataset_example")
+RECBOLE_DIR = os.path.dirname(os.path.abspath(recbole.__file__))
+BUNDLED_DATA_DIR = os.path.join(RECBOLE_DIR, "dataset_example")
 
 
 def property_file(*parts):

@@ -81,7 +81,7 @@ def test_word_vectors_come_from_the_users_file_and_must_match_word_dim(run_cli, 
               f"--source_file={BOOKS}", f"--target_file={MOVIES}", f"--word_vectors={vectors}"]
     code, _out, err = run_cli(common + ["--word_dim=16"], cwd=tmp_path)
     assert code == 2 and "has 8 numbers, but word_dim is 16" in err
-    from recbole_transfer.methods.overlap_cdr.catn import load_word_vectors
+    from recbole_transfer.methods.overlap_cdr.models.catn import load_word_vectors
     found = load_word_vectors(str(vectors), ["[PAD]", "acting", "plot", "story"], 8)
     assert sorted(found) == [1, 2] and float(found[2][0]) == 0.5 and float(found[1][3]) == -0.25
     code, _out, err = run_cli(common + ["--word_dim=8"], cwd=tmp_path)

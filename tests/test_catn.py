@@ -9,9 +9,9 @@ from recbole_transfer import registry
 from recbole_transfer.data.synthetic import write_planted_aspects
 from recbole_transfer.errors import TransferDataError
 from recbole_transfer.methods.overlap_cdr.runner import build, pair_configs, run_one
-from recbole_transfer.pipeline.documents import build_documents
-from recbole_transfer.pipeline.pair import build_pair
-from recbole_transfer.pipeline.stages import forever
+from recbole_transfer.methods.overlap_cdr.documents import build_documents
+from recbole_transfer.methods.overlap_cdr.pair import build_pair
+from recbole_transfer.methods.overlap_cdr.stages import forever
 
 KEYS = {"protocol": "cold_start", "task": "rating", "word_dim": 16, "aspect_dim": 8, "aspects": 3, "conv_filters": 12,
         "max_doc_len": 120, "train_batch_size": 128, "learning_rate": 0.003, "show_progress": False,
@@ -101,7 +101,7 @@ def test_a_user_without_source_document_is_scored_by_the_biases(aspects):
 def test_auxiliary_reviews_follow_the_paper_or_the_released_code():
     import numpy as np
 
-    from recbole_transfer.pipeline.documents import _auxiliary
+    from recbole_transfer.methods.overlap_cdr.documents import _auxiliary
 
     # rows: user, item, rating; user 3 is in both domains; texts are one token per row (its row number + 1)
     users, items = np.array([1, 2, 1, 3, 2, 4]), np.array([7, 7, 8, 7, 8, 8])
@@ -129,8 +129,6 @@ def test_code_faithful_aux_leaves_users_in_both_domains_without_auxiliary_docume
     for domain in ("source", "target"):  # every planted user is in both domains
         assert int(code.aux_docs[domain].count_nonzero()) == 0
         assert torch.equal(code.user_docs[domain], paper.user_docs[domain])
-    with pytest.raises(TransferDataError, match="code_faithful_aux='yes': must be True or False"):
-        build_documents(pair, "review", 120, code_faithful_aux="yes")
 
 
 def test_catn_scenario_runs_the_rating_baselines_and_catn_at_the_papers_etas(aspects):

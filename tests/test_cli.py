@@ -56,7 +56,7 @@ BAD = [
     (["--model=TransferMLP", "--source=src", "--target=tgt", "--tranfer_mode=freeze"], "did you mean 'transfer_mode'"),
     # the strategy's own keys are checked when the run builds its strategy, before the source stage
     (["--model=TransferMLP", "--source=src", "--target=tgt", "--transfer=config-1", "--transfer_mode=frozen"],
-     "transfer_mode='frozen': allowed values are 'freeze' and 'finetune'"),
+     "transfer_mode='frozen': must be one of freeze, finetune"),
     (["--model=TransferMLP", "--source=src", "--target=tgt", "--transfer=drr"], "a transfer of method 'mmtnet'; use --model=MMTNet"),
     (["--model=TransferMLP", "--source=nosuch", "--target=tgt", "--transfer=config-1"], "source='nosuch': no atomic file"),
     (["--evaluate=plain.pth"], "not a recbole_transfer checkpoint"),
@@ -73,7 +73,7 @@ BAD = [
     (["--model=TransferMLP", "--source=src", "--target=tgt", "--scenario", "--output=blocker/run"], "--output='blocker/run': cannot write"),
     # every arm's strategy is built before the scenario's source stage
     (["--model=TransferMLP", "--source=src", "--scenario", "--targets=[tgt]", "--arms=[none,config-1]", "--transfer_mode=frozen"],
-     "transfer_mode='frozen': allowed values are 'freeze' and 'finetune'"),
+     "transfer_mode='frozen': must be one of freeze, finetune"),
     (["--model=TransferMLP", "--source=src", "--scenario", "--targets=[tgt]", "--arms=[]"], "--arms='[]': no arm given"),
     (["--model=PeterRec", "--target=gender", "--transfer=config-3"], "a transfer of method 'layer_transfer'; use --model=TransferMLP"),
     (["--import=no_such_module", "--target=tgt"], "--import='no_such_module': cannot import it"),

@@ -8,11 +8,12 @@ import re
 import pytest
 
 import recbole_transfer
-from recbole_transfer import config, registry
+from recbole_transfer import config, keys, registry
 
 PACKAGE = os.path.dirname(os.path.abspath(recbole_transfer.__file__))
 ROOT = os.path.dirname(PACKAGE)
-COMMON_WORDS = {"none", "pop", "random", "frozen", "full", "sample", "finetune", "bag"}  # arms that are plain words
+COMMON_WORDS = {"none", "pop", "random", "frozen", "full", "sample", "finetune", "bag",  # arms that are plain words
+                "task", "protocol", "eta", "stages"}  # keys that are plain words
 
 
 def _modules(under=PACKAGE):
@@ -37,7 +38,7 @@ def method_words():
             words.add(type(method.runner).__name__)
         words |= {method.strategy.__name__} if method.strategy else set()
         words |= {str(arm).split("/")[0] for arm in method.arms} - COMMON_WORDS
-        words |= set(config.method_keys(method))  # a method's own keys (transfer_mode, patch_width, ...)
+        words |= set(keys.method_keys(method)) - COMMON_WORDS  # a method's own keys (transfer_mode, patch_width, ...)
     return words | {"MMT-Net", "NextItNet"}
 
 

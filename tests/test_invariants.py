@@ -182,15 +182,14 @@ def test_a_drr_checkpoint_reloads_with_its_adapters_and_the_same_metrics(planted
     ("MMTNet", {"transfer": "config-3"}, "a transfer of method 'layer_transfer'; use --model=TransferMLP"),
     ("MMTNet", {"transfer": "anneel"}, "allowed: none \\(scratch\\), frozen, anneal, drr, random"),
     ("TransferMLP", {"transfer": "drr"}, "transfer='drr': a transfer of method 'mmtnet'.*--model=MMTNet"),
-    ("MMTNet", {"transfer": "anneal", "anneal_decay": 1.5}, "anneal_decay=1.5: must be a number in \\[0.0, 1.0\\]"),
+    ("MMTNet", {"transfer": "anneal", "anneal_decay": 1.5}, "anneal_decay=1.5: must be a number in \\[0, 1\\]"),
     ("MMTNet", {"transfer": "drr", "adapter_width": 0}, "adapter_width=0: must be an integer >= 1"),
-    ("MMTNet", {"transfer": "drr", "drr_beta": -1.0}, "drr_beta=-1.0: must be a number >= 0.0"),
-    ("MMTNet", {"transfer": "drr", "target_embedding_init": "zero"}, "target_embedding_init=.zero.: allowed: source_mean, random"),
+    ("MMTNet", {"transfer": "drr", "drr_beta": -1.0}, "drr_beta=-1.0: must be a number >= 0"),
+    ("MMTNet", {"transfer": "drr", "target_embedding_init": "zero"}, "target_embedding_init=.zero.: must be one of source_mean, random"),
 ])
 def test_bad_transfer_configs_raise_named_errors(model, overrides, message):
-    config = TransferConfig(model, "ml-100k", None, overrides)
-    with pytest.raises(TransferConfigError, match=message):
-        method_of(model).make_strategy(config)
+    with pytest.raises(TransferConfigError, match=message):  # a key's range: its config; an arm: the strategy
+        method_of(model).make_strategy(TransferConfig(model, "ml-100k", None, overrides))
 
 
 # ----- one command, many targets; Ray Tune ----------------------------------------------------------------

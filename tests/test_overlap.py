@@ -15,10 +15,10 @@ import torch
 from recbole_transfer import registry
 from recbole_transfer.data.synthetic import write_planted_domain
 from recbole_transfer.errors import TransferConfigError, TransferDataError
-from recbole_transfer.pipeline.pair import build_pair
+from recbole_transfer.methods.overlap_cdr.pair import build_pair
 from recbole_transfer.methods.overlap_cdr.runner import build, pair_configs, run_one
-from recbole_transfer.pipeline.stages import parse_stages, train_stages
-from recbole_transfer.methods.overlap_cdr.model import CMF, EMCDR
+from recbole_transfer.methods.overlap_cdr.stages import parse_stages, train_stages
+from recbole_transfer.methods.overlap_cdr.models import CMF, EMCDR
 
 N_USERS = 240
 FAST = {"learning_rate": 0.01, "embedding_size": 16, "train_batch_size": 512, "stopping_step": 4, "epochs": 40,
@@ -96,7 +96,7 @@ def test_cmf_alpha_zero_is_the_target_only_model_exactly(planted):
 
 
 def test_emcdr_map_stage_moves_only_the_mapper_and_cold_users_are_mapped(planted):
-    source_config, config = _configs(planted, "EMCDR", stages="[source:8,target:8]")
+    source_config, config = _configs(planted, "EMCDR", stages=["source:8", "target:8"])
     pair = build_pair(source_config, config)
     model = build("EMCDR", config, pair)
     train_stages(model, config, pair)
@@ -167,20 +167,20 @@ def test_cli_bad_inputs_exit_2(planted, run_cli, tmp_path):
     cases = [
         (["--model=CMF", "--eta=1.5", "--protocol=cold_start"], "eta=1.5"),
         (["--model=CMF", "--eta=0.5"], "eta applies to protocol cold_start only"),
-        (["--model=CMF", "--protocol=cold"], "protocol='cold': allowed warm, cold_start"),
+        (["--model=CMF", "--protocol=cold"], "protocol='cold': must be one of warm, cold_start"),
         (["--model=EMCDR", "--stages=[source:2,mapping:2]"], "unknown stage 'mapping' of EMCDR"),
         (["--model=CMF", "--alpha=2"], "alpha=2: must be a number in [0, 1]"),
         (["--model=CMF", "--protocol=cold_start", "--cold_share=0.001"], "give 0 validation and 0 test users"),
         (["--model=CMF", "--protocol=cold_start", "--cold_valid_share=1.0"], "give 120 validation and 0 test users"),
         (["--model=CMF", "--source=ptgt", "--protocol=cold_start"], "are training interactions of the source"),  # itself
         (["--model=PTUPCDR", "--history_len=-1"], "history_len=-1: must be an integer >= 1"),
-        (["--model=PTUPCDR", "--meta_hidden=-5"], "meta_hidden=-5: must be None or an integer >= 1"),
+        (["--model=PTUPCDR", "--meta_hidden=-5"], "meta_hidden=-5: must be an integer >= 1 or None"),
         (["--model=EMCDR", "--mapper_hidden=abc"], "mapper_hidden='abc'"),
         (["--model=EMCDR", "--mapper=deep"], "mapper='deep': must be one of linear, mlp"),
         (["--model=CMF", "--alpha=abc"], "alpha='abc': must be a number in [0, 1]"),
         (["--model=CMF", "--embedding_size=0"], "embedding_size=0: must be an integer >= 1"),
         (["--model=RatingMean", "--mean_shrinkage=-5"], "mean_shrinkage=-5: must be a number >= 0"),
-        (["--model=CMF", "--eval_domains=[source]"], "that holds target"),
+        (["--model=CMF", "--eval_domains=[source]"], "eval_domains=['source']: must hold target"),
         (["--model=EMCDR", "--protocol=cold_start", "--eta=0.001"], "the train split is empty"),
         (["--model=CMF", f"--overlap_link={planted['root'] / 'disjoint.link'}"], "share no user"),
         (["--model=CMF", "--eval_domains=[both]"], "eval_domains"),
@@ -232,7 +232,7 @@ def test_rating_means_follow_their_formulas(tmp_path):
 
 
 def test_ptupcdr_bridge_reads_the_source_history_and_ignores_padding(planted):
-    source_config, config = _configs(planted, "PTUPCDR", stages="[source:2,target:2,meta:2]")
+    source_config, config = _configs(planted, "PTUPCDR", stages=["source:2", "target:2", "meta:2"])
     pair = build_pair(source_config, config)
     model = build("PTUPCDR", config, pair)
     train_stages(model, config, pair)

@@ -57,7 +57,7 @@ def test_ml100k_drama_and_non_drama_share_894_users(workdir, run_cli):
 
 
 def test_cold_start_split_is_exact_disjoint_nested_and_fixed_by_the_data_seed():
-    from recbole_transfer.data import cold_start_split
+    from recbole_transfer.methods.overlap_cdr.pair import cold_start_split
     from recbole_transfer.errors import TransferConfigError
 
     shared = [f"u{i}" for i in range(894)]

@@ -201,7 +201,7 @@ def test_cli_fine_tunes_then_evaluates_the_delta_checkpoint_and_refuses_bad_inpu
     assert code == 0, err[-3000:]
     assert test_line.split("test: ")[1] in out
     code, _out, err = run_cli([*base, "--transfer=peterrec", "--patch_position=diagonal"], cwd=tmp_path)
-    assert code == 2 and "allowed: serial, parallel" in err and "Traceback" not in err
+    assert code == 2 and "must be one of serial, parallel" in err and "Traceback" not in err
 
 
 def test_popularity_baseline_predicts_the_majority_training_label(planted):

@@ -36,8 +36,8 @@ deterministic (stable hashes, seeded sampling, sorted output).
 ``kg_text: true`` gives every interaction a ``review:token_seq`` field made from the base's knowledge graph
 (``<base>.link``: item -> entity, ``<base>.kg``: head / relation / tail triples): the tail entities of the item's
 ``film.film.*`` triples (actors, genres, directors, writers, language, ...), sorted, then the token ``r<rating>``.
-Documents built from it (:mod:`recbole_transfer.pipeline.documents`) are item CONTENT with the user's ratings,
-not text users wrote.
+Documents built from it (by a method that reads a ``token_seq`` field as text) are item CONTENT with the user's
+ratings, not text users wrote.
 
 ``label`` turns a domain into a user-profile task: each kept user becomes one interaction whose "item" is
 her label token (a field of the ``.user`` file; ``bins`` buckets a numeric field into ``<18``, ``18-24``,

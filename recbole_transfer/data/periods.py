@@ -18,17 +18,15 @@ import datetime
 
 import numpy as np
 
+from .. import keys
 from ..errors import TransferConfigError, TransferDataError
 from ..report import markdown
 
-PERIOD_MODES = ("interactions", "time")
-
-
 def check_period_args(periods, by):
-    if not isinstance(periods, int) or isinstance(periods, bool) or periods < 2:
-        raise TransferConfigError(f"periods={periods!r}: must be an integer >= 2 (a period to train on and one to test on)")
-    if by not in PERIOD_MODES:
-        raise TransferConfigError(f"period_by={by!r}: allowed values are {', '.join(PERIOD_MODES)}")
+    """``periods`` and ``period_by`` as their keys declare them (properties/overall.yaml)."""
+    if periods is None:
+        raise TransferConfigError("periods: give the number of time periods, e.g. --periods=10")
+    keys.check({"periods": periods, "period_by": by})
 
 
 def assign_periods(timestamps, periods, by="interactions", dataset="dataset"):

@@ -28,6 +28,7 @@ candidates through RecBole's sampler under the same keyed generator, which gives
 therefore the same metrics, slower (a test checks it).
 """
 
+import copy
 import hashlib
 import json
 import logging
@@ -39,6 +40,7 @@ import numpy as np
 import torch
 from recbole.data.dataloader import FullSortEvalDataLoader, NegSampleEvalDataLoader
 from recbole.data.dataset import SequentialDataset
+from recbole.data.interaction import Interaction
 from recbole.data.utils import create_samplers, get_dataloader
 from recbole.sampler import KGSampler
 from recbole.utils import ModelType
@@ -49,9 +51,25 @@ from .domains import validate_holdout
 
 logger = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: RecBole's own split (its build() under the data seed)
+
+
+def _code_key():
+    """What else decides a protocol besides its data and keys: this module's code, the package's version, and the
+    versions of the libraries that draw it (RecBole's split and samplers, numpy's and torch's generators). Part of
+    every protocol key, so a cached protocol from other code is never reused."""
+    import recbole
+
+    from .. import __version__
+
+    with open(__file__, "rb") as f:
+        code = hashlib.sha1(f.read()).hexdigest()
+    return {"version": PROTOCOL_VERSION, "code": code, "recbole_transfer": __version__, "recbole": recbole.__version__,
+            "numpy": np.__version__, "torch": torch.__version__}
+
+
+CODE_KEY = _code_key()
 PHASES = ("train", "valid", "test")
-LEAVE_ONE_OUT = {"valid_and_test": 2}  # valid_only / test_only leave a part empty: transfer needs all three
 
 
 def data_seed_of(config):
@@ -112,7 +130,7 @@ class Protocol:
         thinning = ("keep_fraction", "label_fraction")
         drawn = {k: v for k, v in args.items() if k not in thinning}
         drawn["user_holdout"] = {k: v for k, v in (args["user_holdout"] or {}).items() if k not in thinning} or None
-        draw_key = _digest(PROTOCOL_VERSION, type(dataset).__name__, dataset.user_num, dataset.item_num, len(feat),
+        draw_key = _digest(CODE_KEY, type(dataset).__name__, dataset.user_num, dataset.item_num, len(feat),
                            *content, drawn)
         key = _digest(draw_key, args)
         path = cls._path(config, key)
@@ -204,19 +222,30 @@ class Protocol:
 
     @staticmethod
     def fingerprint(train_data, valid_data, test_data):
-        """A hash of what the trainers receive: the training interactions, and every evaluation batch
-        (users, candidate items, positives). Equal fingerprints = the same data and candidates."""
+        """A hash of what the trainers receive: the training interactions, and of every evaluation phase the rows it
+        scores (users, candidate items), its positives and its masked history as (user, item) pairs. Batches are
+        joined before hashing, so the same candidates give the same fingerprint at any ``eval_batch_size``."""
         ds = train_data._dataset
         parts = [ds.inter_feat[ds.uid_field].numpy(), ds.inter_feat[ds.iid_field].numpy()]
         for loader in (valid_data, test_data):
-            for batch in loader:
-                interaction, _, positive_u, positive_i = batch
-                parts.append(interaction[ds.uid_field].numpy())
+            columns = {name: [] for name in ("users", "items", "positive_users", "positive_items", "history_users",
+                                             "history_items")}
+            for interaction, extra, positive_u, positive_i in loader:
+                users = interaction[ds.uid_field].numpy()
+                columns["users"].append(users)
                 if ds.iid_field in interaction:
-                    parts.append(interaction[ds.iid_field].numpy())
-                for extra in (positive_u, positive_i):
-                    if extra is not None:
-                        parts.append(np.asarray(extra))
+                    columns["items"].append(interaction[ds.iid_field].numpy())
+                row_users = users  # what positive_u indexes: the batch's rows, or its users' groups (sampled candidates)
+                if isinstance(extra, torch.Tensor):
+                    groups = extra.numpy()
+                    row_users = users[np.searchsorted(groups, np.arange(groups.max() + 1 if len(groups) else 0))]
+                elif isinstance(extra, tuple):  # full ranking: the masked history (batch row, item)
+                    columns["history_users"].append(users[extra[0].numpy()])
+                    columns["history_items"].append(extra[1].numpy())
+                if positive_u is not None:
+                    columns["positive_users"].append(row_users[np.asarray(positive_u)])
+                    columns["positive_items"].append(np.asarray(positive_i))
+            parts += [np.concatenate(v) if v else np.zeros(0, dtype=np.int64) for v in columns.values()]
         return _digest(*parts)[:16]
 
 
@@ -225,14 +254,18 @@ def protocol_args(config, dataset):
     eval_args = config["eval_args"]
     holdout = config["user_holdout"]
     fraction = config["keep_fraction"]
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
-        raise TransferConfigError(f"keep_fraction={fraction!r}: must be a number in (0, 1]")
     if holdout is not None:
         holdout = validate_holdout("user_holdout", holdout)
     if isinstance(dataset, SequentialDataset) and dataset.benchmark_filename_list is None and eval_args["order"] != "TO":
         raise TransferConfigError(
             f"eval_args.order={eval_args['order']!r}: {config['model']} is a sequential model and RecBole splits its "
             "sequences in time order only; set eval_args.order: TO (the plugin's default for sequential models)"
+        )
+    split = eval_args["split"] or {}
+    if isinstance(split, dict) and split.get("LS") not in (None, "valid_and_test"):
+        raise TransferConfigError(
+            f"eval_args.split.LS={split['LS']!r}: a run needs a validation part (early stopping, selection) and a test "
+            "part; allowed: valid_and_test"
         )
     if isinstance(dataset, SequentialDataset) and fraction < 1:
         raise TransferConfigError(
@@ -243,6 +276,8 @@ def protocol_args(config, dataset):
     return {
         "split": eval_args["split"], "group_by": eval_args["group_by"], "order": eval_args["order"],
         "mode": eval_args["mode"], "valid_neg": config["valid_neg_sample_args"], "test_neg": config["test_neg_sample_args"],
+        # RecBole 1.2.1 draws popularity-distributed evaluation candidates with the training sampler's alpha
+        "train_neg": config["train_neg_sample_args"],
         "benchmark": list(dataset.file_size_list) if dataset.benchmark_filename_list is not None else None,
         "user_holdout": holdout, "keep_fraction": float(fraction), "data_seed": data_seed_of(config),
     }
@@ -263,15 +298,12 @@ def _split(dataset, config, key, args):
         for code, part in ((1, "valid"), (2, "test"), (3, "drop")):
             groups[np.isin(users, np.asarray(args["user_parts"][part], dtype=np.int64))] = code
         parts = [np.flatnonzero(groups == code) for code in (0, 1, 2)]
-    elif args["benchmark"] is not None:
-        if args["user_holdout"] is not None:
-            raise TransferConfigError("user_holdout: the dataset already comes split in benchmark files")
-        bounds = np.cumsum([0] + args["benchmark"])
-        parts = [np.arange(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
     elif args["user_holdout"] is not None:
+        if args["benchmark"] is not None:
+            raise TransferConfigError("user_holdout: the dataset already comes split in benchmark files")
         parts = _holdout(dataset, users, args["user_holdout"], key)
     else:
-        parts = _eval_args_split(dataset, users, args, key)
+        parts = _recbole_split(dataset, args)
     if len(parts) != 3:
         raise TransferConfigError(f"eval_args.split={args['split']!r}: needs a train, a valid and a test part")
     rows = {"train_full": parts[0], "valid": parts[1], "test": parts[2]}
@@ -291,47 +323,23 @@ def _split(dataset, config, key, args):
     return rows
 
 
-def _eval_args_split(dataset, users, args, key):
-    """RecBole's build(): order, group, split, with the random order drawn under the protocol key."""
-    n = len(users)
-    if args["order"] == "RO":
-        order = _rng(key, "order").permutation(n)
-    elif args["order"] == "TO":
-        order = np.argsort(dataset.inter_feat[dataset.time_field].numpy(), kind="stable")
-    else:
-        raise TransferConfigError(f"eval_args.order={args['order']!r}: allowed RO (random order) or TO (time order)")
-    split = args["split"]
-    if not isinstance(split, dict) or len(split) != 1:
-        raise TransferConfigError(f"eval_args.split={split!r}: expected one of {{LS: valid_and_test}}, {{RS: [0.8, 0.1, 0.1]}}")
-    mode, value = next(iter(split.items()))
-    group_by = args["group_by"]
-    ordered_users = users[order]
-    if mode == "LS":
-        if value not in LEAVE_ONE_OUT:
-            raise TransferConfigError(
-                f"eval_args.split.LS={value!r}: a run needs a validation part (early stopping, selection) and a test "
-                "part; allowed: valid_and_test"
-            )
-        parts = dataset._split_index_by_leave_one_out(dataset._grouped_index(ordered_users), LEAVE_ONE_OUT[value])
-    elif mode == "RS":
-        if not isinstance(value, list) or not value:
-            raise TransferConfigError(f"eval_args.split.RS={value!r}: expected ratios, e.g. [0.8, 0.1, 0.1]")
-        ratios = [r / sum(value) for r in value]
-        if group_by is None or str(group_by).lower() == "none":
-            groups = [list(range(n))]
-        elif group_by == "user":
-            groups = dataset._grouped_index(ordered_users)
-        else:
-            raise TransferConfigError(f"eval_args.group_by={group_by!r}: allowed user or none")
-        parts = [[] for _ in ratios]
-        for group in groups:
-            group = list(group)
-            ids = dataset._calcu_split_ids(tot=len(group), ratios=ratios)
-            for part, start, end in zip(parts, [0] + ids, ids + [len(group)]):
-                part.extend(group[start:end])
-    else:
-        raise TransferConfigError(f"eval_args.split={split!r}: the evaluation protocol supports LS and RS splits")
-    return [order[np.asarray(p, dtype=np.int64)] for p in parts]
+ROW = "__protocol_row__"  # the row index a split carries through RecBole's build()
+
+
+def _recbole_split(dataset, args):
+    """RecBole's own ``build()`` (order, group, split: RS, LS or TS, or the benchmark files), run on the user, time and
+    row-index columns only, seeded as ``run_recbole`` seeds it (``init_seed`` with the data seed, then the dataset is
+    built): the rows of each part, so that a run with ``data_seed`` equal to ``seed`` splits as plain RecBole does.
+    The caller's random streams are left as they were."""
+    feat = dataset.inter_feat
+    columns = {f: feat[f] for f in (dataset.uid_field, dataset.time_field) if f and f in feat}
+    columns[ROW] = torch.arange(len(feat))
+    probe = copy.copy(dataset)
+    probe.inter_feat = Interaction(columns)
+    probe._change_feat_format = probe._drop_unused_col = lambda: None  # done on the dataset itself, once
+    with fixed_rng(args["data_seed"]):
+        parts = probe.build()
+    return [part.inter_feat[ROW].numpy() for part in parts]
 
 
 def _holdout(dataset, users, holdout, key):

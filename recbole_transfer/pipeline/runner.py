@@ -73,8 +73,6 @@ class TwoStageRunner(Runner):
                 checked.add(method.describe(params))
                 strategy.check(probe, pretrained, data)
         config = data.config
-        if not isinstance(config["epochs"], int) or config["epochs"] < 1:
-            raise TransferConfigError(f"epochs={config['epochs']!r}: must be an integer >= 1")
         return SearchTarget(config, data.fingerprint(), int(data.valid_data._dataset.inter_num), config["epochs"])
 
     def trial(self, method, setup, params, report):

@@ -36,7 +36,7 @@ import yaml
 from ray import tune
 
 from .. import registry
-from ..config import plugin_keys, recbole_keys
+from ..keys import plugin_keys, recbole_keys
 from ..errors import TransferConfigError, did_you_mean
 from ..transfer import NO_TRANSFER
 

@@ -36,6 +36,7 @@ import logging
 
 import torch
 
+from ... import keys
 from ...data.context import align_tokens, copy_aligned
 from ...errors import TransferConfigError, TransferLayerError, did_you_mean
 from ...model.layers import Patch
@@ -60,13 +61,6 @@ def is_shared_method(value):
     return isinstance(value, str) and value.strip().lower() in SHARED_METHODS
 
 
-def _check_number(key, value, low, high=None, integer=False):
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value < low or (high is not None and value > high):
-        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise TransferConfigError(f"{key}={value!r}: must be {'an integer' if integer else 'a number'} {bound}")
-
-
 class SharedModuleTransfer(TransferStrategy):
     """Transfer strategy of a model that declares ``shared_modules`` (see the module docstring)."""
 
@@ -78,18 +72,10 @@ class SharedModuleTransfer(TransferStrategy):
                 f"transfer={method!r}: unknown transfer for a shared-module model{did_you_mean(method, SHARED_METHODS)}; "
                 f"allowed: none (scratch), {', '.join(SHARED_METHODS)}"
             )
-        _check_number("anneal_warmup", warmup, 0, integer=True)
-        _check_number("anneal_lr", anneal_lr, 0.0)
-        _check_number("anneal_decay", anneal_decay, 0.0, 1.0)
-        _check_number("adapter_width", adapter_width, 1, integer=True)
-        _check_number("drr_beta", beta, 0.0)
-        _check_number("drr_lambda", lam, 0.0)
+        keys.check({"anneal_warmup": warmup, "anneal_lr": anneal_lr, "anneal_decay": anneal_decay,  # the keys' ranges
+                    "adapter_width": adapter_width, "drr_beta": beta, "drr_lambda": lam,
+                    "target_embedding_init": embedding_init})
         self.method, self.warmup, self.anneal_lr, self.anneal_decay = method, warmup, float(anneal_lr), float(anneal_decay)
-        if embedding_init not in EMBEDDING_INITS:
-            raise TransferConfigError(
-                f"target_embedding_init={embedding_init!r}: allowed: {', '.join(EMBEDDING_INITS)}"
-                f"{did_you_mean(str(embedding_init), EMBEDDING_INITS)}"
-            )
         self.adapter_width, self.beta, self.lam = adapter_width, float(beta), float(lam)
         self.embedding_init = embedding_init
         self.label = method

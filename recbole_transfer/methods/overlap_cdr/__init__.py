@@ -1,11 +1,11 @@
-"""Cross-domain recommendation for users in both domains: CMF, EMCDR, PTUPCDR and their baselines, on a domain pair
-(:mod:`.pair`), with the warm and cold-start protocols, ranking and rating tasks, stage schedules (:mod:`.runner`)."""
+"""Cross-domain recommendation for users in both domains: CMF, EMCDR, PTUPCDR, CATN and their baselines (:mod:`.models`),
+on a domain pair (:mod:`.pair`; review documents: :mod:`.documents`), with the warm and cold-start protocols, ranking
+and rating tasks, and stage schedules (:mod:`.stages`), run by :mod:`.runner`."""
 
 import os
 
 from ...registry import Method, register
-from .catn import CATN
-from .model import CMF, EMCDR, PTUPCDR, RatingMean, TargetMF, TargetPop
+from .models import CATN, CMF, EMCDR, PTUPCDR, RatingMean, TargetMF, TargetPop
 from .runner import ARMS, PairRunner
 
 METHOD = register(Method(

@@ -1,7 +1,7 @@
 """The overlap family's runner: build the domain pair, run a model's stage schedule, evaluate in both domains.
 
-One run (``--model=CMF``): the pair and its protocol (:mod:`recbole_transfer.pipeline.pair`), the model on the target's training data, then
-its stages in the order of ``stages: [name:epochs, ...]`` (:mod:`recbole_transfer.pipeline.stages`). Each stage trains only its modules with a fresh
+One run (``--model=CMF``): the pair and its protocol (:mod:`.pair`), the model on the target's training data, then
+its stages in the order of ``stages: [name:epochs, ...]`` (:mod:`.stages`). Each stage trains only its modules with a fresh
 optimizer (a :class:`~recbole_transfer.trainer.TransferTrainer`: RecBole's loop, early stopping on the stage's
 validation, the stage's best epoch reloaded before the next stage). Then the target's test split is evaluated
 by RecBole's evaluator (and the source's test split with ``eval_domains: [source, target]``).
@@ -21,15 +21,15 @@ import numpy as np
 from ...config import TransferConfig, get_model
 from ...errors import TransferConfigError
 from ...pipeline.base import Runner, SearchTarget
-from ...pipeline.pair import build_pair, check_protocol
-from ...pipeline.stages import parse_stages, stage_table, train_stages
 from ...pipeline.two_stage import domain_config
 from ...report import markdown, mean_std, paired_vs
 from ...stats import user_means
 from ...trainer import TransferTrainer, load_checkpoint, load_model_state
 from ...trainer.trainer import evaluated_users
 from ...utils import listish
-from .model import PairModel
+from .models import PairModel
+from .pair import build_pair, check_protocol
+from .stages import parse_stages, stage_table, train_stages
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,6 @@ TASK_ARMS = {
 }
 TASKS = tuple(TASK_ARMS)
 FOLDER = os.path.dirname(os.path.abspath(__file__))  # the method's YAML files
-DOMAINS = ("source", "target")
 
 
 def task_files(config_files, task):
@@ -99,52 +98,18 @@ def model_keys(config, model):
 
 
 def check_eval_domains(config):
+    """The evaluated domains; the target is always one (its keys declare the allowed names)."""
     domains = listish(config["eval_domains"]) or []
-    bad = [d for d in domains if d not in DOMAINS]
-    if bad or "target" not in domains:
-        raise TransferConfigError(f"eval_domains={config['eval_domains']!r}: a list of {', '.join(DOMAINS)} that holds "
-                                  "target (the models are selected and tested on the target): [target] or [source, target]")
+    if "target" not in domains:
+        raise TransferConfigError(f"eval_domains={config['eval_domains']!r}: must hold target (the models are selected and "
+                                  "tested on the target): [target] or [source, target]")
     return domains
-
-
-# the family's keys: (kind, allowed) -- kind int / float with a lowest value, or the allowed strings
-FAMILY_KEYS = {
-    "embedding_size": (int, 1), "alpha": ("unit", None), "reg_weight": (float, 0.0), "mapper_hidden": ("int or None", 1),
-    "meta_hidden": ("int or None", 1), "mean_shrinkage": (float, 0.0), "offset_shrinkage": (float, 0.0),
-    "mapper": ("choice", ("linear", "mlp")), "map_users": ("choice", ("cold", "overlap")),
-    "rating_mean": ("choice", ("global", "item", "item_offset")),
-    "aspects": (int, 1), "aspect_dim": (int, 1), "word_dim": (int, 1), "conv_filters": (int, 1), "conv_window": (int, 1),
-}
-
-
-def check_keys(config):
-    """The family's keys, typed, before any data is read (a bad value fails in seconds, not after a stage)."""
-    for key, (kind, allowed) in FAMILY_KEYS.items():
-        value = config[key]
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if kind == "choice":
-            ok = value in allowed
-            want = f"one of {', '.join(allowed)}"
-        elif kind == "unit":
-            ok, want = number and 0.0 <= value <= 1.0, "a number in [0, 1]"
-        elif kind == "int or None":
-            ok = value is None or (number and float(value).is_integer() and value >= allowed)
-            want = f"None or an integer >= {allowed}"
-        elif kind is int:
-            ok, want = number and float(value).is_integer() and value >= allowed, f"an integer >= {allowed}"
-        else:
-            ok, want = number and value >= allowed, f"a number >= {allowed:g}"
-        if value is None:
-            continue  # not a key of this model (e.g. alpha outside CMF) or its documented None
-        if not ok:
-            raise TransferConfigError(f"{key}={value!r}: must be {want}")
 
 
 def check_run(model, config):
     """Every key of a run that can be checked before data is read."""
     check_protocol(config)
     check_eval_domains(config)
-    check_keys(config)
     cls = get_model(model)
     if config["task"] not in cls.tasks:
         raise TransferConfigError(f"task={config['task']!r}: {model} supports {', '.join(cls.tasks)}")

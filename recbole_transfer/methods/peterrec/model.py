@@ -31,7 +31,6 @@ import torch
 from torch import nn
 
 from ...config import get_model
-from ...errors import TransferConfigError
 from .source import load_source
 from .strategy import backbone_of
 from ...model.user_softmax import UserSoftmax
@@ -49,8 +48,6 @@ class PeterRec(UserSoftmax):
         # load parameters info
         source = load_source(config["source_checkpoint"])
         self.sequence_length = config["sequence_length"]
-        if not isinstance(self.sequence_length, int) or self.sequence_length < 1:
-            raise TransferConfigError(f"sequence_length={self.sequence_length!r}: must be an integer >= 1")
 
         # define layers and loss: the pretrained network as RecBole builds it, the head, the [CLS] vector
         self.backbone = get_model(source.config["model"])(source.config, source.dataset)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from ... import keys
 from ...errors import TransferConfigError, TransferLayerError, did_you_mean
 from ...model.layers import Patch
 from .source import load_source
@@ -36,7 +37,6 @@ from ...transfer import SourceModel, TransferReport, TransferStrategy, parameter
 logger = logging.getLogger(__name__)
 
 METHODS = ("peterrec", "peterzero", "finecls", "finelast", "fineall")
-POSITIONS = ("serial", "parallel")
 # Table 3 rows, in the paper's order, as scenario arms ("method" or "method/position"), after two
 # baselines: popularity (majority label) and a bag-of-items logistic regression.
 PATCH_ARMS = ["pop", "bag", "finecls", "finelast", "fineall", "peterrec/serial", "peterrec/parallel", "peterzero/serial"]
@@ -182,13 +182,7 @@ class PatchTransfer(TransferStrategy):
                 f"transfer={method!r}: unknown fine-tuning method for PeterRec{did_you_mean(method, METHODS)}; "
                 f"allowed: {', '.join(METHODS)}"
             )
-        if position not in POSITIONS:
-            raise TransferConfigError(
-                f"patch_position={position!r}: unknown position{did_you_mean(str(position), POSITIONS)}; "
-                f"allowed: {', '.join(POSITIONS)}"
-            )
-        if not isinstance(width, int) or isinstance(width, bool) or width < 1:
-            raise TransferConfigError(f"patch_width={width!r}: must be an integer >= 1")
+        keys.check({"patch_position": position, "patch_width": width})  # the keys' ranges
         self.method, self.position, self.width, self.layer_norm = method, position, width, bool(layer_norm)
         self.patched = method in ("peterrec", "peterzero")
         self.loads_source = method != "peterzero"

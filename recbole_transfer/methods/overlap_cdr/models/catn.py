@@ -1,7 +1,7 @@
 r"""CATN (Zhao et al., SIGIR 2020, seed 002 part 2): cross-domain rating prediction for cold-start users by aspect
 transfer over review documents.
 
-Documents come from the pair (:mod:`recbole_transfer.pipeline.documents`, ``doc_field``): a user's and an item's
+Documents come from the pair (:mod:`recbole_transfer.methods.overlap_cdr.documents`, ``doc_field``): a user's and an item's
 text in each domain, from training interactions only. For a document of length l:
 
 1. text convolution: word vectors (``word_dim``) -> ``conv_filters`` filters of width ``conv_window`` (same
@@ -35,7 +35,7 @@ from the paper in places:
   (a padding position has logit 0 and takes attention mass).
 - Dropout: here on the word vectors; the released code drops the aspect vectors.
 - Auxiliary documents: the paper's rule by default; ``code_faithful_aux: True`` builds them as the released
-  preprocessing does (:mod:`recbole_transfer.pipeline.documents`). Then no user in both domains has one, while the
+  preprocessing does (:mod:`recbole_transfer.methods.overlap_cdr.documents`). Then no user in both domains has one, while the
   flows read only the documents of users in both domains (a user outside the overlap has no document in the other
   domain), so the auxiliary branch is inert: it gets no gradient and adds nothing, as in the released code, which trains on the
   overlapping users only.
@@ -56,9 +56,9 @@ import torch.nn.functional as F
 from recbole.model.init import xavier_normal_initialization
 from torch import nn
 
-from ...errors import TransferConfigError
-from ...pipeline.stages import Stage
-from .model import PairModel
+from ....errors import TransferConfigError
+from ..stages import Stage
+from .base import PairModel
 
 logger = logging.getLogger(__name__)
 
@@ -244,7 +244,7 @@ class CATN(PairModel):
     def report(self, path=None):
         """The aspect report (top words per aspect, source and target) and G; ``path``: a heatmap PNG of G. (Nothing
         here goes through dropout: the attention reads the word vectors directly.)"""
-        from ...report import markdown
+        from ....report import markdown
 
         rows = [[m, " ".join(s), " ".join(t)] for m, (s, t) in enumerate(zip(self.aspect_words("source"),
                                                                                 self.aspect_words("target")))]

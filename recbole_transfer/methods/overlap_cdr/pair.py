@@ -5,7 +5,7 @@
 through ``overlap_link``, a two-column file: source token, target token), and fixes the target's protocol:
 
 - ``protocol: warm``: the target's own ``eval_args`` split (the scenario: RS 0.8/0.1/0.1 by user, random order);
-- ``protocol: cold_start``: :func:`~recbole_transfer.data.pairs.cold_start_split` of the overlapping users under
+- ``protocol: cold_start``: :func:`cold_start_split` of the overlapping users under
   the data seed: every target interaction of a cold user validates (40 %) or tests (60 %), the warm users outside
   the kept share ``eta`` leave the target, every other user trains.
 
@@ -25,17 +25,55 @@ from recbole.data import create_dataset
 from recbole.data.interaction import Interaction
 from recbole.data.utils import get_dataloader
 
-from ..config import recbole_errors
-from ..data import Protocol, check_enough_items, data_seed_of
-from ..data.pairs import cold_start_split, overlap
-from ..errors import TransferConfigError, TransferDataError
-from ..utils import set_threads, stable_hash
+from ... import keys
+from ...config import recbole_errors
+from ...data import Protocol, check_enough_items, data_seed_of
+from ...data.pairs import overlap
+from ...errors import TransferConfigError, TransferDataError
+from ...utils import set_threads, stable_hash
 from .documents import build_documents
-from .two_stage import DomainData
+from ...pipeline.two_stage import DomainData
 
 logger = logging.getLogger(__name__)
 
-PROTOCOLS = ("warm", "cold_start")
+
+
+@dataclass
+class ColdStartSplit:
+    """The cold-start protocol's users (of the cross-domain cold-start papers): half of the overlapping users are cold (no target interaction
+    in training), 40 % of them validate and 60 % test; of the other overlapping users, a share ``eta`` keeps its
+    target interactions and the rest are dropped from the target. Raw tokens, sorted within each group."""
+
+    cold_valid: list
+    cold_test: list
+    warm_kept: list
+    warm_dropped: list
+    eta: float
+
+
+def cold_start_split(shared, data_seed, eta=1.0, cold_share=0.5, valid_share=0.4):
+    """Split the overlapping users ``shared`` (raw tokens) for the cold-start protocol under ``data_seed``.
+
+    One permutation of the users (keyed by the data seed and the users, never by a name) decides every group:
+    the first ``round(cold_share * n)`` are cold, the first ``round(valid_share * cold)`` of those validate; the
+    warm users keep their target interactions in permutation order, so a smaller ``eta`` keeps a subset of what a
+    larger one keeps (nested, as ``keep_fraction``)."""
+    keys.check({"eta": eta, "cold_share": cold_share, "cold_valid_share": valid_share})  # as the keys declare
+    users = sorted(set(str(u) for u in shared))
+    order = np.random.default_rng(int(stable_hash({"cold_start": int(data_seed), "users": users}), 16) % 2**32).permutation(len(users))
+    users = [users[i] for i in order]
+    n_cold = int(round(cold_share * len(users)))
+    n_valid = int(round(valid_share * n_cold))
+    if n_valid == 0 or n_cold - n_valid == 0:
+        raise TransferConfigError(
+            f"cold_start: {len(users)} overlapping users, cold_share={cold_share} and cold_valid_share={valid_share} give "
+            f"{n_valid} validation and {n_cold - n_valid} test users; both need at least one (cold_valid_share must "
+            "leave test users; a small pair needs a larger cold_share)"
+        )
+    cold, warm = users[:n_cold], users[n_cold:]
+    n_keep = int(round(eta * len(warm)))
+    return ColdStartSplit(sorted(cold[:n_valid]), sorted(cold[n_valid:]), sorted(warm[:n_keep]), sorted(warm[n_keep:]),
+                          float(eta))
 
 
 @dataclass
@@ -51,7 +89,7 @@ class PairLinks:
     n_source_items: int
     target_mean: float  # mean training label (rating task), else 0
     source_mean: float
-    documents: object = None  # pipeline.documents.Documents, built on demand (DomainPair.documents)
+    documents: object = None  # documents.Documents, built on demand (DomainPair.documents)
 
 
 class UserBatches:
@@ -78,7 +116,7 @@ class DomainPair:
     source: DomainData
     target: DomainData
     overlap: object  # data.pairs.Overlap
-    split: object  # data.pairs.ColdStartSplit, or None for the warm protocol
+    split: object  # ColdStartSplit, or None for the warm protocol
     protocol: str
     links: PairLinks
 
@@ -89,7 +127,7 @@ class DomainPair:
         return self._fingerprint
 
     def documents(self, doc_field, max_len, code_faithful_aux=False):
-        """The pair's :class:`~recbole_transfer.pipeline.documents.Documents` (built once, from training rows)."""
+        """The pair's :class:`~recbole_transfer.methods.overlap_cdr.documents.Documents` (built once, from training rows)."""
         docs = self.links.documents
         if docs is None or (docs.doc_field, docs.max_len, docs.code_faithful_aux) != (doc_field, max_len, code_faithful_aux):
             self.links.documents = docs = build_documents(self, doc_field, max_len, code_faithful_aux)
@@ -113,7 +151,7 @@ class DomainPair:
             loader.generator.manual_seed(int(seed))
 
     def feed(self, kind, config):
-        """The training data of a stage (see :class:`~recbole_transfer.pipeline.stages.Stage`); None when the pair has
+        """The training data of a stage (see :class:`~recbole_transfer.methods.overlap_cdr.stages.Stage`); None when the pair has
         none (e.g. no overlapping user keeps target interactions)."""
         if kind == "target":
             return self.target.train_data
@@ -177,14 +215,9 @@ def read_link(path):
 
 
 def check_protocol(config):
-    """The pair keys of a config, validated (fails before any data is read)."""
-    protocol = config["protocol"]
-    if protocol not in PROTOCOLS:
-        raise TransferConfigError(f"protocol={protocol!r}: allowed {', '.join(PROTOCOLS)}")
-    eta = config["eta"]
-    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0.0 < eta <= 1.0:
-        raise TransferConfigError(f"eta={eta!r}: the share of warm overlapping users that keep their target "
-                                  "interactions must be a number in (0, 1]")
+    """What the pair keys' annotations cannot say (each key's type and range is checked with the config): eta belongs
+    to the cold-start protocol. Fails before any data is read."""
+    protocol, eta = config["protocol"], config["eta"]
     if protocol == "warm" and eta != 1.0:
         raise TransferConfigError(f"eta={eta!r}: eta applies to protocol cold_start only (this run is warm); "
                                   "add --protocol=cold_start")

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from recbole.utils import FeatureType
 
-from ..data import data_seed_of
-from ..errors import TransferDataError
+from ...data import data_seed_of
+from ...errors import TransferDataError
 
 logger = logging.getLogger(__name__)
 
@@ -99,11 +99,7 @@ def _auxiliary(rows, users, items, label, texts, code_faithful, in_both, rng):
 
 
 def build_documents(pair, doc_field, max_len, code_faithful_aux=False):
-    """The :class:`Documents` of a :class:`~recbole_transfer.pipeline.pair.DomainPair`."""
-    if not isinstance(max_len, int) or isinstance(max_len, bool) or max_len < 1:
-        raise TransferDataError(f"max_doc_len={max_len!r}: must be an integer >= 1")
-    if not isinstance(code_faithful_aux, bool):
-        raise TransferDataError(f"code_faithful_aux={code_faithful_aux!r}: must be True or False")
+    """The :class:`Documents` of a :class:`~recbole_transfer.methods.overlap_cdr.pair.DomainPair`."""
     shared = {"[PAD]": 0}
     docs = Documents(vocab=[], doc_field=doc_field, max_len=max_len, code_faithful_aux=code_faithful_aux)
     rng = np.random.default_rng(data_seed_of(pair.target.config))

@@ -8,16 +8,16 @@ stage would run all its epochs), and may draw extra batches inside ``calculate_l
 alone: at most ``epochs`` epochs) is its schedule: :func:`train_stages` runs each stage with a fresh
 :class:`~recbole_transfer.trainer.TransferTrainer` (a fresh optimizer over exactly the stage's trainable
 parameters; RecBole's loop and early stopping on the stage's validation; the stage's best epoch reloaded before the
-next stage) on a :class:`~recbole_transfer.pipeline.pair.DomainPair`, and returns the stage report.
+next stage) on a :class:`~recbole_transfer.methods.overlap_cdr.pair.DomainPair`, and returns the stage report.
 """
 
 import logging
 import time
 from dataclasses import dataclass
 
-from ..errors import TransferConfigError
-from ..report import markdown
-from ..trainer import TransferTrainer
+from ...errors import TransferConfigError
+from ...report import markdown
+from ...trainer import TransferTrainer
 
 logger = logging.getLogger(__name__)
 
