@@ -29,15 +29,12 @@ cold validation users' RMSE.
     python benchmarks/catn.py --tables_from benchmarks/results/catn.json
 
 Each finished (setting, seed) is kept in <out>.<setting>.seed<N>.json and reused by a rerun (two processes may run
-different settings or seeds at once; a last run with all of them joins the parts). Writes <out>.json (a list of rows:
-setting, model, eta, seed, rmse, mae, mse, seconds, per-user squared errors, ...) and <out>.md (the tables, the
-paper's numbers as an anchor, and CATN's learned G against the planted permutation).
+different settings or seeds at once; a last run with all of them joins the parts). Writes <out>.json (the run
+record and the rows: setting, model, eta, seed, rmse, mae, mse, seconds, per-user squared errors, ...) and <out>.md
+(the tables, the paper's numbers as an anchor, and CATN's learned G against the planted permutation).
 """
 
-import argparse
-import json
 import os
-import platform
 import sys
 import time
 
@@ -50,7 +47,9 @@ from recbole_transfer.data.synthetic import write_planted_aspects
 from recbole_transfer.logs import quiet_logging
 from recbole_transfer.pipeline.base import Request
 from recbole_transfer.registry import get_method
-from recbole_transfer.report import json_part, markdown, mean_std, paired_vs
+from recbole_transfer.report import markdown, mean_std, paired_vs
+
+import _common as common
 
 ARMS = ("item_mean_offset", "global_mean", "item_mean", "CMF", "EMCDR", "CATN")
 SETTINGS = ("planted", "planted_strong", "planted_strong_shuffled", "kg")
@@ -227,38 +226,47 @@ def tables(rows):
     return "\n\n".join(parts)
 
 
+def report(saved):
+    """The results file's Markdown, from the saved rows and run record alone."""
+    rows, run = saved["rows"], saved["run"]
+    return (f"# CATN benchmark\n\nCommand: `OMP_NUM_THREADS=1 python benchmarks/catn.py {run.get('argv', command_of(rows))}`"
+            f" (python {run['python']}, torch {run['torch']}, {run['threads']} thread; {common.number(run.get('wall_s'))}s "
+            "this run, parts reused)\n\n" + tables(rows) + "\n")
+
+
+def command_of(rows):
+    """The arguments that measure ``rows`` (an older results file did not keep its command line): none for the
+    defaults."""
+    values = {"settings": [s for s in SETTINGS if any(r["setting"] == s for r in rows)],
+              "seeds": sorted({r["seed"] for r in rows}), "etas": sorted({r["eta"] for r in rows}, reverse=True),
+              "arms": [a for a in ARMS if any(r["arm"] == a for r in rows)]}
+    defaults = {"settings": list(SETTINGS), "seeds": list(SEEDS), "etas": list(ETAS), "arms": list(ARMS)}
+    return " ".join(f"--{k} {' '.join(f'{v:g}' if k == 'etas' else str(v) for v in vs)}"
+                    for k, vs in values.items() if vs != defaults[k])
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = common.parser("catn", __doc__, seeds=SEEDS)
     p.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=SETTINGS)
-    p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     p.add_argument("--etas", nargs="+", type=float, default=list(ETAS))
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
-    p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "catn"))
     p.add_argument("--data_root", default=os.path.join("saved", "catn_benchmark"), help="generated planted domains")
-    p.add_argument("--tables_from", default=None, help="print the tables of a results JSON and exit")
-    args = p.parse_args(argv)
-    torch.set_num_threads(1)
-    progress = lambda text: print(text, flush=True)  # noqa: E731
+    args = common.parse(p, argv)
     if args.tables_from:
-        with open(args.tables_from, "r", encoding="utf-8") as f:
-            print(tables(json.load(f)))
-        return 0
+        return common.show(report, args.tables_from)
+    torch.set_num_threads(args.threads)
     quiet_logging()
+    progress = lambda text: print(text, flush=True)  # noqa: E731
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     start = time.time()
     rows = []
     for setting in args.settings:
         for seed in args.seeds:
-            path = f"{args.out}.{setting}.seed{seed}.json"
-            rows += json_part(path, lambda: run_setting(setting, seed, args.etas, args.arms, args.data_root, progress), progress)
-    text = (f"# CATN benchmark\n\nCommand: `OMP_NUM_THREADS=1 python benchmarks/catn.py {' '.join(sys.argv[1:])}`"
-            f" (python {platform.python_version()}, torch {torch.__version__}, 1 thread; {time.time() - start:.0f}s "
-            "this run, parts reused)\n\n" + tables(rows) + "\n")
-    with open(args.out + ".json", "w", encoding="utf-8") as f:
-        json.dump(rows, f)
-    with open(args.out + ".md", "w", encoding="utf-8") as f:
-        f.write(text)
-    print(text)
+            rows += common.part(f"{args.out}.{setting}.seed{seed}.json",
+                                lambda: run_setting(setting, seed, args.etas, args.arms, args.data_root, progress), progress)
+    argv = " ".join(sys.argv[1:] if argv is None else argv)
+    saved = {"run": common.record(args.threads, wall_s=time.time() - start, argv=argv), "rows": rows}
+    common.write(args.out, report(saved), saved)
     return 0
 
 

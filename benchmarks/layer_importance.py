@@ -6,11 +6,12 @@ validation candidates) and runs ``--importance`` twice (identical tables), exact
 ``python run_recbole_transfer.py --importance=<checkpoint>`` does.
 
     OMP_NUM_THREADS=1 python benchmarks/layer_importance.py
+    python benchmarks/layer_importance.py --tables_from benchmarks/results/layer_importance.json
+
+Writes results/layer_importance.md and .json (both checkpoints' measurements).
 """
 
-import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -23,12 +24,13 @@ from recbole_transfer.pipeline.two_stage import load_transfer_model, pretrain_so
 from recbole_transfer.registry import get_method
 from recbole_transfer.trainer import TransferTrainer
 
-DEFAULT_SCENARIO = get_method("layer_transfer").scenario
+import _common as common
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_SCENARIO = get_method("layer_transfer").scenario
 
 
 def measure(name, model_file):
+    """The unchanged model's validation HR@10 four times, and the importance tables of two runs."""
     config, model, _, _, valid, _ = load_transfer_model(model_file)
     trainer = TransferTrainer(config, model, stage="analysis")
     repeats = [float(trainer.evaluate(valid, load_best_model=False)["hit@10"]) for _ in range(4)]
@@ -36,37 +38,48 @@ def measure(name, model_file):
     first = layer_importance(config, model, valid)
     seconds = time.time() - start
     second = layer_importance(config, model, valid)
-    lines = [f"## {name}", "",
-             f"checkpoint: `{os.path.basename(model_file)}`; validation HR@10 of the unchanged model, 4 evaluations: "
-             f"{' / '.join(f'{v:.4f}' for v in repeats)}; importance run twice: "
-             f"{'identical' if first == second else 'DIFFERENT'} ({seconds:.1f}s per run)", "",
-             importance_table(*first)]
-    return "\n".join(lines)
+    base, rows = first
+    return {"name": name, "checkpoint": os.path.basename(model_file), "repeats": repeats, "identical": first == second,
+            "seconds": seconds, "base": base, "rows": rows}
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def section(entry):
+    return "\n".join([
+        f"## {entry['name']}", "",
+        f"checkpoint: `{entry['checkpoint']}`; validation HR@10 of the unchanged model, 4 evaluations: "
+        f"{' / '.join(f'{v:.4f}' for v in entry['repeats'])}; importance run twice: "
+        f"{'identical' if entry['identical'] else 'DIFFERENT'} ({entry['seconds']:.1f}s per run)", "",
+        importance_table(entry["base"], entry["rows"])])
+
+
+def report(saved):
+    """The results file's Markdown, from the saved measurements and run record alone."""
+    run = saved["run"]
+    return "\n\n".join([
+        "# Layer importance by representation erasure (default scenario)",
+        f"command: `OMP_NUM_THREADS=1 python benchmarks/layer_importance.py --seed {run['seed']}`  \n"
+        f"machine: {common.machine(run)}, {run['threads']} torch thread",
+    ] + [section(entry) for entry in saved["rows"]]) + "\n"
+
+
+def main(argv=None):
+    p = common.parser("layer_importance", __doc__)
     p.add_argument("--seed", type=int, default=2020)
-    p.add_argument("--out", default=os.path.join(HERE, "results", "layer_importance.md"))
-    args = p.parse_args()
+    args = common.parse(p, argv)
+    if args.tables_from:
+        return common.show(report, args.tables_from)
     quiet_logging()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     work = tempfile.mkdtemp(prefix="importance-")
     keys = {"seed": args.seed, "checkpoint_dir": os.path.join(work, "saved"), "protocol_dir": os.path.join(work, "protocols"),
             "domain_cache_dir": os.path.join(work, "domains")}
     source = pretrain_source("TransferMLP", "drama", [DEFAULT_SCENARIO], keys, verbose=False)
     target = run_transfer("TransferMLP", None, "action", [DEFAULT_SCENARIO], {**keys, "transfer": "none"},
                           verbose=False)
-    text = "\n\n".join([
-        "# Layer importance by representation erasure (default scenario)",
-        f"command: `OMP_NUM_THREADS=1 python benchmarks/layer_importance.py --seed {args.seed}`  \n"
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, 1 torch thread",
-        measure("Source: TransferMLP on drama", source.model_file),
-        measure("Target: TransferMLP trained from scratch on action", target["model_file"]),
-    ]) + "\n"
-    print(text)
-    with open(args.out, "w", encoding="utf-8") as f:
-        f.write(text)
+    rows = [measure("Source: TransferMLP on drama", source.model_file),
+            measure("Target: TransferMLP trained from scratch on action", target["model_file"])]
+    saved = {"run": common.record(args.threads, seed=args.seed), "rows": rows}
+    common.write(args.out, report(saved), saved)
     return 0
 
 

@@ -8,12 +8,9 @@ per target and arm, relatedness vs gain, and the time to reach scratch's best va
 
     OMP_NUM_THREADS=1 python benchmarks/layer_transfer.py            # ~6 min on one core
     OMP_NUM_THREADS=1 python benchmarks/layer_transfer.py --seeds 2020 --out /tmp/quick
+    python benchmarks/layer_transfer.py --tables_from benchmarks/results/layer_transfer.json
 """
 
-import argparse
-import json
-import os
-import platform
 import sys
 import time
 from collections import defaultdict
@@ -29,9 +26,9 @@ from recbole_transfer.report import (first_time_reaching, forest_plot, markdown,
                                      validation_picks)
 from recbole_transfer.transfer import NO_TRANSFER
 
-DEFAULT_SCENARIO = get_method("layer_transfer").scenario
+import _common as common
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_SCENARIO = get_method("layer_transfer").scenario
 
 
 def time_to_reach_table(rows):
@@ -99,33 +96,16 @@ def relatedness_table(rows, metric="test_hit@10"):
     return markdown(["arm", "Pearson r (gain %, KL)", "p-value", "targets"], lines)
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seeds", type=int, nargs="+", default=[2020, 2021, 2022])
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default=os.path.join(HERE, "results", "layer_transfer"))
-    parser.add_argument("--tables_from", help="rebuild the tables from a saved <out>.json instead of training")
-    args = parser.parse_args()
-    quiet_logging()
-    torch.set_num_threads(args.threads)
-    start = time.time()
-    if args.tables_from:
-        with open(args.tables_from, encoding="utf-8") as f:
-            saved = json.load(f)
-        rows, wall_s = saved["rows"], saved["wall_s"]
-        args.seeds = sorted(set(r["seed"] for r in rows))
-    else:
-        rows = run_scenario(
-            None, None, None, [DEFAULT_SCENARIO], {"num_threads": args.threads}, seeds=args.seeds,
-            progress=lambda m: print(m, flush=True),
-        )
-        wall_s = time.time() - start
+def report(saved):
+    """The results file's Markdown, from the saved rows and run record alone."""
+    rows, run = saved["rows"], saved["run"]
+    seeds = sorted(set(r["seed"] for r in rows))
+    wall_s = run.get("wall_s", saved.get("wall_s"))  # an older file keeps it beside the rows
     header = (
         f"# Layer-transfer benchmark (ml-100k default scenario)\n\n"
-        f"command: `OMP_NUM_THREADS={args.threads} python benchmarks/layer_transfer.py --seeds {' '.join(map(str, args.seeds))}`  \n"
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} torch thread(s); "
-        f"training wall time {wall_s:.0f}s; each seed is its replicate's data seed (every arm of a seed: the same split and "
-        f"candidates)\n"
+        f"command: `OMP_NUM_THREADS={run['threads']} python benchmarks/layer_transfer.py --seeds {' '.join(map(str, seeds))}`  \n"
+        f"machine: {common.machine(run)}, {run['threads']} torch thread(s); training wall time {common.number(wall_s)}s; "
+        f"each seed is its replicate's data seed (every arm of a seed: the same split and candidates)\n"
     )
     sections = [
         header,
@@ -138,17 +118,23 @@ def main():
         + relatedness_table(rows),
         "## Time to reach scratch's best validation HR@10 (fit wall time, seconds)\n\n" + time_to_reach_table(rows),
     ]
-    text = "\n\n".join(sections) + "\n"
-    print("\n" + text)
-    if args.tables_from:  # a rebuild prints; only the measuring command writes the results files
-        return 0
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    return "\n\n".join(sections) + "\n"
+
+
+def main(argv=None):
+    args = common.parse(common.parser("layer_transfer", __doc__, seeds=[2020, 2021, 2022]), argv)
+    if args.tables_from:
+        return common.show(report, args.tables_from)
+    quiet_logging()
+    torch.set_num_threads(args.threads)
+    start = time.time()
+    rows = run_scenario(
+        None, None, None, [DEFAULT_SCENARIO], {"num_threads": args.threads}, seeds=args.seeds,
+        progress=lambda m: print(m, flush=True),
+    )
+    saved = {"run": common.record(args.threads, wall_s=time.time() - start), "rows": rows}
+    common.write(args.out, report(saved), saved)
     forest_plot(rows, args.out + ".png")
-    with open(args.out + ".md", "w", encoding="utf-8") as f:
-        f.write(text)
-    with open(args.out + ".json", "w", encoding="utf-8") as f:
-        json.dump({"wall_s": wall_s, "rows": rows}, f)
-    print(f"wrote {args.out}.md, {args.out}.json and {args.out}.png")
     return 0
 
 

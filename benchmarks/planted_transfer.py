@@ -16,12 +16,13 @@ source and target share their users, the user embedding moves with fc1..fc4 (fro
 or from the noise source. Everything runs through the product's own pipeline (``pretrain_source`` +
 ``run_transfer``).
 
-    OMP_NUM_THREADS=1 python benchmarks/planted_transfer.py       # ~3 min on one core
+    OMP_NUM_THREADS=1 python benchmarks/planted_transfer.py       # ~1 min on one core
+    python benchmarks/planted_transfer.py --tables_from benchmarks/results/planted_transfer.json
+
+Writes results/planted_transfer.md and .json (every arm and seed's row, with per-user test values).
 """
 
-import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -35,7 +36,8 @@ from recbole_transfer.pipeline.two_stage import pretrain_source, run_transfer
 from recbole_transfer.report import markdown, mean_std
 from recbole_transfer.stats import paired_strata, paired_users
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+import _common as common
+
 SHARED = "[user_embedding,fc1,fc2,fc3,fc4]"
 SETTINGS = {
     "disjoint": [
@@ -53,70 +55,86 @@ SETTINGS = {
 }
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--target_per_user", type=int, default=5, help="interactions per target user (disjoint)")
-    parser.add_argument("--clusters", type=int, default=8, help="latent clusters (disjoint setting)")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", default=os.path.join(HERE, "results", "planted_transfer.md"))
-    args = parser.parse_args()
-    quiet_logging()
-    torch.set_num_threads(args.threads)
-    start = time.time()
+def measure(setting, arms, args):
+    """Rows of one setting: every arm at every seed (the test HR@10, epochs run and per-user values)."""
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        os.chdir(work)
+        data = os.path.join(work, "data")
+        shared = setting == "shared users"
+        write_planted_scenario(data, shared, args.clusters, args.target_per_user)
+        extra = {"train_batch_size": 256, **({"epochs": 30, "source_epochs": 20} if shared else {})}
+        for seed in args.seeds:
+            base = {
+                "data_path": data, "seed": seed, "show_progress": False, "user_inter_num_interval": "[3,inf)",
+                "num_threads": args.threads, **extra,
+            }
+            sources = {
+                kind: pretrain_source("TransferMLP", "src" if kind == "planted" else "noise", None, base, verbose=False)
+                for kind in ("planted", "noise")
+            }
+            print(f"[{setting}] seed {seed}: source test HR@10 planted {sources['planted'].test_result['hit@10']:.3f}, "
+                  f"noise {sources['noise'].test_result['hit@10']:.3f}", flush=True)
+            for name, transfer, mode, source in arms:
+                out = run_transfer(
+                    "TransferMLP", None, "tgt", None, {**base, "transfer": transfer, "transfer_mode": mode},
+                    pretrained=sources[source] if source else None, verbose=False,
+                )
+                hit = float(out["test_result"]["hit@10"])
+                rows.append({"setting": setting, "target": "tgt", "arm": name, "seed": seed, "hit": hit,
+                             "epochs": out["epochs_run"], "fingerprint": out["fingerprint"],
+                             "test_per_user": out["test_per_user"], "test_users": out["test_users"]})
+                print(f"  {name:44s} HR@10 {hit:.4f}  epochs {out['epochs_run']}", flush=True)
+    return rows
+
+
+def setting_table(rows):
+    """Per arm: test HR@10 mean ± std and per seed, the gain over scratch and the paired difference to it."""
+    scratch = {r["seed"]: r for r in rows if r["arm"] == "scratch"}
+    mean_scratch = np.mean([r["hit"] for r in scratch.values()])
+    table = []
+    for name in dict.fromkeys(r["arm"] for r in rows):
+        runs = [r for r in rows if r["arm"] == name]
+        hits = np.array([r["hit"] for r in runs])
+        gain = f"{100 * (hits.mean() - mean_scratch) / mean_scratch:+.1f}%" if name != "scratch" else ""
+        pairs = [paired_users(r, scratch[r["seed"]], "test_hit@10") for r in runs]
+        paired = paired_strata([pairs]).cell() if name != "scratch" else ""
+        table.append([name, mean_std(hits), " ".join(f"{h:.3f}" for h in hits), gain, paired,
+                      f"{np.mean([r['epochs'] for r in runs]):.1f}"])
+    return markdown(["arm", "test HR@10 mean ± std", "per seed", "gain over scratch",
+                     "paired difference to scratch [95% CI]", "epochs run (mean)"], table)
+
+
+def report(saved):
+    """The results file's Markdown, from the saved rows and run record alone."""
+    rows, run = saved["rows"], saved["run"]
     lines = [
         "# Planted-signal transfer (synthetic)\n",
-        f"command: `OMP_NUM_THREADS={args.threads} python benchmarks/planted_transfer.py --seeds "
-        f"{' '.join(map(str, args.seeds))} --target_per_user {args.target_per_user} --clusters {args.clusters}`  ",
+        f"command: `OMP_NUM_THREADS={run['threads']} python benchmarks/planted_transfer.py --seeds "
+        f"{' '.join(map(str, run['seeds']))} --target_per_user {run['target_per_user']} --clusters {run['clusters']}`  ",
+        f"machine: {common.machine(run)}; total wall time {common.number(run['wall_s'])}s",
     ]
-    for setting, arms in SETTINGS.items():
-        results = {name: [] for name, *_ in arms}
-        with tempfile.TemporaryDirectory() as work:
-            os.chdir(work)
-            data = os.path.join(work, "data")
-            shared = setting == "shared users"
-            write_planted_scenario(data, shared, args.clusters, args.target_per_user)
-            extra = {"train_batch_size": 256, **({"epochs": 30, "source_epochs": 20} if shared else {})}
-            for seed in args.seeds:
-                base = {
-                    "data_path": data, "seed": seed, "show_progress": False, "user_inter_num_interval": "[3,inf)",
-                    "num_threads": args.threads, **extra,
-                }
-                sources = {
-                    kind: pretrain_source("TransferMLP", "src" if kind == "planted" else "noise", None, base, verbose=False)
-                    for kind in ("planted", "noise")
-                }
-                print(f"[{setting}] seed {seed}: source test HR@10 planted {sources['planted'].test_result['hit@10']:.3f}, "
-                      f"noise {sources['noise'].test_result['hit@10']:.3f}", flush=True)
-                for name, transfer, mode, source in arms:
-                    out = run_transfer(
-                        "TransferMLP", None, "tgt", None, {**base, "transfer": transfer, "transfer_mode": mode},
-                        pretrained=sources[source] if source else None, verbose=False,
-                    )
-                    hit = out["test_result"]["hit@10"]
-                    row = {"target": "tgt", "arm": name, "seed": seed, "fingerprint": out["fingerprint"],
-                           "test_per_user": out["test_per_user"], "test_users": out["test_users"]}
-                    results[name].append((hit, out["epochs_run"], row))
-                    print(f"  {name:44s} HR@10 {hit:.4f}  epochs {out['epochs_run']}", flush=True)
-        scratch = np.mean([h for h, *_ in results["scratch"]])
-        table = []
-        for name, *_ in arms:
-            hits = np.array([h for h, *_ in results[name]])
-            gain = f"{100 * (hits.mean() - scratch) / scratch:+.1f}%" if name != "scratch" else ""
-            pairs = [paired_users(r, base, "test_hit@10") for (*_, r), (*_, base) in zip(results[name], results["scratch"])]
-            paired = paired_strata([pairs]).cell() if name != "scratch" else ""
-            table.append([name, mean_std(hits), " ".join(f"{h:.3f}" for h in hits), gain, paired,
-                          f"{np.mean([e for _, e, _ in results[name]]):.1f}"])
-        lines += [f"\n## {setting}\n", markdown(["arm", "test HR@10 mean ± std", "per seed", "gain over scratch",
-                                                   "paired difference to scratch [95% CI]", "epochs run (mean)"], table)]
-    lines.insert(2, f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; "
-                    f"total wall time {time.time() - start:.0f}s")
-    text = "\n".join(lines) + "\n"
-    print("\n" + text)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w", encoding="utf-8") as f:
-        f.write(text)
-    print(f"wrote {args.out}")
+    for setting in dict.fromkeys(r["setting"] for r in rows):
+        lines += [f"\n## {setting}\n", setting_table([r for r in rows if r["setting"] == setting])]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    p = common.parser("planted_transfer", __doc__, seeds=[1, 2, 3])
+    p.add_argument("--target_per_user", type=int, default=5, help="interactions per target user (disjoint)")
+    p.add_argument("--clusters", type=int, default=8, help="latent clusters (disjoint setting)")
+    args = common.parse(p, argv)
+    if args.tables_from:
+        return common.show(report, args.tables_from)
+    quiet_logging()
+    torch.set_num_threads(args.threads)
+    args.out = os.path.abspath(args.out)  # before the chdir of each setting
+    start = time.time()
+    rows = [row for setting, arms in SETTINGS.items() for row in measure(setting, arms, args)]
+    run = common.record(args.threads, seeds=args.seeds, target_per_user=args.target_per_user, clusters=args.clusters,
+                        wall_s=time.time() - start)
+    saved = {"run": run, "rows": rows}
+    common.write(args.out, report(saved), saved)
     return 0
 
 

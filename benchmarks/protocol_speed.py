@@ -14,12 +14,12 @@ time per arm (data preparation, training, validation, test), time in training pa
 and the epoch-time ratio (training + validation) / training.
 
     OMP_NUM_THREADS=1 python benchmarks/protocol_speed.py
+    python benchmarks/protocol_speed.py --tables_from benchmarks/results/protocol_speed.json
 """
 
-import argparse
+import hashlib
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -34,9 +34,9 @@ from recbole_transfer.pipeline.two_stage import pretrain_source, run_transfer
 from recbole_transfer.registry import get_method
 from recbole_transfer.report import markdown
 
-DEFAULT_SCENARIO = get_method("layer_transfer").scenario
+import _common as common
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_SCENARIO = get_method("layer_transfer").scenario
 TARGETS = ["action", "comedy", "dark", "family", "other"]
 
 
@@ -49,7 +49,7 @@ def one_arm(target, arm, cache, keys, pretrained):
     return {"target": target, "arm": arm, "cache": cache, "wall_s": wall, "fit_s": result["fit_seconds"],
             "train_s": float(sum(seconds["train"])), "valid_s": float(sum(seconds["valid"])),
             "epochs": result["epochs_run"], "test": dict(result["test_result"]), "valid": dict(result["best_valid_result"]),
-            "test_per_user": result["test_per_user"]}
+            "test_per_user": hashlib.sha1(json.dumps(result["test_per_user"], sort_keys=True).encode()).hexdigest()}
 
 
 def table(rows):
@@ -63,8 +63,8 @@ def table(rows):
         on = [r for r in group if r["cache"]]
         epochs_off, epochs_on = sum(r["epochs"] for r in off), sum(r["epochs"] for r in on)
         train_on = sum(r["train_s"] for r in on)
-        identical = all(a["test"] == b["test"] and a["valid"] == b["valid"] and a["test_per_user"] == b["test_per_user"]
-                        for a, b in zip(off, on))
+        identical = all(a["test"] == b["test"] and a["valid"] == b["valid"] and a.get("test_per_user") == b.get("test_per_user")
+                        for a, b in zip(off, on))  # per-user values: a digest (an older results file kept none)
         lines.append([
             target, len(on), f"{np.mean([r['wall_s'] for r in off]):.2f}", f"{np.mean([r['wall_s'] for r in on]):.2f}",
             f"{sum(r['wall_s'] for r in off) / sum(r['wall_s'] for r in on):.2f}x",
@@ -103,14 +103,28 @@ def profile_validation(target, keys, repeats=20):
             f"linear layers; {1000 * total / repeats:.1f} ms per validation under the profiler.")
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def report(saved):
+    """The results file's Markdown, from the saved rows and run record alone."""
+    rows, run = saved["rows"], saved["run"]
+    return (
+        "# Protocol cache: time per arm, off vs on (default scenario)\n\n"
+        f"command: `OMP_NUM_THREADS={run['threads']} python benchmarks/protocol_speed.py`  \n"
+        f"machine: {common.machine(run)}, {run['threads']} torch thread(s); seed {run.get('seed', common.MISSING)}; every arm "
+        "run with the cache off and on, interleaved; wall s = data preparation, training, validation and test of the arm "
+        "(the source is trained once, before)\n\n" + table(rows) + "\n\n"
+        "Goals: >= 2x faster per arm with the cache; epoch time (training + validation) <= 1.3 x the training pass.\n\n"
+        + run.get("profile", common.MISSING) + "\n"
+    )
+
+
+def main(argv=None):
+    p = common.parser("protocol_speed", __doc__)
     p.add_argument("--seed", type=int, default=2020)
-    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--targets", nargs="+", default=TARGETS)
     p.add_argument("--arms", nargs="+", default=list(ARMS))
-    p.add_argument("--out", default=os.path.join(HERE, "results", "protocol_speed"))
-    args = p.parse_args()
+    args = common.parse(p, argv)
+    if args.tables_from:
+        return common.show(report, args.tables_from)
     quiet_logging()
     torch.set_num_threads(args.threads)
     work = tempfile.mkdtemp(prefix="protocol_speed-")
@@ -128,21 +142,8 @@ def main():
                   f"test {on['test']} {'==' if on['test'] == off['test'] else '!='} {off['test']}", flush=True)
     profiled = profile_validation(args.targets[0], keys)
     shutil.rmtree(work, ignore_errors=True)
-    text = (
-        "# Protocol cache: time per arm, off vs on (default scenario)\n\n"
-        f"command: `OMP_NUM_THREADS={args.threads} python benchmarks/protocol_speed.py`  \n"
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} torch thread(s); "
-        f"seed {args.seed}; every arm run with the cache off and on, interleaved; wall s = data preparation, "
-        "training, validation and test of the arm (the source is trained once, before)\n\n" + table(rows) + "\n\n"
-        "Goals: >= 2x faster per arm with the cache; epoch time (training + validation) <= 1.3 x the training pass.\n\n"
-        + profiled + "\n"
-    )
-    print("\n" + text)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".md", "w", encoding="utf-8") as f:
-        f.write(text)
-    with open(args.out + ".json", "w", encoding="utf-8") as f:
-        json.dump([{k: v for k, v in r.items() if k != "test_per_user"} for r in rows], f, indent=1)
+    saved = {"run": common.record(args.threads, seed=args.seed, profile=profiled), "rows": rows}
+    common.write(args.out, report(saved), saved)
     return 0
 
 

@@ -22,10 +22,7 @@ so what remains is Step 1 through it). One torch thread.
 Writes <out>.md (tables), <out>.json (every row) and <out>-<setting>.png (per-period curves).
 """
 
-import argparse
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -37,7 +34,8 @@ from recbole_transfer.data.synthetic import write_drifting_periods
 from recbole_transfer.logs import quiet_logging
 from recbole_transfer.methods.sml.runner import period_table_of, plot_curves, run_periodic, table1
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+import _common as common
+
 DRIFT = dict(n_users=200, n_items=300, periods=8, per_period=20, trend=0.3, drift=0.3, persistence=1.0)
 SETTINGS = {
     "ml-100k": {"periods": 10, "test_periods": 5},
@@ -64,59 +62,55 @@ def run_setting(name, seed, folder):
     return rows
 
 
-def section(name, setting_rows, seeds, seconds, out):
-    """The tables of one setting (``seconds`` None: a rebuild from saved rows, no wall time)."""
-    took = f"; {seconds:.0f}s" if seconds is not None else ""
+def section(name, setting_rows, seconds, out):
+    """The tables of one setting (``seconds``: its wall time, None when the results file did not keep it)."""
+    seeds = sorted({r["seed"] for r in setting_rows})
     return (
         f"## {name} ({SETTINGS[name]['periods']} periods, last {SETTINGS[name]['test_periods']} tested; "
-        f"seeds {seeds}{took})\n\nTest periods, mean ± std over seeds:\n\n{table1(setting_rows)}\n\n"
+        f"seeds {seeds}; {common.number(seconds)}s)\n\nTest periods, mean ± std over seeds:\n\n{table1(setting_rows)}\n\n"
         f"Validation periods:\n\n{table1(setting_rows, phase='valid')}\n\n{period_table_of(setting_rows)}\n\n"
-        f"Curves: `{os.path.basename(out)}-{name}.png`"
+        f"Curves: `{out}-{name}.png`"
     )
 
 
-def main():
-    p = argparse.ArgumentParser()
+def report(saved):
+    """The results file's Markdown, from the saved rows and run record alone."""
+    rows, run = saved["rows"], saved["run"]
+    settings = list(dict.fromkeys(r["setting"] for r in rows))
+    seeds = " ".join(map(str, sorted({r["seed"] for r in rows})))
+    seconds = run.get("seconds", {})
+    header = (f"# Periodic retraining, online evaluation\n\n`OMP_NUM_THREADS=1 python benchmarks/sml_retraining.py "
+              f"--settings \"{' '.join(settings)}\" --seeds \"{seeds}\"` on {run['processor']}, "
+              f"{run['threads']} torch thread(s), Python {run['python']}, torch {run['torch']}.\n\n")
+    return header + "\n\n".join(section(name, [r for r in rows if r["setting"] == name], seconds.get(name),
+                                          run.get("stem", "sml_retraining")) for name in settings) + "\n"
+
+
+def main(argv=None):
+    p = common.parser("sml_retraining", __doc__, seeds=[2020, 2021, 2022])
     p.add_argument("--settings", default="ml-100k drift")
-    p.add_argument("--seeds", default="2020 2021 2022")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default=os.path.join(HERE, "results", "sml_retraining"))
-    p.add_argument("--tables_from", default=None, help="print the tables of a saved <out>.json (no training, nothing written)")
-    args = p.parse_args()
+    args = common.parse(p, argv)
+    if args.tables_from:
+        return common.show(report, args.tables_from)
     quiet_logging()
-    if args.tables_from:  # a rebuild prints; only the measuring command writes the results files
-        with open(args.tables_from, encoding="utf-8") as f:
-            rows = json.load(f)
-        out = os.path.splitext(args.tables_from)[0]
-        print("\n\n".join(section(name, [r for r in rows if r["setting"] == name],
-                                    sorted({r["seed"] for r in rows if r["setting"] == name}), None, out)
-                            for name in dict.fromkeys(r["setting"] for r in rows)))
-        return
     torch.set_num_threads(args.threads)
-    seeds = [int(s) for s in args.seeds.split()]
     args.out = os.path.abspath(args.out)  # before the chdir below
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    rows, sections = [], []
+    rows, seconds = [], {}
     work = tempfile.mkdtemp(prefix="sml_bench_")
     os.chdir(work)  # RecBole's log/ and saved/ stay out of the repository
     for name in args.settings.split():
         start = time.time()
         setting_rows = []
-        for seed in seeds:
+        for seed in args.seeds:
             setting_rows += run_setting(name, seed, os.path.join(work, f"drift{seed}"))
         rows += setting_rows
         plot_curves(setting_rows, f"{args.out}-{name}.png")
-        sections.append(section(name, setting_rows, seeds, time.time() - start, args.out))
-    header = (f"# Periodic retraining, online evaluation\n\n`OMP_NUM_THREADS=1 python benchmarks/sml_retraining.py "
-              f"--settings \"{args.settings}\" --seeds \"{args.seeds}\"` on {platform.processor() or platform.machine()}, "
-              f"{args.threads} torch thread(s), Python {sys.version.split()[0]}, torch {torch.__version__}.\n\n")
-    text = header + "\n\n".join(sections) + "\n"
-    with open(args.out + ".md", "w", encoding="utf-8") as f:
-        f.write(text)
-    with open(args.out + ".json", "w", encoding="utf-8") as f:
-        json.dump(rows, f, indent=1)
-    print("\n" + text)
+        seconds[name] = time.time() - start
+    saved = {"run": common.record(args.threads, seconds=seconds, stem=os.path.basename(args.out)), "rows": rows}
+    common.write(args.out, report(saved), saved)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

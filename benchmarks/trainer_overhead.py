@@ -5,11 +5,11 @@ interactions) for a fixed number of epochs with validation and checkpoint saving
 interleaved (A B B A ...) to cancel drift. Goal: ratio <= 1.05.
 
     OMP_NUM_THREADS=1 python benchmarks/trainer_overhead.py [--epochs 5 --repeats 6]
+    python benchmarks/trainer_overhead.py --tables_from benchmarks/results/trainer_overhead.json
+
+Writes results/trainer_overhead.md and .json (every run's seconds per epoch).
 """
 
-import argparse
-import os
-import platform
 import statistics
 import sys
 import time
@@ -23,9 +23,9 @@ from recbole_transfer.registry import get_method
 from recbole_transfer.report import markdown
 from recbole_transfer.trainer import TransferTrainer
 
-DEFAULT_SCENARIO = get_method("layer_transfer").scenario
+import _common as common
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_SCENARIO = get_method("layer_transfer").scenario
 
 
 def per_epoch(trainer_cls, data, epochs):
@@ -36,15 +36,37 @@ def per_epoch(trainer_cls, data, epochs):
     return (time.perf_counter() - start) / epochs
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=6)
-    parser.add_argument("--domain", default="drama")
-    parser.add_argument("--out", default=os.path.join(HERE, "results", "trainer_overhead.md"))
-    args = parser.parse_args()
+def report(saved):
+    """The results file's Markdown, from the saved times and run record alone."""
+    run, times = saved["run"], saved["rows"]
+    rec, ours = statistics.median(times["RecBole Trainer"]), statistics.median(times["TransferTrainer"])
+    lines = [
+        "# Trainer overhead",
+        "",
+        f"command: `OMP_NUM_THREADS=1 python benchmarks/trainer_overhead.py --epochs {run['epochs']} --repeats {run['repeats']}`  ",
+        f"machine: {common.machine(run)}, {run['threads']} torch thread; domain {run['domain']!r}: {run['interactions']} "
+        f"interactions, batch {run['batch']}, {run['negatives']} negatives, uni99 validation + checkpoint every epoch",
+        "",
+        markdown(["trainer", "median s/epoch", "all runs (s/epoch)"], [
+            [name, f"{median:.3f}", ", ".join(f"{t:.3f}" for t in times[name])]
+            for name, median in (("RecBole Trainer", rec), ("TransferTrainer", ours))
+        ]),
+        "",
+        f"ratio TransferTrainer / RecBole Trainer = {ours / rec:.3f} (goal <= 1.05)",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    p = common.parser("trainer_overhead", __doc__)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=6)
+    p.add_argument("--domain", default="drama")
+    args = common.parse(p, argv)
+    if args.tables_from:
+        return common.show(report, args.tables_from)
     quiet_logging()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     config = domain_config(
         "TransferMLP", args.domain, [DEFAULT_SCENARIO],
         {"epochs": args.epochs, "stopping_step": args.epochs + 1, "checkpoint_dir": "/tmp/rt_bench_saved"},
@@ -56,26 +78,11 @@ def main():
     for rep in range(args.repeats):
         for name, cls in (order if rep % 2 == 0 else order[::-1]):
             times[name].append(per_epoch(cls, data, args.epochs))
-    rec, ours = statistics.median(times["RecBole Trainer"]), statistics.median(times["TransferTrainer"])
-    lines = [
-        "# Trainer overhead",
-        "",
-        f"command: `OMP_NUM_THREADS=1 python benchmarks/trainer_overhead.py --epochs {args.epochs} --repeats {args.repeats}`  ",
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, 1 torch thread; "
-        f"domain {args.domain!r}: {data.dataset.inter_num} interactions, batch {config['train_batch_size']}, "
-        f"{config['train_neg_sample_args']['sample_num']} negatives, uni99 validation + checkpoint every epoch",
-        "",
-        markdown(["trainer", "median s/epoch", "all runs (s/epoch)"], [
-            [name, f"{median:.3f}", ", ".join(f"{t:.3f}" for t in times[name])]
-            for name, median in (("RecBole Trainer", rec), ("TransferTrainer", ours))
-        ]),
-        "",
-        f"ratio TransferTrainer / RecBole Trainer = {ours / rec:.3f} (goal <= 1.05)",
-    ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with open(args.out, "w", encoding="utf-8") as f:
-        f.write(text)
+    run = common.record(args.threads, epochs=args.epochs, repeats=args.repeats, domain=args.domain,
+                        interactions=data.dataset.inter_num, batch=config["train_batch_size"],
+                        negatives=config["train_neg_sample_args"]["sample_num"])
+    saved = {"run": run, "rows": times}
+    common.write(args.out, report(saved), saved)
     return 0
 
 

@@ -15,39 +15,31 @@ must beat no transfer on validation by one paired standard error) and plain argm
 target) in ``picks``: scratch, oracle, the grid's pick and the tuned pick, all on the same test set, the
 trial-epochs ratio and ``same_split`` (every trial of both searches and every test evaluation saw the same
 split and candidates: equal data fingerprints); and the share of the oracle's gain over scratch that the tuned
-pick captures.
+pick captures. ``--tables_from`` rebuilds every table from the JSON alone: ``picks`` names each pick, and the
+rows keep the test values of every evaluated trial (no checkpoint is read).
 
     OMP_NUM_THREADS=1 python benchmarks/tune_transfer.py                    # 3 data seeds
     OMP_NUM_THREADS=1 python benchmarks/tune_transfer.py --seeds 2020 --out /tmp/quick
     python benchmarks/tune_transfer.py --tables_from benchmarks/results/tune_transfer.json
 """
 
-import argparse
-import json
 import os
 import platform
 import shutil
 import sys
 import time
 
+import numpy as np
+
 from recbole_transfer.logs import quiet_logging
+from recbole_transfer.registry import get_method
+from recbole_transfer.report import markdown
+from recbole_transfer.stats import paired_se, paired_strata
 
-quiet_logging()  # before Ray is imported (through recbole_transfer.tune): its pkg_resources warning
-
-import numpy as np  # noqa: E402
-
-from recbole_transfer.data import Protocol  # noqa: E402
-from recbole_transfer.pipeline.two_stage import load_transfer_model  # noqa: E402
-from recbole_transfer.registry import get_method  # noqa: E402
-from recbole_transfer.report import markdown  # noqa: E402
-from recbole_transfer.stats import paired_se, paired_strata  # noqa: E402
-from recbole_transfer.trainer import TransferTrainer  # noqa: E402
-from recbole_transfer.tune import SearchSpace, run_search  # noqa: E402
-from recbole_transfer.tune.search import choose_winner, valid_differences  # noqa: E402
+import _common as common
 
 METHOD = get_method("layer_transfer")
 DEFAULT_SCENARIO = METHOD.scenario
-HERE = os.path.dirname(os.path.abspath(__file__))
 METRIC = "hit@10"
 RULES = ("se", 0)  # the product's default (a transfer arm must beat no transfer by one paired SE), plain argmax
 
@@ -55,6 +47,8 @@ RULES = ("se", 0)  # the product's default (a transfer arm must beat no transfer
 def grid_space(path):
     """The default space with the FIFO scheduler: every arm runs until RecBole's early stopping."""
     import yaml
+
+    from recbole_transfer.tune import SearchSpace
 
     spec = yaml.safe_load(open(SearchSpace.from_file(method=METHOD).path, encoding="utf-8"))
     spec["scheduler"] = {"type": "fifo"}
@@ -65,6 +59,10 @@ def grid_space(path):
 
 def evaluate_test(model_file, threads):
     """Test metric, per-user values, user ids and data fingerprint of a checkpoint, on its own protocol."""
+    from recbole_transfer.data import Protocol
+    from recbole_transfer.pipeline.two_stage import load_transfer_model
+    from recbole_transfer.trainer import TransferTrainer
+
     config, model, _dataset, train, valid, test = load_transfer_model(model_file, {"num_threads": threads})
     trainer = TransferTrainer(config, model, stage="analysis")
     result = trainer.evaluate(test, load_best_model=False)
@@ -72,27 +70,26 @@ def evaluate_test(model_file, threads):
 
 
 def run(seeds, work, threads):
+    from recbole_transfer.tune import run_search
+
     rows = []
     os.makedirs(work, exist_ok=True)
     fifo = grid_space(os.path.join(work, "grid_space.yaml"))
     for seed in seeds:
         for kind, space in (("grid", fifo), ("asha", None)):
             run_dir = os.path.join(work, f"{kind}-{seed}")
-            done = run_dir + ".json"  # a finished search is reused: the benchmark can be rerun after a crash
-            if os.path.isfile(done):
-                with open(done, encoding="utf-8") as f:
-                    saved = json.load(f)
-                outcomes, wall = saved["outcomes"], saved["wall_s"]
-            else:
+
+            def search():
                 shutil.rmtree(run_dir, ignore_errors=True)
                 start = time.time()
                 outcomes = run_search(
                     config_file_list=[DEFAULT_SCENARIO], config_dict={"seed": seed}, search_space=space,
                     run_dir=run_dir, progress=lambda m: print(f"  {kind}-{seed} {m}", flush=True),
                 )
-                wall = time.time() - start
-                with open(done, "w", encoding="utf-8") as f:
-                    json.dump({"wall_s": wall, "outcomes": outcomes}, f, default=str)
+                return {"wall_s": time.time() - start, "outcomes": outcomes}
+
+            done = common.part(run_dir + ".json", search)  # a finished search is reused: rerun after a crash
+            outcomes, wall = done["outcomes"], done["wall_s"]
             print(f"seed {seed} {kind}: {wall:.0f}s, {sum(o['trial_epochs'] for o in outcomes)} trial-epochs", flush=True)
             for out in outcomes:
                 for row in out["rows"]:
@@ -122,6 +119,8 @@ def groups(rows):
 
 
 def pick(group, rule):
+    from recbole_transfer.tune.search import choose_winner, valid_differences
+
     return choose_winner(group, rule, valid_differences(f"valid_{METRIC}"), METHOD.is_baseline)[0]
 
 
@@ -161,36 +160,37 @@ def share(picks, key):
     return sum(p[key] - p["scratch_test"] for p in picks) / gain if gain else float("nan")
 
 
-def tables(rows):
-    picks = picks_of(rows)
+def tuned_vs_scratch(chosen, by_groups):
+    """:class:`PairedDiff` of the tuned pick minus scratch over the ``chosen`` picks: per target, each user's
+    difference averaged over the data seeds that tested her; targets as strata. ``by_groups``: :func:`groups`."""
+    strata = []
+    for target in dict.fromkeys(p["target"] for p in chosen):
+        pairs = []
+        for p in chosen:
+            if p["target"] != target:
+                continue
+            grid, asha = by_groups[(p["data_seed"], "grid", target)], by_groups[(p["data_seed"], "asha", target)]
+            scratch = next(r for r in grid if r["arm"] == "none")
+            tuned = next(r for r in asha if r["arm"] == p["tuned_arm"])
+            assert scratch["test_users"] == tuned["test_users"], "tuned pick and scratch tested on other users"
+            pairs.append((np.asarray(scratch["test_users"]), np.subtract(tuned["test_per_user"], scratch["test_per_user"])))
+        strata.append(pairs)
+    return paired_strata(strata)
+
+
+def tables(picks, rows):
+    """The tables of the ``picks`` (one per data seed and target, :func:`picks_of`) and the searches' ``rows``."""
     by_pick = {(p["data_seed"], p["target"]): p for p in picks}
     targets = list(dict.fromkeys(p["target"] for p in picks))
     seeds = sorted({p["data_seed"] for p in picks})
     head = []
     by_groups = groups(rows)
-
-    def paired(chosen):
-        """Tuned pick minus scratch: per target, each user's difference averaged over the data seeds that
-        tested her; targets as strata."""
-        strata = []
-        for target in dict.fromkeys(p["target"] for p in chosen):
-            pairs = []
-            for p in chosen:
-                if p["target"] != target:
-                    continue
-                grid, asha = by_groups[(p["data_seed"], "grid", target)], by_groups[(p["data_seed"], "asha", target)]
-                scratch, tuned = next(r for r in grid if r["arm"] == "none"), pick(asha, "se")
-                assert scratch["test_users"] == tuned["test_users"], "tuned pick and scratch tested on other users"
-                pairs.append((np.asarray(scratch["test_users"]), np.subtract(tuned["test_per_user"], scratch["test_per_user"])))
-            strata.append(pairs)
-        return paired_strata(strata)
-
     for target in targets + ["**all**"]:
         chosen = [p for p in picks if target in (p["target"], "**all**")]
         mean = lambda key: np.mean([p[key] for p in chosen])  # noqa: E731
         epochs = sum(p["tuned_trial_epochs"] for p in chosen) / sum(p["grid_trial_epochs"] for p in chosen)
         head.append([target, f"{mean('scratch_test'):.4f}", f"{mean('oracle_test'):.4f}", f"{mean('grid_pick_test'):.4f}",
-                     f"{mean('tuned_test'):.4f}", f"{mean('tuned_argmax_test'):.4f}", paired(chosen).cell(),
+                     f"{mean('tuned_test'):.4f}", f"{mean('tuned_argmax_test'):.4f}", tuned_vs_scratch(chosen, by_groups).cell(),
                      f"{100 * share(chosen, 'tuned_test'):.0f} %", f"{epochs:.2f}"])
     per = []
     below = 0
@@ -213,10 +213,9 @@ def tables(rows):
         f"Wall time per data seed (5 targets, Ray on all cores): grid {np.mean([w for (s, k), w in walls.items() if k == 'grid']):.0f}s, "
         f"tuned {np.mean([w for (s, k), w in walls.items() if k == 'asha']):.0f}s."
     )
-    layer = os.path.join(HERE, "results", "layer_transfer.json")  # the layer-transfer benchmark, same scenario
+    layer = os.path.join(common.RESULTS, "layer_transfer.json")  # the layer-transfer benchmark, same scenario
     if os.path.isfile(layer):
-        with open(layer, encoding="utf-8") as f:
-            theirs = {(r["seed"], r["target"]): r["fingerprint"] for r in json.load(f)["rows"] if r.get("fingerprint")}
+        theirs = {(r["seed"], r["target"]): r["fingerprint"] for r in common.load(layer)["rows"] if r.get("fingerprint")}
         ours = {(r["seed"], r["target"]): r["search_fingerprint"] for r in rows}
         shared = [k for k in ours if k in theirs]
         summary += (f" Data shared with benchmarks/results/layer_transfer.json (same data seeds): "
@@ -228,32 +227,28 @@ def tables(rows):
     per = markdown(["data seed", "target", "scratch", "oracle arm", "oracle", "grid pick", "its test", "tuned pick",
                     "its test", "tuned - scratch (paired SE)", "below scratch by > 1 paired SE", "trial-epochs tuned / grid",
                     "same split"], per)
-    return picks, f"{title}\n\n{head}\n\n{summary}\n\nPer data seed\n\n{per}"
+    return f"{title}\n\n{head}\n\n{summary}\n\nPer data seed\n\n{per}"
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=[2020, 2021, 2022])
-    p.add_argument("--out", default=os.path.join(HERE, "results", "tune_transfer"))
+def report(saved):
+    """The results file's Markdown, from the saved picks, rows and environment line alone."""
+    return ("Command: `OMP_NUM_THREADS=1 python benchmarks/tune_transfer.py`\n\n" + tables(saved["picks"], saved["rows"])
+            + "\n\n" + saved["env"] + "\n")
+
+
+def main(argv=None):
+    p = common.parser("tune_transfer", __doc__, seeds=[2020, 2021, 2022])
     p.add_argument("--work", default=os.path.abspath("saved/bench_tune"), help="run directories of the searches")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--tables_from", default=None, help="rebuild the tables from a saved JSON, no training")
-    args = p.parse_args()
+    args = common.parse(p, argv)
     if args.tables_from:
-        with open(args.tables_from, encoding="utf-8") as f:
-            print(tables(json.load(f)["rows"])[1])
-        return 0
+        return common.show(report, args.tables_from)
+    quiet_logging()  # before Ray is imported (through recbole_transfer.tune): its pkg_resources warning
     rows = run(args.seeds, args.work, args.threads)
     searches = sum({(r["seed"], r["kind"]): r["wall_s"] for r in rows}.values())
-    env = (f"python {platform.python_version()}, {os.cpu_count()} cores, 1 torch thread per trial; "
+    env = (f"python {platform.python_version()}, {os.cpu_count()} cores, {args.threads} torch thread per trial; "
            f"the {2 * len(args.seeds)} searches took {searches:.0f}s in all (each timed when it ran)")
-    picks, text = tables(rows)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out + ".json", "w", encoding="utf-8") as f:
-        json.dump({"env": env, "picks": picks, "rows": rows}, f)
-    print("\n" + text + "\n\n" + env)
-    with open(args.out + ".md", "w", encoding="utf-8") as f:
-        f.write("Command: `OMP_NUM_THREADS=1 python benchmarks/tune_transfer.py`\n\n" + text + "\n\n" + env + "\n")
+    saved = {"run": common.record(args.threads), "env": env, "picks": picks_of(rows), "rows": rows}
+    common.write(args.out, report(saved), saved)
     return 0
 
 
