@@ -87,7 +87,8 @@ KEPT = ("setting", "model", "arm", "eta", "seed", "data_seed", "fingerprint", "e
 
 def _request(setting, seed, etas, root):
     """The scenario request of one (setting, seed) and the planted permutation (None on kg)."""
-    scenario = get_method("overlap_cdr").scenario_of("CATN")
+    method = get_method("overlap_cdr")
+    scenario = method.runner.scenario_files(method, "CATN")[0]
     keys = {"num_threads": 1, "scenario_protocols": ["cold_start"], "scenario_etas": list(etas)}
     if setting == "kg":
         return Request("CATN", None, None, [scenario], keys), None

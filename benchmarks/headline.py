@@ -30,7 +30,7 @@ import sys
 
 import numpy as np
 
-from recbole_transfer.methods.sml.runner import summarise
+from recbole_transfer.methods.sml.tables import summarise
 from recbole_transfer.report import markdown, paired_vs
 from recbole_transfer.stats import PairedDiff
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from recbole_transfer.logs import quiet_logging
-from recbole_transfer.methods.overlap_cdr.runner import TASK_ARMS, results_tables
+from recbole_transfer.methods.overlap_cdr.tables import TASK_ARMS, results_tables
 from recbole_transfer.pipeline.base import Request
 from recbole_transfer.registry import get_method
 from recbole_transfer.report import markdown, mean_std, paired_vs

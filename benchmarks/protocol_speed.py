@@ -81,7 +81,8 @@ def profile_validation(target, keys, repeats=20):
     import pstats
 
     from recbole_transfer.methods.layer_transfer.model import TransferMLP
-    from recbole_transfer.pipeline.two_stage import build_model, domain_config, prepare_domain
+    from recbole_transfer.pipeline.two_stage import build_model, prepare_domain
+    from recbole_transfer.request import domain_config
     from recbole_transfer.trainer import TransferTrainer
 
     data = prepare_domain(domain_config("TransferMLP", target, [DEFAULT_SCENARIO], keys))

@@ -32,7 +32,8 @@ import torch
 from recbole_transfer.config import TransferConfig
 from recbole_transfer.data.synthetic import write_drifting_periods
 from recbole_transfer.logs import quiet_logging
-from recbole_transfer.methods.sml.runner import period_table_of, plot_curves, run_periodic, table1
+from recbole_transfer.methods.sml.retraining import run_periodic
+from recbole_transfer.methods.sml.tables import period_table_of, plot_curves, table1
 
 import _common as common
 

@@ -18,7 +18,8 @@ import torch
 from recbole.trainer import Trainer
 
 from recbole_transfer.logs import quiet_logging
-from recbole_transfer.pipeline.two_stage import build_model, domain_config, prepare_domain
+from recbole_transfer.pipeline.two_stage import build_model, prepare_domain
+from recbole_transfer.request import domain_config
 from recbole_transfer.registry import get_method
 from recbole_transfer.report import markdown
 from recbole_transfer.trainer import TransferTrainer

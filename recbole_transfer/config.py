@@ -23,7 +23,6 @@ What it adds to :class:`recbole.config.Config`:
 """
 
 import contextlib
-import functools
 import glob
 import importlib
 import json
@@ -214,8 +213,7 @@ class TransferConfig(Config):
         plain["data_path"] = os.path.dirname(os.path.normpath(self.final_config_dict["data_path"]))
         # the data is part of what a checkpoint was trained and scored on: a reload under another training
         # seed keeps it (data_seed defaults to seed)
-        data_seed = self.final_config_dict.get("data_seed")
-        plain["data_seed"] = int(self.final_config_dict["seed"] if data_seed is None else data_seed)
+        plain["data_seed"] = keys.data_seed_of(self.final_config_dict)
         return _to_plain(plain)
 
 

@@ -268,6 +268,12 @@ def check(values, model=None, prefix=""):
             raise TransferConfigError(f"{prefix}{key}={value!r}: must be {note.want()}{hint} ({note.where})")
 
 
+def data_seed_of(keys):
+    """The seed of the data (a config's or resolved keys'): ``data_seed``, or the training ``seed`` when it is not set."""
+    value = keys["data_seed"]
+    return int(keys["seed"] if value is None else value)
+
+
 def layers(model):
     """The plugin's YAML files of ``model``, in the order they are layered after RecBole's own defaults: the shared
     keys, its method's keys, its own defaults (its method's ``<Model>.yaml``, else a shared model's file)."""

@@ -33,8 +33,16 @@ def trial_logging(path="recbole.log"):
     root.setLevel(logging.INFO)
 
 
-def recbole_logging(config):
-    """A single run: RecBole's own logging (a log file under log/ and the console, with its colours), as
-    RecBole's ``run_recbole`` sets it up."""
+class _LogKeys(dict):
+    """The keys RecBole's ``init_logger`` reads (model, dataset, state, and all of them for the log file's hash)."""
+
+    @property
+    def final_config_dict(self):
+        return self
+
+
+def recbole_logging(keys, dataset):
+    """A single run on ``dataset`` with the resolved ``keys`` of its request: RecBole's own logging (a log file under
+    log/ and the console, with its colours), as RecBole's ``run_recbole`` sets it up."""
     quiet_recbole_warnings()
-    init_logger(config)
+    init_logger(_LogKeys({**keys, "dataset": dataset}))

@@ -99,11 +99,6 @@ class Method:
         """The method's default scenario file (its domains, source, targets and model), or None."""
         return self.file("scenario.yaml")
 
-    def scenario_of(self, model):
-        """The default scenario of ``model``: ``scenario.<Model>.yaml`` in the method's folder when there is one (a
-        model of the family with data of its own), else the method's ``scenario.yaml``."""
-        return self.file(f"scenario.{model}.yaml") or self.scenario
-
     @property
     def space(self):
         """The method's default search space, or None."""

@@ -8,8 +8,7 @@ from recbole.data import create_dataset
 
 from recbole_transfer.data.amazon import k_core, read_reviews, write_amazon_pair
 from recbole_transfer.errors import TransferDataError
-from recbole_transfer.pipeline.two_stage import domain_config
-
+from recbole_transfer.request import domain_config
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "amazon")
 BOOKS, MOVIES = os.path.join(FIXTURES, "books_2014.json"), os.path.join(FIXTURES, "movies_2018.json")
 

@@ -8,7 +8,8 @@ import torch
 from recbole_transfer import registry
 from recbole_transfer.data.synthetic import write_planted_aspects
 from recbole_transfer.errors import TransferDataError
-from recbole_transfer.methods.overlap_cdr.runner import build, pair_configs, run_one
+from recbole_transfer.methods.overlap_cdr.runner import build, pair_configs, pair_request, run_one
+from recbole_transfer.request import Request
 from recbole_transfer.methods.overlap_cdr.documents import build_documents
 from recbole_transfer.methods.overlap_cdr.pair import build_pair
 from recbole_transfer.methods.overlap_cdr.stages import forever
@@ -24,7 +25,7 @@ def aspects(tmp_path_factory):
     write_planted_aspects(str(root / "data"), n_users=80, n_items=(30, 30), per_user=(6, 4), seed=3)
     keys = {**KEYS, "data_path": str(root / "data"), "protocol_dir": str(root / "protocols"),
             "checkpoint_dir": str(root / "saved")}
-    source_config, config = pair_configs("CATN", "asrc", "atgt", [registry.get_method("overlap_cdr").scenario], keys)
+    source_config, config = pairs("CATN", "asrc", "atgt", [registry.get_method("overlap_cdr").scenario], keys)
     pair = build_pair(source_config, config)
     return {"pair": pair, "config": config, "root": root}
 
@@ -38,6 +39,11 @@ def _model(aspects):
 
 def _cold_users(pair, n=4):
     return torch.as_tensor([pair.target.dataset.token2id("user_id", t) for t in pair.split.cold_test[:n]])
+
+
+def pairs(model, source, target, files, keys):
+    """(source config, target config) of ``model`` on a pair, as the family's runner builds them."""
+    return pair_configs(pair_request(Request(model, source, [target], files if isinstance(files, list) else [files], keys)))
 
 
 def test_documents_come_from_training_rows_only(aspects):
@@ -136,10 +142,10 @@ def test_catn_scenario_runs_the_rating_baselines_and_catn_at_the_papers_etas(asp
     from recbole_transfer.pipeline.base import Request
 
     method = registry.get_method("overlap_cdr")
-    request = Request("CATN", "asrc", ["atgt"], [method.scenario_of("CATN")], {"data_path": str(aspects["root"] / "data")})
+    request = Request("CATN", "asrc", ["atgt"], [method.runner.scenario_files(method, "CATN")[0]], {"data_path": str(aspects["root"] / "data")})
     arms = PairRunner().arms(method, request)
     assert arms[-1] == "CATN" and {"item_mean_offset", "CMF", "EMCDR", "item_mean", "global_mean"} <= set(arms)
-    _source, config = PairRunner()._configs(request, "CATN")
+    _source, config = pair_configs(pair_request(request))
     assert config["protocol"] == "cold_start" and list(config["scenario_etas"]) == [1.0, 0.5, 0.2, 0.1, 0.05]
     assert list(config["scenario_protocols"]) == ["cold_start"]
     cmf = Request("CMF", "asrc", ["atgt"], [method.scenario], {"task": "rating", "data_path": str(aspects["root"] / "data")})
@@ -164,12 +170,12 @@ def test_catn_transfers_planted_aspects_and_a_shuffled_source_removes_the_gain(t
             write_planted_aspects(str(folder / "data"), seed=seed, shuffle_source=shuffled, **EASY)
             keys = {**EASY_KEYS, "seed": seed, "data_path": str(folder / "data"), "protocol_dir": str(folder / "p"),
                     "checkpoint_dir": str(folder / "saved")}
-            pair = build_pair(*pair_configs("CATN", "asrc", "atgt", scenario, keys))
+            pair = build_pair(*pairs("CATN", "asrc", "atgt", scenario, keys))
             rmse = {}
             for arm, extra in (("item", {"rating_mean": "item"}), ("item_offset", {"rating_mean": "item_offset"})):
-                rmse[arm] = run_one("RatingMean", pair, pair_configs("RatingMean", "asrc", "atgt", scenario,
-                                                                     {**keys, **extra})[1])[0]["test_rmse"]
-            rmse["CATN"] = run_one("CATN", pair, pair_configs("CATN", "asrc", "atgt", scenario, keys)[1])[0]["test_rmse"]
+                rmse[arm] = run_one("RatingMean", pair, pairs("RatingMean", "asrc", "atgt", scenario,
+                                                              {**keys, **extra})[1])[0]["test_rmse"]
+            rmse["CATN"] = run_one("CATN", pair, pairs("CATN", "asrc", "atgt", scenario, keys)[1])[0]["test_rmse"]
             gain[shuffled] = min(rmse["item"], rmse["item_offset"]) - rmse["CATN"]
         assert gain[False] > 0.1, (seed, gain)
         assert gain[True] < gain[False] / 2, (seed, gain)
@@ -183,18 +189,18 @@ def test_a_runs_batch_size_reaches_the_pairs_loaders_and_model_keys_stay_with_th
         pair.reset(0, size)
         assert len(next(iter(pair.target.train_data))) == size and len(next(iter(pair.source.train_data))) == size
     method = registry.get_method("overlap_cdr")
-    files = [method.scenario_of("CATN")]
-    catn = pair_configs("CATN", None, "kg_tgt", files, {})[1]
-    cmf = pair_configs("CMF", None, "kg_tgt", files, {})[1]
+    files = [method.runner.scenario_files(method, "CATN")[0]]
+    catn = pairs("CATN", None, "kg_tgt", files, {})[1]
+    cmf = pairs("CMF", None, "kg_tgt", files, {})[1]
     assert (catn["train_batch_size"], catn["learning_rate"], catn["stopping_step"]) == (4096, 0.003, 4)
     assert (cmf["train_batch_size"], cmf["learning_rate"], cmf["stopping_step"]) == (2048, 0.001, 10)
-    assert pair_configs("CATN", None, "kg_tgt", files, {"train_batch_size": 512})[1]["train_batch_size"] == 512
+    assert pairs("CATN", None, "kg_tgt", files, {"train_batch_size": 512})[1]["train_batch_size"] == 512
     from recbole_transfer.errors import TransferConfigError
 
     for bad, message in (([1, 2], "must be a mapping"), ({"CATN": 5}, "must be a mapping"),
                          ({"NoSuchModel": {"epochs": 1}}, "unknown model 'NoSuchModel'")):
         with pytest.raises(TransferConfigError, match=message):
-            pair_configs("CATN", None, "kg_tgt", files, {"model_keys": bad})
+            pairs("CATN", None, "kg_tgt", files, {"model_keys": bad})
 
 
 def test_a_doc_field_that_is_not_text_is_refused(aspects):

@@ -176,5 +176,5 @@ def test_a_sequential_recbole_model_runs_layer_transfer_on_derived_ml100k_domain
 
 
 def test_seed_is_a_config_key_not_an_abbreviation_of_seeds():
-    args, extra = cli._parser().parse_known_args(["--scenario", "--seed=7", "--seeds=[1,2]"])
+    args, extra = cli.build_parser().parse_known_args(["--scenario", "--seed=7", "--seeds=[1,2]"])
     assert args.seeds == "[1,2]" and cli.parse_extra(extra) == {"seed": 7}

@@ -13,7 +13,8 @@ from recbole.data import create_dataset
 from recbole_transfer.data import materialize
 from recbole_transfer.data.context import align_tokens, copy_aligned
 from recbole_transfer.errors import TransferConfigError, TransferDataError
-from recbole_transfer.pipeline.two_stage import domain_config, prepare_domain
+from recbole_transfer.pipeline.two_stage import prepare_domain
+from recbole_transfer.request import domain_config
 from recbole_transfer.registry import get_method
 
 SCENARIO = get_method("mmtnet").scenario  # the ml-100k region scenario

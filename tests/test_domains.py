@@ -9,9 +9,8 @@ import pytest
 from recbole_transfer.data import kl_relatedness, materialize
 from recbole_transfer.data.relatedness import histogram_bins
 from recbole_transfer.errors import TransferConfigError, TransferDataError
-from recbole_transfer.pipeline.two_stage import domain_config, prepare_domain
-
-
+from recbole_transfer.pipeline.two_stage import prepare_domain
+from recbole_transfer.request import domain_config
 def read(folder, name, suffix="inter"):
     return pd.read_csv(os.path.join(folder, name, f"{name}.{suffix}"), sep="\t", dtype=str)
 

@@ -8,7 +8,7 @@ import re
 import pytest
 
 import recbole_transfer
-from recbole_transfer import config, keys, registry
+from recbole_transfer import keys, registry
 
 PACKAGE = os.path.dirname(os.path.abspath(recbole_transfer.__file__))
 ROOT = os.path.dirname(PACKAGE)

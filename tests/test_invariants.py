@@ -22,7 +22,8 @@ from recbole_transfer.data.synthetic import write_planted_context
 from recbole_transfer.errors import TransferConfigError, TransferDataError
 from recbole_transfer.methods.mmtnet.model import InputPoint
 from recbole_transfer.methods.mmtnet.strategy import SharedModuleTransfer
-from recbole_transfer.pipeline.two_stage import build_model, domain_config, prepare_domain
+from recbole_transfer.pipeline.two_stage import build_model, prepare_domain
+from recbole_transfer.request import domain_config
 from recbole_transfer.registry import get_method, method_of
 from recbole_transfer.trainer import TransferTrainer
 from recbole_transfer.tune.space import SearchSpace

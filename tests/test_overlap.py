@@ -16,7 +16,8 @@ from recbole_transfer import registry
 from recbole_transfer.data.synthetic import write_planted_domain
 from recbole_transfer.errors import TransferConfigError, TransferDataError
 from recbole_transfer.methods.overlap_cdr.pair import build_pair
-from recbole_transfer.methods.overlap_cdr.runner import build, pair_configs, run_one
+from recbole_transfer.methods.overlap_cdr.runner import build, pair_configs, pair_request, run_one
+from recbole_transfer.request import Request
 from recbole_transfer.methods.overlap_cdr.stages import parse_stages, train_stages
 from recbole_transfer.methods.overlap_cdr.models import CMF, EMCDR
 
@@ -44,7 +45,7 @@ def _configs(planted, model, **keys):
     method = registry.get_method("overlap_cdr")
     config_dict = {**FAST, "data_path": planted["data_path"], "checkpoint_dir": planted["checkpoint_dir"],
                    "protocol_dir": planted["protocol_dir"], **keys}
-    return pair_configs(model, "psrc", "ptgt", [method.scenario], config_dict)
+    return pair_configs(pair_request(Request(model, "psrc", ["ptgt"], [method.scenario], config_dict)))
 
 
 def _run(planted, model, pair=None, **keys):
@@ -205,7 +206,7 @@ def test_rating_means_follow_their_formulas(tmp_path):
     method = registry.get_method("overlap_cdr")
     keys = {**FAST, "data_path": str(tmp_path), "protocol_dir": str(tmp_path / "p"), "protocol": "warm", "task": "rating",
             "eval_args": {**FAST["eval_args"], "mode": "labeled"}, "mean_shrinkage": 2.0, "offset_shrinkage": 3.0}
-    source_config, config = pair_configs("RatingMean", "rsrc", "rtgt", [method.scenario], keys)
+    source_config, config = pair_configs(pair_request(Request("RatingMean", "rsrc", ["rtgt"], [method.scenario], keys)))
     pair = build_pair(source_config, config)
     t_ds, s_ds = pair.target.dataset, pair.source.dataset
 
@@ -250,11 +251,74 @@ def test_ptupcdr_bridge_reads_the_source_history_and_ignores_padding(planted):
         model.history[user] = history
 
 
-def test_rating_task_and_mean_baselines(planted):
-    # the planted domains carry rating 1 everywhere: every mean predicts exactly 1
-    labeled = {**FAST["eval_args"], "mode": "labeled"}
-    row, _, _ = _run(planted, "RatingMean", task="rating", rating_mean="item_offset", protocol="warm", eval_args=labeled)
-    assert row["test_rmse"] == pytest.approx(0.0, abs=1e-6) and "test_mse" in row and row["test_per_user"]["mse"]
+@pytest.fixture(scope="module")
+def rated(tmp_path_factory):
+    """A pair with varied 1-5 ratings (user bias + item bias + noise): 60 users in both domains, 20 items each."""
+    root = tmp_path_factory.mktemp("rated")
+    rng = np.random.default_rng(11)
+    user_bias, clock = rng.normal(0.0, 1.0, size=60), 0
+    for name, prefix in (("psrc", "s"), ("ptgt", "t")):
+        item_bias, rows = rng.normal(0.0, 1.0, size=20), []
+        for u in range(60):
+            for i in range(20):
+                if rng.random() < 0.6:
+                    clock += 1
+                    rating = int(np.clip(np.rint(3.0 + user_bias[u] + item_bias[i] + rng.normal(0.0, 0.5)), 1, 5))
+                    rows.append(f"u{u}\t{prefix}{i}\t{rating}\t{clock}")
+        (root / "data" / name).mkdir(parents=True)
+        (root / "data" / name / f"{name}.inter").write_text(
+            "user_id:token\titem_id:token\trating:float\ttimestamp:float\n" + "\n".join(rows) + "\n")
+    return {"root": root, "data_path": str(root / "data"), "checkpoint_dir": str(root / "saved"),
+            "protocol_dir": str(root / "protocols")}
+
+
+def test_rating_task_and_mean_baselines(rated):
+    """RatingMean's test RMSE, MAE and per-user MSE on varied ratings equal the ones computed here from the pair's
+    training rows: the global mean, item means shrunk to it by 2 pseudo-ratings, plus the user's source offset (her
+    mean residual from the source's shrunk item means, shrunk to 0 by 3 pseudo-ratings)."""
+    keys = {"task": "rating", "protocol": "warm", "eval_args": {**FAST["eval_args"], "mode": "labeled"},
+            "mean_shrinkage": 2.0, "offset_shrinkage": 3.0}
+    rows, pair = {}, None
+    for kind in ("global", "item", "item_offset"):
+        rows[kind], _, pair = _run(rated, "RatingMean", pair=pair, rating_mean=kind, **keys)
+
+    def columns(loader):
+        feat = loader._dataset.inter_feat
+        return feat["user_id"].numpy(), feat["item_id"].numpy(), feat["rating"].numpy().astype(np.float64)
+
+    def shrunk(items, ratings, beta):
+        mean = ratings.mean()
+        return mean, lambda i: (ratings[items == i].sum() + beta * mean) / ((items == i).sum() + beta)
+
+    t_ds, s_ds = pair.target.dataset, pair.source.dataset
+    _, t_items, t_ratings = columns(pair.target.train_data)
+    s_users, s_items, s_ratings = columns(pair.source.train_data)
+    assert len(np.unique(t_ratings)) == 5 and t_ratings.std() > 0.8  # ratings that a wrong mean cannot fit
+    mu, item_mean = shrunk(t_items, t_ratings, 2.0)
+    _, source_item_mean = shrunk(s_items, s_ratings, 2.0)
+
+    def offset(target_user):
+        token = t_ds.id2token("user_id", target_user)
+        mine = s_users == s_ds.token2id("user_id", token)
+        residual = s_ratings[mine] - np.array([source_item_mean(i) for i in s_items[mine]])
+        return residual.sum() / (mine.sum() + 3.0)
+
+    users, items, ratings = columns(pair.target.test_data)
+    assert len(ratings) >= 60
+    predict = {"global": lambda u, i: mu, "item": lambda u, i: item_mean(i),
+               "item_offset": lambda u, i: item_mean(i) + offset(u)}
+    expected_rmse = {}
+    for kind, row in rows.items():
+        errors = np.array([predict[kind](u, i) for u, i in zip(users, items)]) - ratings
+        expected_rmse[kind] = np.sqrt(np.mean(errors ** 2))
+        assert row["test_rmse"] == pytest.approx(expected_rmse[kind], abs=1e-4), kind
+        assert row["test_mae"] == pytest.approx(np.mean(np.abs(errors)), abs=1e-4), kind
+        assert row["test_mse"] == pytest.approx(np.mean(errors ** 2), abs=1e-5), kind
+        per_user = {u: np.mean(errors[users == u] ** 2) for u in np.unique(users)}
+        assert row["test_users"] == sorted(per_user)
+        assert row["test_per_user"]["mse"] == pytest.approx([per_user[u] for u in row["test_users"]], abs=1e-5), kind
+    # each formula is told apart from the others by its RMSE; the user's offset is what helps most
+    assert expected_rmse["global"] > expected_rmse["item"] + 0.05 > expected_rmse["item_offset"] + 0.1
 
 
 def _cli_pair(planted):

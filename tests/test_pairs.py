@@ -6,9 +6,7 @@ from recbole.data import create_dataset
 from recbole_transfer.data import overlap
 from recbole_transfer.data.synthetic import write_planted_domain
 from recbole_transfer.errors import TransferDataError
-from recbole_transfer.pipeline.two_stage import domain_config
-
-
+from recbole_transfer.request import domain_config
 def _dataset(data, name):
     return create_dataset(domain_config("BPR", name, None, {"data_path": str(data), "show_progress": False}))
 

@@ -18,7 +18,8 @@ from recbole_transfer.methods.peterrec.model import PeterRec
 from recbole_transfer.methods.peterrec.strategy import PatchTransfer
 from recbole_transfer.model.layers import Patch
 from recbole_transfer.pipeline.scenario import run_scenario
-from recbole_transfer.pipeline.two_stage import domain_config, prepare_domain
+from recbole_transfer.pipeline.two_stage import prepare_domain
+from recbole_transfer.request import domain_config
 from recbole_transfer.methods.peterrec.tables import method_table
 from recbole_transfer.trainer import load_checkpoint
 

@@ -1,13 +1,25 @@
 """End-to-end transfer runs: frozen weights, optimizer, checkpoints, equivalence with RecBole."""
 
+import math
+import os
 import pickle
 
+import numpy as np
 import pytest
 import torch
 
 from recbole_transfer import load_transfer_model, pretrain_source, run_transfer
 from recbole_transfer.errors import TransferCheckpointError, TransferConfigError
 from recbole_transfer.trainer import TransferTrainer, load_checkpoint
+
+
+def per_user_counts(keys, name, each):
+    """The number of users of a planted domain's atomic file, checking that every user has ``each`` interactions."""
+    with open(os.path.join(keys["data_path"], name, f"{name}.inter"), encoding="utf-8") as f:
+        users = [line.split("\t")[0] for line in f.read().splitlines()[1:]]
+    counts = np.unique(users, return_counts=True)[1]
+    assert set(counts.tolist()) == {each}
+    return len(counts)
 
 
 @pytest.fixture
@@ -26,7 +38,16 @@ def test_frozen_layers_are_bit_identical_after_target_training(small_domains, pr
         assert not dict(model.named_parameters())[name].requires_grad
     # fc1 was not transferred: trained in the target, so it differs from the source.
     assert not torch.equal(state["mlp_layers.mlp_layers.1.weight"], pretrained.state_dict["mlp_layers.mlp_layers.1.weight"])
-    assert result["relatedness"] is not None and result["relatedness"] >= 0
+    # KL relatedness of the planted domains, by hand: every source user has 12 interactions, every target user 6; 20
+    # bins (counts 1..20) with a pseudo-count of 1 each
+    n_source, n_target = per_user_counts(small_domains, "src", 12), per_user_counts(small_domains, "tgt", 6)
+    p_12, p_other = (n_source + 1) / (n_source + 20), 1 / (n_source + 20)
+    q_6, q_other = (n_target + 1) / (n_target + 20), 1 / (n_target + 20)
+    expected = p_12 * math.log(p_12 / q_other) + p_other * math.log(p_other / q_6) + 18 * p_other * math.log(p_other / q_other)
+    assert result["relatedness"] == pytest.approx(expected, rel=1e-9)
+    itself = run_transfer("TransferMLP", "src", "src", None, {**small_domains, "transfer": "config-5", "epochs": 1},
+                          pretrained=pretrained, verbose=False)
+    assert itself["relatedness"] == 0.0  # the same domain, counted the same way on both sides
     assert "trainable params:" in str(result["transfer_report"])
 
 
@@ -83,6 +104,65 @@ def test_foreign_checkpoints_are_refused(workdir, monkeypatch):
 def test_transfer_needs_a_source(small_domains):
     with pytest.raises(TransferConfigError, match="source"):
         run_transfer("TransferMLP", None, "tgt", None, {**small_domains, "transfer": "config-1"})
+
+
+# Full-sort evaluation, where RecBole's own split decides everything scored: BPR on a random-order random split (the
+# data seed's shuffle matters), GRU4Rec on RecBole's time-ordered leave-one-out of each sequence.
+RECBOLE_RUNS = {
+    "BPR": {"eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "group_by": "user", "order": "RO", "mode": "full"},
+            "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1}},
+    "GRU4Rec": {"eval_args": {"split": {"LS": "valid_and_test"}, "group_by": "user", "order": "TO", "mode": "full"},
+                "train_neg_sample_args": None, "loss_type": "CE", "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
+                "embedding_size": 16, "hidden_size": 16},
+}
+
+
+def _pairs(dataset):
+    """Sorted (user token, item token) rows of one part of a split."""
+    feat = dataset.inter_feat
+    users = dataset.id2token(dataset.uid_field, feat[dataset.uid_field].numpy())
+    items = dataset.id2token(dataset.iid_field, feat[dataset.iid_field].numpy())
+    return sorted(zip(users.tolist(), items.tolist()))
+
+
+@pytest.fixture
+def no_anomaly_mode():
+    """RecBole's sequential models (its sine.py, imported with them) switch autograd's anomaly mode on: a check that
+    changes no number and makes GRU4Rec's backward pass several times slower. Off for the test, then as it was."""
+    before = torch.is_anomaly_enabled()
+    import recbole.model.sequential_recommender  # noqa: F401
+
+    torch.autograd.set_detect_anomaly(False)
+    yield
+    torch.autograd.set_detect_anomaly(before)
+
+
+@pytest.mark.parametrize("model_name", sorted(RECBOLE_RUNS))
+def test_no_transfer_gives_exactly_recbole_metrics_on_full_sort(small_domains, monkeypatch, no_anomaly_mode, model_name):
+    """``transfer: none`` with data_seed = seed is plain RecBole: the same split (RecBole's build() under the same
+    seed), the same training, bit-identical best validation and test metrics."""
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.quick_start import run_recbole
+    from recbole.utils import init_seed
+
+    monkeypatch.setattr("sys.argv", ["run_recbole.py"])  # RecBole's Config reads the command line
+    keys = {**small_domains, **RECBOLE_RUNS[model_name], "epochs": 3, "metrics": ["Recall", "MRR", "NDCG", "Hit"],
+            "topk": [5, 10], "valid_metric": "MRR@10"}
+    plain = run_recbole(model=model_name, dataset="src", config_dict=dict(keys), saved=False)
+    ours = run_transfer(model_name, None, "src", None, {**keys, "transfer": "none", "data_seed": keys["seed"]},
+                        saved=False, verbose=False)
+    assert ours["config"]["eval_args"]["mode"] == {"valid": "full", "test": "full"}
+    assert dict(ours["best_valid_result"]) == dict(plain["best_valid_result"])
+    assert dict(ours["test_result"]) == dict(plain["test_result"])
+    assert plain["test_result"]["recall@10"] > 0  # a trained model, not two empty evaluations
+    # the split itself: every part holds RecBole's rows
+    config = Config(model=model_name, dataset="src", config_dict=dict(keys))
+    init_seed(config["seed"], config["reproducibility"])
+    recbole_parts = data_preparation(config, create_dataset(config))
+    data = ours["data"]
+    for ours_part, recbole_part in zip((data.train_data, data.valid_data, data.test_data), recbole_parts):
+        assert _pairs(ours_part._dataset) == _pairs(recbole_part._dataset)
 
 
 @pytest.mark.parametrize("model_name, arm", [("NeuMF", "config-7"), ("DMF", ["fc2"])])

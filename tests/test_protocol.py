@@ -7,7 +7,8 @@ import pytest
 from recbole_transfer import pretrain_source, run_transfer
 from recbole_transfer.methods.layer_transfer.importance import layer_importance
 from recbole_transfer.pipeline.scenario import run_scenario
-from recbole_transfer.pipeline.two_stage import domain_config, load_transfer_model, prepare_domain
+from recbole_transfer.pipeline.two_stage import load_transfer_model, prepare_domain
+from recbole_transfer.request import domain_config
 from recbole_transfer.registry import get_method
 from recbole_transfer.trainer import TransferTrainer
 
@@ -177,3 +178,91 @@ def test_fixed_rng_leaves_the_cuda_streams_where_they_were():
     with fixed_rng(5):
         torch.rand(3, device="cuda")
     assert torch.equal(torch.rand(3, device="cuda"), expected)
+
+
+# ----- the protocol cache cannot go stale --------------------------------------------------------------------
+CODE_ENTRIES = ("code", "recbole_transfer", "recbole", "numpy", "torch")
+
+
+def _cached(folder):
+    return sorted(p.name for p in folder.glob("*.npz"))
+
+
+def _domain(keys, **extra):
+    from recbole_transfer.pipeline import domain_config, prepare_domain
+
+    return prepare_domain(domain_config("BPR", "src", None, {**keys, **extra}))
+
+
+def test_the_code_key_holds_the_drawing_code_and_the_versions_that_draw_a_protocol():
+    import hashlib
+
+    import recbole
+    import torch
+
+    import recbole_transfer
+    from recbole_transfer.data import candidates, protocol as protocol_module, split
+
+    code = hashlib.sha1()  # the code that draws a protocol: its split, its candidates, the protocol itself
+    for module in (protocol_module, split, candidates):
+        with open(module.__file__, "rb") as f:
+            code.update(f.read())
+    source = code.hexdigest()
+    expected = {"code": source, "recbole_transfer": recbole_transfer.__version__, "recbole": recbole.__version__,
+                "numpy": np.__version__, "torch": torch.__version__}
+    assert {k: protocol_module.CODE_KEY.get(k) for k in CODE_ENTRIES} == expected
+
+
+def test_a_protocol_is_rebuilt_when_its_code_libraries_or_training_negatives_change(small_domains, workdir, monkeypatch):
+    """Each entry of CODE_KEY, and the training sampler's alpha when evaluation samples by popularity (RecBole 1.2.1
+    draws those candidates with it), is part of the protocol key: changing one gives another key and a new cache file
+    (the cached one is not read); the same keys again read the cached file back. Training negatives that change no
+    candidate (uniform evaluation) keep the protocol, so trials that differ only in them are scored alike."""
+    from recbole_transfer.data import protocol as protocol_module
+
+    folder = workdir / "p"
+    keys = {**small_domains, "protocol_dir": str(folder), "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1}}
+    first = _domain(keys).protocol
+    assert len(_cached(folder)) == 1
+    again = _domain(keys).protocol
+    assert again.key == first.key and len(_cached(folder)) == 1  # read back, nothing rebuilt
+    assert all(np.array_equal(again.rows[p], first.rows[p]) for p in ("train", "valid", "test"))
+    seen = {first.key}
+    for entry in CODE_ENTRIES:
+        with monkeypatch.context() as patch:
+            patch.setattr(protocol_module, "CODE_KEY", {**protocol_module.CODE_KEY, entry: "changed"})
+            key = _domain(keys).protocol.key
+        assert key not in seen, entry  # another key ...
+        seen.add(key)
+        assert len(_cached(folder)) == len(seen), entry  # ... and its own file: the cached one was not reused
+    for negatives in ({"distribution": "uniform", "sample_num": 2}, {"distribution": "popularity", "sample_num": 1}):
+        assert _domain({**keys, "train_neg_sample_args": negatives}).protocol.key == first.key, negatives  # no candidate
+    popular = {**keys, "eval_args": {"split": {"LS": "valid_and_test"}, "group_by": "user", "order": "RO", "mode": "pop20"}}
+    for alpha in (1.0, 0.5):
+        key = _domain({**popular, "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1, "alpha": alpha}}).protocol.key
+        assert key not in seen, alpha
+        seen.add(key)
+        assert len(_cached(folder)) == len(seen), alpha
+    assert _domain(keys).protocol.key == first.key and len(_cached(folder)) == len(seen)  # the original: still cached
+
+
+@pytest.mark.parametrize("mode", ["full", "uni50"])
+def test_eval_batch_size_changes_neither_the_protocol_key_nor_the_fingerprint(small_domains, workdir, mode):
+    """The same split and candidates evaluated in batches of 4096 or 300 rows: one protocol key, one cache file, one
+    fingerprint, whether the candidates come from the cache, are recorded at either batch size or redrawn."""
+    from recbole_transfer.data import Protocol
+
+    eval_args = {"split": {"RS": [0.6, 0.2, 0.2]}, "group_by": "user", "order": "RO", "mode": mode}  # several positives
+    keys = {**small_domains, "eval_args": eval_args, "protocol_dir": str(workdir / "p")}
+    big = _domain(keys, eval_batch_size=4096)
+    small = _domain(keys, eval_batch_size=300)  # reads big's cache
+    fresh = _domain({**keys, "protocol_dir": str(workdir / "q")}, eval_batch_size=300)  # records at 300
+    uncached = _domain(keys, eval_batch_size=300, protocol_cache=False)
+    assert len(list(small.valid_data)) > 10 * len(list(big.valid_data))  # really other batches
+    assert small.protocol.key == big.protocol.key == fresh.protocol.key and len(_cached(workdir / "p")) == 1
+    prints = {name: data.fingerprint() for name, data in
+              (("4096", big), ("300", small), ("300, recorded", fresh), ("300, uncached", uncached))}
+    assert len(set(prints.values())) == 1, prints
+    assert Protocol.fingerprint(small.train_data, small.valid_data, small.test_data) == \
+        Protocol.fingerprint(big.train_data, big.valid_data, big.test_data) == prints["4096"]
+    assert _domain(keys, eval_batch_size=300, data_seed=8).fingerprint() != prints["4096"]  # it does see the data

@@ -10,8 +10,8 @@ from recbole_transfer.report import metric_table
 
 def test_scenario_pretrains_once_and_reports_every_target_and_arm(small_domains, monkeypatch):
     calls = []
-    real = scenario_module.pretrain_source
-    monkeypatch.setattr(scenario_module, "pretrain_source", lambda *a, **k: calls.append(a) or real(*a, **k))
+    real = scenario_module.pretrain
+    monkeypatch.setattr(scenario_module, "pretrain", lambda *a, **k: calls.append(a) or real(*a, **k))
     messages = []
     config = dict(small_domains)
     rows = run_scenario("TransferMLP", "src", ["tgt", "src"], None, config, arms=["none", "config-1", "[fc4]"],

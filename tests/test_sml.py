@@ -48,7 +48,9 @@ from recbole.data import create_dataset  # noqa: E402
 from recbole_transfer.config import TransferConfig, get_model  # noqa: E402
 from recbole_transfer.data.synthetic import write_drifting_periods  # noqa: E402
 from recbole_transfer.errors import TransferConfigError, TransferDataError  # noqa: E402
-from recbole_transfer.methods.sml.runner import PeriodicData, evaluate_period, run_periodic, summarise  # noqa: E402
+from recbole_transfer.methods.sml.periods import PeriodicData, evaluate_period  # noqa: E402
+from recbole_transfer.methods.sml.retraining import run_periodic  # noqa: E402
+from recbole_transfer.methods.sml.tables import summarise  # noqa: E402
 
 FAST = {"epochs": 2, "sml_epochs": 1, "sml_rounds": 1, "sml_hidden": 32, "embedding_size": 16, "show_progress": False}
 

@@ -5,7 +5,8 @@ import torch
 
 from recbole_transfer import TransferConfig
 from recbole_transfer.errors import TransferConfigError, TransferLayerError
-from recbole_transfer.pipeline.two_stage import domain_config, prepare_domain
+from recbole_transfer.pipeline.two_stage import prepare_domain
+from recbole_transfer.request import domain_config
 from recbole_transfer.methods.layer_transfer.strategy import PAPER_CONFIGS, LayerTransfer, layer_groups, parse_transfer
 from recbole_transfer.transfer import SourceModel, TransferReport
 

@@ -18,14 +18,13 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import yaml
 
-from recbole_transfer import cli
 from recbole_transfer.data.synthetic import write_planted_domain
 from recbole_transfer.registry import get_method
 from recbole_transfer.tune import SearchSpace
-from recbole_transfer.tune.search import choose_winner, selection_margin, valid_differences, valid_per_user
 
 from conftest import call_cli
 
@@ -37,9 +36,9 @@ branches:
   layers:
     transfer: {type: grid, values: [config-1, config-6]}
     transfer_mode: freeze
-  broken:                     # nn.Dropout(p=1.5) raises when the trial builds its model
+  broken:                     # every key is in range, but RecBole refuses the sampler when the trial builds its config
     transfer: config-5
-    dropout_prob: 1.5
+    train_neg_sample_args: {distribution: gaussian, sample_num: 1}
 """
 KEYS = ["--model=TransferMLP", "--source=src", "--target=tgt", "--data_path=../data", "--epochs=2",
         "--train_batch_size=512", "--seed=7", "--user_inter_num_interval=[3,inf)", "--num_cpus=2"]
@@ -99,23 +98,71 @@ def test_one_validation_report_per_epoch_and_no_test_metric(search):
             assert row["ended"] == "stopped early (ASHA)" and row["epochs"] == 1
 
 
+def expected_winner(rows, per_user):
+    """The selection rule, written out here from its statement (not the driver's code): the trial with the best
+    validation metric (ties: the earlier trial), unless it is a transfer trial whose lead over the best no-transfer
+    trial is at most one paired standard error, sd(d) / sqrt(n), of their per-user validation differences d; then
+    that no-transfer trial. ``per_user(row)``: the row's per-user validation values. Returns (winner, (lead, margin)),
+    or (winner, None) when no transfer trial led."""
+    scored = sorted((r for r in rows if r["best_valid"] is not None and not r["ended"].startswith("error")),
+                    key=lambda r: r["index"])
+    best = scored[0]
+    for row in scored[1:]:
+        if row["best_valid"] > best["best_valid"]:
+            best = row
+    scratch = [r for r in scored if r["config"].get("transfer", "none") == "none"]
+    if best in scratch or not scratch:
+        return best, None
+    base = scratch[0]
+    for row in scratch[1:]:
+        if row["best_valid"] > base["best_valid"]:
+            base = row
+    d = per_user(best) - per_user(base)
+    margin = float(np.sqrt(np.sum((d - d.mean()) ** 2) / (len(d) - 1)) / np.sqrt(len(d)))
+    lead = best["best_valid"] - base["best_valid"]
+    return (best if lead > margin else base), (lead, margin)
+
+
 @pytest.mark.ray
 @pytest.mark.slow
 def test_best_configuration_lies_in_the_space_and_is_tested_once(search):
+    import torch
+
     result = search["result"]
     space = SearchSpace.from_file(str(search["work"] / "space.yaml"))
     assert result["best"]["config"] in space.trials(7)
+
+    def per_user(row):  # the trial's per-user validation hit@10 at its best epoch, read from its checkpoint
+        checkpoint = torch.load(row["model_file"], weights_only=True)
+        assert checkpoint["fingerprint"] == result["fingerprint"]
+        values = np.asarray(checkpoint["valid_per_user"]["hit@10"], dtype=np.float64)
+        assert len(values) == 80 and np.mean(values) == pytest.approx(row["best_valid"], abs=5e-5)
+        return values
+
     # Chosen on validation only: the best trial, or no transfer if the best leads it by <= one paired SE.
-    differences = valid_differences(result["metric"])
-    assert result["n_valid"] == 80 and result["best"] == choose_winner(result["rows"], "se", differences)[0]
-    scored = [r for r in result["rows"] if r["best_valid"] is not None]
-    top = max(scored, key=lambda r: r["best_valid"])
-    scratch = [r for r in scored if r["config"].get("transfer", "none") == "none"][0]
-    fingerprint, values = valid_per_user(top, result["metric"])
-    assert len(values) == 80 and fingerprint == result["fingerprint"]  # one paired value per validation user
-    assert result["best"]["best_valid"] >= top["best_valid"] - selection_margin("se", differences(top, scratch))
+    winner, lead_and_margin = expected_winner(result["rows"], per_user)
+    assert result["n_valid"] == 80
+    assert result["best"]["trial_id"] == winner["trial_id"] and result["best"]["label"] == winner["label"], lead_and_margin
+    if lead_and_margin is not None:  # a transfer trial led: the driver reports the same lead and paired margin
+        lead, margin = lead_and_margin
+        assert f"{lead:.4f}" in result["selection"] and f"margin {margin:.4f}" in result["selection"]
     assert set(result["test_result"]) == {"hit@10", "ndcg@10"}
     assert "best configuration" in search["stdout"] and "reproduce:" in search["stdout"]
+
+
+def test_the_rule_written_in_these_tests_picks_as_stated():
+    """expected_winner itself, on rows whose outcome is known: a lead above one paired SE wins, one below it keeps
+    no transfer, a tie goes to the earlier trial."""
+    def row(index, transfer, valid):
+        return {"index": index, "trial_id": str(index), "label": transfer, "config": {"transfer": transfer},
+                "best_valid": valid, "ended": "finished"}
+
+    values = {0: np.array([0.0, 1.0] * 50), 1: np.array([1.0, 0.0] * 50)}  # d = +-1 on 100 users: SE 0.1005
+    rows = [row(0, "none", 0.50), row(1, "config-1", 0.55), row(2, "config-6", None)]
+    assert expected_winner(rows, lambda r: values[r["index"]])[0]["label"] == "none"  # lead 0.05 <= 0.1005
+    values[1] = values[0] + 0.05  # the same lead on every user: SE 0
+    assert expected_winner(rows, lambda r: values[r["index"]])[0]["label"] == "config-1"
+    assert expected_winner([row(0, "none", 0.5), row(1, "config-1", 0.5)], None)[0]["label"] == "none"
 
 
 @pytest.mark.ray
@@ -137,8 +184,8 @@ def test_every_trial_is_scored_on_the_drivers_split_and_candidates(search):
 @pytest.mark.slow
 def test_a_crashing_trial_is_recorded_and_the_search_goes_on(search):
     errors = [r for r in search["result"]["rows"] if r["ended"].startswith("error")]
-    assert len(errors) == 1 and "dropout probability" in errors[0]["ended"]
-    assert errors[0]["config"]["dropout_prob"] == 1.5
+    assert len(errors) == 1 and "gaussian" in errors[0]["ended"]
+    assert errors[0]["config"]["train_neg_sample_args"]["distribution"] == "gaussian"
     assert search["result"]["errors"] == 1
     assert "ERROR (recorded, search goes on)" in search["stdout"]
 
@@ -179,10 +226,12 @@ def test_interrupted_search_resumes_to_completion(tmp_path, run_cli, monkeypatch
     work, _home = make_dirs(tmp_path)
     (work / "space.yaml").write_text(
         "scheduler: {type: fifo}\nbranches:\n  layers:\n    transfer: {type: grid, values: [config-1, config-6]}\n"
-        "  broken: {transfer: config-5, dropout_prob: 1.5}\n"
+        "  broken: {transfer: config-5, train_neg_sample_args: {distribution: gaussian, sample_num: 1}}\n"
     )
     args = ["--tune", "--search_space=space.yaml", "--run_dir=run", *KEYS]
-    printed = cli._print
+    from recbole_transfer.cli import commands
+
+    printed = commands._print
 
     def interrupt_after_the_first_trial(msg):
         printed(msg)
@@ -190,7 +239,7 @@ def test_interrupted_search_resumes_to_completion(tmp_path, run_cli, monkeypatch
             os.kill(os.getpid(), signal.SIGINT)
 
     with monkeypatch.context() as patch:
-        patch.setattr(cli, "_print", interrupt_after_the_first_trial)
+        patch.setattr(commands, "_print", interrupt_after_the_first_trial)
         code, out, err = run_cli(args, cwd=work)
     assert code == 130, err[-2000:]
     assert "continue it with --resume=" in err
@@ -207,7 +256,7 @@ def test_interrupted_search_resumes_to_completion(tmp_path, run_cli, monkeypatch
         assert (target_dir / f"trial_{trial_id}" / "progress.csv").read_bytes() == before
     result = json.loads((target_dir / "result.json").read_text())
     assert len(result["rows"]) == 4 and result["errors"] == 1
-    assert all(r["ended"] == "finished" and r["epochs"] == 2 for r in result["rows"] if r["config"].get("dropout_prob") != 1.5)
+    assert all(r["ended"] == "finished" and r["epochs"] == 2 for r in result["rows"] if "train_neg_sample_args" not in r["config"])
     code, out, _err = run_cli([f"--resume={work / 'run'}"], cwd=work)  # a finished search: results are read back
     assert code == 0 and "search already finished" in out
 
@@ -260,7 +309,7 @@ def test_bad_search_inputs_exit_2(tmp_path, run_cli):
     (work / "busy" / "x").write_text("")
     cases = [
         # a trial's strategy key: refused before the source is pretrained and before Ray starts
-        (["--tune", "--search_space=frozen.yaml", "--run_dir=r0", *KEYS], "transfer_mode='frozen': allowed values"),
+        (["--tune", "--search_space=frozen.yaml", "--run_dir=r0", *KEYS], "transfer_mode='frozen': must be one of freeze, finetune"),
         (["--tune", "--search_space=nope.yaml", *KEYS], "search_space: file"),
         (["--tune", "--search_space=bad.yaml", "--run_dir=r1", *KEYS], "layer 'fc9' not found"),
         (["--tune", "--run_dir=busy", *KEYS], "is not empty"),
@@ -283,7 +332,7 @@ class StubTrial:
 
 
 def test_progress_tells_a_finished_trial_from_one_the_scheduler_stopped(tmp_path):
-    from recbole_transfer.tune.search import _ends, _progress_callback
+    from recbole_transfer.tune.trials import ended as _ends, progress_callback as _progress_callback
 
     lines, ends = [], tmp_path / "ends.jsonl"
     progress = _progress_callback(METHOD, "tgt", 3, "valid_hit@10", lines.append, str(ends))
@@ -301,22 +350,24 @@ def test_progress_tells_a_finished_trial_from_one_the_scheduler_stopped(tmp_path
 def test_best_yaml_of_a_stopped_transfer_winner_pins_epochs_and_source(tmp_path, monkeypatch):
     """The two-stage runner's finish_search gives the keys that reproduce the winner; best.yaml writes them."""
     from recbole_transfer.pipeline import runner as runner_module
-    from recbole_transfer.tune.search import _write_best_yaml, trial_seed
+    from recbole_transfer.tune import SearchState, trial_seed
+    from recbole_transfer.tune.tables import write_best_yaml
 
     monkeypatch.setattr(runner_module, "evaluate_checkpoint", lambda path, config_dict=None: (None, {"hit@10": 0.4}))
-    state = {"config_dict": {"data_path": "/d", "learning_rate": 0.002}, "seed": 7, "num_threads": 1,
-             "source_checkpoint": "/run/source/s.pth", "config_files": ["/a.yaml"], "model": "TransferMLP",
-             "source": "src"}
+    state = SearchState(method="layer_transfer", model="TransferMLP", source="src", targets=["tgt"],
+                        config_files=["/a.yaml"], config_dict={"data_path": "/d", "learning_rate": 0.002}, space_path="",
+                        space_text="", num_samples=1, default_transfer="none", run_dir="/run", seed=7, num_threads=1,
+                        source_checkpoint="/run/source/s.pth")
 
     def best_yaml(row):
         finished = METHOD.runner.finish_search(METHOD, state, "tgt", row, "valid_hit@10")
         assert finished["test_result"] == {"hit@10": 0.4}
-        command = _write_best_yaml(METHOD, str(path), state, "tgt", row, "valid_hit@10", 0.5, finished["test_result"],
-                                   finished["keys"])
+        command = write_best_yaml(METHOD, str(path), state, "tgt", row, "valid_hit@10", finished["test_result"],
+                                  finished["keys"])
         return yaml.safe_load(path.read_text()), command
 
     row = {"config": {"branch": "layers", "transfer": "config-3", "transfer_mode": "finetune"}, "stopped_early": True,
-           "epochs": 4, "model_file": "/run/tgt/trial/t.pth", "label": "config-3 finetune"}
+           "epochs": 4, "model_file": "/run/tgt/trial/t.pth", "label": "config-3 finetune", "best_valid": 0.5}
     path = tmp_path / "best.yaml"
     keys, command = best_yaml(row)
     assert keys == {"data_path": "/d", "learning_rate": 0.002, "transfer": "config-3", "transfer_mode": "finetune",
@@ -324,13 +375,13 @@ def test_best_yaml_of_a_stopped_transfer_winner_pins_epochs_and_source(tmp_path,
                     "source_checkpoint": "/run/source/s.pth"}
     assert f'--config_files="/a.yaml {path}"' in command and "--target=tgt" in command
     finished_scratch = {"config": {"branch": "none", "transfer": "none"}, "stopped_early": False, "epochs": 9,
-                        "model_file": "/run/tgt/trial/s.pth", "label": "none"}
+                        "model_file": "/run/tgt/trial/s.pth", "label": "none", "best_valid": 0.5}
     keys, _command = best_yaml(finished_scratch)
     assert "epochs" not in keys and "source_checkpoint" not in keys
 
 
 def test_asha_never_stops_the_no_transfer_baseline():
-    from recbole_transfer.tune.search import _baseline_asha
+    from recbole_transfer.tune.trials import baseline_asha as _baseline_asha
 
     def trial(trial_id, transfer):
         stub = StubTrial({}, trial_id)

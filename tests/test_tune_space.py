@@ -103,7 +103,7 @@ def _row(index, transfer, valid, ended="finished"):
 def test_winner_keeps_no_transfer_unless_beaten_by_one_paired_standard_error():
     import numpy as np
 
-    from recbole_transfer.tune.search import choose_winner, selection_margin
+    from recbole_transfer.tune import choose_winner, selection_margin
 
     noisy = np.array([1.0, -1.0] * 200)  # sd 1.0025, n 400: paired SE 0.0501
     assert selection_margin("se", noisy) == pytest.approx(noisy.std(ddof=1) / 20)
@@ -126,7 +126,7 @@ def test_scratch_margin_setting_is_checked():
 
 
 def test_the_paired_margin_needs_a_per_user_top_k_metric():
-    from recbole_transfer.tune.search import _check_run_keys
+    from recbole_transfer.tune.selection import check_run_keys as _check_run_keys
 
     with pytest.raises(TransferConfigError, match="needs a per-user top-k metric"):
         _check_run_keys({"valid_metric": "AUC"}, "se")

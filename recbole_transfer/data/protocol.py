@@ -5,12 +5,12 @@ domain content with the same ``data_seed`` gets the same :class:`Protocol`, so t
 data by construction; only the training ``seed`` (initialisation, training negatives, dropout, shuffling)
 varies between them.
 
-What a protocol fixes, all drawn from generators keyed by the content and ``data_seed``, never by a name or
-by the training seed:
+What a protocol fixes, all drawn under the ``data_seed``, never under a name or the training seed (:mod:`.split`,
+:mod:`.candidates`):
 
-- the split, with RecBole's own semantics of ``eval_args`` (``order`` RO / TO, ``group_by``, ``split`` LS /
-  RS, computed with RecBole's own ``_grouped_index``, ``_split_index_by_leave_one_out`` and
-  ``_calcu_split_ids``), or RecBole benchmark files when the dataset has them;
+- the split: RecBole's own ``build()`` of ``eval_args`` (``order`` RO / TO, ``group_by``, ``split`` RS / LS / TS,
+  or the dataset's benchmark files), seeded as ``run_recbole`` seeds it, so ``transfer: none`` with ``data_seed``
+  equal to ``seed`` splits as plain RecBole does;
 - ``user_holdout``: users (not interactions) split into train / valid / test, stratified by label on a
   profile task (one interaction per user); ``label_fraction`` keeps that share of the training users;
 - ``keep_fraction``: each training user keeps ``max(1, round(f n))`` of her n training interactions. Valid
@@ -21,14 +21,14 @@ by the training seed:
   sampler, under a generator keyed by the content and ``data_seed``, and recorded.
 
 With ``protocol_cache: True`` (the default) the split and the recorded candidates are written under
-``protocol_dir`` (``<content hash>.npz``, plain arrays) and read back by every later run, Ray trial or
+``protocol_dir`` (``<key>.npz``, plain arrays; the key holds the content, the keys that decide the draws, and
+:data:`CODE_KEY`: the drawing code and the libraries' versions) and read back by every later run, Ray trial or
 process; the collated evaluation batches are kept in memory, so validating an epoch costs one forward pass.
 With ``protocol_cache: False`` nothing is stored: the split is recomputed and every evaluation redraws its
 candidates through RecBole's sampler under the same keyed generator, which gives the same candidates and
 therefore the same metrics, slower (a test checks it).
 """
 
-import copy
 import hashlib
 import json
 import logging
@@ -40,14 +40,17 @@ import numpy as np
 import torch
 from recbole.data.dataloader import FullSortEvalDataLoader, NegSampleEvalDataLoader
 from recbole.data.dataset import SequentialDataset
-from recbole.data.interaction import Interaction
 from recbole.data.utils import create_samplers, get_dataloader
 from recbole.sampler import KGSampler
 from recbole.utils import ModelType
 
-from ..errors import TransferConfigError, TransferDataError
-from ..utils import fixed_rng
+from ..errors import TransferConfigError
+from ..keys import data_seed_of
+from . import candidates as candidates_module
+from . import split as split_module
+from .candidates import FixedCandidates, RecordingSampler, protocol_loader
 from .domains import validate_holdout
+from .split import PHASES, digest, split_rows
 
 logger = logging.getLogger(__name__)
 
@@ -55,44 +58,24 @@ PROTOCOL_VERSION = 2  # 2: RecBole's own split (its build() under the data seed)
 
 
 def _code_key():
-    """What else decides a protocol besides its data and keys: this module's code, the package's version, and the
-    versions of the libraries that draw it (RecBole's split and samplers, numpy's and torch's generators). Part of
-    every protocol key, so a cached protocol from other code is never reused."""
+    """What else decides a protocol besides its data and keys: the code that draws it (this module, :mod:`.split`,
+    :mod:`.candidates`), the package's version, and the versions of the libraries that draw it (RecBole's split and
+    samplers, numpy's and torch's generators). Part of every protocol key, so a cached protocol from other code is
+    never reused."""
     import recbole
 
     from .. import __version__
 
-    with open(__file__, "rb") as f:
-        code = hashlib.sha1(f.read()).hexdigest()
+    code = hashlib.sha1()
+    for module in (__file__, split_module.__file__, candidates_module.__file__):
+        with open(module, "rb") as f:
+            code.update(f.read())
+    code = code.hexdigest()
     return {"version": PROTOCOL_VERSION, "code": code, "recbole_transfer": __version__, "recbole": recbole.__version__,
             "numpy": np.__version__, "torch": torch.__version__}
 
 
 CODE_KEY = _code_key()
-PHASES = ("train", "valid", "test")
-
-
-def data_seed_of(config):
-    """The seed of the data: ``data_seed``, or the training ``seed`` when it is not set."""
-    value = config["data_seed"]
-    return int(config["seed"] if value is None else value)
-
-
-def _digest(*parts):
-    h = hashlib.sha1()
-    for part in parts:
-        if isinstance(part, np.ndarray):
-            h.update(str(part.dtype).encode())
-            h.update(np.ascontiguousarray(part).tobytes())
-        else:
-            h.update(json.dumps(part, sort_keys=True, default=str).encode("utf-8"))
-        h.update(b"|")
-    return h.hexdigest()
-
-
-def _rng(key, purpose):
-    """A numpy generator keyed by the protocol key and what it draws (split, thinning, candidates)."""
-    return np.random.default_rng(int(_digest(key, purpose)[:15], 16))
 
 
 class Protocol:
@@ -130,15 +113,15 @@ class Protocol:
         thinning = ("keep_fraction", "label_fraction")
         drawn = {k: v for k, v in args.items() if k not in thinning}
         drawn["user_holdout"] = {k: v for k, v in (args["user_holdout"] or {}).items() if k not in thinning} or None
-        draw_key = _digest(CODE_KEY, type(dataset).__name__, dataset.user_num, dataset.item_num, len(feat),
+        draw_key = digest(CODE_KEY, type(dataset).__name__, dataset.user_num, dataset.item_num, len(feat),
                            *content, drawn)
-        key = _digest(draw_key, args)
+        key = digest(draw_key, args)
         path = cls._path(config, key)
         if path is not None and os.path.isfile(path):
             loaded = cls._load(path, key)
             if loaded is not None:
                 return loaded
-        rows = _split(dataset, config, draw_key, args)
+        rows = split_rows(dataset, config, draw_key, args)
         return cls(key, rows, {}, {"args": args, "interactions": len(feat), "draw_key": draw_key})
 
     @staticmethod
@@ -209,7 +192,7 @@ class Protocol:
             elif config["protocol_cache"] and _samples(config, phase):
                 sampler = recorder = RecordingSampler(sampler)
             loader = protocol_loader(get_dataloader(config, phase))(config, parts[phase], sampler, shuffle=False)
-            loader.setup_protocol(int(_digest(self.meta["draw_key"], "candidates", phase)[:8], 16), keep=bool(config["protocol_cache"]))
+            loader.setup_protocol(int(digest(self.meta["draw_key"], "candidates", phase)[:8], 16), keep=bool(config["protocol_cache"]))
             if recorder is not None:
                 list(loader)  # the one draw of this phase's candidates; its batches stay in memory
                 self.candidates[phase] = recorder.arrays()
@@ -246,7 +229,7 @@ class Protocol:
                     columns["positive_users"].append(row_users[np.asarray(positive_u)])
                     columns["positive_items"].append(np.asarray(positive_i))
             parts += [np.concatenate(v) if v else np.zeros(0, dtype=np.int64) for v in columns.values()]
-        return _digest(*parts)[:16]
+        return digest(*parts)[:16]
 
 
 def protocol_args(config, dataset):
@@ -276,194 +259,24 @@ def protocol_args(config, dataset):
     return {
         "split": eval_args["split"], "group_by": eval_args["group_by"], "order": eval_args["order"],
         "mode": eval_args["mode"], "valid_neg": config["valid_neg_sample_args"], "test_neg": config["test_neg_sample_args"],
-        # RecBole 1.2.1 draws popularity-distributed evaluation candidates with the training sampler's alpha
-        "train_neg": config["train_neg_sample_args"],
+        "train_alpha": _evaluation_alpha(config),
         "benchmark": list(dataset.file_size_list) if dataset.benchmark_filename_list is not None else None,
         "user_holdout": holdout, "keep_fraction": float(fraction), "data_seed": data_seed_of(config),
     }
 
 
+def _evaluation_alpha(config):
+    """The training sampler's ``alpha`` when an evaluation phase draws candidates by popularity (RecBole 1.2.1 builds
+    that sampler with the TRAINING negatives' alpha), else None: training negatives change no candidate then, so
+    trials that differ only in them share one protocol."""
+    by_popularity = any((config[f"{phase}_neg_sample_args"] or {}).get("distribution") == "popularity"
+                        for phase in ("valid", "test"))
+    return (config["train_neg_sample_args"] or {}).get("alpha", 1.0) if by_popularity else None
+
+
 def _samples(config, phase):
     args = config[f"{phase}_neg_sample_args"] or {}
     return args.get("distribution", "none") != "none" and args.get("sample_num", "none") != "none"
-
-
-# ----- split -----------------------------------------------------------------------------------------
-def _split(dataset, config, key, args):
-    """{'train_full', 'train', 'valid', 'test'}: row indices of each part ('train' after thinning)."""
-    feat = dataset.inter_feat
-    users = feat[dataset.uid_field].numpy()
-    if args.get("user_parts") is not None:
-        groups = np.zeros(len(users), dtype=np.int64)  # 0 train, 1 valid, 2 test, 3 dropped
-        for code, part in ((1, "valid"), (2, "test"), (3, "drop")):
-            groups[np.isin(users, np.asarray(args["user_parts"][part], dtype=np.int64))] = code
-        parts = [np.flatnonzero(groups == code) for code in (0, 1, 2)]
-    elif args["user_holdout"] is not None:
-        if args["benchmark"] is not None:
-            raise TransferConfigError("user_holdout: the dataset already comes split in benchmark files")
-        parts = _holdout(dataset, users, args["user_holdout"], key)
-    else:
-        parts = _recbole_split(dataset, args)
-    if len(parts) != 3:
-        raise TransferConfigError(f"eval_args.split={args['split']!r}: needs a train, a valid and a test part")
-    rows = {"train_full": parts[0], "valid": parts[1], "test": parts[2]}
-    train = parts[0]
-    if args["user_holdout"] is not None and args["user_holdout"]["label_fraction"] < 1:
-        holdout = args["user_holdout"]
-        train = _thin_users(users, train, holdout["label_fraction"], key, feat[dataset.iid_field].numpy(), holdout["stratify"])
-    if args["keep_fraction"] < 1:
-        train = _thin_rows(users, train, args["keep_fraction"], key)
-    rows["train"] = train
-    for name in PHASES:
-        if len(rows[name]) == 0:
-            raise TransferDataError(
-                f"dataset {config['dataset']!r}: the {name} split is empty ({len(feat)} interactions, "
-                f"eval_args.split={args['split']!r}); use a bigger domain or another split"
-            )
-    return rows
-
-
-ROW = "__protocol_row__"  # the row index a split carries through RecBole's build()
-
-
-def _recbole_split(dataset, args):
-    """RecBole's own ``build()`` (order, group, split: RS, LS or TS, or the benchmark files), run on the user, time and
-    row-index columns only, seeded as ``run_recbole`` seeds it (``init_seed`` with the data seed, then the dataset is
-    built): the rows of each part, so that a run with ``data_seed`` equal to ``seed`` splits as plain RecBole does.
-    The caller's random streams are left as they were."""
-    feat = dataset.inter_feat
-    columns = {f: feat[f] for f in (dataset.uid_field, dataset.time_field) if f and f in feat}
-    columns[ROW] = torch.arange(len(feat))
-    probe = copy.copy(dataset)
-    probe.inter_feat = Interaction(columns)
-    probe._change_feat_format = probe._drop_unused_col = lambda: None  # done on the dataset itself, once
-    with fixed_rng(args["data_seed"]):
-        parts = probe.build()
-    return [part.inter_feat[ROW].numpy() for part in parts]
-
-
-def _holdout(dataset, users, holdout, key):
-    """Users into train / valid / test, stratified by label on a profile task (one row per user)."""
-    items = dataset.inter_feat[dataset.iid_field].numpy()
-    unique, first, counts = np.unique(users, return_index=True, return_counts=True)
-    strata = items[first] if holdout["stratify"] and np.all(counts == 1) else np.zeros(len(unique), dtype=np.int64)
-    rng = _rng(key, "user_holdout")
-    part_of = np.full(int(users.max()) + 1, -1)
-    for stratum in np.unique(strata):
-        members = unique[strata == stratum]
-        members = members[rng.permutation(len(members))]
-        n_test, n_valid = int(round(len(members) * holdout["test"])), int(round(len(members) * holdout["valid"]))
-        part_of[members[:n_test]] = 2
-        part_of[members[n_test:n_test + n_valid]] = 1
-        part_of[members[n_test + n_valid:]] = 0
-    parts = [np.flatnonzero(part_of[users] == p) for p in range(3)]
-    for name, part in zip(PHASES, parts):
-        if len(part) == 0:
-            raise TransferDataError(
-                f"user_holdout: the {name} part has no users ({len(unique)} users in all); raise its share or use a bigger domain"
-            )
-    return parts
-
-
-def _thin_users(users, train, fraction, key, items, stratify):
-    """Keep ``max(1, round(f m))`` of the m training users (of each label, when stratified: the low-label regime)."""
-    unique, first, counts = np.unique(users[train], return_index=True, return_counts=True)
-    labels = items[train][first] if stratify and np.all(counts == 1) else np.zeros(len(unique), dtype=np.int64)
-    priority = _rng(key, "label_fraction").random(int(users.max()) + 1)
-    kept = []
-    for label in np.unique(labels):
-        members = unique[labels == label]
-        quota = max(1, int(round(len(members) * fraction)))
-        kept.extend(members[np.argsort(priority[members], kind="stable")[:quota]])
-    return train[np.isin(users[train], np.asarray(kept))]
-
-
-def _thin_rows(users, train, fraction, key):
-    """Each training user keeps ``max(1, round(f n))`` of her n training rows: the rows with the lowest
-    fixed random priority, so lower fractions keep subsets of higher ones."""
-    priority = _rng(key, "keep_fraction").random(len(users))[train]
-    order = np.lexsort((priority, users[train]))  # by user, then priority
-    sorted_users = users[train][order]
-    starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
-    sizes = np.diff(np.r_[starts, len(sorted_users)])
-    rank = np.arange(len(sorted_users)) - np.repeat(starts, sizes)
-    quota = np.maximum(1, np.round(sizes * fraction).astype(int))
-    keep = np.zeros(len(train), dtype=bool)
-    keep[order[rank < np.repeat(quota, sizes)]] = True
-    return train[keep]
-
-
-# ----- candidates --------------------------------------------------------------------------------------
-def _keys(user_ids, item_ids):
-    """(user, item, occurrence) per positive of one sampler call: a repeated positive gets its own draw."""
-    seen, keys = {}, []
-    for u, i in zip(np.asarray(user_ids).tolist(), np.asarray(item_ids).tolist()):
-        seen[(u, i)] = seen.get((u, i), -1) + 1
-        keys.append((u, i, seen[(u, i)]))
-    return keys
-
-
-class RecordingSampler:
-    """RecBole's phase sampler, recording what it draws: (user, positive, occurrence) -> its negatives."""
-
-    def __init__(self, sampler):
-        self.sampler, self.phase, self.records = sampler, sampler.phase, {}
-
-    def sample_by_user_ids(self, user_ids, item_ids, num):
-        drawn = self.sampler.sample_by_user_ids(user_ids, item_ids, num)
-        per_key = drawn.numpy().reshape(num, len(user_ids)).T  # RecBole's layout: the j-th draw of every key, then j+1
-        for key, negatives in zip(_keys(user_ids, item_ids), per_key):
-            self.records[key] = negatives.copy()
-        return drawn
-
-    def arrays(self):
-        keys = sorted(self.records)
-        return np.array(keys, dtype=np.int64).reshape(-1, 3), np.stack([self.records[k] for k in keys]).astype(np.int64)
-
-
-class FixedCandidates:
-    """Stands in for RecBole's phase sampler in an evaluation dataloader: returns the protocol's recorded
-    negatives of each (user, positive item, occurrence), in RecBole's layout."""
-
-    def __init__(self, phase, keys, negatives):
-        self.phase = phase
-        self.lookup = {tuple(k): row for row, k in enumerate(keys.tolist())}
-        self.negatives = negatives
-
-    def sample_by_user_ids(self, user_ids, item_ids, num):
-        rows = [self.lookup[key] for key in _keys(user_ids, item_ids)]
-        negatives = self.negatives[rows]
-        if negatives.shape[1] != num:
-            raise TransferDataError(f"protocol: {negatives.shape[1]} recorded negatives per positive, {num} asked")
-        return torch.as_tensor(negatives.T.reshape(-1), dtype=torch.long)
-
-
-class _ProtocolEval:
-    """Mixin for RecBole's evaluation dataloaders: draws under the protocol's generator; with the cache,
-    collates once and replays the batches."""
-
-    def setup_protocol(self, seed, keep):
-        self.num_workers = 0  # candidates are drawn (or looked up) in this process
-        self._protocol_seed, self._keep, self._batches = seed, keep, None
-
-    def __iter__(self):
-        if self._batches is not None:
-            return iter(self._batches)
-        with fixed_rng(self._protocol_seed):
-            batches = list(super().__iter__())
-        if self._keep:
-            self._batches = batches
-        return iter(batches)
-
-
-_LOADERS = {}
-
-
-def protocol_loader(cls):
-    """The protocol subclass of a RecBole evaluation dataloader class (same class for isinstance checks)."""
-    if cls not in _LOADERS:
-        _LOADERS[cls] = type(f"Protocol{cls.__name__}", (_ProtocolEval, cls), {})
-    return _LOADERS[cls]
 
 
 __all__ = ["Protocol", "data_seed_of", "protocol_loader", "FixedCandidates", "RecordingSampler",

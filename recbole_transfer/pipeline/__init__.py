@@ -4,7 +4,9 @@ method that transfers weights between two domains; a method may bring its own (e
 from .base import Request, Runner, SearchTarget
 from .runner import TwoStageRunner, evaluate_checkpoint
 from .scenario import run_scenario
-from .two_stage import DomainData, domain_config, load_transfer_model, prepare_domain, pretrain_source, run_transfer
+from ..request import domain_config
+from .two_stage import (DomainData, load_transfer_model, prepare_domain, pretrain, pretrain_source, run_transfer,
+                        transfer)
 
 __all__ = ["DomainData", "Request", "Runner", "SearchTarget", "TwoStageRunner", "domain_config", "evaluate_checkpoint",
-           "load_transfer_model", "prepare_domain", "pretrain_source", "run_scenario", "run_transfer"]
+           "load_transfer_model", "prepare_domain", "pretrain", "pretrain_source", "run_scenario", "run_transfer", "transfer"]

@@ -11,24 +11,15 @@ only what this contract names:
 - for ``--tune`` (one Ray driver, :mod:`recbole_transfer.tune.search`): ``time_attr`` (what a trial counts in),
   ``prepare_search``, ``check_search``, ``trial``, ``trial_score`` and ``finish_search``.
 
-A :class:`Request` is what every command gives: the model, the source, the targets, config files and keys.
+A :class:`~recbole_transfer.request.Request` is what every command gives, resolved once: the model, the source, the
+targets, config files and keys.
 """
 
 import abc
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..report import forest_plot
-
-
-@dataclass
-class Request:
-    """What a command asks a runner for (the method's default scenario file is first in ``config_files``)."""
-
-    model: str
-    source: str = None
-    targets: list = None
-    config_files: list = field(default_factory=list)
-    config_dict: dict = field(default_factory=dict)
+from ..request import Request  # noqa: F401 - what every runner reads (re-exported)
 
 
 @dataclass
@@ -62,6 +53,10 @@ class Runner(abc.ABC):
     single_run = True  # False: one run already compares every arm (the CLI runs it as a scenario)
     # True: a command without --target runs the method's scenario; False: one run on the scenario's first target
     scenario_without_target = True
+
+    def scenario_files(self, method, model):
+        """The default scenario files of a command of ``model`` (before the user's files): the method's scenario."""
+        return [method.scenario] if method.scenario else []
 
     def evaluate_checkpoint(self, model_file, config_dict=None):
         """``--evaluate``: test a checkpoint this runner wrote, as stored; (config, {metric: value}), or None when the

@@ -3,13 +3,12 @@ command, a scenario and a Ray Tune trial of a two-stage method run."""
 
 import os
 
-from ..config import TransferConfig
 from ..errors import TransferConfigError
 from ..trainer import TransferTrainer
 from .base import Runner, SearchTarget
 from .scenario import two_stage_rows
-from .two_stage import (builds_on_source, build_model, domain_config, load_transfer_model, prepare_domain, pretrain_source,
-                        run_transfer, source_from_checkpoint)
+from .two_stage import (builds_on_source, build_model, load_transfer_model, prepare_domain, pretrain, source_from_checkpoint,
+                        transfer)
 
 
 def evaluate_checkpoint(model_file, config_dict=None):
@@ -26,8 +25,7 @@ class TwoStageRunner(Runner):
     time_attr = "epoch"
 
     def run(self, method, request, progress):
-        target = (request.targets or [None])[0]
-        result = run_transfer(request.model, request.source, target, request.config_files, request.config_dict)
+        result = transfer(request)
         variant = f" ({result['variant']})" if result["variant"] else ""
         lines = [f"transfer={result['transfer']}{variant}  test: {dict(result['test_result'])}"]
         if result["relatedness"] is not None:
@@ -42,32 +40,27 @@ class TwoStageRunner(Runner):
     def prepare_search(self, method, state, trials, emit):
         """Pretrain the source once (when a trial transfers, or the model is built on it): every trial loads it."""
         transfers = not all(method.is_baseline(t) for t in trials)
-        if not (transfers or builds_on_source(state["model"])):
+        if not (transfers or builds_on_source(state.model)):
             return
-        if not state["source"] and not state["config_dict"].get("source_checkpoint"):
+        if state.source_checkpoint and not os.path.isfile(state.source_checkpoint):
+            state.source_checkpoint = None  # prepared by an earlier try, and gone since: pretrain again
+        request = state.request(checkpoint_dir=os.path.join(state.run_dir, "source"))
+        if not request.source and not request.keys["source_checkpoint"]:
             raise TransferConfigError("source: the search space transfers but no source is given (--source=<name>)")
-        source_dict = {**state["config_dict"], "num_threads": state["num_threads"],
-                       "checkpoint_dir": os.path.join(state["run_dir"], "source")}
-        if state["source_checkpoint"] and os.path.isfile(state["source_checkpoint"]):
-            source_dict["source_checkpoint"] = state["source_checkpoint"]
-        pretrained = pretrain_source(state["model"], state["source"], state["config_files"], source_dict, verbose=False)
-        if state["source_checkpoint"] != pretrained.model_file:
-            state["source_checkpoint"] = pretrained.model_file
-            emit(f"source {state['source']!r} pretrained once (test {dict(pretrained.test_result)}); every trial loads "
+        pretrained = pretrain(request, verbose=False)
+        if state.source_checkpoint != pretrained.model_file:
+            state.source_checkpoint = pretrained.model_file
+            emit(f"source {state.source!r} pretrained once (test {dict(pretrained.test_result)}); every trial loads "
                  f"{pretrained.model_file}")
 
-    def check_search(self, method, state, target, trials):
+    def check_search(self, method, request, trials):
         """Every distinct trial's strategy, checked on the target model and the source (layer names, shapes, id
         spaces) before any trial starts: a bad space fails in seconds."""
-        base = {**state["config_dict"], "num_threads": state["num_threads"]}
-        if state["source_checkpoint"]:
-            base["source_checkpoint"] = state["source_checkpoint"]
-        data = prepare_domain(domain_config(state["model"], target, state["config_files"], base, key="target"), key="target")
-        if state["source_checkpoint"]:
-            pretrained, probe, checked = source_from_checkpoint(state["source_checkpoint"]), build_model(data), set()
+        data = prepare_domain(request.config(request.target, key="target"), key="target")
+        if request.keys["source_checkpoint"]:
+            pretrained, probe, checked = source_from_checkpoint(request.keys["source_checkpoint"]), build_model(data), set()
             for params in trials:
-                config = TransferConfig(state["model"], data.config["dataset"], state["config_files"], {**base, **params})
-                strategy = method.make_strategy(config)
+                strategy = method.make_strategy(request.with_keys(**params).keys)
                 if strategy is None or strategy.is_identity or method.describe(params) in checked:
                     continue
                 checked.add(method.describe(params))
@@ -75,24 +68,21 @@ class TwoStageRunner(Runner):
         config = data.config
         return SearchTarget(config, data.fingerprint(), int(data.valid_data._dataset.inter_num), config["epochs"])
 
-    def trial(self, method, setup, params, report):
-        pretrained = source_from_checkpoint(setup["source_checkpoint"]) if setup["source_checkpoint"] else None
-        config_dict = dict(setup["config_dict"])
-        if pretrained is not None:
-            config_dict["source_checkpoint"] = setup["source_checkpoint"]
+    def trial(self, method, request, report):
+        keys = request.keys
+        pretrained = source_from_checkpoint(keys["source_checkpoint"]) if keys["source_checkpoint"] else None
 
         def on_epoch(epoch, trainer, valid_result, last):
             metrics = {f"valid_{k}": float(v) for k, v in (valid_result or {}).items()}
             report({**metrics, "epoch": epoch, "recbole_done": bool(last), "model_file": trainer.saved_model_file,
                     "fingerprint": trainer.fingerprint})
 
-        run_transfer(setup["model"], setup["source"], setup["target"], setup["config_files"], config_dict,
-                     pretrained=pretrained, verbose=True, on_epoch=on_epoch, evaluate_test=False)
+        transfer(request, pretrained=pretrained, verbose=True, on_epoch=on_epoch, evaluate_test=False)
 
     def finish_search(self, method, state, target, best, metric):
         """The winner's test metrics, once, from the checkpoint of its best epoch; the keys that reproduce it."""
-        _config, test = evaluate_checkpoint(best["model_file"], {"num_threads": state["num_threads"]})
+        _config, test = evaluate_checkpoint(best["model_file"], {"num_threads": state.num_threads})
         keys = {"epochs": best["epochs"]} if best["stopped_early"] else {}  # the same epochs: the same best epoch
-        if state["source_checkpoint"] and (not method.is_baseline(best["config"]) or builds_on_source(state["model"])):
-            keys["source_checkpoint"] = state["source_checkpoint"]
+        if state.source_checkpoint and (not method.is_baseline(best["config"]) or builds_on_source(state.model)):
+            keys["source_checkpoint"] = state.source_checkpoint
         return {"test_result": test, "keys": keys}

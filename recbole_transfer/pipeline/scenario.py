@@ -11,10 +11,9 @@ The tables of the rows are in :mod:`recbole_transfer.report`.
 import time
 
 from .. import registry
-from ..config import TransferConfig
 from ..errors import TransferConfigError
-from .base import Request
-from .two_stage import check_domains, pretrain_source, run_transfer
+from ..request import Request
+from .two_stage import pretrain, transfer
 
 # Baseline arms of every method: another RecBole model trained on the target alone.
 SHARED_BASELINES = {"pop": "Popularity"}  # pop: items by training count (on a profile task, the majority label)
@@ -39,7 +38,7 @@ def arm_label(method, arm):
     return method.strategy.arm_label(arm)
 
 
-def check_strategies(method, model, config_files, config_dict, configs):
+def check_strategies(method, request, configs):
     """Build the strategy of every arm or trial configuration (config keys) before anything trains: a bad key of
     the method (an unknown value of one of its keys) fails in seconds, not after the source stage."""
     if method.strategy is None:
@@ -49,71 +48,49 @@ def check_strategies(method, model, config_files, config_dict, configs):
         if repr(sorted(keys.items())) in seen:
             continue
         seen.add(repr(sorted(keys.items())))
-        method.make_strategy(TransferConfig(model, "ml-100k", config_files, {**config_dict, **keys}))
-
-
-def scenario_targets(config, given=None):
-    targets = given if given is not None else config["targets"]
-    if isinstance(targets, str):
-        targets = [t for t in targets.replace(",", " ").split() if t]
-    if not targets:
-        raise TransferConfigError("targets: no target domain given (--target=<name> or a 'targets:' list)")
-    return list(targets)
+        method.make_strategy(request.with_keys(**keys).keys)
 
 
 def run_scenario(model=None, source=None, targets=None, config_file_list=None, config_dict=None, arms=None, seeds=None,
                  progress=None, verbose=False):
     """Every (seed, target, arm) of ``model``'s method, run by the method's runner; returns a list of row dicts.
     ``model`` None: the model of the config (a 'model' key), else of the default method's scenario."""
-    config_dict = dict(config_dict or {})
-    model = model or TransferConfig(None, "ml-100k", list(config_file_list or []) or [registry.default_method().scenario],
-                                    config_dict)["model"]
-    method = registry.method_of(model)
-    request = Request(model, source, targets, list(config_file_list or []), config_dict)
-    return method.runner.scenario(method, request, arms, seeds, progress=progress, verbose=verbose)
+    request = Request(model, source, targets, config_file_list or (), config_dict)
+    return request.method.runner.scenario(request.method, request, arms, seeds, progress=progress, verbose=verbose)
 
 
 def two_stage_rows(method, request, arms=None, seeds=None, progress=None, verbose=False):
     """Train every (seed, target, arm) of ``request`` with ``method``; returns a list of row dicts (one per run)."""
-    config_dict, config_file_list = dict(request.config_dict or {}), request.config_files
-    probe = TransferConfig(request.model, "ml-100k", config_file_list, config_dict)
-    model = request.model or probe["model"]
-    source = request.source or probe["source"]
-    if not source:
-        raise TransferConfigError("source: no source domain given (--source=<name> or a 'source:' key)")
-    targets = scenario_targets(probe, request.targets)
-    check_domains(probe, [source], "source", config_dict)
-    check_domains(probe, targets, "targets", config_dict)
+    model, source, targets = request.model, request.require_source(), request.require_targets()
+    request.check_domains([source], "source")
+    request.check_domains(targets, "targets")
     arms = list(arms or method.arms)
     if not arms:
         raise TransferConfigError(f"arms: method {method.name!r} declares no arms; give --arms=\"[...]\"")
     labels = {arm: arm_label(method, arm) for arm in arms}
     baselines = baseline_models(method)
-    check_strategies(method, model, config_file_list, config_dict, [method.strategy.arm_config(a) for a in arms if a not in baselines])
-    seeds = list(seeds or [probe["seed"]])
+    check_strategies(method, request, [method.strategy.arm_config(a) for a in arms if a not in baselines])
+    seeds = list(seeds or [request.seed])
     total = len(seeds) * len(targets) * len(arms)
     rows, done, start = [], 0, time.time()
     for seed in seeds:
-        seeded = {**config_dict, "seed": seed}  # the replicate: data_seed (when not given) and training seed
+        seeded = request.with_keys(seed=seed)  # the replicate: data_seed (when not given) and training seed
         t0 = time.time()
         if progress:
             progress(f"seed {seed}: source stage on {source!r} ...")
-        pretrained = pretrain_source(model, source, config_file_list, seeded, verbose=verbose)
+        pretrained = pretrain(seeded, verbose=verbose)
         if progress:
             shown = ", ".join(f"{k} {v}" for k, v in (pretrained.test_result or {}).items()) or "from checkpoint"
             progress(f"seed {seed}: source {source!r} trained in {time.time() - t0:.1f}s (test {shown})")
         for target in targets:
             for arm in arms:
-                if arm in baselines:
-                    result = run_transfer(
-                        baselines[arm], None, target, config_file_list,
-                        {**seeded, "transfer": "none", "source_checkpoint": pretrained.model_file}, verbose=verbose,
-                    )
+                if arm in baselines:  # another model on the target alone
+                    arm_request = seeded.with_keys(model=baselines[arm], transfer="none",
+                                                   source_checkpoint=pretrained.model_file)
+                    result = transfer(arm_request.for_target(target), verbose=verbose)
                 else:
-                    result = run_transfer(
-                        model, source, target, config_file_list, {**seeded, **method.strategy.arm_config(arm)},
-                        pretrained=pretrained, verbose=verbose,
-                    )
+                    arm_request = seeded.with_keys(**method.strategy.arm_config(arm)).for_target(target)
+                    result = transfer(arm_request, pretrained=pretrained, verbose=verbose)
                 done += 1
                 primary = str(result["config"]["valid_metric"]).lower()
                 row = {

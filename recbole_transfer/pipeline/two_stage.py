@@ -25,7 +25,9 @@ from recbole.utils import init_seed
 
 from .. import registry
 from ..config import TransferConfig, get_model, recbole_errors
-from ..data import Protocol, check_domain, check_enough_items, data_seed_of, id_tokens, kl_relatedness, resolve_domain, user_counts
+from ..data import Protocol, check_enough_items, id_tokens, kl_relatedness, user_counts
+from ..keys import data_seed_of
+from ..request import Request
 from ..errors import TransferConfigError
 from ..trainer import TransferTrainer, load_checkpoint, load_model_state
 from ..transfer import SourceModel
@@ -61,28 +63,6 @@ class DomainData:
 def builds_on_source(model_name):
     """True for a model that reads ``source_checkpoint`` when it is built (it cannot exist before the source)."""
     return bool(getattr(get_model(model_name), "builds_on_source", False))
-
-
-def domain_config(model, name, config_file_list=None, config_dict=None, key="dataset", overrides=None):
-    """A TransferConfig for a dataset or a derived domain (derived domains are written on first use)."""
-    config_dict = dict(config_dict or {})
-    probe = TransferConfig(model, name, config_file_list, config_dict)
-    if name is None:
-        raise TransferConfigError(f"{key}: no dataset or domain given")
-    data_path = config_dict.get("data_path", probe.external_config_dict.get("data_path", "dataset/"))
-    dataset, path, extra = resolve_domain(
-        name, config_dict, data_path, probe["domain_cache_dir"], probe["domains"], key
-    )
-    merged = {**extra, **config_dict, **(overrides or {}), "data_path": os.path.abspath(path)}
-    return TransferConfig(model, dataset, config_file_list, merged)
-
-
-def check_domains(probe, names, key="target", config_dict=None):
-    """Fail in seconds, before any training, when a dataset or domain name does not exist (with the closest
-    declared domain), or a declared domain's spec is bad. ``probe``: a TransferConfig of the run."""
-    data_path = dict(config_dict or {}).get("data_path", probe.external_config_dict.get("data_path", "dataset/"))
-    for name in names:
-        check_domain(name, data_path, probe["domains"], key)
 
 
 def prepare_domain(config, key="dataset"):
@@ -182,37 +162,35 @@ def source_from_checkpoint(path):
 
 
 def pretrain_source(model, source, config_file_list=None, config_dict=None, verbose=True, before_fit=None):
-    """Source stage: train on the source domain once, or load ``source_checkpoint`` when given.
+    """Source stage: train ``model`` on ``source`` once, or load ``source_checkpoint`` when given; see :func:`pretrain`."""
+    return pretrain(Request(model, source, None, config_file_list, config_dict), verbose, before_fit)
 
-    The source model is ``source_model`` when set (a method's model file may set it), else ``model``.
 
+def pretrain(request, verbose=True, before_fit=None):
+    """The source stage of ``request``: train on its source once, or load its ``source_checkpoint``.
+
+    The source model is ``source_model`` when set (a method's model file may set it), else the request's model.
     ``before_fit(source)`` (a :class:`SourceModel`) runs before training, or after loading the checkpoint (e.g.
     the strategy checks shapes and id spaces against the target).
     """
-    # with a source_checkpoint the checkpoint alone describes the source: its name (e.g. a scenario file's source)
-    # need not resolve here unless its dataset must be read (a plain run's checkpoint, below)
-    probe = TransferConfig(model, "ml-100k", config_file_list, dict(config_dict or {}))
-    checkpoint_path = probe["source_checkpoint"]
-    if not checkpoint_path and source is not None:
-        probe = domain_config(model, source, config_file_list, config_dict, key="source")
-        checkpoint_path = probe["source_checkpoint"]
-    if checkpoint_path:
-        pretrained = source_from_checkpoint(checkpoint_path)
+    keys, source = request.keys, request.source
+    model = keys["source_model"] or request.model
+    if keys["source_checkpoint"]:  # the checkpoint alone describes the source; its dataset is read only for a
+        pretrained = source_from_checkpoint(keys["source_checkpoint"])  # plain run's file (no counts, no ids)
         if source is not None and (pretrained.user_counts.size == 0 or not pretrained.id_tokens):
-            dataset = create_dataset(domain_config(probe["source_model"] or model, source, config_file_list, config_dict, key="source"))
-            pretrained.user_counts, pretrained.id_tokens = user_counts(dataset), id_tokens(dataset)  # a plain run's file
+            dataset = create_dataset(request.with_keys(model=model).config(source, key="source"))
+            pretrained.user_counts, pretrained.id_tokens = user_counts(dataset), id_tokens(dataset)
         pretrained.dataset = source or pretrained.dataset
         if before_fit is not None:
             before_fit(pretrained)
-        logger.info("source stage skipped: using %s", checkpoint_path)
+        logger.info("source stage skipped: using %s", keys["source_checkpoint"])
         return pretrained
     if source is None:
         raise TransferConfigError("source: no source domain given (--source=<name>, a 'source:' key or source_checkpoint=<file>)")
-    model = probe["source_model"] or model
-    overrides = {"epochs": probe["source_epochs"]} if probe["source_epochs"] else {}
+    overrides = {"epochs": keys["source_epochs"]} if keys["source_epochs"] else {}
     # a run's keep_fraction makes sparse TARGETS; the source keeps what its own domain declares
-    overrides["keep_fraction"] = ((probe["domains"] or {}).get(source) or {}).get("keep_fraction", 1.0)
-    config = domain_config(model, source, config_file_list, config_dict, key="source", overrides=overrides)
+    overrides["keep_fraction"] = ((keys["domains"] or {}).get(source) or {}).get("keep_fraction", 1.0)
+    config = request.with_keys(model=model).config(source, key="source", overrides=overrides)
     logger.info("==== stage: source (%s on %s) ====", config["model"], config["dataset"])
     data = prepare_domain(config, key="source")
     counts, ids = data.user_counts(), id_tokens(data.dataset)
@@ -230,20 +208,26 @@ def run_transfer(
     pretrained=None, verbose=True, on_epoch=None, evaluate_test=True,
 ):
     """Train on ``source`` (or reuse ``pretrained``, a :class:`SourceModel`), transfer with the model's method's
-    strategy, train and test on ``target``.
+    strategy, train and test on ``target``: the plugin's ``run_recbole``; see :func:`transfer`."""
+    request = Request(model, source, [target] if target is not None else None, config_file_list, config_dict)
+    return transfer(request, pretrained, saved, verbose, on_epoch, evaluate_test)
+
+
+def transfer(request, pretrained=None, saved=True, verbose=True, on_epoch=None, evaluate_test=True):
+    """The run of ``request`` on its (first) target: its source stage (or ``pretrained``), the strategy, the target.
 
     ``on_epoch`` and ``evaluate_test`` are passed to :func:`train_domain` (used by the tuner).
     Returns a dict with RecBole's keys (best_valid_score, best_valid_result, test_result) plus
     transfer, relatedness, model_file, epochs_run, fit_seconds and the source results.
     """
-    target_config = domain_config(model, target, config_file_list, config_dict, key="target")
-    source = source or target_config["source"]  # e.g. a scenario file's source
-    strategy = registry.method_of(target_config["model"]).make_strategy(target_config)
+    target = request.target
+    target_config = request.config(target, key="target")
+    strategy = request.method.make_strategy(target_config)
     needs_source = strategy is not None and strategy.loads_source
-    on_source = builds_on_source(target_config["model"])
-    if (needs_source or on_source) and pretrained is None and source is None and not target_config["source_checkpoint"]:
+    on_source = builds_on_source(request.model)
+    if (needs_source or on_source) and pretrained is None and request.source is None and not request.keys["source_checkpoint"]:
         raise TransferConfigError(
-            f"source: transfer={target_config['transfer']!r} of model {target_config['model']} needs a source domain "
+            f"source: transfer={target_config['transfer']!r} of model {request.model} needs a source domain "
             f"(--source=<dataset>) or source_checkpoint=<file>"
         )
     data = None if on_source else prepare_domain(target_config, key="target")
@@ -256,12 +240,11 @@ def run_transfer(
             if strategy is not None:
                 strategy.check(probe, None, None if probe is None else data)
             check = (lambda src: strategy.check(probe, src, data)) if strategy is not None else None
-            pretrained = pretrain_source(model, source, config_file_list, config_dict, verbose=verbose, before_fit=check)
+            pretrained = pretrain(request, verbose=verbose, before_fit=check)
         elif strategy is not None:  # a shared source: check it on the target model before it trains
             target_check = lambda target_model: strategy.check(target_model, pretrained, data)  # noqa: E731
     if on_source:  # the target model is built on the source checkpoint
-        config_dict = {**dict(config_dict or {}), "source_checkpoint": os.path.abspath(pretrained.model_file)}
-        target_config = domain_config(model, target, config_file_list, config_dict, key="target")
+        target_config = request.with_keys(source_checkpoint=os.path.abspath(pretrained.model_file)).config(target, key="target")
         data = prepare_domain(target_config, key="target")
     label = strategy.label if strategy is not None else "-"
     logger.info("==== stage: target (%s on %s, transfer=%s) ====", target_config["model"], target_config["dataset"], label)

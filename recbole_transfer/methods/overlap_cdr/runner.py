@@ -15,81 +15,76 @@ and the paired tables check.
 import logging
 import os
 import time
+from dataclasses import replace
 
 import numpy as np
 
 from ...config import TransferConfig, get_model
 from ...errors import TransferConfigError
+from ...keys import data_seed_of
 from ...pipeline.base import Runner, SearchTarget
-from ...pipeline.two_stage import domain_config
-from ...report import markdown, mean_std, paired_vs
+from ...request import Request
 from ...stats import user_means
 from ...trainer import TransferTrainer, load_checkpoint, load_model_state
 from ...trainer.trainer import evaluated_users
 from ...utils import listish
 from .models import PairModel
 from .pair import build_pair, check_protocol
-from .stages import parse_stages, stage_table, train_stages
+from .stages import parse_stages, train_stages
+from .tables import TASK_ARMS, result_text, results_tables, setting_label, table_metrics
 
 logger = logging.getLogger(__name__)
 
-# arm -> (model, keys): the scenario's arms; the first of each task's list is the baseline the others pair with
+# arm -> (model, keys): the scenario's arms; the first of each task's list (tables.TASK_ARMS) is the baseline
 ARMS = {
     "TargetMF": ("TargetMF", {}), "pop": ("TargetPop", {}), "CMF": ("CMF", {}), "EMCDR": ("EMCDR", {}),
     "PTUPCDR": ("PTUPCDR", {}),
     "global_mean": ("RatingMean", {"rating_mean": "global"}), "item_mean": ("RatingMean", {"rating_mean": "item"}),
     "item_mean_offset": ("RatingMean", {"rating_mean": "item_offset"}), "CATN": ("CATN", {}),
 }
-TASK_ARMS = {
-    "ranking": ["TargetMF", "pop", "CMF", "EMCDR", "PTUPCDR"],
-    "rating": ["TargetMF", "global_mean", "item_mean", "item_mean_offset", "CMF", "EMCDR", "PTUPCDR"],
-}
-TASKS = tuple(TASK_ARMS)
 FOLDER = os.path.dirname(os.path.abspath(__file__))  # the method's YAML files
 
 
 def task_files(config_files, task):
     """The request's config files with the task's RecBole keys after the scenario file (``rating.yaml``: labels,
     value metrics), so that the user's files still override them."""
-    if task not in TASKS:
-        raise TransferConfigError(f"task={task!r}: allowed {', '.join(TASKS)}")
     extra = os.path.join(FOLDER, f"{task}.yaml")
     files = list(config_files)
-    return files[:1] + [extra] + files[1:]
+    return tuple(files[:1] + [extra] + files[1:])
 
 
-def pair_configs(model, source, target, config_files, config_dict):
-    """(source config, target config) of one run; the task decides which metric keys apply. The source is kept
-    in the target's keys (a checkpoint names its pair)."""
-    if source:
-        config_dict = {**config_dict, "source": source}
-    probe = domain_config(model, target, config_files, config_dict, key="target")
-    own = model_keys(probe, model)
-    if own:  # the files' keys for this model alone, under the command line's
-        config_dict = {**own, **config_dict}
-        probe = domain_config(model, target, config_files, config_dict, key="target")
-    files = task_files(config_files, probe["task"])
-    target_config = domain_config(model, target, files, config_dict, key="target")
-    source = source or target_config["source"]
-    if not source:
-        raise TransferConfigError("source: no source domain given (--source=<name> or a 'source:' key)")
-    source_config = domain_config(model, source, files, config_dict, key="source")
-    field = target_config["doc_field"]
-    columns = list((target_config["load_col"] or {}).get("inter") or [])
+def pair_request(request, model=None, **extra):
+    """The request of ``model`` (default: the request's) with ``extra`` keys (an arm's, a seed) on the request's pair:
+    its ``model_keys`` under the user's keys, the task's file after the scenario file, the documents' field loaded with
+    the interactions. The source is kept in the target's keys (a checkpoint names its pair)."""
+    request = request.with_keys(model=model or request.model, **extra)
+    own = model_keys(request.keys, request.model)
+    if own:  # the files' keys for this model alone, under the command line's and the arm's
+        request = replace(request, config_dict={**own, **request.config_dict}, keys=None)
+    request = replace(request, config_files=task_files(request.config_files, request.keys["task"]), keys=None)
+    field = request.keys["doc_field"]
+    columns = list((request.keys.get("load_col") or {}).get("inter") or [])
     if field and columns and field not in columns:  # the documents' field is loaded with the interactions
-        config_dict = {**config_dict, "load_col": {**target_config["load_col"], "inter": columns + [field]}}
-        return pair_configs(model, source, target, config_files, config_dict)
-    return source_config, target_config
+        request = request.with_keys(load_col={**request.keys["load_col"], "inter": columns + [field]})
+    if request.source:
+        request = request.with_keys(source=request.source)
+    return request
 
 
-def model_keys(config, model):
+def pair_configs(request):
+    """(source config, target config) of a :func:`pair_request`."""
+    target = request.require_targets()[0]
+    return request.config(request.require_source(), key="source"), request.config(target, key="target")
+
+
+def model_keys(keys, model):
     """``model_keys[model]``: keys a scenario sets for one model only (e.g. CATN's batch size beside the matrix
     factorisation arms'); {} when it sets none. They apply over every config file (a file that sets ``model_keys``
     replaces the whole table); the command line's keys and a scenario arm's own keys win over them."""
-    table = config["model_keys"]
+    table = keys["model_keys"]
     if table is None:
         return {}
-    if not isinstance(table, dict) or not all(v is None or isinstance(v, dict) for v in table.values()):
+    if not all(v is None or isinstance(v, dict) for v in table.values()):
         raise TransferConfigError(f"model_keys={table!r}: must be a mapping {{model: {{key: value}}}}")
     unknown = [name for name in table if name not in {m for m, _keys in ARMS.values()} | {model}]
     if unknown:
@@ -163,7 +158,7 @@ def run_one(model, pair, config, verbose=False, on_epoch=None, evaluate_test=Tru
     seconds = time.time() - start
     row = {"model": model, "task": config["task"], "protocol": pair.protocol,
            "eta": float(config["eta"]) if pair.protocol == "cold_start" else 1.0, "seed": config["seed"],
-           "data_seed": config["data_seed"] if config["data_seed"] is not None else config["seed"],
+           "data_seed": data_seed_of(config),
            "fingerprint": pair.fingerprint(), "metric": str(config["valid_metric"]).lower(), "stages": report,
            "epochs": sum(r["epochs"] for r in report), "seconds": seconds,
            "seconds_per_epoch": _per_epoch(report)}
@@ -191,89 +186,21 @@ def _per_epoch(report):
     return float(np.mean(seconds)) if seconds else 0.0
 
 
-def setting_label(row):
-    return "warm" if row["protocol"] == "warm" else f"cold_start eta={row['eta']:g}"
-
-
-def result_text(row, pair, domains):
-    lines = pair.summary() + ["", stage_table(row["stages"]), ""]
-    metrics = [k for k in row if k.startswith("test_") and k not in ("test_per_user", "test_users")]
-    lines.append(f"{row['model']} on {pair.target.dataset.dataset_name} ({setting_label(row)}, task {row['task']}), test: "
-                 + ", ".join(f"{k[5:]} {row[k]:.4f}" for k in metrics))
-    source_metrics = [k for k in row if k.startswith("source_test_")]
-    if "source" in domains:
-        lines.append(f"source {pair.source.dataset.dataset_name}, test: "
-                     + (", ".join(f"{k[12:]} {row[k]:.4f}" for k in source_metrics) or "- (no source vectors)"))
-    lines.append(f"{row['epochs']} epochs in {row['seconds']:.1f}s ({row['seconds_per_epoch']:.2f}s per training epoch); "
-                 f"model file {row['model_file']}")
-    return "\n".join(lines)
-
-
-def table_metrics(task):
-    if task == "rating":
-        return ["test_rmse", "test_mae", "test_mse"]
-    return ["test_ndcg@10", "test_recall@10", "test_hit@10", "test_mrr@10"]
-
-
-def results_tables(rows, baseline=None):
-    """Per task: setting x arm means ± std over seeds, and each arm's paired difference to the baseline."""
-    parts = []
-    for task in [t for t in TASKS if any(r["task"] == t for r in rows)]:
-        scoped = [r for r in rows if r["task"] == task]
-        metrics = [m for m in table_metrics(task) if any(m in r for r in scoped)]
-        base = baseline or TASK_ARMS[task][0]
-        settings = list(dict.fromkeys(r["target"] for r in scoped))
-        arms = list(dict.fromkeys(r["arm"] for r in scoped))
-        lines = []
-        for setting in settings:
-            for arm in arms:
-                group = [r for r in scoped if r["target"] == setting and r["arm"] == arm]
-                if not group:
-                    continue
-                cells = [mean_std([r[m] for r in group if m in r]) if any(m in r for r in group) else "-" for m in metrics]
-                paired = paired_vs(scoped, arm, base, "test_mse" if task == "rating" else metrics[0], [setting]) \
-                    if arm != base else None
-                lines.append([setting, arm] + cells + [paired.cell() if paired else "-",
-                                                       f"{np.mean([r['seconds_per_epoch'] for r in group]):.2f}",
-                                                       f"{np.mean([r['seconds'] for r in group]):.1f}"])
-        key = "MSE per user" if task == "rating" else metrics[0].replace("test_", "")
-        parts.append(
-            f"Task {task}: test metrics, mean ± std over {len({r['seed'] for r in scoped})} seed(s); paired = the arm minus "
-            f"{base} in {key} (each user's difference averaged over seeds, bootstrap 95 % interval over users; * excludes 0)"
-            "\n\n" + markdown(["setting", "arm"] + [m.replace("test_", "") for m in metrics]
-                              + [f"paired vs {base}", "s/epoch", "s"], lines)
-        )
-        source = [m for m in sorted({k for r in scoped for k in r if k.startswith("source_test_")})]
-        if source:
-            lines = [[setting, arm] + [mean_std([r[m] for r in scoped if r["target"] == setting and r["arm"] == arm and m in r])
-                                       if any(m in r for r in scoped if r["target"] == setting and r["arm"] == arm) else "-"
-                                       for m in source]
-                     for setting in settings for arm in arms
-                     if any(r["target"] == setting and r["arm"] == arm for r in scoped)]
-            parts.append(f"Task {task}, the SOURCE domain's test split\n\n"
-                         + markdown(["setting", "arm"] + [m.replace("source_test_", "") for m in source], lines))
-    return "\n\n".join(parts)
-
-
 class PairRunner(Runner):
     """See the module docstring."""
 
     time_attr = "epoch"
     scenario_without_target = False  # --model=CMF alone: one run on the scenario's pair
 
-    def _configs(self, request, model, extra=None):
-        """(source config, target config) of ``model`` on the request's pair (``extra``: keys over the request's)."""
-        config_dict = {**dict(request.config_dict or {}), **(extra or {})}
-        target = (request.targets or [None])[0]
-        if target is None:
-            targets = listish(TransferConfig(model, "ml-100k", request.config_files, config_dict)["targets"]) or []
-            if not targets:
-                raise TransferConfigError("targets: no target domain given (--target=<name> or a 'targets:' list)")
-            target = targets[0]
-        return pair_configs(model, request.source, target, request.config_files, config_dict)
+    def scenario_files(self, method, model):
+        """A model's own default scenario (``scenario.<Model>.yaml``: a model of the family with data of its own, e.g.
+        CATN's documents), else the family's."""
+        own = os.path.join(FOLDER, f"scenario.{model}.yaml")
+        return [own] if os.path.isfile(own) else super().scenario_files(method, model)
 
     def run(self, method, request, progress):
-        source_config, target_config = self._configs(request, request.model)
+        request = pair_request(request)
+        source_config, target_config = pair_configs(request)
         check_run(request.model, target_config)
         pair = build_pair(source_config, target_config)
         row, instance = run_one(request.model, pair, target_config, verbose=True)
@@ -284,10 +211,10 @@ class PairRunner(Runner):
         return row, text
 
     def arms(self, method, request, arms=None):
-        _source, config = self._configs(request, request.model)
+        task = pair_request(request).keys["task"]
         if not arms:  # the task's arms, and the requested model's own when none of them trains it (e.g. CATN)
-            arms = TASK_ARMS[config["task"]] + ([request.model] if request.model in ARMS and request.model not in
-                                                {ARMS[a][0] for a in TASK_ARMS[config["task"]]} else [])
+            arms = TASK_ARMS[task] + ([request.model] if request.model in ARMS and request.model not in
+                                      {ARMS[a][0] for a in TASK_ARMS[task]} else [])
         arms = list(arms)
         unknown = [a for a in arms if a not in ARMS]
         if unknown:
@@ -299,32 +226,31 @@ class PairRunner(Runner):
         """Every arm x setting x seed (see the module docstring); ``on_run(row, instance, pair)`` sees each trained
         model before the next one trains (e.g. a benchmark's extra measurements)."""
         arms = self.arms(method, request, arms)
-        _source, probe = self._configs(request, request.model)
+        keys = pair_request(request).keys
         settings = []
-        for protocol in listish(probe["scenario_protocols"]) or []:
-            etas = listish(probe["scenario_etas"]) if protocol == "cold_start" else [1.0]
+        for protocol in listish(keys["scenario_protocols"]) or []:
+            etas = listish(keys["scenario_etas"]) if protocol == "cold_start" else [1.0]
             settings += [(protocol, float(eta)) for eta in etas]
         if not settings:
             raise TransferConfigError("scenario_protocols: no protocol given, e.g. [warm, cold_start]")
-        configs = {}
+        runs = {}
         for protocol, eta in settings:  # every key of every run, checked before anything trains
             for arm in arms:
-                model, keys = ARMS[arm]
-                configs[(protocol, eta, arm)] = keys = {**keys, "protocol": protocol, "eta": eta, "model": model}
-                check_run(model, self._configs(request, model, keys)[1])
-        rows, total, start = [], len(seeds or [probe["seed"]]) * len(settings) * len(arms), time.time()
-        for seed in seeds or [probe["seed"]]:
+                model, arm_keys = ARMS[arm]
+                runs[(protocol, eta, arm)] = run = pair_request(request, model, **arm_keys, protocol=protocol, eta=eta)
+                check_run(model, pair_configs(run)[1])
+        seeds = seeds or [request.seed]
+        rows, total, start = [], len(seeds) * len(settings) * len(arms), time.time()
+        for seed in seeds:
             for protocol, eta in settings:
-                built = {arm: self._configs(request, configs[(protocol, eta, arm)]["model"],
-                                            {**configs[(protocol, eta, arm)], "seed": seed}) for arm in arms}
+                built = {arm: pair_configs(runs[(protocol, eta, arm)].with_keys(seed=seed)) for arm in arms}
                 # one pair per (seed, setting): every arm trains and is scored on it; built with the config of an arm
                 # that reads documents, if one does (their field is then loaded too; the rows are the same)
                 pair = build_pair(*next((c for c in built.values() if c[1]["doc_field"]), built[arms[0]]))
                 for arm in arms:
-                    keys = {**configs[(protocol, eta, arm)], "seed": seed}
-                    source_config, target_config = built[arm]
-                    row, instance = run_one(keys["model"], pair, target_config, verbose=verbose)
-                    row.update(arm=arm, target=setting_label(row), model=request.model, trained=keys["model"])
+                    model, target_config = ARMS[arm][0], built[arm][1]
+                    row, instance = run_one(model, pair, target_config, verbose=verbose)
+                    row.update(arm=arm, target=setting_label(row), model=request.model, trained=model)
                     if on_run:
                         on_run(row, instance, pair)
                     rows.append(row)
@@ -351,7 +277,7 @@ class PairRunner(Runner):
         source = target_config["source"]
         if not source:
             raise TransferConfigError(f"checkpoint {model_file!r}: its config names no source domain")
-        source_config = domain_config(model, source, [], keys, key="source")
+        source_config = Request(model, source, [target_config["dataset"]], (), keys).config(source, key="source")
         check_run(model, target_config)
         pair = build_pair(source_config, target_config)
         stored = checkpoint.get("fingerprint")
@@ -371,29 +297,29 @@ class PairRunner(Runner):
         return target_config, result
 
     # ----- Ray Tune -------------------------------------------------------------------------------
-    def check_search(self, method, state, target, trials):
-        request = _request(state, target)
-        source_config, config = self._configs(request, state["model"], {"num_threads": state["num_threads"]})
-        check_run(state["model"], config)
+    def check_search(self, method, request, trials):
+        request = pair_request(request)
+        source_config, config = pair_configs(request)
+        check_run(request.model, config)
         for params in trials:
-            check_run(state["model"], self._configs(request, state["model"], params)[1])
+            check_run(request.model, pair_configs(pair_request(request, **params))[1])
         pair = build_pair(source_config, config)
-        schedule = parse_stages(get_model(state["model"]), config["stages"], config["epochs"])
-        if not schedule or pair.valid(get_model(state["model"]).stages[schedule[-1][0]].valid) is None:
-            raise TransferConfigError(f"--tune: {state['model']}'s last stage must be validated (a trained model, "
+        cls = get_model(request.model)
+        schedule = parse_stages(cls, config["stages"], config["epochs"])
+        if not schedule or pair.valid(cls.stages[schedule[-1][0]].valid) is None:
+            raise TransferConfigError(f"--tune: {request.model}'s last stage must be validated (a trained model, "
                                       "validated on the target)")
-        probe = build(state["model"], config, pair)
+        probe = build(request.model, config, pair)
         skipped = probe.skips(schedule[-1][0]) if hasattr(probe, "skips") else None
         if skipped:  # its trials would report nothing
-            raise TransferConfigError(f"--tune: {state['model']}'s last stage ({schedule[-1][0]}) would be skipped here: "
+            raise TransferConfigError(f"--tune: {request.model}'s last stage ({schedule[-1][0]}) would be skipped here: "
                                       f"{skipped}; search it under --protocol=cold_start (or --map_users=overlap)")
         return SearchTarget(config, pair.fingerprint(), len(pair.target.protocol.rows["valid"]), schedule[-1][1])
 
-    def trial(self, method, setup, params, report):
-        request = _request(setup, setup["target"])
-        source_config, config = self._configs(request, setup["model"])
+    def trial(self, method, request, report):
+        source_config, config = pair_configs(pair_request(request))
         pair = build_pair(source_config, config)
-        last = parse_stages(get_model(setup["model"]), config["stages"], config["epochs"])[-1][0]
+        last = parse_stages(get_model(request.model), config["stages"], config["epochs"])[-1][0]
 
         def on_epoch(epoch, stage, trainer, done):
             if stage != last:  # earlier stages validate a part of the model (or the source): not the trial's score
@@ -401,22 +327,12 @@ class PairRunner(Runner):
             report({**{f"valid_{k.lower()}": float(v) for k, v in (trainer.last_valid_result or {}).items()},
                     "epoch": epoch, "recbole_done": done, "fingerprint": pair.fingerprint(), "model_file": None})
 
-        run_one(setup["model"], pair, config, verbose=True, on_epoch=on_epoch, evaluate_test=False)
+        run_one(request.model, pair, config, verbose=True, on_epoch=on_epoch, evaluate_test=False)
 
     def finish_search(self, method, state, target, best, metric):
         """Retrain the winner (its keys, its trial's seed: the same run as its trial) and test it once; a stage
         checkpoint holds one stage's best epoch, so the test comes from the retrained model."""
-        from ...tune.search import params_of, trial_seed
-
-        params = params_of(best["config"])
-        keys = {**params, "seed": trial_seed(state["seed"], params, method), "num_threads": state["num_threads"]}
-        source_config, config = self._configs(_request(state, target), state["model"], keys)
-        row, _ = run_one(state["model"], build_pair(source_config, config), config)
+        source_config, config = pair_configs(pair_request(state.trial_request(method, target, best["config"])))
+        row, _ = run_one(state.model, build_pair(source_config, config), config)
         return {"test_result": {k[5:]: v for k, v in row.items() if k.startswith("test_") and isinstance(v, float)},
                 "keys": {}}
-
-
-def _request(state, target):
-    from ...pipeline.base import Request
-
-    return Request(state["model"], state["source"], [target], state["config_files"], dict(state["config_dict"]))

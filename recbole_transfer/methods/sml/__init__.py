@@ -5,7 +5,8 @@ import os
 
 from ...registry import Method, register
 from .model import SML
-from .runner import RETRAIN_METHODS, PeriodicRunner
+from .retraining import RETRAIN_METHODS
+from .runner import PeriodicRunner
 
 METHOD = register(Method(
     name="sml", models={"SML": SML}, runner=PeriodicRunner(),

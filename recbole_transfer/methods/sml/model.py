@@ -20,7 +20,7 @@ Its loss is the base model's own ``calculate_loss`` evaluated with the tables f_
 ``torch.func.functional_call``), so any base whose parameters are exactly a user and an item embedding
 table works (MF, RecBole's BPR; RecBole's LightGCN has that shape but its
 adjacency code fails on the pinned scipy). The retraining procedure (Algorithms 1 and 2) is
-:mod:`recbole_transfer.methods.sml.runner`.
+:mod:`recbole_transfer.methods.sml.retraining`.
 
 Ids not seen up to the period keep their W_{t-1} row (for a never-seen id: the initialiser) instead of
 passing through f_Θ, so a user or item first seen in D_t starts from the initialiser as the paper says.

@@ -119,10 +119,6 @@ def _table(rows, k):
     return nn.Embedding(rows, k)
 
 
-def _table(rows, k):
-    return nn.Embedding(rows, k)
-
-
 class TargetMF(PairModel):
     """MF trained on the target domain alone (the target-only baseline of the family)."""
 
