@@ -52,12 +52,24 @@ def parse(p, argv=None):
 
 
 def record(threads, **values):
-    """The run record: where and how a benchmark ran, plus ``values``."""
+    """The run record: where and how a benchmark ran (and with which code: the package's version, the protocol's
+    version and code hash, the git commit when there is one), plus ``values``."""
+    import subprocess
+
     import torch
 
+    import recbole_transfer
+    from recbole_transfer.data.protocol import CODE_KEY
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=os.path.dirname(RESULTS), capture_output=True,
+                                text=True, timeout=10).stdout.strip() or None
+    except OSError:
+        commit = None
     return {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
             "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-            "threads": threads, **values}
+            "threads": threads, "recbole_transfer": recbole_transfer.__version__, "commit": commit,
+            "protocol": f"{CODE_KEY['version']}/{CODE_KEY['code'][:12]}", **values}
 
 
 def load(path):

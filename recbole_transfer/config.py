@@ -131,10 +131,14 @@ class TransferConfig(Config):
         for path in config_file_list or []:
             given.update(keys.read_yaml(path))  # exists, and holds a YAML mapping: one line, not RecBole's traceback
         given.update(config_dict or {})
-        keys.check(given, model if isinstance(model, str) else given.get("model"))  # before RecBole reads them
+        named = model if isinstance(model, str) else getattr(model, "__name__", None) or given.get("model")
+        read_as_lists = {k: v for k, v in keys.normalize(given, named).items() if v is not given[k]}
+        given.update(read_as_lists)  # a list key written as "a,b" (a file's or the caller's): a list, as RecBole gets it
+        keys.check(given, named)  # before RecBole reads them
         with recbole_errors(None, f"model={model!r}, dataset={dataset!r}"):
-            super().__init__(model, dataset, config_file_list, dict(config_dict or {}))
+            super().__init__(model, dataset, config_file_list, {**dict(config_dict or {}), **read_as_lists})
         self._check_user_keys()
+        keys.check_valid_metric(self)
 
     # ----- RecBole hooks -------------------------------------------------------------------
     def _load_cmd_line(self):

@@ -60,7 +60,9 @@ class Annotation:
         """What the key must be, in words (the error message's end)."""
         names = {"int": "an integer", "float": "a number", "str": "a string", "bool": "True or False", "list": "a list",
                  "dict": "a mapping", "None": "None"}
-        kinds = [names[t] if isinstance(t, str) else f"a list of {names[t[1]][2:].lstrip('n ')}s" for t in self.types]
+        plural = {"int": "integers", "float": "numbers", "str": "strings", "bool": "booleans", "list": "lists",
+                  "dict": "mappings", "None": "Nones"}
+        kinds = [names[t] if isinstance(t, str) else f"a list of {plural[t[1]]}" for t in self.types]
         if self.choices is not None:
             allowed = f"one of {', '.join(self.choices)}"
             kinds = [allowed if k == "a string" else f"{k} ({allowed})" if k.startswith("a list") else k for k in kinds]
@@ -98,8 +100,8 @@ def _fits(kind, value, note):
         return isinstance(value, (list, tuple)) and all(_fits(kind[1], v, note) for v in value)
     if kind == "None":
         return value is None
-    if kind == "int":
-        return _number(value) and float(value).is_integer() and _in_range(value, note)
+    if kind == "int":  # 2.0 is not an integer: torch and RecBole fail on it far from here
+        return isinstance(value, int) and not isinstance(value, bool) and _in_range(value, note)
     if kind == "float":
         return _number(value) and _in_range(value, note)
     if kind == "str":
@@ -253,6 +255,22 @@ def recbole_keys():
 
 
 # ----- the one check of their values ---------------------------------------------------------------------------
+def normalize(values, model=None):
+    """``values`` with every string given to a key declared as a list (and not as a string) read as a list: a comma
+    list ``a,b`` or ``[a, b]``, each item read as YAML reads it (``0.5`` a number, ``joint:3`` a string), as
+    ``--key=[a,b]`` or a config file would give it. Other values are returned as they are."""
+    notes = annotations(model)
+    out = dict(values)
+    for key, value in values.items():
+        note = notes.get(key)
+        if note is None or not isinstance(value, str) or "str" in note.types:
+            continue
+        if any(t == "list" or isinstance(t, tuple) for t in note.types):
+            items = [v.strip() for v in value.strip().strip("[]").split(",") if v.strip()]
+            out[key] = [yaml.load(v, Loader=LOADER) if v[:1] not in "'\"" else v.strip("'\"") for v in items]
+    return out
+
+
 def check(values, model=None, prefix=""):
     """Type- and range-check every annotated key of ``values`` (a mapping of resolved keys), with ``model``'s own
     annotations first. Raises TransferConfigError naming the first bad key (after ``prefix``, e.g. a domain's), its
@@ -266,6 +284,16 @@ def check(values, model=None, prefix=""):
                 bad = [v for v in (value if isinstance(value, (list, tuple)) else [value]) if v not in note.choices]
                 hint = did_you_mean(bad[0], note.choices) if bad and isinstance(bad[0], str) else ""
             raise TransferConfigError(f"{prefix}{key}={value!r}: must be {note.want()}{hint} ({note.where})")
+
+
+def check_valid_metric(keys):
+    """``valid_metric`` must be a metric the evaluation computes (RecBole finds out after the first epoch)."""
+    listed = lambda value: value if isinstance(value, (list, tuple)) else [value] if value is not None else []  # noqa: E731
+    metric, metrics = str(keys["valid_metric"]).lower(), [str(m).lower() for m in listed(keys["metrics"])]
+    computed = {f"{m}@{k}" for m in metrics for k in listed(keys["topk"])} | set(metrics)
+    if metric not in computed:
+        raise TransferConfigError(f"valid_metric={keys['valid_metric']!r}: not computed by metrics={keys['metrics']} "
+                                  f"topk={keys['topk']}{did_you_mean(metric, sorted(computed))}")
 
 
 def data_seed_of(keys):
@@ -285,10 +313,16 @@ def layers(model):
 
 def read_yaml(path, key="config_files"):
     """A YAML config file as a dict (an empty file: {}); one-line errors for a missing file, bad YAML or a file that
-    is not a mapping."""
+    is not a mapping. Parsed once per version of the file (a scenario builds many requests from the same files)."""
     if not os.path.isfile(path):
         raise TransferConfigError(f"{key}: file {path!r} does not exist")
-    with open(path, "r", encoding="utf-8") as f:
+    stat = os.stat(path)
+    return copy.deepcopy(_parsed(os.path.abspath(path), path, stat.st_mtime_ns, stat.st_size, key))
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(absolute, path, _mtime, _size, key):
+    with open(absolute, "r", encoding="utf-8") as f:
         text = f.read()
     try:
         data = yaml.load(text, Loader=LOADER)

@@ -7,12 +7,10 @@ Tables (mean over seeds; a paired difference averages each user's difference ove
 bootstraps users, and treats targets as strata): :func:`paired_table` (every arm's paired difference with its
 interval); :func:`metric_table` (mean ± std per target and arm); :func:`one_to_many_table` (per target, macro,
 wall time); :func:`forest_plot` (each arm's paired gain over the baseline with its interval, per target).
-Helpers: :func:`paired_vs`, :func:`json_part` (a benchmark part, reused by a rerun), :func:`validation_picks` (the
-validation-selected arm per seed, or the test-selected ORACLE).
+Helpers: :func:`paired_vs`, :func:`validation_picks` (the validation-selected arm per seed, or the test-selected
+ORACLE).
 """
 
-import json
-import os
 from collections import defaultdict
 
 import numpy as np
@@ -252,15 +250,3 @@ def one_to_many_table(rows, metrics=("test_hit@10", "test_ndcg@10"), baseline=NO
                  "\n\n" + markdown(header, lines, str.rjust))
     return "\n\n".join(parts)
 
-
-def json_part(path, compute, progress=print):
-    """The rows kept in ``path`` (a finished part of an earlier benchmark run), else ``compute()``'s, written there:
-    a long benchmark reruns only the parts it has not finished."""
-    if os.path.isfile(path):
-        progress(f"read {path}")
-        with open(path, "r", encoding="utf-8") as f:
-            return json.load(f)
-    rows = compute()
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(rows, f)
-    return rows

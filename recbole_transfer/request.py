@@ -45,6 +45,8 @@ class Request:
         if model is None:
             model = key_files.read_yaml(registry.default_method().scenario)["model"]
         model = model if isinstance(model, str) else getattr(model, "__name__", str(model))
+        read = [key_files.normalize(data, model) for data in read]  # a list key written as "a,b": a list
+        given = key_files.normalize(given, model)
         resolved = key_files.resolve(model, (), {})
         for data in read:
             resolved.update(data)

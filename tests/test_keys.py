@@ -36,7 +36,7 @@ def test_annotations_read_types_ranges_and_choices():
     assert note.accepts(1.0) and note.accepts(0.5) and not note.accepts(0.0) and not note.accepts(1.5)
     assert not note.accepts(True) and not note.accepts("0.5")
     note = keys.parse_annotation("k", "(int or None) a width. Range in [1, inf).")
-    assert note.accepts(None) and note.accepts(3) and note.accepts(3.0) and not note.accepts(0) and not note.accepts(2.5)
+    assert note.accepts(None) and note.accepts(3) and not note.accepts(3.0) and not note.accepts(0) and not note.accepts(2.5)
     note = keys.parse_annotation("m", "(list of str) methods. Range in ['pop', 'sml'].")
     assert note.accepts(["pop", "sml"]) and not note.accepts(["pop", "smll"]) and not note.accepts("pop")
     with pytest.raises(TransferConfigError, match="unreadable type"):
@@ -58,6 +58,27 @@ def test_one_validator_refuses_a_bad_key_in_a_config_and_in_a_request(workdir, m
         TransferConfig(model, "ml-100k", None, bad)
     with pytest.raises(TransferConfigError, match=message):
         Request(model, None, ["ml-100k"], (), bad)
+
+
+def test_a_list_key_written_as_a_string_is_read_as_a_list(workdir):
+    """``--eval_domains=target``, ``stages: joint:3`` or ``retrain_methods: full,sml`` (a file's or a caller's string)
+    are lists, as ``[a, b]`` would be; each item is read as YAML reads it."""
+    config = TransferConfig("CMF", "ml-100k", None, {"eval_domains": "target", "stages": "joint:3",
+                                                    "scenario_etas": "0.5,0.2", "scenario_protocols": "[warm]"})
+    assert (config["eval_domains"], config["stages"], config["scenario_etas"], config["scenario_protocols"]) == (
+        ["target"], ["joint:3"], [0.5, 0.2], ["warm"])
+    request = Request("SML", None, None, (), {"retrain_methods": "full,sml", "targets": "a,b"})
+    assert request.keys["retrain_methods"] == ["full", "sml"] and request.targets == ("a", "b")
+    assert keys.normalize({"metrics": "Hit", "topk": 10}, "BPR") == {"metrics": "Hit", "topk": 10}  # str and int allowed
+    with pytest.raises(TransferConfigError, match=r"scenario_etas=\[0\]: must be a list of numbers \(in \(0, 1\]\)"):
+        Request("CMF", None, None, (), {"scenario_etas": "0"})
+
+
+def test_bad_values_that_fail_late_in_recbole_fail_first_here(workdir):
+    with pytest.raises(TransferConfigError, match="epochs=2.0: must be an integer"):  # torch's range() would fail
+        TransferConfig("TransferMLP", "ml-100k", None, {"epochs": 2.0})
+    with pytest.raises(TransferConfigError, match=r"valid_metric='Foo@10': not computed by metrics"):  # after an epoch
+        TransferConfig("BPR", "ml-100k", None, {"valid_metric": "Foo@10", "metrics": ["Hit"], "topk": [10]})
 
 
 def test_a_key_of_another_method_is_not_checked_against_that_method(workdir):

@@ -55,6 +55,25 @@ def test_a_model_evaluated_twice_and_layer_importance_run_twice_give_identical_r
     assert base_a == base_b and rows_a == rows_b
 
 
+def test_a_checkpoint_is_refused_on_data_other_than_its_own(small_domains, run_cli, workdir):
+    """A checkpoint stores the fingerprint of what it trained and validated on; a reload that rebuilds other data
+    (another data_seed, or another protocol: a checkpoint written before the split changed) is refused, in Python
+    and by --evaluate, instead of testing it on rows it may have trained on."""
+    import torch
+
+    from recbole_transfer.errors import TransferCheckpointError
+
+    result = run_transfer("TransferMLP", None, "tgt", None, {**small_domains, "epochs": 1}, verbose=False)
+    load_transfer_model(result["model_file"])  # its own data: fine
+    with pytest.raises(TransferCheckpointError, match="was trained and validated on data"):
+        load_transfer_model(result["model_file"], {"data_seed": 99})
+    checkpoint = torch.load(result["model_file"], weights_only=True)
+    older = workdir / "older.pth"
+    torch.save({**checkpoint, "fingerprint": "0" * 16}, older)  # as if another protocol had built its data
+    code, _out, err = run_cli([f"--evaluate={older}"])
+    assert code == 2 and "was trained and validated on data 0000000000000000" in err and "Traceback" not in err
+
+
 def test_thinning_keeps_valid_test_and_candidates_and_nests_the_training_rows(workdir):
     keys = {"domain_cache_dir": "cache", "data_seed": 3}
     scenario = get_method("layer_transfer").scenario  # the ml-100k genre domains
@@ -201,10 +220,11 @@ def test_the_code_key_holds_the_drawing_code_and_the_versions_that_draw_a_protoc
     import torch
 
     import recbole_transfer
+    from recbole_transfer import utils
     from recbole_transfer.data import candidates, protocol as protocol_module, split
 
-    code = hashlib.sha1()  # the code that draws a protocol: its split, its candidates, the protocol itself
-    for module in (protocol_module, split, candidates):
+    code = hashlib.sha1()  # the code that draws a protocol: its split, its candidates, the protocol, the seeding
+    for module in (protocol_module, split, candidates, utils):
         with open(module.__file__, "rb") as f:
             code.update(f.read())
     source = code.hexdigest()

@@ -46,6 +46,7 @@ from recbole.utils import ModelType
 
 from ..errors import TransferConfigError
 from ..keys import data_seed_of
+from .. import utils
 from . import candidates as candidates_module
 from . import split as split_module
 from .candidates import FixedCandidates, RecordingSampler, protocol_loader
@@ -59,15 +60,15 @@ PROTOCOL_VERSION = 2  # 2: RecBole's own split (its build() under the data seed)
 
 def _code_key():
     """What else decides a protocol besides its data and keys: the code that draws it (this module, :mod:`.split`,
-    :mod:`.candidates`), the package's version, and the versions of the libraries that draw it (RecBole's split and
-    samplers, numpy's and torch's generators). Part of every protocol key, so a cached protocol from other code is
-    never reused."""
+    :mod:`.candidates`, and the module of ``utils.fixed_rng``, which seeds the draws), the package's version, and the
+    versions of the libraries that draw it (RecBole's split and samplers, numpy's and torch's generators). Part of
+    every protocol key, so a cached protocol from other code is never reused."""
     import recbole
 
     from .. import __version__
 
     code = hashlib.sha1()
-    for module in (__file__, split_module.__file__, candidates_module.__file__):
+    for module in (__file__, split_module.__file__, candidates_module.__file__, utils.__file__):
         with open(module, "rb") as f:
             code.update(f.read())
     code = code.hexdigest()

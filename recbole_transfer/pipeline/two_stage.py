@@ -28,7 +28,7 @@ from ..config import TransferConfig, get_model, recbole_errors
 from ..data import Protocol, check_enough_items, id_tokens, kl_relatedness, user_counts
 from ..keys import data_seed_of
 from ..request import Request
-from ..errors import TransferConfigError
+from ..errors import TransferCheckpointError, TransferConfigError
 from ..trainer import TransferTrainer, load_checkpoint, load_model_state
 from ..transfer import SourceModel
 from ..utils import set_threads
@@ -296,11 +296,20 @@ def load_transfer_model(model_file, config_dict=None):
 
     Returns (config, model, dataset, train_data, valid_data, test_data); the model is in eval mode.
     ``config_dict`` may override keys (e.g. ``num_threads``). Raises TransferCheckpointError for a
-    file that is not ours or not weights-only.
+    file that is not ours or not weights-only, and for data that is not the data it was trained and validated on
+    (its stored fingerprint: another data_seed, split or protocol, e.g. a checkpoint of a version whose protocol
+    split otherwise): its test rows could be rows it trained on.
     """
     checkpoint = load_checkpoint(model_file)
     config = TransferConfig.from_checkpoint(checkpoint, config_dict)
     data = prepare_domain(config)
+    stored = checkpoint.get("fingerprint")
+    if stored and stored != data.fingerprint():
+        raise TransferCheckpointError(
+            f"{model_file!r} was trained and validated on data {stored}, but its keys give {data.fingerprint()} here "
+            "(another data_seed or split, or a checkpoint written before the protocol changed): its test rows may be "
+            "rows it trained on. Evaluate it with its own keys and the version that wrote it, or retrain it"
+        )
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model = get_model(config["model"])(config, data.train_data._dataset).to(config["device"])
     # a source checkpoint had no strategy applied (its config may name the target's transfer)

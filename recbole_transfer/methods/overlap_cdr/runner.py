@@ -238,7 +238,7 @@ class PairRunner(Runner):
             for arm in arms:
                 model, arm_keys = ARMS[arm]
                 runs[(protocol, eta, arm)] = run = pair_request(request, model, **arm_keys, protocol=protocol, eta=eta)
-                check_run(model, pair_configs(run)[1])
+                check_run(model, run.keys)
         seeds = seeds or [request.seed]
         rows, total, start = [], len(seeds) * len(settings) * len(arms), time.time()
         for seed in seeds:
@@ -302,7 +302,7 @@ class PairRunner(Runner):
         source_config, config = pair_configs(request)
         check_run(request.model, config)
         for params in trials:
-            check_run(request.model, pair_configs(pair_request(request, **params))[1])
+            check_run(request.model, pair_request(request, **params).keys)
         pair = build_pair(source_config, config)
         cls = get_model(request.model)
         schedule = parse_stages(cls, config["stages"], config["epochs"])

@@ -40,8 +40,7 @@ class PeriodicRunner(Runner):
         targets = request.require_targets()
         if arms:
             request = request.with_keys(retrain_methods=list(arms))
-        for target in targets:
-            check_periodic_config(request.config(target))  # before any dataset is read
+        check_periodic_config(request.keys)  # before any dataset is read
         rows = []
         for target in targets:
             for seed in seeds or [request.seed]:
@@ -76,7 +75,7 @@ class PeriodicRunner(Runner):
                 f"test_periods={config['test_periods']}: --tune needs a validation period (periods - test_periods >= 2)"
             )
         for params in trials:
-            check_periodic_config(request.with_keys(**params).config(request.target))
+            check_periodic_config(request.with_keys(**params).keys)
         set_threads(config["num_threads"])
         data = PeriodicData(config, create_dataset(config))
         return SearchTarget(config, data.fingerprint(), n_valid, n_valid)
