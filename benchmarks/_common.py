@@ -51,6 +51,16 @@ def parse(p, argv=None):
     return args
 
 
+def measuring(threads):
+    """Before a measuring run: warnings only (its tables and progress lines are printed) and ``threads`` torch threads."""
+    import torch
+
+    from recbole_transfer.logs import quiet_logging
+
+    quiet_logging()
+    torch.set_num_threads(threads)
+
+
 def record(threads, **values):
     """The run record: where and how a benchmark ran (and with which code: the package's version, the protocol's
     version and code hash, the git commit when there is one), plus ``values``."""

@@ -44,8 +44,7 @@ import yaml
 from scipy.stats import spearmanr
 
 from recbole_transfer.data.synthetic import write_planted_aspects
-from recbole_transfer.logs import quiet_logging
-from recbole_transfer.pipeline.base import Request
+from recbole_transfer.request import Request
 from recbole_transfer.registry import get_method
 from recbole_transfer.report import markdown, mean_std, paired_vs
 
@@ -255,8 +254,7 @@ def main(argv=None):
     args = common.parse(p, argv)
     if args.tables_from:
         return common.show(report, args.tables_from)
-    torch.set_num_threads(args.threads)
-    quiet_logging()
+    common.measuring(args.threads)
     progress = lambda text: print(text, flush=True)  # noqa: E731
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     start = time.time()

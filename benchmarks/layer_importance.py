@@ -16,9 +16,7 @@ import sys
 import tempfile
 import time
 
-import torch
 
-from recbole_transfer.logs import quiet_logging
 from recbole_transfer.methods.layer_transfer.importance import importance_table, layer_importance
 from recbole_transfer.pipeline.two_stage import load_transfer_model, pretrain_source, run_transfer
 from recbole_transfer.registry import get_method
@@ -68,8 +66,7 @@ def main(argv=None):
     args = common.parse(p, argv)
     if args.tables_from:
         return common.show(report, args.tables_from)
-    quiet_logging()
-    torch.set_num_threads(args.threads)
+    common.measuring(args.threads)
     work = tempfile.mkdtemp(prefix="importance-")
     keys = {"seed": args.seed, "checkpoint_dir": os.path.join(work, "saved"), "protocol_dir": os.path.join(work, "protocols"),
             "domain_cache_dir": os.path.join(work, "domains")}

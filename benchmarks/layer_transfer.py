@@ -16,9 +16,7 @@ import time
 from collections import defaultdict
 
 import numpy as np
-import torch
 
-from recbole_transfer.logs import quiet_logging
 from recbole_transfer.pipeline.scenario import run_scenario
 from recbole_transfer.registry import get_method
 from recbole_transfer.methods.layer_transfer.tables import gain_table
@@ -125,8 +123,7 @@ def main(argv=None):
     args = common.parse(common.parser("layer_transfer", __doc__, seeds=[2020, 2021, 2022]), argv)
     if args.tables_from:
         return common.show(report, args.tables_from)
-    quiet_logging()
-    torch.set_num_threads(args.threads)
+    common.measuring(args.threads)
     start = time.time()
     rows = run_scenario(
         None, None, None, [DEFAULT_SCENARIO], {"num_threads": args.threads}, seeds=args.seeds,

@@ -25,10 +25,8 @@ import sys
 import time
 
 import numpy as np
-import torch
 import yaml
 
-from recbole_transfer.logs import quiet_logging
 from recbole_transfer.methods.mmtnet.strategy import SHARED_ARMS
 from recbole_transfer.pipeline.scenario import run_scenario
 from recbole_transfer.pipeline.two_stage import pretrain_source
@@ -93,8 +91,7 @@ def main(argv=None):
     args = common.parse(p, argv)
     if args.tables_from:
         return common.show(report, args.tables_from)
-    quiet_logging()
-    torch.set_num_threads(args.threads)
+    common.measuring(args.threads)
     os.makedirs(args.out + ".part", exist_ok=True)
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     start, rows, source_seconds = time.time(), [], {"MMTNet": [], "TransferMLP": []}

@@ -24,11 +24,9 @@ import sys
 import time
 
 import numpy as np
-import torch
 
-from recbole_transfer.logs import quiet_logging
 from recbole_transfer.methods.overlap_cdr.tables import TASK_ARMS, results_tables
-from recbole_transfer.pipeline.base import Request
+from recbole_transfer.request import Request
 from recbole_transfer.registry import get_method
 from recbole_transfer.report import markdown, mean_std, paired_vs
 
@@ -199,8 +197,7 @@ def main(argv=None):
     args = common.parse(p, argv)
     if args.tables_from:
         return common.show(report, args.tables_from)
-    torch.set_num_threads(args.threads)
-    quiet_logging()
+    common.measuring(args.threads)
     tasks = args.tasks.replace(",", " ").split()
     etas = [float(e) for e in args.etas.replace(",", " ").split()]
     progress = lambda m: print(m, flush=True)  # noqa: E731

@@ -25,9 +25,7 @@ import time
 from collections import defaultdict
 
 import numpy as np
-import torch
 
-from recbole_transfer.logs import quiet_logging
 from recbole_transfer.methods.peterrec.strategy import PATCH_ARMS
 from recbole_transfer.pipeline.scenario import run_scenario
 from recbole_transfer.registry import get_method
@@ -113,8 +111,7 @@ def main(argv=None):
     args = common.parse(p, argv)
     if args.tables_from:
         return common.show(lambda saved: report(saved, args.tables_from), args.tables_from)
-    quiet_logging()
-    torch.set_num_threads(args.threads)
+    common.measuring(args.threads)
     targets = args.targets.split() if args.targets else None
     arms = args.arms.split()
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -28,10 +28,8 @@ import tempfile
 import time
 
 import numpy as np
-import torch
 
 from recbole_transfer.data.synthetic import write_planted_scenario
-from recbole_transfer.logs import quiet_logging
 from recbole_transfer.pipeline.two_stage import pretrain_source, run_transfer
 from recbole_transfer.report import markdown, mean_std
 from recbole_transfer.stats import paired_strata, paired_users
@@ -126,8 +124,7 @@ def main(argv=None):
     args = common.parse(p, argv)
     if args.tables_from:
         return common.show(report, args.tables_from)
-    quiet_logging()
-    torch.set_num_threads(args.threads)
+    common.measuring(args.threads)
     args.out = os.path.abspath(args.out)  # before the chdir of each setting
     start = time.time()
     rows = [row for setting, arms in SETTINGS.items() for row in measure(setting, arms, args)]

@@ -26,9 +26,7 @@ import tempfile
 import time
 
 import numpy as np
-import torch
 
-from recbole_transfer.logs import quiet_logging
 from recbole_transfer.methods.layer_transfer.strategy import ARMS
 from recbole_transfer.pipeline.two_stage import pretrain_source, run_transfer
 from recbole_transfer.registry import get_method
@@ -126,8 +124,7 @@ def main(argv=None):
     args = common.parse(p, argv)
     if args.tables_from:
         return common.show(report, args.tables_from)
-    quiet_logging()
-    torch.set_num_threads(args.threads)
+    common.measuring(args.threads)
     work = tempfile.mkdtemp(prefix="protocol_speed-")
     keys = {"seed": args.seed, "num_threads": args.threads, "protocol_dir": os.path.join(work, "protocols"),
             "checkpoint_dir": os.path.join(work, "saved"), "domain_cache_dir": os.path.join(work, "domains")}

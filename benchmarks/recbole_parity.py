@@ -88,12 +88,7 @@ def main(argv=None):
     args = common.parse(p, argv)
     if args.tables_from:
         return common.show(report, args.tables_from)
-    import torch
-
-    from recbole_transfer.logs import quiet_logging
-
-    quiet_logging()
-    torch.set_num_threads(args.threads)
+    common.measuring(args.threads)
     out = os.path.abspath(args.out)
     start = time.time()
     with tempfile.TemporaryDirectory() as work, contextlib.chdir(work):  # RecBole writes log/ and saved/ here

@@ -27,11 +27,9 @@ import sys
 import tempfile
 import time
 
-import torch
 
 from recbole_transfer.config import TransferConfig
 from recbole_transfer.data.synthetic import write_drifting_periods
-from recbole_transfer.logs import quiet_logging
 from recbole_transfer.methods.sml.retraining import run_periodic
 from recbole_transfer.methods.sml.tables import period_table_of, plot_curves, table1
 
@@ -93,8 +91,7 @@ def main(argv=None):
     args = common.parse(p, argv)
     if args.tables_from:
         return common.show(report, args.tables_from)
-    quiet_logging()
-    torch.set_num_threads(args.threads)
+    common.measuring(args.threads)
     args.out = os.path.abspath(args.out)  # before the chdir below
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     rows, seconds = [], {}

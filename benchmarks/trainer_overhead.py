@@ -14,10 +14,8 @@ import statistics
 import sys
 import time
 
-import torch
 from recbole.trainer import Trainer
 
-from recbole_transfer.logs import quiet_logging
 from recbole_transfer.pipeline.two_stage import build_model, prepare_domain
 from recbole_transfer.request import domain_config
 from recbole_transfer.registry import get_method
@@ -66,8 +64,7 @@ def main(argv=None):
     args = common.parse(p, argv)
     if args.tables_from:
         return common.show(report, args.tables_from)
-    quiet_logging()
-    torch.set_num_threads(args.threads)
+    common.measuring(args.threads)
     config = domain_config(
         "TransferMLP", args.domain, [DEFAULT_SCENARIO],
         {"epochs": args.epochs, "stopping_step": args.epochs + 1, "checkpoint_dir": "/tmp/rt_bench_saved"},

@@ -214,10 +214,8 @@ _RECBOLE_RUNTIME_KEYS = {
 
 @functools.lru_cache(maxsize=None)
 def _yaml_keys(path):
-    """The top-level keys of a shipped YAML file, read once per process (every config checks its keys)."""
-    with open(path, "r", encoding="utf-8") as f:
-        data = yaml.load(f.read(), Loader=LOADER)
-    return frozenset(data) if isinstance(data, dict) else frozenset()
+    """The top-level keys of a shipped YAML file (read once: every config checks its keys against them)."""
+    return frozenset(read_yaml(path))
 
 
 def plugin_keys():
@@ -338,24 +336,15 @@ def _parsed(absolute, path, _mtime, _size, key):
 
 def resolve(model, config_files=(), config_dict=None):
     """The keys of a run before a domain is chosen: RecBole's overall and model defaults, the plugin's layers of
-    ``model``, the config files, then ``config_dict``: as a TransferConfig layers them, less a dataset's own
-    defaults."""
+    ``model``, the config files, then ``config_dict`` (the last two :func:`normalize`-d): as a TransferConfig layers
+    them, less a dataset's own defaults."""
     keys = {}
     for path in (os.path.join(RECBOLE_PROPERTIES, "overall.yaml"), os.path.join(RECBOLE_PROPERTIES, "model", f"{model}.yaml")):
         if os.path.isfile(path):
-            keys.update(_cached_yaml(path))
+            keys.update(read_yaml(path))
     for path in layers(model):
-        keys.update(_cached_yaml(path))
-    for path in config_files or ():
         keys.update(read_yaml(path))
-    keys.update(dict(config_dict or {}))
+    for path in config_files or ():
+        keys.update(normalize(read_yaml(path), model))
+    keys.update(normalize(config_dict or {}, model))
     return keys
-
-
-@functools.lru_cache(maxsize=None)
-def _shipped(path):
-    return read_yaml(path)
-
-
-def _cached_yaml(path):
-    return copy.deepcopy(_shipped(path))

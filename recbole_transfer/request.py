@@ -45,12 +45,8 @@ class Request:
         if model is None:
             model = key_files.read_yaml(registry.default_method().scenario)["model"]
         model = model if isinstance(model, str) else getattr(model, "__name__", str(model))
-        read = [key_files.normalize(data, model) for data in read]  # a list key written as "a,b": a list
-        given = key_files.normalize(given, model)
-        resolved = key_files.resolve(model, (), {})
-        for data in read:
-            resolved.update(data)
-        resolved.update(given)
+        given = key_files.normalize(given, model)  # a list key written as "a,b": a list
+        resolved = key_files.resolve(model, files, given)
         resolved["model"] = model
         key_files.check({k: v for k, v in resolved.items() if k in _user_keys(read, given)}, model)
         targets = self.targets if self.targets else listish(resolved.get("targets"))

@@ -139,7 +139,7 @@ def test_code_faithful_aux_leaves_users_in_both_domains_without_auxiliary_docume
 
 def test_catn_scenario_runs_the_rating_baselines_and_catn_at_the_papers_etas(aspects):
     from recbole_transfer.methods.overlap_cdr.runner import PairRunner
-    from recbole_transfer.pipeline.base import Request
+    from recbole_transfer.request import Request
 
     method = registry.get_method("overlap_cdr")
     request = Request("CATN", "asrc", ["atgt"], [method.runner.scenario_files(method, "CATN")[0]], {"data_path": str(aspects["root"] / "data")})

@@ -1,7 +1,8 @@
 """Runners: how a method's runs go. The two-stage runner (source -> strategy -> target) is shared by every
 method that transfers weights between two domains; a method may bring its own (e.g. periodic retraining)."""
 
-from .base import Request, Runner, SearchTarget
+from ..request import Request
+from .base import Runner, SearchTarget
 from .runner import TwoStageRunner, evaluate_checkpoint
 from .scenario import run_scenario
 from ..request import domain_config

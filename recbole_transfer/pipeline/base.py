@@ -19,7 +19,6 @@ import abc
 from dataclasses import dataclass
 
 from ..report import forest_plot
-from ..request import Request  # noqa: F401 - what every runner reads (re-exported)
 
 
 @dataclass
