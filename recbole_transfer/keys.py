@@ -169,11 +169,11 @@ def declared_files():
 
 
 def method_files(method):
-    """A method's config files: its keys and its models' defaults (not its scenarios or search space)."""
+    """A method's config files: its keys and its models' defaults (not its scenarios, search space or leaderboard)."""
     if not method.folder:
         return []
     files = sorted(glob.glob(os.path.join(method.folder, "*.yaml")))
-    return [p for p in files if not os.path.basename(p).startswith(("scenario", "space"))]
+    return [p for p in files if not os.path.basename(p).startswith(("scenario", "space", "leaderboard"))]
 
 
 def annotations(model=None):

@@ -8,7 +8,8 @@ bootstraps users, and treats targets as strata): :func:`paired_table` (every arm
 interval); :func:`metric_table` (mean ± std per target and arm); :func:`one_to_many_table` (per target, macro,
 wall time); :func:`forest_plot` (each arm's paired gain over the baseline with its interval, per target).
 Helpers: :func:`paired_vs`, :func:`validation_picks` (the validation-selected arm per seed, or the test-selected
-ORACLE).
+ORACLE). :func:`best_by_kind` and :func:`best_baseline_table`: the best transfer arm against the best baseline arm
+(popularity, ItemKNN, EASE, the scratch model), each picked on validation per seed, paired per user on test.
 """
 
 from collections import defaultdict
@@ -250,3 +251,61 @@ def one_to_many_table(rows, metrics=("test_hit@10", "test_ndcg@10"), baseline=NO
                  "\n\n" + markdown(header, lines, str.rjust))
     return "\n\n".join(parts)
 
+
+
+BEST = {"baseline": "best baseline", "transfer": "best transfer"}
+
+
+def best_by_kind(rows, scope=lambda r: r["target"], seed_key="seed", lower=lambda r: False):
+    """Per (scope, seed), the ``baseline`` arm and the ``transfer`` arm (a row's ``kind``) with the best validation score
+    of its primary metric (``valid_<metric>``; ``lower(row)``: lower is better; ties: the first row), as rows relabelled
+    ``best baseline`` / ``best transfer`` with ``picked`` (the arm's name), ``target`` = ``scope(row)`` and ``seed`` =
+    ``row[seed_key]``: rows :func:`paired_vs` pairs. A pick never looks at a test value."""
+    groups = {}
+    for row in rows:
+        score = row.get(f"valid_{row['metric']}")
+        if score is not None and row.get("kind") in BEST:
+            groups.setdefault((scope(row), row[seed_key], row["kind"]), []).append(row)
+    out = []
+    for (where, seed, kind), group in groups.items():
+        sign = -1.0 if lower(group[0]) else 1.0
+        pick = max(group, key=lambda r: (sign * r[f"valid_{r['metric']}"], -group.index(r)))
+        out.append({**pick, "arm": BEST[kind], "picked": pick["arm"], "target": where, "seed": seed})
+    return out
+
+
+def picked_names(rows):
+    """'EASE x2, pop x1' (one seed: the name alone)."""
+    names = [r["picked"] for r in rows]
+    return ", ".join(f"{n} x{names.count(n)}" if len(rows) > 1 else n for n in dict.fromkeys(names))
+
+
+def best_baseline_table(rows, metric=None, lower=False):
+    """Per target: the best baseline arm and the best transfer arm, each picked on validation per seed, their test
+    ``metric`` (None: each target's primary metric; mean over seeds) and the paired difference, transfer minus
+    baseline, with its bootstrap 95 % interval. ``lower``: an error metric (RMSE; its per-user key e.g. ``test_mse``):
+    picks take the lowest validation value and the difference is baseline minus transfer (a gain is > 0). Empty when
+    the rows lack either kind."""
+    picks = best_by_kind(rows, lower=lambda r: lower)
+    lines = []
+    for target in dict.fromkeys(r["target"] for r in picks):
+        base = [r for r in picks if r["target"] == target and r["arm"] == BEST["baseline"]]
+        tran = [r for r in picks if r["target"] == target and r["arm"] == BEST["transfer"]]
+        if not base or not tran:
+            continue
+        key = metric or f"test_{base[0]['metric']}"
+        diff = paired_vs(picks, BEST["transfer"], BEST["baseline"], key, [target])
+        if diff is not None and lower:
+            diff = type(diff)(-diff.mean, -diff.high, -diff.low, diff.se, diff.n)
+        lines.append([target, short_name(key), picked_names(base), f"{np.mean([r[key] for r in base]):.4f}", picked_names(tran),
+                      f"{np.mean([r[key] for r in tran]):.4f}", diff.cell() if diff else "-",
+                      "-" if diff is None else "within noise" if not diff.excludes_zero else
+                      "transfer wins" if diff.mean > 0 else "baseline wins"])
+    if not lines:
+        return ""
+    return ("Best transfer arm vs best baseline arm (pop, ItemKNN, EASE, scratch: the arms run), each picked on "
+            "validation per seed; the metric on test, mean over seeds; paired difference transfer minus "
+            f"baseline{' (an error metric: baseline minus transfer)' if lower else ''} [bootstrap 95 % interval over users]. Arms run with their configured keys: the leaderboard "
+            "(--leaderboard) tunes each with the same trials\n\n"
+            + markdown(["target", "metric", "best baseline (picked)", "its test", "best transfer (picked)", "its test",
+                        "paired diff [95% CI]", "finding"], lines))

@@ -353,7 +353,7 @@ def test_best_yaml_of_a_stopped_transfer_winner_pins_epochs_and_source(tmp_path,
     from recbole_transfer.tune import SearchState, trial_seed
     from recbole_transfer.tune.tables import write_best_yaml
 
-    monkeypatch.setattr(runner_module, "evaluate_checkpoint", lambda path, config_dict=None: (None, {"hit@10": 0.4}))
+    monkeypatch.setattr(runner_module, "evaluate_checkpoint", lambda path, config_dict=None, details=False: (None, {"hit@10": 0.4}, {}))
     state = SearchState(method="layer_transfer", model="TransferMLP", source="src", targets=["tgt"],
                         config_files=["/a.yaml"], config_dict={"data_path": "/d", "learning_rate": 0.002}, space_path="",
                         space_text="", num_samples=1, default_transfer="none", run_dir="/run", seed=7, num_threads=1,

@@ -42,6 +42,10 @@ def main(argv=None):
             return periods_cli(args, config_files, config_dict)
         if args.show_overlap:
             return overlap_cli(args, config_files, config_dict)
+        if args.leaderboard:
+            return run_leaderboard_cli(args, config_dict, config_files)
+        if args.families is not None or args.budget is not None:
+            raise TransferError("--families / --budget: give --leaderboard with them")
         if args.data == "amazon":
             args.source, args.target = amazon_cli(args, config_dict)
         elif args.source_file or args.target_file:
@@ -110,4 +114,28 @@ def run_search_cli(args, method, request):
     if args.output:  # the search's outcomes (every trial row, the winner, its test metrics) and the printed tables
         write_search(args.output, outcomes)
         _print(f"wrote {args.output}.json and {args.output}.md")
+    return 0
+
+
+def run_leaderboard_cli(args, config_dict, config_files):
+    from ..tune.leaderboard import leaderboard_report, run_leaderboard
+
+    if config_dict or config_files or args.model or args.source or args.target:
+        given = ", ".join([f"--{k}" for k in config_dict] + [f"--{k}" for k in ("model", "source", "target", "config_files")
+                                                             if getattr(args, k, None)])
+        raise TransferError(f"--leaderboard: {given} not taken; each family's scenario and its leaderboard.yaml say what "
+                            "runs (copy a family's leaderboard.yaml to change it)")
+    if args.budget is not None and args.budget < 1:
+        raise TransferError(f"--budget={args.budget}: must be >= 1 (trials per arm)")
+    families = listish(args.families)
+    if args.families is not None and not families:
+        raise TransferError(f"--families={args.families!r}: no family given")
+    quiet_logging()
+    check_output(args.output)
+    start = time.time()
+    rows = run_leaderboard(families, parse_seeds(args.seeds), args.budget, listish(args.arms), args.output,
+                           progress=_print, num_cpus=args.num_cpus)
+    _print("\n" + leaderboard_report(rows) + f"\n\ntotal wall time {time.time() - start:.0f}s")
+    if args.output:
+        _print(f"wrote {', '.join(f'{args.output}.{e}' for e in ('json', 'md', 'png') if os.path.isfile(f'{args.output}.{e}'))}")
     return 0

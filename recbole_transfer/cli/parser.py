@@ -67,6 +67,14 @@ def build_parser():
     t.add_argument("--num_cpus", type=int, default=None, help="CPUs of the local Ray (default: all cores)")
     t.add_argument("--run_dir", default=None, help="directory of the search (default: <tune_dir>/<timestamp>)")
     t.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue an interrupted search")
+    b = p.add_argument_group("leaderboard (every family's scenario, every arm tuned with the same trials)")
+    b.add_argument("--leaderboard", action="store_true", help="run each family's trimmed default scenario (its "
+                   "leaderboard.yaml): baselines and transfer arms, each tuned on validation with --budget trials through "
+                   "Ray Tune; per scenario the best transfer against the best baseline, paired on test; with --output=P "
+                   "writes P.json, P.md and P.png. --seeds: data seeds (default one); --arms: only these arms")
+    b.add_argument("--families", default=None, help="leaderboard families (method names), e.g. \"[family_a,family_b]\" (default: all "
+                   "that ship a leaderboard.yaml)")
+    b.add_argument("--budget", type=int, default=None, help="leaderboard: trials per arm (default: each family's budget)")
     return p
 
 

@@ -11,13 +11,14 @@ are taken once, exactly, from the training dataset the model is built on; nothin
 import torch
 from torch import nn
 from recbole.model.abstract_recommender import GeneralRecommender
-from recbole.utils import InputType
+from recbole.utils import InputType, ModelType
 
 
 class Popularity(GeneralRecommender):
     """Scores every item by its training-split count (ties: lower item id first, by stable ranking)."""
 
     input_type = InputType.POINTWISE
+    type = ModelType.TRADITIONAL  # counted once, as RecBole's Pop: one epoch
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)

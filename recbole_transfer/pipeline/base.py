@@ -99,7 +99,9 @@ class Runner(abc.ABC):
     @abc.abstractmethod
     def finish_search(self, method, state, target, best, metric):
         """After a target's trials: test the winner ``best`` (a trial row) once and write what reproduces it.
-        Returns {test_result, best_yaml, command}."""
+        Returns {test_result, keys}, and where the runner has them ``test_per_user``, ``test_users`` (the winner's
+        per-user test values, for paired comparisons with other searches on the same data) and ``trainable``
+        ([trainable parameters, all parameters])."""
 
     def after_search(self, method, request, outcomes, progress):
         """After every target's search: extra text to print (e.g. a full comparison run with the winner)."""

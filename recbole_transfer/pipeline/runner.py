@@ -4,19 +4,25 @@ command, a scenario and a Ray Tune trial of a two-stage method run."""
 import os
 
 from ..errors import TransferConfigError
-from ..trainer import TransferTrainer
+from ..config import get_model
+from ..trainer import TransferTrainer, is_traditional
 from .base import Runner, SearchTarget
 from .scenario import two_stage_rows
 from .two_stage import (builds_on_source, build_model, load_transfer_model, prepare_domain, pretrain, source_from_checkpoint,
                         transfer)
 
 
-def evaluate_checkpoint(model_file, config_dict=None):
+def evaluate_checkpoint(model_file, config_dict=None, details=False):
     """Test a checkpoint this package wrote, as stored (``config_dict``: keys to override, e.g. num_threads):
-    (config, {metric: value})."""
+    (config, {metric: value}); ``details``: and a dict of the per-user values (``test_per_user``, ``test_users``) and
+    the trainable share (``trainable``: [trainable parameters, all parameters])."""
     config, model, _dataset, _train, _valid, test = load_transfer_model(model_file, config_dict)
-    result = TransferTrainer(config, model, stage="analysis").evaluate(test, load_best_model=False)
-    return config, {k: float(v) for k, v in result.items()}
+    trainer = TransferTrainer(config, model, stage="analysis")
+    result = {k: float(v) for k, v in trainer.evaluate(test, load_best_model=False).items()}
+    if not details:
+        return config, result
+    counts = [sum(p.numel() for p in model.parameters() if p.requires_grad), sum(p.numel() for p in model.parameters())]
+    return config, result, {"test_per_user": trainer.last_per_user, "test_users": trainer.last_users, "trainable": counts}
 
 
 class TwoStageRunner(Runner):
@@ -66,7 +72,8 @@ class TwoStageRunner(Runner):
                 checked.add(method.describe(params))
                 strategy.check(probe, pretrained, data)
         config = data.config
-        return SearchTarget(config, data.fingerprint(), int(data.valid_data._dataset.inter_num), config["epochs"])
+        max_t = 1 if is_traditional(get_model(config["model"])) else config["epochs"]  # built once: one epoch
+        return SearchTarget(config, data.fingerprint(), int(data.valid_data._dataset.inter_num), max_t)
 
     def trial(self, method, request, report):
         keys = request.keys
@@ -81,8 +88,8 @@ class TwoStageRunner(Runner):
 
     def finish_search(self, method, state, target, best, metric):
         """The winner's test metrics, once, from the checkpoint of its best epoch; the keys that reproduce it."""
-        _config, test = evaluate_checkpoint(best["model_file"], {"num_threads": state.num_threads})
+        _config, test, details = evaluate_checkpoint(best["model_file"], {"num_threads": state.num_threads}, details=True)
         keys = {"epochs": best["epochs"]} if best["stopped_early"] else {}  # the same epochs: the same best epoch
         if state.source_checkpoint and (not method.is_baseline(best["config"]) or builds_on_source(state.model)):
             keys["source_checkpoint"] = state.source_checkpoint
-        return {"test_result": test, "keys": keys}
+        return {"test_result": test, "keys": keys, **details}

@@ -15,8 +15,26 @@ from ..errors import TransferConfigError
 from ..request import Request
 from .two_stage import pretrain, transfer
 
-# Baseline arms of every method: another RecBole model trained on the target alone.
-SHARED_BASELINES = {"pop": "Popularity"}  # pop: items by training count (on a profile task, the majority label)
+# Baseline arms of every method: another RecBole model trained on the target alone. pop: items by training count (on a
+# profile task, the majority label); ItemKNN and EASE: RecBole's own models, on the target's training rows.
+SHARED_BASELINES = {"pop": "Popularity", "ItemKNN": "ItemKNN", "EASE": "EASE"}
+HISTORY_FREE = {"Popularity"}  # baseline models that score a user without her training rows in the target
+
+
+def check_baseline(request, target, model):
+    """Refuse a baseline model that cannot score ``target``'s test users: a model of the target's own rows (ItemKNN,
+    EASE) scores a user by her training rows there, and a domain with ``label`` (a profile task) or ``user_holdout``
+    (users held out of training) gives its evaluated users none."""
+    if model in HISTORY_FREE or model not in SHARED_BASELINES.values():
+        return
+    domain = (request.keys["domains"] or {}).get(target) or {}
+    why = [k for k in ("label", "user_holdout") if domain.get(k)]
+    if why:
+        raise TransferConfigError(
+            f"arms: {model} cannot score target {target!r}: its domain sets {' and '.join(why)}, so its evaluated users "
+            f"have no training rows in the target and {model} (a model of the target's rows alone) would rank every "
+            "item alike for them; use pop, or a model that reads the source history"
+        )
 
 
 def baseline_models(method):
@@ -70,6 +88,10 @@ def two_stage_rows(method, request, arms=None, seeds=None, progress=None, verbos
     labels = {arm: arm_label(method, arm) for arm in arms}
     baselines = baseline_models(method)
     check_strategies(method, request, [method.strategy.arm_config(a) for a in arms if a not in baselines])
+    for target in targets:
+        for arm in arms:
+            if arm in baselines:
+                check_baseline(request, target, baselines[arm])
     seeds = list(seeds or [request.seed])
     total = len(seeds) * len(targets) * len(arms)
     rows, done, start = [], 0, time.time()
@@ -95,7 +117,8 @@ def two_stage_rows(method, request, arms=None, seeds=None, progress=None, verbos
                 primary = str(result["config"]["valid_metric"]).lower()
                 row = {
                     "seed": seed, "data_seed": result["data_seed"], "model": model, "target": target,
-                    "arm": labels[arm], "metric": primary, "trainable": result["trainable"],
+                    "arm": labels[arm], "kind": "baseline" if arm in baselines or arm == method.baseline_arm else "transfer",
+                    "metric": primary, "trainable": result["trainable"],
                     "mode": result["variant"], "relatedness": result["relatedness"],
                     "epochs": result["epochs_run"], "seconds": result["fit_seconds"],
                     "train_seconds": float(sum(result["epoch_seconds"]["train"])),

@@ -18,6 +18,8 @@ early stopping, evaluator, logging are RecBole's):
 - every evaluation keeps RecBole's evaluator result and, per user, the value of every top-k metric
   (``last_per_user``; RecBole's own metric classes compute it), for paired comparisons between arms; a
   checkpoint carries the per-user validation values of its epoch (``valid_per_user``);
+- a traditional model (RecBole's ``ModelType.TRADITIONAL``: Pop, ItemKNN, EASE, SLIMElastic, ...) runs one epoch
+  whatever ``epochs`` says, as RecBole's ``TraditionalTrainer`` does: it is built from the training rows, not trained;
 - ``epoch_seconds`` records the wall time of each training pass and each validation separately.
 
 The evaluation data (split and candidates) is the protocol's (:mod:`recbole_transfer.data.protocol`):
@@ -33,7 +35,7 @@ import numpy as np
 import torch
 from recbole.evaluator.base_metric import TopkMetric
 from recbole.trainer import Trainer
-from recbole.utils import set_color
+from recbole.utils import ModelType, set_color
 
 from ..errors import TransferCheckpointError
 
@@ -53,6 +55,8 @@ class TransferTrainer(Trainer):
         self.last_users = None  # the evaluated users' ids, in the order of last_per_user
         self.epoch_seconds = {"train": [], "valid": []}
         super().__init__(config, model)
+        if is_traditional(model):
+            self.epochs = 1  # as RecBole's TraditionalTrainer: Pop, ItemKNN, EASE, ... are built, not trained
         self.evaluator = _Recording(self.evaluator)
         name = f"{config['model']}-{config['dataset']}-{stage}-{uuid.uuid4().hex[:8]}.pth"
         self.saved_model_file = os.path.abspath(os.path.join(self.checkpoint_dir, name))
@@ -150,6 +154,12 @@ class TransferTrainer(Trainer):
         self.last_per_user = per_user_metrics(self.evaluator) if eval_data else None
         self.last_users = evaluated_users(eval_data) if eval_data else None
         return result
+
+
+def is_traditional(model):
+    """True for a model (or model class) of RecBole's ``ModelType.TRADITIONAL``: built from the training rows in one
+    pass, never trained by gradient steps (one epoch, whatever ``epochs`` says)."""
+    return getattr(model, "type", None) == ModelType.TRADITIONAL
 
 
 class _Recording:

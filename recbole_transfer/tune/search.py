@@ -123,7 +123,8 @@ def _search_target(method, state, target, space, trials, emit, resume):
         finished = method.runner.finish_search(method, state, target, best, metric)
         best_yaml = os.path.join(path, "best.yaml")
         command = write_best_yaml(method, best_yaml, state, target, best, metric, finished["test_result"], finished["keys"])
-        out.update(best=best, test_result=finished["test_result"], best_yaml=best_yaml, command=command)
+        out.update(best=best, test_result=finished["test_result"], best_yaml=best_yaml, command=command,
+                   **{k: finished[k] for k in ("test_per_user", "test_users", "trainable") if k in finished})
     with open(os.path.join(path, "trials.md"), "w", encoding="utf-8") as f:
         f.write(f"Trials of target {target} ({metric}; test metrics of the winner only)\n\n{table}\n")
     with open(os.path.join(path, "result.json"), "w", encoding="utf-8") as f:

@@ -7,6 +7,7 @@ A search-space file::
     scheduler: {type: asha, grace_period: 3, reduction_factor: 3}   # or {type: fifo}
     cpus_per_trial: 1
     scratch_margin: se    # a transfer trial must beat no transfer on validation by more than this to win
+    add_baseline: true    # false: the space's trials alone (the leaderboard tunes the baseline as an arm of its own)
     parameters:           # entries used in every branch
       learning_rate: {type: float, low: 0.0005, high: 0.01, log: true}
     branches:             # one per strategy; an entry inside a branch only exists in that branch
@@ -19,7 +20,7 @@ Entry types: a plain value (fixed), ``{type: float|int, low, high, log}``, ``{ty
 (one drawn at random per sample), ``{type: grid, values}`` (every value, crossed with the branch's other
 grids). A branch named after a model of the method holds that model's keys: a search of another model leaves it out. Entry names are RecBole or recbole_transfer config keys, so every method's strategy plugs in as
 branches with its own keys. The method's baseline arm (``Method.baseline``, e.g. no transfer) is always a
-trial: when no expanded trial is one, it is added. A branch without a ``transfer`` entry uses the run's own
+trial: when no expanded trial is one, it is added (unless ``add_baseline: false``). A branch without a ``transfer`` entry uses the run's own
 ``transfer`` key (for a method with a strategy). Each method ships its default space (``methods/<name>/space.yaml``).
 
 Branches are expanded here, before Ray sees them, into a list of concrete trial configurations
@@ -41,7 +42,7 @@ from ..errors import TransferConfigError, did_you_mean
 from ..transfer import NO_TRANSFER
 
 
-TOP_KEYS = ("metric", "num_samples", "scheduler", "cpus_per_trial", "scratch_margin", "parameters", "branches")
+TOP_KEYS = ("metric", "num_samples", "scheduler", "cpus_per_trial", "scratch_margin", "add_baseline", "parameters", "branches")
 ENTRY_TYPES = ("float", "int", "choice", "grid")
 ENTRY_KEYS = {"float": {"low", "high", "log"}, "int": {"low", "high", "log"}, "choice": {"values"}, "grid": {"values"}}
 SCHEDULERS = {"asha": {"grace_period", "reduction_factor"}, "fifo": set()}
@@ -152,6 +153,9 @@ class SearchSpace:
                     self.method.strategy.arm_label(value)
                 except TransferConfigError as exc:
                     raise _err(entry.where, str(exc)) from None
+        self.add_baseline = spec.get("add_baseline", True)
+        if not isinstance(self.add_baseline, bool):
+            raise _err("add_baseline", f"expected true or false, got {self.add_baseline!r}")
         self.added_baseline = False
 
     @classmethod
@@ -223,7 +227,7 @@ class SearchSpace:
                     if key not in seen:  # e.g. two branches that both hold transfer: none
                         seen.add(key)
                         out.append(trial)
-        baseline = self.method.baseline_trial()
+        baseline = self.method.baseline_trial() if self.add_baseline else None
         self.added_baseline = baseline is not None and not any(self.method.is_baseline(t) for t in out)
         if self.added_baseline:
             out.insert(0, {BRANCH_KEY: ADDED_BASELINE, **baseline})

@@ -25,13 +25,13 @@ from ...keys import data_seed_of
 from ...pipeline.base import Runner, SearchTarget
 from ...request import Request
 from ...stats import user_means
-from ...trainer import TransferTrainer, load_checkpoint, load_model_state
+from ...trainer import TransferTrainer, is_traditional, load_checkpoint, load_model_state
 from ...trainer.trainer import evaluated_users
 from ...utils import listish
 from .models import PairModel
 from .pair import build_pair, check_protocol
 from .stages import parse_stages, train_stages
-from .tables import TASK_ARMS, result_text, results_tables, setting_label, table_metrics
+from .tables import BASELINE_ARMS, TASK_ARMS, result_text, results_tables, setting_label, table_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ ARMS = {
     "PTUPCDR": ("PTUPCDR", {}),
     "global_mean": ("RatingMean", {"rating_mean": "global"}), "item_mean": ("RatingMean", {"rating_mean": "item"}),
     "item_mean_offset": ("RatingMean", {"rating_mean": "item_offset"}), "CATN": ("CATN", {}),
+    "ItemKNN": ("TargetItemKNN", {}), "EASE": ("TargetEASE", {}), "BiasedMF": ("BiasedMF", {}),
 }
 FOLDER = os.path.dirname(os.path.abspath(__file__))  # the method's YAML files
 
@@ -109,6 +110,9 @@ def check_run(model, config):
     if config["task"] not in cls.tasks:
         raise TransferConfigError(f"task={config['task']!r}: {model} supports {', '.join(cls.tasks)}")
     parse_stages(cls, config["stages"], config["epochs"])
+    if getattr(cls, "needs_target_history", False) and config["protocol"] == "cold_start":
+        raise TransferConfigError(f"{model}: ranks a user by her target training rows, and under protocol cold_start the "
+                                  "evaluated (cold) users have none; use pop, or a model that reads the source history")
     return cls
 
 
@@ -161,7 +165,7 @@ def run_one(model, pair, config, verbose=False, on_epoch=None, evaluate_test=Tru
            "data_seed": data_seed_of(config),
            "fingerprint": pair.fingerprint(), "metric": str(config["valid_metric"]).lower(), "stages": report,
            "epochs": sum(r["epochs"] for r in report), "seconds": seconds,
-           "seconds_per_epoch": _per_epoch(report)}
+           "seconds_per_epoch": _per_epoch(report), "parameters": sum(p.numel() for p in instance.parameters())}
     trained = [r for r in report if not r.get("skipped")]
     row["model_file"] = trained[-1]["model_file"] if trained else None
     if trained:  # the validation of the last stage that ran: what selected the model's final epoch
@@ -224,7 +228,10 @@ class PairRunner(Runner):
 
     def scenario(self, method, request, arms=None, seeds=None, progress=None, verbose=False, on_run=None):
         """Every arm x setting x seed (see the module docstring); ``on_run(row, instance, pair)`` sees each trained
-        model before the next one trains (e.g. a benchmark's extra measurements)."""
+        model before the next one trains (e.g. a benchmark's extra measurements). A default arm that cannot run in a
+        setting (EASE under cold_start: cold users have no target rows) is left out of that setting with a progress
+        line; an arm given in ``arms`` is refused there with its reason."""
+        chosen = bool(arms)
         arms = self.arms(method, request, arms)
         keys = pair_request(request).keys
         settings = []
@@ -235,22 +242,31 @@ class PairRunner(Runner):
             raise TransferConfigError("scenario_protocols: no protocol given, e.g. [warm, cold_start]")
         runs = {}
         for protocol, eta in settings:  # every key of every run, checked before anything trains
-            for arm in arms:
+            for arm in list(arms):
                 model, arm_keys = ARMS[arm]
                 runs[(protocol, eta, arm)] = run = pair_request(request, model, **arm_keys, protocol=protocol, eta=eta)
-                check_run(model, run.keys)
+                try:
+                    check_run(model, run.keys)
+                except TransferConfigError as exc:  # a default arm that cannot run here is left out, and said so
+                    if chosen or not getattr(get_model(model), "needs_target_history", False):
+                        raise
+                    runs.pop((protocol, eta, arm))
+                    if progress:
+                        progress(f"{arm} is not run under {protocol}: {exc}")
         seeds = seeds or [request.seed]
-        rows, total, start = [], len(seeds) * len(settings) * len(arms), time.time()
+        rows, total, start = [], len(seeds) * len(runs), time.time()
         for seed in seeds:
             for protocol, eta in settings:
-                built = {arm: pair_configs(runs[(protocol, eta, arm)].with_keys(seed=seed)) for arm in arms}
+                built = {arm: pair_configs(runs[(protocol, eta, arm)].with_keys(seed=seed)) for arm in arms
+                         if (protocol, eta, arm) in runs}
                 # one pair per (seed, setting): every arm trains and is scored on it; built with the config of an arm
                 # that reads documents, if one does (their field is then loaded too; the rows are the same)
-                pair = build_pair(*next((c for c in built.values() if c[1]["doc_field"]), built[arms[0]]))
-                for arm in arms:
+                pair = build_pair(*next((c for c in built.values() if c[1]["doc_field"]), next(iter(built.values()))))
+                for arm in [a for a in arms if (protocol, eta, a) in runs]:
                     model, target_config = ARMS[arm][0], built[arm][1]
                     row, instance = run_one(model, pair, target_config, verbose=verbose)
-                    row.update(arm=arm, target=setting_label(row), model=request.model, trained=model)
+                    row.update(arm=arm, target=setting_label(row), model=request.model, trained=model,
+                               kind="baseline" if arm in BASELINE_ARMS else "transfer")
                     if on_run:
                         on_run(row, instance, pair)
                     rows.append(row)
@@ -314,7 +330,8 @@ class PairRunner(Runner):
         if skipped:  # its trials would report nothing
             raise TransferConfigError(f"--tune: {request.model}'s last stage ({schedule[-1][0]}) would be skipped here: "
                                       f"{skipped}; search it under --protocol=cold_start (or --map_users=overlap)")
-        return SearchTarget(config, pair.fingerprint(), len(pair.target.protocol.rows["valid"]), schedule[-1][1])
+        max_t = 1 if is_traditional(cls) else schedule[-1][1]  # a model built in one pass: one epoch
+        return SearchTarget(config, pair.fingerprint(), len(pair.target.protocol.rows["valid"]), max_t)
 
     def trial(self, method, request, report):
         source_config, config = pair_configs(pair_request(request))
@@ -334,5 +351,7 @@ class PairRunner(Runner):
         checkpoint holds one stage's best epoch, so the test comes from the retrained model."""
         source_config, config = pair_configs(pair_request(state.trial_request(method, target, best["config"])))
         row, _ = run_one(state.model, build_pair(source_config, config), config)
+        trained = [r for r in row["stages"] if not r.get("skipped")]
         return {"test_result": {k[5:]: v for k, v in row.items() if k.startswith("test_") and isinstance(v, float)},
-                "keys": {}}
+                "keys": {}, "test_per_user": row["test_per_user"], "test_users": row["test_users"],
+                "trainable": [trained[-1]["trainable"], row["parameters"]] if trained else None}

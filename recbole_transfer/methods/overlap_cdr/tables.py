@@ -3,14 +3,16 @@ each arm's paired difference to the task's baseline, the source domain's table w
 
 import numpy as np
 
-from ...report import markdown, mean_std, paired_vs
+from ...report import best_baseline_table, markdown, mean_std, paired_vs
 from .stages import stage_table
 
 TASK_ARMS = {
-    "ranking": ["TargetMF", "pop", "CMF", "EMCDR", "PTUPCDR"],
-    "rating": ["TargetMF", "global_mean", "item_mean", "item_mean_offset", "CMF", "EMCDR", "PTUPCDR"],
+    "ranking": ["TargetMF", "pop", "ItemKNN", "EASE", "CMF", "EMCDR", "PTUPCDR"],
+    "rating": ["TargetMF", "global_mean", "item_mean", "item_mean_offset", "BiasedMF", "CMF", "EMCDR", "PTUPCDR"],
 }
 TASKS = tuple(TASK_ARMS)
+# arms of no transfer (the target alone): the baselines the best transfer arm is compared with
+BASELINE_ARMS = {"TargetMF", "pop", "ItemKNN", "EASE", "global_mean", "item_mean", "item_mean_offset", "BiasedMF"}
 
 
 def setting_label(row):
@@ -65,6 +67,10 @@ def results_tables(rows, baseline=None):
             "\n\n" + markdown(["setting", "arm"] + [m.replace("test_", "") for m in metrics]
                               + [f"paired vs {base}", "s/epoch", "s"], lines)
         )
+        best = best_baseline_table([r for r in scoped if r.get("kind")], "test_mse" if task == "rating" else metrics[0],
+                                   lower=task == "rating")
+        if best:
+            parts.append(best)
         source = [m for m in sorted({k for r in scoped for k in r if k.startswith("source_test_")})]
         if source:
             lines = [[setting, arm] + [mean_std([r[m] for r in scoped if r["target"] == setting and r["arm"] == arm and m in r])

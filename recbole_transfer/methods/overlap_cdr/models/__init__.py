@@ -1,10 +1,11 @@
 """The overlap family's models, one file each (:mod:`.base` holds what they share)."""
 
 from .base import PairModel, TargetMF
-from .baselines import RatingMean, TargetPop
+from .baselines import BiasedMF, RatingMean, TargetEASE, TargetItemKNN, TargetPop
 from .catn import CATN
 from .cmf import CMF
 from .emcdr import EMCDR
 from .ptupcdr import PTUPCDR
 
-__all__ = ["CATN", "CMF", "EMCDR", "PTUPCDR", "PairModel", "RatingMean", "TargetMF", "TargetPop"]
+__all__ = ["BiasedMF", "CATN", "CMF", "EMCDR", "PTUPCDR", "PairModel", "RatingMean", "TargetEASE", "TargetItemKNN", "TargetMF",
+           "TargetPop"]

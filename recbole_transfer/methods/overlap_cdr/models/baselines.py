@@ -1,12 +1,67 @@
-r"""The family's baselines: :class:`TargetPop` (popularity on the target's training rows, ranking) and
-:class:`RatingMean` (the rating means, nothing learned). :class:`~.base.TargetMF` is the trained target-only one."""
+r"""The family's baselines on the target alone: :class:`TargetPop` (popularity), :class:`TargetItemKNN` and
+:class:`TargetEASE` (RecBole's ItemKNN and EASE, ranking), :class:`RatingMean` (the rating means, nothing learned) and
+:class:`BiasedMF` (global mean + user and item biases + factors, rating). :class:`~.base.TargetMF` is the trained
+target-only MF the cross-domain models build on."""
 
 import torch
+from recbole.model.general_recommender import EASE, ItemKNN
 from torch import nn
 
 from ....errors import TransferConfigError
 from ....model import Popularity
-from .base import PairModel
+from ..stages import Stage
+from .base import PairModel, TargetMF
+
+
+class BuiltOnTarget:
+    """A RecBole model built from the target's training rows in one pass (a traditional model: one epoch), run as one
+    validated stage of the family's schedule (so that a search can pick its keys on validation). It ranks a user by her
+    target training rows (``needs_target_history``), so it cannot score cold-start users, who have none."""
+
+    tasks = ("ranking",)
+    needs_target_history = True
+    stages = {"target": Stage("target", "target", (), "built from the target's training rows (one pass)")}
+
+    def __init__(self, config, dataset, links=None):
+        super().__init__(config, dataset)
+        self.feeds, self.stage, self.domain = {}, None, "target"
+
+    def enter_stage(self, name, domain):
+        self.stage, self.domain = name, domain
+
+
+class TargetItemKNN(BuiltOnTarget, ItemKNN):
+    """RecBole's ItemKNN (``k`` neighbours, ``shrink``) on the target's training rows."""
+
+
+class TargetEASE(BuiltOnTarget, EASE):
+    """RecBole's EASE (Steck 2019; ``reg_weight`` is its lambda) on the target's training rows."""
+
+
+class BiasedMF(TargetMF):
+    """MF with a user bias on the target alone (rating): ``mu + b_u + b_i + u . v``, the squared error, the family's
+    ``reg_weight`` on the factors. A user without target training rows keeps ``b_u = 0``."""
+
+    tasks = ("rating",)
+    stages = {"target": Stage("target", "target", ("user_embedding", "item_embedding", "item_bias", "user_bias"),
+                              "target user and item tables and biases on the target's training rows")}
+
+    def _add_modules(self):
+        self.user_bias = nn.Embedding(self.n_users, 1)
+        nn.init.zeros_(self.user_bias.weight)
+
+    def target_loss(self, interaction, users=None):
+        user_ids, items = interaction[self.USER_ID], interaction[self.ITEM_ID]
+        vectors = self.user_embedding(user_ids)
+        score = self.score(vectors, items, self.item_embedding, self.item_bias, self.target_mean)
+        score = score + self.user_bias(user_ids).squeeze(-1)
+        return self.regularised(self.point_loss(score, interaction[self.LABEL]), vectors, self.item_embedding(items))
+
+    def predict(self, interaction):
+        return super().predict(interaction) + self.user_bias(interaction[self.USER_ID]).squeeze(-1)
+
+    def full_sort_predict(self, interaction):
+        raise TransferConfigError("BiasedMF predicts ratings (task: rating)")
 
 
 class RatingMean(PairModel):
@@ -49,12 +104,8 @@ class RatingMean(PairModel):
         raise TransferConfigError("RatingMean predicts ratings; it cannot rank (task: rating)")
 
 
-class TargetPop(Popularity):
+class TargetPop(BuiltOnTarget, Popularity):
     """The shared popularity baseline (items by their count in the target's training rows), built as the family's
-    models are (the pair's links are not needed); ranking only, nothing is learned."""
+    models are (the pair's links are not needed); ranking only. It needs no history of the user."""
 
-    tasks = ("ranking",)
-    stages = {}
-
-    def __init__(self, config, dataset, links=None):
-        super().__init__(config, dataset)
+    needs_target_history = False

@@ -1,0 +1,399 @@
+"""The leaderboard: every family's default scenario, each arm (baselines and transfers alike) tuned on validation with
+the same number of trials through the one Ray driver (:func:`~recbole_transfer.tune.search.run_search`), and per
+scenario the best transfer arm against the best baseline arm, both picked on validation, paired per user on test.
+
+A family takes part by shipping ``leaderboard.yaml`` in its folder::
+
+    about: one line on what the trimmed scenario is
+    targets: [action, family]        # a trim of the default scenario's targets (declared here, not in shared code)
+    keys: {epochs: 30}               # keys over the scenario for every arm (a trim: fewer epochs, fewer etas)
+    budget: 4                        # trials per arm (``--budget`` overrides it)
+    arms:
+      pop:      {kind: baseline, model: Popularity}                     # nothing to tune: one trial
+      EASE:     {kind: baseline, model: EASE, space: {<its key>: {type: grid, values: [a, b, c, d]}}}
+      transfer: {kind: transfer, model: <the family's model>, space: {transfer: {type: grid, values: [...]}}}
+
+An arm is a model, its fixed ``keys`` and a ``space`` of the search-space format (:mod:`.space`): every arm with a
+space runs exactly ``budget`` trials (a grid of that many points, or random entries drawn ``budget`` times), an arm
+without one runs once. A space may only name keys the arm's model reads (its RecBole or plugin model file; for a
+trained model also its method's keys and the training keys). A baseline arm trains with ``transfer: none``.
+
+Every trial of every arm of one (family, target, data seed) is scored on the same data (the search driver checks
+each trial's fingerprint; the table pairs only arms whose fingerprints are equal). Validation picks each arm's
+configuration, then the best baseline and the best transfer arm; the test split is read once per arm, for its
+winner. ``run_leaderboard`` writes ``<output>.json`` (one row per family, scenario, target, arm and data seed),
+``<output>.md`` and ``<output>.png``; finished arms are kept in the work directory, so a rerun resumes.
+"""
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+import yaml
+
+from .. import registry
+from ..config import get_model
+from ..errors import TransferConfigError, did_you_mean
+from ..keys import method_keys, read_yaml
+from ..report import BEST, best_by_kind, forest_plot, markdown, paired_vs, picked_names
+from ..request import Request
+from ..trainer import is_traditional
+from ..utils import stable_hash
+from .space import SearchSpace
+from .state import params_of
+
+logger = logging.getLogger(__name__)
+
+LEADERBOARD_FILE = "leaderboard.yaml"
+PLAN_KEYS = ("about", "targets", "keys", "budget", "arms")
+ARM_KEYS = ("kind", "model", "keys", "space")
+KINDS = ("baseline", "transfer")
+# keys every trained (not traditional) model reads through RecBole's trainer
+TRAINING_KEYS = frozenset({"learning_rate", "weight_decay", "train_batch_size", "learner", "epochs", "stopping_step",
+                           "clip_grad_norm"})
+RECBOLE_MODELS = os.path.join(os.path.dirname(os.path.dirname(__import__("recbole").__file__)), "recbole", "properties",
+                              "model")
+
+
+def families():
+    """The registered methods that ship a leaderboard plan, in registration order."""
+    return [m for m in registry.methods() if m.file(LEADERBOARD_FILE)]
+
+
+def select_families(names=None):
+    """The families named (all by default); an unknown name is an error with the valid names."""
+    known = {m.name: m for m in families()}
+    if not names:
+        return list(known.values())
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise TransferConfigError(f"--families: unknown family {unknown[0]!r}{did_you_mean(unknown[0], known)}; "
+                                  f"families with a leaderboard: {', '.join(known)}")
+    return [known[n] for n in dict.fromkeys(names)]
+
+
+def model_reads(model):
+    """The keys a space may tune for ``model``: its own model files' keys (RecBole's and the plugin's) and, for a
+    trained model, its method's keys and the training keys (a traditional model is built, not trained)."""
+    names = set()
+    for path in (os.path.join(RECBOLE_MODELS, f"{model}.yaml"), registry.model_file(model),
+                 os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "properties",
+                              "model", f"{model}.yaml")):
+        if path and os.path.isfile(path):
+            names |= set(read_yaml(path))
+    if not is_traditional(get_model(model)):
+        names |= set(method_keys(registry.method_of(model))) | TRAINING_KEYS
+    return names
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    kind: str
+    model: str
+    keys: dict = field(default_factory=dict)
+    space: dict = field(default_factory=dict)
+
+    def space_spec(self, budget):
+        """The arm's search space (every trial runs its epochs: a FIFO scheduler; no baseline trial is added)."""
+        random = any(isinstance(v, dict) and v.get("type") in ("float", "int", "choice") for v in self.space.values())
+        return {"metric": None, "num_samples": budget if random else 1, "scheduler": {"type": "fifo"},
+                "cpus_per_trial": 1, "scratch_margin": 0, "add_baseline": False, "parameters": dict(self.space)}
+
+    def trials(self, budget, path="<plan>", default_transfer="none"):
+        """The arm's concrete trial configurations (config keys), as its search expands them (a trial without a
+        transfer entry takes ``default_transfer``: the run's own)."""
+        space = SearchSpace(self.space_spec(budget), f"{path} arms.{self.name}", registry.method_of(self.model))
+        return [params_of(t) for t in space.trials(0, self.run_keys().get("transfer", default_transfer))]
+
+    def run_keys(self):
+        """The keys of its runs (its own over these): a baseline arm of a model whose method transfers trains with
+        ``transfer: none``."""
+        method, extra = registry.method_of(self.model), {}
+        if self.kind == "baseline" and method.strategy is not None:
+            # a method's own baseline model (e.g. a bag of source items) ignores the transfer keys: it gets its method's
+            # baseline arm's, which the method's strategy reads (every other baseline: no transfer)
+            own = self.model in method.baseline_models.values()
+            extra = method.baseline_trial() if own else {"transfer": "none"}
+        return {**extra, **self.keys}
+
+
+@dataclass
+class Plan:
+    """A family's leaderboard plan (its ``leaderboard.yaml``, validated)."""
+
+    method: object
+    path: str
+    about: str
+    targets: list
+    keys: dict
+    budget: int
+    arms: list
+
+    def request(self):
+        """The family's default scenario, trimmed by the plan (its targets, its keys)."""
+        method = self.method
+        model = next(iter(method.models))
+        scenario = read_yaml(method.scenario) if method.scenario else {}
+        model = scenario.get("model") or model
+        return Request.command(model, None, self.targets or None, (), dict(self.keys))
+
+
+def _err(path, msg):
+    return TransferConfigError(f"leaderboard plan {path}: {msg}")
+
+
+def load_plan(method, budget=None, arms=None, path=None):
+    """The validated plan of ``method`` (its ``leaderboard.yaml``, or the file ``path``; its budget replaced by
+    ``budget``, its arms restricted to ``arms``): every arm's model, keys, space and trial count checked before anything
+    trains."""
+    path = path or method.file(LEADERBOARD_FILE)
+    data = read_yaml(path, key="leaderboard")
+    for key in data:
+        if key not in PLAN_KEYS:
+            raise _err(path, f"unknown key {key!r}{did_you_mean(key, PLAN_KEYS)}; allowed: {', '.join(PLAN_KEYS)}")
+    budget = data.get("budget", 4) if budget is None else budget
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise _err(path, f"budget={budget!r}: must be an integer >= 1 (trials per arm)")
+    specs = data.get("arms") or {}
+    if not isinstance(specs, dict) or not specs:
+        raise _err(path, "arms: expected a mapping of arm name -> {kind, model, keys, space}")
+    if arms:
+        unknown = [a for a in arms if a not in specs]
+        if unknown:
+            raise TransferConfigError(f"--arms: {unknown[0]!r} is not an arm of family {method.name!r}"
+                                      f"{did_you_mean(unknown[0], specs)}; its arms: {', '.join(specs)}")
+        specs = {a: specs[a] for a in arms}
+    plan = Plan(method, path, str(data.get("about") or ""), list(data.get("targets") or []), dict(data.get("keys") or {}),
+                budget, [check_arm(path, name, spec, budget) for name, spec in specs.items()])
+    kinds = {a.kind for a in plan.arms}
+    if not arms and kinds != set(KINDS):
+        raise _err(path, f"arms: needs baseline and transfer arms (has {', '.join(sorted(kinds))})")
+    request = plan.request()
+    request.check_domains(request.require_targets(), "targets")
+    for arm in plan.arms:  # every arm's keys resolve and check (a bad value fails here, not in a Ray worker)
+        arm_request = request.with_keys(model=arm.model, **arm.run_keys())
+        check_arm_request(method, arm, arm_request, plan.budget)
+    return plan
+
+
+def check_arm(path, name, spec, budget):
+    where = f"arms.{name}"
+    if not isinstance(spec, dict):
+        raise _err(path, f"{where}: expected a mapping with keys {', '.join(ARM_KEYS)}")
+    for key in spec:
+        if key not in ARM_KEYS:
+            raise _err(path, f"{where}: unknown key {key!r}{did_you_mean(key, ARM_KEYS)}; allowed: {', '.join(ARM_KEYS)}")
+    kind = spec.get("kind")
+    if kind not in KINDS:
+        raise _err(path, f"{where}.kind: {kind!r}; must be one of {', '.join(KINDS)}")
+    model = spec.get("model")
+    if not isinstance(model, str):
+        raise _err(path, f"{where}.model: give the arm's model name")
+    try:
+        get_model(model)
+    except (TransferConfigError, ValueError) as exc:
+        raise _err(path, f"{where}.model: {exc}") from None
+    space = spec.get("space") or {}
+    if not isinstance(space, dict):
+        raise _err(path, f"{where}.space: expected a mapping of key -> entry")
+    reads = model_reads(model)
+    for key in space:
+        if key not in reads and key != "transfer":
+            raise _err(path, f"{where}.space.{key}: {model} does not read {key!r}"
+                             f"{' (it is built, not trained)' if is_traditional(get_model(model)) else ''}; "
+                             f"the keys it reads: {', '.join(sorted(reads)) or 'none'}")
+    if "transfer" in space and kind != "transfer":
+        raise _err(path, f"{where}.space.transfer: a baseline arm trains without transfer")
+    arm = Arm(name, kind, model, dict(spec.get("keys") or {}), dict(space))
+    if space and len(arm.trials(budget, path)) != budget:
+        raise _err(path, f"{where}.space: {len(arm.trials(budget, path))} trials, but every arm with a space runs budget={budget} "
+                         "(a grid of that many points, or random entries: drawn budget times)")
+    return arm
+
+
+def check_arm_request(method, arm, request, budget):
+    """What a scenario checks of an arm before anything trains: every trial's strategy (its transfer keys, as the trial
+    reads them) and a baseline that cannot score the targets (refused with its reason)."""
+    from ..pipeline.scenario import SHARED_BASELINES, check_baseline, check_strategies
+
+    check_strategies(registry.method_of(arm.model), request, [{}] + arm.trials(budget, default_transfer=request.keys["transfer"]))
+    if arm.model in SHARED_BASELINES.values():
+        for target in request.require_targets():
+            check_baseline(request, target, arm.model)
+    runner_check = getattr(registry.method_of(arm.model).runner, "check_arm", None)
+    if runner_check is not None:
+        runner_check(arm.model, request)
+
+
+def run_leaderboard(families_=None, seeds=None, budget=None, arms=None, output=None, work_dir=None, progress=None,
+                    num_cpus=None, plan_files=None):
+    """Run the leaderboard (see the module docstring); returns the rows. ``families_``: family names (default all);
+    ``seeds``: data seeds (default: each family's scenario seed); ``arms``: restrict every family to these arms;
+    ``plan_files``: {family: a plan file to use instead of its leaderboard.yaml}."""
+    from .cluster import ray_session
+    from .search import run_search
+
+    emit = progress or (lambda msg: logger.info(msg))
+    plans = [load_plan(m, budget, arms, (plan_files or {}).get(m.name))  # every plan checked first
+             for m in select_families(families_)]
+    work_dir = os.path.abspath(work_dir or os.path.join("saved", "leaderboard"))
+    total = sum(len(p.arms) for p in plans) * len(seeds or [None])
+    rows, done, start = [], 0, time.time()
+    quiet = lambda msg: logger.info(msg)  # noqa: E731 - the searches' own lines go to the log
+    with ray_session(None, num_cpus):
+        for plan in plans:
+            base = plan.request()
+            for seed in seeds or [base.seed]:
+                for arm in plan.arms:
+                    request = base.with_keys(model=arm.model, seed=seed, **arm.run_keys())
+                    run_dir = os.path.join(work_dir, plan.method.name, f"seed{seed}", arm.name)
+                    t0 = time.time()
+                    arm_rows = _finished(run_dir, plan, arm, request)
+                    if arm_rows is None:
+                        arm_rows = _run_arm(run_search, plan, arm, request, run_dir, quiet, num_cpus)
+                    rows += arm_rows
+                    done += 1
+                    for row in arm_rows:
+                        shown = (f"valid {row['valid']:.4f} test {row['test']:.4f}" if row.get("test") is not None
+                                 else "no trial finished")
+                        emit(f"[{done}/{total}] {plan.method.name} seed {seed} {row['target']} {arm.name} ({arm.kind}): "
+                             f"{row['metric']} {shown}; picked {_config_text(row['picked_config'])} "
+                             f"({row['seconds']:.0f}s; arm {time.time() - t0:.0f}s, elapsed {time.time() - start:.0f}s)")
+    if output:
+        write_leaderboard(output, rows)
+    return rows
+
+
+def _finished(run_dir, plan, arm, request):
+    """The rows of an arm a previous run finished with the same plan and keys (a rerun resumes), else None."""
+    path = os.path.join(run_dir, "leaderboard-rows.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path, "r", encoding="utf-8") as f:
+        saved = json.load(f)
+    return saved["rows"] if saved.get("key") == _arm_key(plan, arm, request) else None
+
+
+def _arm_key(plan, arm, request):
+    return stable_hash({"arm": arm.__dict__, "budget": plan.budget, "keys": dict(request.config_dict),
+                        "targets": list(request.targets), "files": list(request.config_files)})
+
+
+def _run_arm(run_search, plan, arm, request, run_dir, progress, num_cpus):
+    if os.path.isdir(run_dir):  # an unfinished earlier try: start the arm again
+        import shutil
+
+        shutil.rmtree(run_dir)
+    os.makedirs(run_dir)
+    space_path = os.path.join(run_dir, "space.yaml")
+    with open(space_path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(arm.space_spec(plan.budget), f, sort_keys=False)
+    t0 = time.time()
+    outcomes = run_search(request=request, search_space=space_path, run_dir=os.path.join(run_dir, "search"),
+                          progress=progress, num_cpus=num_cpus)
+    seconds = (time.time() - t0) / max(1, len(outcomes))
+    rows = [_row(plan, arm, request, out, seconds) for out in outcomes]
+    with open(os.path.join(run_dir, "leaderboard-rows.json"), "w", encoding="utf-8") as f:
+        json.dump({"key": _arm_key(plan, arm, request), "rows": rows}, f)
+    return rows
+
+
+def _row(plan, arm, request, out, seconds):
+    metric = out["metric"].replace("valid_neg_", "valid_", 1).replace("valid_", "", 1)
+    best = out["best"]
+    fixed = set(arm.run_keys())
+    test = dict(out.get("test_result") or {})
+    trainable = out.get("trainable")
+    return {
+        "family": plan.method.name, "scenario": os.path.basename(plan.method.scenario or ""), "target": out["target"],
+        "arm": arm.name, "kind": arm.kind, "model": arm.model, "data_seed": request.data_seed, "seed": request.seed,
+        "metric": metric, "lower_is_better": out["metric"].startswith("valid_neg_"),
+        "picked_config": {k: v for k, v in params_of(best["config"]).items() if k not in fixed} if best else None,
+        "trials": out["trials"], "valid": best["best_valid"] if best else None, f"valid_{metric}": best["best_valid"] if best else None,
+        "test": test.get(metric), **{f"test_{k}": v for k, v in test.items()},
+        "test_per_user": out.get("test_per_user"), "test_users": out.get("test_users"),
+        "trainable": trainable[0] / trainable[1] if trainable and trainable[1] else None,
+        "seconds": seconds, "fingerprint": out["fingerprint"], "same_split": out["same_split"],
+    }
+
+
+# ----- the table ------------------------------------------------------------------------------------------------
+def _config_text(config):
+    if not config:
+        return "-"
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in config.items())
+
+
+def best_rows(rows):
+    """Per (family, target, data seed), the best baseline and the best transfer arm, picked on validation
+    (:func:`~recbole_transfer.report.best_by_kind`), scoped ``family: target``: the rows the table and the plot pair."""
+    return best_by_kind(rows, scope=lambda r: f"{r['family']}: {r['target']}", seed_key="data_seed",
+                        lower=lambda r: r["lower_is_better"])
+
+
+def leaderboard_table(rows):
+    """Per (family, target): the best baseline and the best transfer arm (each picked on validation, per data seed),
+    their test metric (mean over data seeds), the paired per-user difference with its bootstrap 95 % interval, the
+    transfer's trainable share and the wall time of all arms."""
+    picks = best_rows(rows)
+    lines = []
+    for scope in dict.fromkeys(r["target"] for r in picks):
+        mine = [r for r in picks if r["target"] == scope]
+        base = [r for r in mine if r["arm"] == BEST["baseline"]]
+        tran = [r for r in mine if r["arm"] == BEST["transfer"]]
+        if not base or not tran:
+            continue
+        family, target = scope.split(": ", 1)
+        metric = f"test_{base[0]['metric']}"
+        diff = paired_vs(picks, BEST["transfer"], BEST["baseline"], metric, [scope])
+        if diff is not None and base[0]["lower_is_better"]:  # RMSE-like: report baseline minus transfer (a gain > 0)
+            diff = type(diff)(-diff.mean, -diff.high, -diff.low, diff.se, diff.n)
+        seconds = sum(r["seconds"] for r in rows if r["family"] == family and r["target"] == target)
+        share = [r["trainable"] for r in tran if r.get("trainable") is not None]
+        lines.append([
+            family, target, base[0]["metric"], picked_names(base), _mean(base, metric), picked_names(tran), _mean(tran, metric),
+            diff.cell() if diff else "-", "within noise" if diff and not diff.excludes_zero else
+            ("transfer wins" if diff and diff.mean > 0 else "baseline wins" if diff else "-"),
+            f"{sum(share) / len(share):.1%}" if share else "-", f"{seconds:.0f}",
+        ])
+    seeds = sorted({r["data_seed"] for r in rows})
+    title = (f"Best transfer vs best baseline, each picked on validation (data seeds {', '.join(map(str, seeds))}; every arm "
+             "tuned with the same number of trials). Paired difference on test: transfer minus baseline (RMSE: baseline "
+             "minus transfer), each user's difference averaged over data seeds [bootstrap 95 % interval over users]")
+    return title + "\n\n" + markdown(["family", "target", "metric", "best baseline (picked)", "its test", "best transfer "
+                                      "(picked)", "its test", "paired diff [95% CI]", "finding", "trainable share",
+                                      "wall s (all arms)"], lines)
+
+
+def _mean(rows, metric):
+    values = [r[metric] for r in rows if r.get(metric) is not None]
+    return f"{sum(values) / len(values):.4f}" if values else "-"
+
+
+def arm_table(rows):
+    """Every arm: its kind, picked configuration (per data seed), validation and test metric."""
+    lines = [[r["family"], r["target"], r["data_seed"], r["arm"], r["kind"], _config_text(r["picked_config"]),
+              r["trials"], "-" if r["valid"] is None else f"{r['valid']:.4f}",
+              "-" if r.get("test") is None else f"{r['test']:.4f}", f"{r['seconds']:.0f}"] for r in rows]
+    return "Every arm (its configuration picked on validation; test read once, for it)\n\n" + markdown(
+        ["family", "target", "data seed", "arm", "kind", "picked configuration", "trials", "valid", "test", "s"], lines)
+
+
+def leaderboard_report(rows):
+    return leaderboard_table(rows) + "\n\n" + arm_table(rows)
+
+
+def write_leaderboard(prefix, rows, extra=None):
+    """``<prefix>.json`` (the rows, and ``extra``), ``<prefix>.md`` (:func:`leaderboard_report`) and ``<prefix>.png``
+    (each scenario's paired difference, best transfer minus best baseline)."""
+    os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
+    with open(prefix + ".json", "w", encoding="utf-8") as f:
+        json.dump({"rows": rows, **(extra or {})}, f)
+    with open(prefix + ".md", "w", encoding="utf-8") as f:
+        f.write(leaderboard_report(rows) + "\n")
+    picks = best_rows(rows)
+    if any(r["arm"] == BEST["transfer"] for r in picks) and any(r["arm"] == BEST["baseline"] for r in picks):
+        forest_plot(picks, prefix + ".png", metric=None, baseline=BEST["baseline"])

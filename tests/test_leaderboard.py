@@ -1,0 +1,139 @@
+"""Strong baselines and the leaderboard: traditional models train once, baseline arms that cannot score a target are
+refused with their reason, bad leaderboard input exits 2 before anything trains, validation (never test) picks the
+best baseline and the best transfer, and one small leaderboard runs end to end through Ray on the bundled pair."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from recbole_transfer.errors import TransferConfigError
+from recbole_transfer.pipeline import run_transfer
+from recbole_transfer.tune.leaderboard import (BEST, best_rows, check_arm, families, leaderboard_table, load_plan,
+                                               model_reads, run_leaderboard)
+
+
+# ----- traditional models train once -------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_ease_trains_once_whatever_epochs(workdir):
+    result = run_transfer("EASE", None, "action", None, {"epochs": 7, "seed": 2020}, saved=True, verbose=False)
+    assert result["epochs_run"] == 1
+    assert result["test_result"]["hit@10"] > 0.3  # a real model, not a no-op: far above chance on ~200 items
+
+
+# ----- baseline arms that cannot run are refused, with their reason -------------------------------------------------
+def test_ease_refused_on_targets_without_user_history(run_cli, workdir):
+    code, _out, err = run_cli(["--model=PeterRec", "--scenario", "--targets=[coldrec,gender]", "--arms=[pop,EASE]"])
+    assert code == 2 and "EASE cannot score target 'coldrec'" in err and "user_holdout" in err, err
+    assert not list(workdir.rglob("*.pth"))  # refused before the source stage trains
+
+
+def test_overlap_ease_refused_under_cold_start(run_cli, workdir):
+    code, _out, err = run_cli(["--model=TargetEASE", "--protocol=cold_start"])
+    assert code == 2 and "(cold) users have none" in err and "use pop" in err
+
+
+# ----- bad leaderboard input: exit 2 in seconds, with the valid names ----------------------------------------------
+@pytest.mark.parametrize("args, expected", [
+    (["--leaderboard", "--families=overlapcdr"], "did you mean 'overlap_cdr'"),
+    (["--leaderboard", "--families=overlap_cdr", "--arms=[EASY]"], "did you mean 'EASE'"),
+    (["--leaderboard", "--epochs=3"], "--epochs not taken"),
+    (["--leaderboard", "--budget=0"], "--budget=0: must be >= 1"),
+    (["--families=mmtnet"], "give --leaderboard"),
+])
+def test_bad_leaderboard_input_exits_2(run_cli, workdir, args, expected):
+    code, _out, err = run_cli(args)
+    assert code == 2 and expected in err, err
+    assert not os.path.isdir(workdir / "saved" / "leaderboard")
+
+
+def test_space_key_the_model_does_not_read_is_refused():
+    with pytest.raises(TransferConfigError, match="EASE does not read 'learning_rate' \\(it is built, not trained\\).*reg_weight"):
+        check_arm("plan.yaml", "EASE", {"kind": "baseline", "model": "EASE",
+                                        "space": {"learning_rate": {"type": "grid", "values": [0.1, 0.01]}}}, 2)
+    assert "k" in model_reads("ItemKNN") and "learning_rate" not in model_reads("ItemKNN")
+    assert {"learning_rate", "embedding_size"} <= model_reads("TransferMLP")
+
+
+def test_every_arm_runs_the_budget(tmp_path):
+    with pytest.raises(TransferConfigError, match="3 trials, but every arm with a space runs budget=4"):
+        check_arm("plan.yaml", "EASE", {"kind": "baseline", "model": "EASE",
+                                        "space": {"reg_weight": {"type": "grid", "values": [1.0, 2.0, 3.0]}}}, 4)
+    with pytest.raises(TransferConfigError, match="kind: 'other'"):
+        check_arm("plan.yaml", "x", {"kind": "other", "model": "EASE"}, 4)
+    with pytest.raises(TransferConfigError, match="unknown model|model"):
+        check_arm("plan.yaml", "x", {"kind": "baseline", "model": "NoSuchModel"}, 4)
+
+
+def test_every_shipped_plan_loads_with_both_kinds():
+    names = [m.name for m in families()]
+    assert {"layer_transfer", "mmtnet", "overlap_cdr", "peterrec"} <= set(names)
+    for method in families():
+        plan = load_plan(method)
+        assert {a.kind for a in plan.arms} == {"baseline", "transfer"}
+        assert any(a.model in ("Popularity", "TargetPop") for a in plan.arms)  # popularity in every family
+
+
+# ----- validation picks; the table pairs per user ---------------------------------------------------------------------
+def _row(arm, kind, valid, per_user, seed=1, lower=False):
+    values = np.asarray(per_user, dtype=float)
+    return {"family": "f", "target": "t", "arm": arm, "kind": kind, "data_seed": seed, "seed": seed, "metric": "ndcg@10",
+            "lower_is_better": lower, "valid": valid, "valid_ndcg@10": valid, "test": float(values.mean()), "test_ndcg@10": float(values.mean()),
+            "test_per_user": {"ndcg@10": values.tolist()}, "test_users": list(range(len(values))), "picked_config": {},
+            "trials": 1, "trainable": 0.5 if kind == "transfer" else None, "seconds": 1.0, "fingerprint": "same"}
+
+
+def test_best_baseline_and_transfer_are_picked_on_validation_not_test():
+    rows = [_row("EASE", "baseline", 0.30, [0.2, 0.2, 0.2, 0.2]),   # best on validation, worse on test
+            _row("pop", "baseline", 0.10, [0.9, 0.9, 0.9, 0.9]),    # best on test: must not be picked
+            _row("A", "transfer", 0.25, [0.3, 0.4, 0.3, 0.4]),
+            _row("B", "transfer", 0.35, [0.1, 0.1, 0.1, 0.2])]
+    picks = {r["arm"]: r["picked"] for r in best_rows(rows)}
+    assert picks == {BEST["baseline"]: "EASE", BEST["transfer"]: "B"}
+    table = leaderboard_table(rows)
+    assert "| f | t | ndcg@10 | EASE | 0.2000 | B | 0.1250 | -0.0750" in table
+
+
+def test_rmse_gain_is_baseline_minus_transfer():
+    rows = [_row("mean", "baseline", 0.9, [1.0, 1.2, 1.1], lower=True),
+            _row("X", "transfer", 0.8, [0.5, 0.6, 0.7], lower=True)]
+    assert "+0.5000" in leaderboard_table(rows)
+
+
+# ----- one small leaderboard, end to end ------------------------------------------------------------------------------
+PLAN = """
+about: a test plan
+targets: [nondrama]
+keys: {protocol: warm, task: ranking, epochs: 2, stopping_step: 1}
+budget: 2
+arms:
+  pop:  {kind: baseline, model: TargetPop}
+  EASE: {kind: baseline, model: TargetEASE, space: {reg_weight: {type: grid, values: [50.0, 500.0]}}}
+  CMF:  {kind: transfer, model: CMF, space: {alpha: {type: grid, values: [0.3, 0.7]}}}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_small_leaderboard_end_to_end(workdir):
+    (workdir / "plan.yaml").write_text(PLAN)
+    lines = []
+    rows = run_leaderboard(["overlap_cdr"], [2020], output=str(workdir / "lb"), work_dir=str(workdir / "work"),
+                           progress=lines.append, num_cpus=2, plan_files={"overlap_cdr": str(workdir / "plan.yaml")})
+    assert [r["arm"] for r in rows] == ["pop", "EASE", "CMF"] and len(lines) == 3
+    assert [r["trials"] for r in rows] == [1, 2, 2]
+    assert len({r["fingerprint"] for r in rows}) == 1 and all(r["same_split"] for r in rows)
+    assert rows[1]["picked_config"]["reg_weight"] in (50.0, 500.0) and rows[2]["picked_config"]["alpha"] in (0.3, 0.7)
+    users = [len(r["test_users"]) for r in rows]
+    assert users[0] == users[1] == users[2] > 100
+    saved = json.loads((workdir / "lb.json").read_text())
+    assert len(saved["rows"]) == 3 and (workdir / "lb.png").is_file()
+    assert "| overlap_cdr | nondrama | ndcg@10 | EASE |" in (workdir / "lb.md").read_text()
+    # a rerun resumes every finished arm: no search runs again
+    kept = workdir / "work" / "overlap_cdr" / "seed2020" / "EASE" / "leaderboard-rows.json"
+    stamp = os.path.getmtime(kept)
+    again = run_leaderboard(["overlap_cdr"], [2020], work_dir=str(workdir / "work"), progress=lines.append,
+                            plan_files={"overlap_cdr": str(workdir / "plan.yaml")})
+    assert [r["test"] for r in again] == [r["test"] for r in rows]
+    assert os.path.getmtime(kept) == stamp
