@@ -4,20 +4,25 @@ best baseline and the best transfer, and one small leaderboard runs end to end t
 
 import json
 import os
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from recbole_transfer.errors import TransferConfigError
-from recbole_transfer.pipeline import run_transfer
-from recbole_transfer.tune.leaderboard import (BEST, best_rows, check_arm, families, leaderboard_table, load_plan,
-                                               model_reads, run_leaderboard)
+from recbole_transfer.pipeline import transfer
+from recbole_transfer.request import Request
+from recbole_transfer.tune.leaderboard import _row as leaderboard_row
+from recbole_transfer.tune.leaderboard import (BEST, best_rows, check_arm, check_budget, families, leaderboard_table,
+                                               load_plan, model_reads, run_leaderboard)
 
 
 # ----- traditional models train once -------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_ease_trains_once_whatever_epochs(workdir):
-    result = run_transfer("EASE", None, "action", None, {"epochs": 7, "seed": 2020}, saved=True, verbose=False)
+    # as the command line builds it: the default method's scenario declares the derived domain 'action'
+    request = Request.command("EASE", None, ["action"], [], {"epochs": 7, "seed": 2020})
+    result = transfer(request, saved=True, verbose=False)
     assert result["epochs_run"] == 1
     assert result["test_result"]["hit@10"] > 0.3  # a real model, not a no-op: far above chance on ~200 items
 
@@ -41,29 +46,53 @@ def test_overlap_ease_refused_under_cold_start(run_cli, workdir):
     (["--leaderboard", "--epochs=3"], "--epochs not taken"),
     (["--leaderboard", "--budget=0"], "--budget=0: must be >= 1"),
     (["--families=mmtnet"], "give --leaderboard"),
+    (["--leaderboard", "--tune"], "--tune not taken"),
+    (["--leaderboard", "--num_samples=3", "--verbose"], "--verbose, --num_samples not taken"),
+    (["--leaderboard", "--arms=[]"], "--arms='[]': no arm given"),
+    (["--leaderboard", "--seeds=[2020,2020]"], "seed 2020 given twice"),
+    (["--leaderboard", "--leaderboard_plan=plan.yaml"], "give the one family it is a plan of"),
+    (["--leaderboard", "--families=mmtnet", "--leaderboard_plan=nofile.yaml"], "no such file"),
+    (["--leaderboard", "--families=mmtnet", "--budget=3"], "--budget=3 differs from the plan's"),
 ])
 def test_bad_leaderboard_input_exits_2(run_cli, workdir, args, expected):
     code, _out, err = run_cli(args)
     assert code == 2 and expected in err, err
-    assert not os.path.isdir(workdir / "saved" / "leaderboard")
 
 
 def test_space_key_the_model_does_not_read_is_refused():
     with pytest.raises(TransferConfigError, match="EASE does not read 'learning_rate' \\(it is built, not trained\\).*reg_weight"):
         check_arm("plan.yaml", "EASE", {"kind": "baseline", "model": "EASE",
-                                        "space": {"learning_rate": {"type": "grid", "values": [0.1, 0.01]}}}, 2)
+                                        "space": {"learning_rate": {"type": "grid", "values": [0.1, 0.01]}}})
     assert "k" in model_reads("ItemKNN") and "learning_rate" not in model_reads("ItemKNN")
     assert {"learning_rate", "embedding_size"} <= model_reads("TransferMLP")
 
 
-def test_every_arm_runs_the_budget(tmp_path):
-    with pytest.raises(TransferConfigError, match="3 trials, but every arm with a space runs budget=4"):
-        check_arm("plan.yaml", "EASE", {"kind": "baseline", "model": "EASE",
-                                        "space": {"reg_weight": {"type": "grid", "values": [1.0, 2.0, 3.0]}}}, 4)
+def test_every_arm_runs_the_budget_at_every_seed():
+    grid = check_arm("plan.yaml", "EASE", {"kind": "baseline", "model": "EASE",
+                                           "space": {"reg_weight": {"type": "grid", "values": [1.0, 2.0, 3.0]}}})
+    with pytest.raises(TransferConfigError, match="3 trials at seed 0, but every arm with a space runs budget=4"):
+        check_budget("plan.yaml", grid, 4, [0])
+    check_budget("plan.yaml", grid, 3, [0, 1, 2])  # a grid of 3 points: 3 trials at every seed
+    # three draws from two values repeat at some seed: the search would run fewer trials than the budget
+    drawn = check_arm("plan.yaml", "ItemKNN", {"kind": "baseline", "model": "ItemKNN",
+                                               "space": {"k": {"type": "choice", "values": [10, 20]}}})
+    with pytest.raises(TransferConfigError, match="trials at seed 2020, but every arm with a space runs budget=3"):
+        check_budget("plan.yaml", drawn, 3, [2020])
+
+
+def test_bad_arms_are_refused():
     with pytest.raises(TransferConfigError, match="kind: 'other'"):
-        check_arm("plan.yaml", "x", {"kind": "other", "model": "EASE"}, 4)
-    with pytest.raises(TransferConfigError, match="unknown model|model"):
-        check_arm("plan.yaml", "x", {"kind": "baseline", "model": "NoSuchModel"}, 4)
+        check_arm("plan.yaml", "x", {"kind": "other", "model": "EASE"})
+    with pytest.raises(TransferConfigError, match="arms.x.model: model='NoSuchModel': unknown model"):
+        check_arm("plan.yaml", "x", {"kind": "baseline", "model": "NoSuchModel"})
+    with pytest.raises(TransferConfigError, match="arms.x: a baseline arm trains without transfer"):
+        check_arm("plan.yaml", "x", {"kind": "baseline", "model": "TransferMLP", "keys": {"transfer": "config-1"}})
+    with pytest.raises(TransferConfigError, match="transfer='none' is a baseline configuration"):
+        check_arm("plan.yaml", "x", {"kind": "transfer", "model": "TransferMLP",
+                                     "space": {"transfer": {"type": "grid", "values": ["config-1", "none"]}}})
+    # a method's own baseline configuration in a baseline arm is fine (PeterRec's patches on a network never pretrained)
+    assert check_arm("plan.yaml", "scratch", {"kind": "baseline", "model": "PeterRec",
+                                              "keys": {"transfer": "peterzero", "patch_position": "serial"}}).kind == "baseline"
 
 
 def test_every_shipped_plan_loads_with_both_kinds():
@@ -95,10 +124,32 @@ def test_best_baseline_and_transfer_are_picked_on_validation_not_test():
     assert "| f | t | ndcg@10 | EASE | 0.2000 | B | 0.1250 | -0.0750" in table
 
 
-def test_rmse_gain_is_baseline_minus_transfer():
-    rows = [_row("mean", "baseline", 0.9, [1.0, 1.2, 1.1], lower=True),
-            _row("X", "transfer", 0.8, [0.5, 0.6, 0.7], lower=True)]
-    assert "+0.5000" in leaderboard_table(rows)
+def _rmse_row(arm, kind, outcome_valid, per_user_mse):
+    """A leaderboard row as the search's outcome gives it: the search maximizes valid_neg_rmse."""
+    mse = np.asarray(per_user_mse, dtype=float)
+    out = {"metric": "valid_neg_rmse", "target": "t", "trials": 1, "fingerprint": "same", "same_split": True,
+           "best": {"best_valid": outcome_valid, "config": {}},
+           "test_result": {"rmse": float(np.sqrt(mse.mean())), "mse": float(mse.mean())},
+           "test_per_user": {"mse": mse.tolist()}, "test_users": list(range(len(mse))), "trainable": None}
+    plan = SimpleNamespace(method=SimpleNamespace(name="f", scenario=None))
+    arm = SimpleNamespace(name=arm, kind=kind, model="M", run_keys=lambda: {})
+    return leaderboard_row(plan, arm, SimpleNamespace(data_seed=1, seed=1), out, 1.0)
+
+
+def test_rmse_picks_the_lowest_error_and_gain_is_baseline_minus_transfer():
+    rows = [_rmse_row("mean", "baseline", -0.95, [1.0, 1.2, 1.1]),   # validation RMSE 0.95: the better baseline
+            _rmse_row("worse", "baseline", -1.30, [0.1, 0.1, 0.1]),  # 1.30 (best on test: never picked)
+            _rmse_row("X", "transfer", -0.80, [0.5, 0.6, 0.7]),      # 0.80: the better transfer
+            _rmse_row("Y", "transfer", -1.10, [0.0, 0.0, 0.0])]
+    assert rows[0]["valid_rmse"] == 0.95 and rows[0]["paired_on"] == "test_mse"
+    picks = {r["arm"]: r["picked"] for r in best_rows(rows)}
+    assert picks == {BEST["baseline"]: "mean", BEST["transfer"]: "X"}
+    assert "+0.5000" in leaderboard_table(rows)  # per-user MSE: baseline minus transfer
+
+
+def test_arms_scored_on_different_data_are_not_paired():
+    rows = [_row("EASE", "baseline", 0.30, [0.2, 0.2]), {**_row("A", "transfer", 0.25, [0.3, 0.4]), "fingerprint": "other"}]
+    assert "not paired: arms scored on different data" in leaderboard_table(rows)
 
 
 # ----- one small leaderboard, end to end ------------------------------------------------------------------------------

@@ -36,16 +36,16 @@ def main(argv=None):
         config_files = args.config_files.strip().split() if args.config_files else []
         analysis = next((name for name in sorted({a for m in registry.methods() for a in m.analyses})
                          if getattr(args, name, None)), None)
+        if args.leaderboard:
+            return run_leaderboard_cli(args, config_dict, config_files)
         if args.evaluate or analysis:
             return checkpoint_cli(args, analysis, config_dict)
         if args.show_periods:
             return periods_cli(args, config_files, config_dict)
         if args.show_overlap:
             return overlap_cli(args, config_files, config_dict)
-        if args.leaderboard:
-            return run_leaderboard_cli(args, config_dict, config_files)
-        if args.families is not None or args.budget is not None:
-            raise TransferError("--families / --budget: give --leaderboard with them")
+        if args.families is not None or args.budget is not None or args.leaderboard_plan is not None:
+            raise TransferError("--families / --budget / --leaderboard_plan: give --leaderboard with them")
         if args.data == "amazon":
             args.source, args.target = amazon_cli(args, config_dict)
         elif args.source_file or args.target_file:
@@ -117,24 +117,41 @@ def run_search_cli(args, method, request):
     return 0
 
 
+# what --leaderboard reads; any other flag given with it is refused, never ignored
+LEADERBOARD_FLAGS = frozenset({"leaderboard", "families", "budget", "leaderboard_plan", "seeds", "arms", "output",
+                               "num_cpus", "imports"})
+
+
 def run_leaderboard_cli(args, config_dict, config_files):
     from ..tune.leaderboard import leaderboard_report, run_leaderboard
 
-    if config_dict or config_files or args.model or args.source or args.target:
-        given = ", ".join([f"--{k}" for k in config_dict] + [f"--{k}" for k in ("model", "source", "target", "config_files")
-                                                             if getattr(args, k, None)])
-        raise TransferError(f"--leaderboard: {given} not taken; each family's scenario and its leaderboard.yaml say what "
-                            "runs (copy a family's leaderboard.yaml to change it)")
+    defaults = build_parser()
+    ignored = [f"--{k}" for k in config_dict] + [
+        f"--{name}" for name, value in vars(args).items()
+        if name not in LEADERBOARD_FLAGS and value != defaults.get_default(name)]
+    if ignored:
+        raise TransferError(f"--leaderboard: {', '.join(ignored)} not taken; each family's scenario and its "
+                            "leaderboard.yaml say what runs (--leaderboard_plan=<an edited copy> to change it); "
+                            f"the leaderboard takes --{', --'.join(sorted(LEADERBOARD_FLAGS - {'leaderboard', 'imports'}))}")
     if args.budget is not None and args.budget < 1:
         raise TransferError(f"--budget={args.budget}: must be >= 1 (trials per arm)")
     families = listish(args.families)
     if args.families is not None and not families:
         raise TransferError(f"--families={args.families!r}: no family given")
+    if args.arms is not None and not listish(args.arms):
+        raise TransferError(f"--arms={args.arms!r}: no arm given")
+    plan_files = None
+    if args.leaderboard_plan is not None:
+        if len(families or []) != 1:
+            raise TransferError("--leaderboard_plan: give the one family it is a plan of (--families=<name>)")
+        if not os.path.isfile(args.leaderboard_plan):
+            raise TransferError(f"--leaderboard_plan={args.leaderboard_plan!r}: no such file")
+        plan_files = {families[0]: args.leaderboard_plan}
     quiet_logging()
     check_output(args.output)
     start = time.time()
-    rows = run_leaderboard(families, parse_seeds(args.seeds), args.budget, listish(args.arms), args.output,
-                           progress=_print, num_cpus=args.num_cpus)
+    rows = run_leaderboard(families, parse_seeds(args.seeds), args.budget, listish(args.arms),
+                           args.output, progress=_print, num_cpus=args.num_cpus, plan_files=plan_files)
     _print("\n" + leaderboard_report(rows) + f"\n\ntotal wall time {time.time() - start:.0f}s")
     if args.output:
         _print(f"wrote {', '.join(f'{args.output}.{e}' for e in ('json', 'md', 'png') if os.path.isfile(f'{args.output}.{e}'))}")

@@ -75,6 +75,8 @@ def build_parser():
     b.add_argument("--families", default=None, help="leaderboard families (method names), e.g. \"[family_a,family_b]\" (default: all "
                    "that ship a leaderboard.yaml)")
     b.add_argument("--budget", type=int, default=None, help="leaderboard: trials per arm (default: each family's budget)")
+    b.add_argument("--leaderboard_plan", metavar="FILE", default=None, help="leaderboard: this plan instead of the family's "
+                   "leaderboard.yaml (a copy of it, edited; give one family with --families)")
     return p
 
 
@@ -110,7 +112,11 @@ def parse_seeds(value):
     seeds = listish(value)
     if not seeds or not all(s.lstrip("-").isdigit() and int(s) >= 0 for s in seeds):
         raise TransferError(f"--seeds={value!r}: expected non-negative integers, e.g. --seeds=\"[2020,2021,2022]\"")
-    return [int(s) for s in seeds]
+    seeds = [int(s) for s in seeds]
+    twice = next((s for s in seeds if seeds.count(s) > 1), None)
+    if twice is not None:
+        raise TransferError(f"--seeds={value!r}: seed {twice} given twice (each seed is one paired replicate)")
+    return seeds
 
 
 def import_modules(argv):

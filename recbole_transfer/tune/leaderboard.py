@@ -19,7 +19,7 @@ without one runs once. A space may only name keys the arm's model reads (its Rec
 trained model also its method's keys and the training keys). A baseline arm trains with ``transfer: none``.
 
 Every trial of every arm of one (family, target, data seed) is scored on the same data (the search driver checks
-each trial's fingerprint; the table pairs only arms whose fingerprints are equal). Validation picks each arm's
+each trial's fingerprint; a scope whose picked arms were scored on different data is shown unpaired, never paired). Validation picks each arm's
 configuration, then the best baseline and the best transfer arm; the test split is read once per arm, for its
 winner. ``run_leaderboard`` writes ``<output>.json`` (one row per family, scenario, target, arm and data seed),
 ``<output>.md`` and ``<output>.png``; finished arms are kept in the work directory, so a rerun resumes.
@@ -35,7 +35,7 @@ import yaml
 
 from .. import registry
 from ..config import get_model
-from ..errors import TransferConfigError, did_you_mean
+from ..errors import TransferConfigError, TransferError, did_you_mean
 from ..keys import method_keys, read_yaml
 from ..report import BEST, best_by_kind, forest_plot, markdown, paired_vs, picked_names
 from ..request import Request
@@ -102,11 +102,11 @@ class Arm:
         return {"metric": None, "num_samples": budget if random else 1, "scheduler": {"type": "fifo"},
                 "cpus_per_trial": 1, "scratch_margin": 0, "add_baseline": False, "parameters": dict(self.space)}
 
-    def trials(self, budget, path="<plan>", default_transfer="none"):
-        """The arm's concrete trial configurations (config keys), as its search expands them (a trial without a
-        transfer entry takes ``default_transfer``: the run's own)."""
+    def trials(self, budget, path="<plan>", default_transfer="none", seed=0):
+        """The arm's concrete trial configurations (config keys), as its search at ``seed`` expands them (a trial
+        without a transfer entry takes ``default_transfer``: the run's own)."""
         space = SearchSpace(self.space_spec(budget), f"{path} arms.{self.name}", registry.method_of(self.model))
-        return [params_of(t) for t in space.trials(0, self.run_keys().get("transfer", default_transfer))]
+        return [params_of(t) for t in space.trials(seed, self.run_keys().get("transfer", default_transfer))]
 
     def run_keys(self):
         """The keys of its runs (its own over these): a baseline arm of a model whose method transfers trains with
@@ -145,10 +145,10 @@ def _err(path, msg):
     return TransferConfigError(f"leaderboard plan {path}: {msg}")
 
 
-def load_plan(method, budget=None, arms=None, path=None):
+def load_plan(method, budget=None, arms=None, path=None, seeds=None):
     """The validated plan of ``method`` (its ``leaderboard.yaml``, or the file ``path``; its budget replaced by
-    ``budget``, its arms restricted to ``arms``): every arm's model, keys, space and trial count checked before anything
-    trains."""
+    ``budget``, its arms restricted to ``arms``): every arm's model, keys, space and trial count (at each of ``seeds``,
+    default the scenario's seed: random draws that repeat count once) checked before anything trains."""
     path = path or method.file(LEADERBOARD_FILE)
     data = read_yaml(path, key="leaderboard")
     for key in data:
@@ -160,6 +160,8 @@ def load_plan(method, budget=None, arms=None, path=None):
     specs = data.get("arms") or {}
     if not isinstance(specs, dict) or not specs:
         raise _err(path, "arms: expected a mapping of arm name -> {kind, model, keys, space}")
+    if arms is not None and not arms:
+        raise TransferConfigError("--arms: no arm given")
     if arms:
         unknown = [a for a in arms if a not in specs]
         if unknown:
@@ -167,19 +169,21 @@ def load_plan(method, budget=None, arms=None, path=None):
                                       f"{did_you_mean(unknown[0], specs)}; its arms: {', '.join(specs)}")
         specs = {a: specs[a] for a in arms}
     plan = Plan(method, path, str(data.get("about") or ""), list(data.get("targets") or []), dict(data.get("keys") or {}),
-                budget, [check_arm(path, name, spec, budget) for name, spec in specs.items()])
+                budget, [check_arm(path, name, spec) for name, spec in specs.items()])
     kinds = {a.kind for a in plan.arms}
     if not arms and kinds != set(KINDS):
         raise _err(path, f"arms: needs baseline and transfer arms (has {', '.join(sorted(kinds))})")
     request = plan.request()
     request.check_domains(request.require_targets(), "targets")
+    for arm in plan.arms:
+        check_budget(path, arm, budget, seeds or [request.seed], given=data.get("budget", 4) != budget)
     for arm in plan.arms:  # every arm's keys resolve and check (a bad value fails here, not in a Ray worker)
         arm_request = request.with_keys(model=arm.model, **arm.run_keys())
         check_arm_request(method, arm, arm_request, plan.budget)
     return plan
 
 
-def check_arm(path, name, spec, budget):
+def check_arm(path, name, spec):
     where = f"arms.{name}"
     if not isinstance(spec, dict):
         raise _err(path, f"{where}: expected a mapping with keys {', '.join(ARM_KEYS)}")
@@ -205,13 +209,43 @@ def check_arm(path, name, spec, budget):
             raise _err(path, f"{where}.space.{key}: {model} does not read {key!r}"
                              f"{' (it is built, not trained)' if is_traditional(get_model(model)) else ''}; "
                              f"the keys it reads: {', '.join(sorted(reads)) or 'none'}")
-    if "transfer" in space and kind != "transfer":
-        raise _err(path, f"{where}.space.transfer: a baseline arm trains without transfer")
-    arm = Arm(name, kind, model, dict(spec.get("keys") or {}), dict(space))
-    if space and len(arm.trials(budget, path)) != budget:
-        raise _err(path, f"{where}.space: {len(arm.trials(budget, path))} trials, but every arm with a space runs budget={budget} "
-                         "(a grid of that many points, or random entries: drawn budget times)")
-    return arm
+    keys = spec.get("keys") or {}
+    if not isinstance(keys, dict):
+        raise _err(path, f"{where}.keys: expected a mapping of key -> value")
+    method = registry.method_of(model)
+    if kind == "baseline" and ("transfer" in space or ("transfer" in keys and not _is_baseline(method, keys))):
+        raise _err(path, f"{where}: a baseline arm trains without transfer (its 'transfer' key, if any, is its method's "
+                         f"baseline configuration, e.g. {method.baseline_trial() or {'transfer': 'none'}})")
+    if kind == "transfer" and method.strategy is not None:
+        values = space.get("transfer", {}).get("values", []) if isinstance(space.get("transfer"), dict) else []
+        fixed = [keys["transfer"]] if "transfer" in keys else []
+        plain = [v for v in values + fixed if _is_baseline(method, {**keys, "transfer": v})]
+        if plain:
+            raise _err(path, f"{where}: transfer={plain[0]!r} is a baseline configuration; a transfer arm transfers "
+                             "(put the baseline in a baseline arm)")
+    return Arm(name, kind, model, dict(keys), dict(space))
+
+
+def _is_baseline(method, params):
+    try:
+        return method.is_baseline(params)
+    except TransferConfigError:  # an unknown transfer value: the arm's strategy check names it
+        return False
+
+
+def check_budget(path, arm, budget, seeds, given=False):
+    """Every arm with a space runs exactly ``budget`` trials at each data seed that will run (a grid of that many
+    points, or random entries drawn ``budget`` times whose draws do not repeat)."""
+    if not arm.space:
+        return
+    for seed in seeds:
+        n = len(arm.trials(budget, path, seed=seed))
+        if n != budget:
+            how = (f"--budget={budget} differs from the plan's; give a space of {budget} points in a copy of the plan "
+                   "(--leaderboard_plan=<file>)" if given else
+                   "a grid of that many points, or random entries drawn budget times whose draws do not repeat")
+            raise _err(path, f"arms.{arm.name}.space: {n} trials at seed {seed}, but every arm with a space runs "
+                             f"budget={budget} ({how})")
 
 
 def check_arm_request(method, arm, request, budget):
@@ -237,7 +271,7 @@ def run_leaderboard(families_=None, seeds=None, budget=None, arms=None, output=N
     from .search import run_search
 
     emit = progress or (lambda msg: logger.info(msg))
-    plans = [load_plan(m, budget, arms, (plan_files or {}).get(m.name))  # every plan checked first
+    plans = [load_plan(m, budget, arms, (plan_files or {}).get(m.name), seeds)  # every plan checked first
              for m in select_families(families_)]
     work_dir = os.path.abspath(work_dir or os.path.join("saved", "leaderboard"))
     total = sum(len(p.arms) for p in plans) * len(seeds or [None])
@@ -301,18 +335,24 @@ def _run_arm(run_search, plan, arm, request, run_dir, progress, num_cpus):
     return rows
 
 
+# an error metric is paired on the per-user key it averages (RMSE: each user's squared error)
+PER_USER_KEY = {"rmse": "mse"}
+
+
 def _row(plan, arm, request, out, seconds):
+    lower = out["metric"].startswith("valid_neg_")
     metric = out["metric"].replace("valid_neg_", "valid_", 1).replace("valid_", "", 1)
     best = out["best"]
+    valid = None if not best else (-best["best_valid"] if lower else best["best_valid"])  # the search maximizes -RMSE
     fixed = set(arm.run_keys())
     test = dict(out.get("test_result") or {})
     trainable = out.get("trainable")
     return {
         "family": plan.method.name, "scenario": os.path.basename(plan.method.scenario or ""), "target": out["target"],
         "arm": arm.name, "kind": arm.kind, "model": arm.model, "data_seed": request.data_seed, "seed": request.seed,
-        "metric": metric, "lower_is_better": out["metric"].startswith("valid_neg_"),
+        "metric": metric, "lower_is_better": lower, "paired_on": f"test_{PER_USER_KEY.get(metric, metric) if lower else metric}",
         "picked_config": {k: v for k, v in params_of(best["config"]).items() if k not in fixed} if best else None,
-        "trials": out["trials"], "valid": best["best_valid"] if best else None, f"valid_{metric}": best["best_valid"] if best else None,
+        "trials": out["trials"], "valid": valid, f"valid_{metric}": valid,
         "test": test.get(metric), **{f"test_{k}": v for k, v in test.items()},
         "test_per_user": out.get("test_per_user"), "test_users": out.get("test_users"),
         "trainable": trainable[0] / trainable[1] if trainable and trainable[1] else None,
@@ -348,15 +388,26 @@ def leaderboard_table(rows):
             continue
         family, target = scope.split(": ", 1)
         metric = f"test_{base[0]['metric']}"
-        diff = paired_vs(picks, BEST["transfer"], BEST["baseline"], metric, [scope])
+        try:
+            diff = paired_vs(picks, BEST["transfer"], BEST["baseline"], base[0].get("paired_on", metric), [scope])
+        except TransferError as exc:  # arms scored on different data: never paired
+            logger.warning("leaderboard: %s", exc)
+            diff = "different data"
+        if diff == "different data":
+            finding = "not paired: arms scored on different data"
+        elif diff is None:
+            finding = "-"
+        else:
+            finding = ("within noise" if not diff.excludes_zero else "transfer wins" if diff.mean > 0 else "baseline wins")
+        if isinstance(diff, str):
+            diff = None
         if diff is not None and base[0]["lower_is_better"]:  # RMSE-like: report baseline minus transfer (a gain > 0)
             diff = type(diff)(-diff.mean, -diff.high, -diff.low, diff.se, diff.n)
         seconds = sum(r["seconds"] for r in rows if r["family"] == family and r["target"] == target)
         share = [r["trainable"] for r in tran if r.get("trainable") is not None]
         lines.append([
             family, target, base[0]["metric"], picked_names(base), _mean(base, metric), picked_names(tran), _mean(tran, metric),
-            diff.cell() if diff else "-", "within noise" if diff and not diff.excludes_zero else
-            ("transfer wins" if diff and diff.mean > 0 else "baseline wins" if diff else "-"),
+            diff.cell() if diff else "-", finding,
             f"{sum(share) / len(share):.1%}" if share else "-", f"{seconds:.0f}",
         ])
     seeds = sorted({r["data_seed"] for r in rows})
