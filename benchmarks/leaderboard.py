@@ -26,7 +26,17 @@ def report(saved):
     run = saved["run"]
     return (f"Leaderboard ({common.machine(run)}; {run['threads']} torch thread; families {', '.join(run['families'])}; "
             f"data seeds {', '.join(map(str, run['seeds']))}; budget per arm: each family's leaderboard.yaml; "
-            f"wall time {common.number(run.get('seconds'))} s)\n\n" + leaderboard_report(saved["rows"]) + "\n")
+            f"wall time {common.number(run.get('seconds'))} s{_resumed(saved['rows'])})\n\n" + leaderboard_report(saved["rows"]) + "\n")
+
+
+def _resumed(rows):
+    """How many arm runs this invocation took from saved/leaderboard (their seconds are the earlier run's)."""
+    runs = {(r["family"], r["data_seed"], r["arm"]): r.get("resumed") for r in rows}
+    if not any(runs.values()):
+        return ""
+    total = sum(r["seconds"] for r in rows)
+    return (f"; {sum(map(bool, runs.values()))} of {len(runs)} arm runs resumed from saved/leaderboard, where an earlier "
+            f"invocation finished them; all arms' own seconds: {total:.0f} s")
 
 
 def main(argv=None):

@@ -288,6 +288,8 @@ def run_leaderboard(families_=None, seeds=None, budget=None, arms=None, output=N
                     arm_rows = _finished(run_dir, plan, arm, request)
                     if arm_rows is None:
                         arm_rows = _run_arm(run_search, plan, arm, request, run_dir, quiet, num_cpus)
+                    else:  # its seconds are those of the run that finished it
+                        arm_rows = [{**row, "resumed": True} for row in arm_rows]
                     rows += arm_rows
                     done += 1
                     for row in arm_rows:
@@ -356,7 +358,7 @@ def _row(plan, arm, request, out, seconds):
         "test": test.get(metric), **{f"test_{k}": v for k, v in test.items()},
         "test_per_user": out.get("test_per_user"), "test_users": out.get("test_users"),
         "trainable": trainable[0] / trainable[1] if trainable and trainable[1] else None,
-        "seconds": seconds, "fingerprint": out["fingerprint"], "same_split": out["same_split"],
+        "seconds": seconds, "resumed": False, "fingerprint": out["fingerprint"], "same_split": out["same_split"],
     }
 
 
