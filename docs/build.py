@@ -13,6 +13,8 @@ includes only a part of it:
                                    next heading of the same or a higher level (the heading line itself left out)
     <file>.md@<text>               the paragraph whose first line starts with <text>, and the table right after it
     <file>.md#<heading>@<text>     the same, looked for only under that heading
+    <file>.md@<text>|<value>       that paragraph and table, keeping only the table rows whose first cell is
+                                   <value> (the header row and its separator are kept)
 
 Headings of the included text are shifted so that its highest one sits one level below the page heading that
 the block stands under. Markers count only as whole lines outside fenced code blocks. Running the script twice
@@ -46,11 +48,12 @@ def pages(root=ROOT):
 
 
 def parse_spec(spec):
-    """``path#heading@text`` -> (path, heading or None, text or None)."""
-    m = re.match(r"^(?P<path>[^#@]+?)(?:#(?P<heading>[^@]+))?(?:@(?P<text>.+))?$", spec.strip())
-    if not m:
-        raise BuildError(f"include {spec!r}: expected <path>[#<heading>][@<text>]")
-    return m.group("path").strip(), m.group("heading"), m.group("text")
+    """``path#heading@text|row`` -> (path, heading or None, text or None, row or None)."""
+    m = re.match(r"^(?P<path>[^#@|]+?)(?:#(?P<heading>[^@|]+))?(?:@(?P<text>[^|]+))?(?:\|(?P<row>.+))?$", spec.strip())
+    if not m or (m.group("row") is not None and m.group("text") is None):
+        raise BuildError(f"include {spec!r}: expected <path>[#<heading>][@<text>[|<value>]]")
+    row = m.group("row").strip() if m.group("row") is not None else None
+    return m.group("path").strip(), m.group("heading"), m.group("text"), row
 
 
 def _outside_fences(lines):
@@ -107,6 +110,23 @@ def _block(lines, text, where):
     raise BuildError(f"{where}: no line starts with {text!r}")
 
 
+def _rows(lines, value, where):
+    """``lines`` with only the table rows whose first cell is ``value`` (the header and separator kept)."""
+    out, seen, row = [], 0, 0
+    for line in lines:
+        if not _is_table(line):
+            out.append(line)
+            continue
+        row += 1
+        first = line.strip().strip("|").split("|")[0].strip()
+        if row <= 2 or first == value:
+            out.append(line)
+            seen += row > 2
+    if not seen:
+        raise BuildError(f"{where}: no table row starts with the cell {value!r}")
+    return out
+
+
 def _shift_headings(lines, top):
     """Shift the headings of ``lines`` so that the highest one is at level ``top`` (at most 6)."""
     outside = _outside_fences(lines)
@@ -124,7 +144,7 @@ def _shift_headings(lines, top):
 def included(spec, root=ROOT, where="include", top=1):
     """The text an include block holds: the selected part of the file, without blank lines at either end, its
     headings shifted to start at level ``top``. None when the file does not exist."""
-    path, heading, text = parse_spec(spec)
+    path, heading, text, row = parse_spec(spec)
     full = os.path.normpath(os.path.join(root, path))
     if not full.startswith(os.path.abspath(root) + os.sep):
         raise BuildError(f"{where}: {path!r} is outside the repository")
@@ -136,6 +156,8 @@ def included(spec, root=ROOT, where="include", top=1):
         lines = _section(lines, heading, f"{where}: {path}")
     if text is not None:
         lines = _block(lines, text, f"{where}: {path}" + (f"#{heading}" if heading else ""))
+    if row is not None:
+        lines = _rows(lines, row, f"{where}: {path}@{text}")
     while lines and not lines[0].strip():
         lines = lines[1:]
     while lines and not lines[-1].strip():

@@ -224,9 +224,10 @@ def test_build_expands_selects_and_is_idempotent(tmp_path):
     (tmp_path / "benchmarks" / "results").mkdir(parents=True)
     (tmp_path / "docs").mkdir()
     (tmp_path / "benchmarks" / "results" / "r.md").write_text(
-        "# Title\n\nCaption A\n\n| a |\n|---|\n| 1 |\n\nafter\n\n## Part two\n\nCaption B\n| b |\n|---|\n| 2 |\n")
+        "# Title\n\nCaption A\n\n| a | n |\n|---|---|\n| x | 1 |\n| y | 2 |\n| x | 3 |\n\nafter\n\n## Part two\n\nCaption B\n| b |\n|---|\n| 2 |\n")
     page = ("## Results\n\n<!-- include: benchmarks/results/r.md -->\nold\n<!-- end include -->\n\n"
             "<!-- include: benchmarks/results/r.md#Part@Caption B -->\n<!-- end include -->\n\n"
+            "<!-- include: benchmarks/results/r.md@Caption A|x -->\n<!-- end include -->\n\n"
             "```\n<!-- include: benchmarks/results/nothing.md -->\n```\n")
     (tmp_path / "docs" / "p.md").write_text(page)
     assert list(BUILD.stale(str(tmp_path))) == [os.path.join("docs", "p.md")]
@@ -235,11 +236,16 @@ def test_build_expands_selects_and_is_idempotent(tmp_path):
     assert "### Title" in text and "#### Part two" in text and "old" not in text  # shifted under '## Results'
     second = text.split("<!-- include: benchmarks/results/r.md#Part@Caption B -->")[1].split("<!-- end include -->")[0]
     assert second.strip() == "Caption B\n| b |\n|---|\n| 2 |"
+    rows = text.split("<!-- include: benchmarks/results/r.md@Caption A|x -->")[1].split("<!-- end include -->")[0]
+    assert rows.strip() == "Caption A\n\n| a | n |\n|---|---|\n| x | 1 |\n| x | 3 |"  # the y row left out
     assert "<!-- include: benchmarks/results/nothing.md -->\n```" in text  # fenced code is left alone
     assert BUILD.stale(str(tmp_path)) == {}
     assert BUILD.main(["--root", str(tmp_path), "--check"]) == 0
-    (tmp_path / "benchmarks" / "results" / "r.md").write_text("# Title\n\nCaption A changed\n\n## Part two\n\nCaption B\n")
+    (tmp_path / "benchmarks" / "results" / "r.md").write_text("# Title\n\nCaption A changed\n\n| a | n |\n|---|---|\n| x | 9 |\n\n## Part two\n\nCaption B\n")
     assert BUILD.main(["--root", str(tmp_path), "--check"]) == 1
     (tmp_path / "docs" / "p.md").write_text("<!-- include: benchmarks/results/r.md#No such part -->\n<!-- end include -->\n")
     with pytest.raises(BUILD.BuildError, match="No such part"):
+        BUILD.stale(str(tmp_path))
+    (tmp_path / "docs" / "p.md").write_text("<!-- include: benchmarks/results/r.md@Caption B|z -->\n<!-- end include -->\n")
+    with pytest.raises(BUILD.BuildError, match="no table row starts with the cell 'z'"):
         BUILD.stale(str(tmp_path))
