@@ -96,7 +96,7 @@ def test_a_rating_search_selects_the_smallest_validation_rmse(run_cli, tmp_path)
                      "    learning_rate: {type: grid, values: [0.001, 0.02]}\n")
     code, out, err = run_cli(["--model=CATN", "--tune", "--data=amazon", "--min_item_reviews=2", "--min_user_reviews=2",
                               "--epochs=2", "--word_dim=8", f"--review_dir={tmp_path / 'reviews'}", f"--search_space={space}",
-                              f"--run_dir={tmp_path / 'search'}", "--num_cpus=1", f"--source_file={BOOKS}",
+                              f"--run_dir={tmp_path / 'search'}", "--num_cpus=2", f"--source_file={BOOKS}",
                               f"--target_file={MOVIES}"], cwd=tmp_path)
     assert code == 0, (out[-1500:], err[-1500:])
     result = json.loads((tmp_path / "search" / "amazon_target" / "result.json").read_text())

@@ -159,11 +159,11 @@ EASY_KEYS = {**KEYS, "word_dim": 16, "max_doc_len": 100, "conv_filters": 32, "as
 
 @pytest.mark.slow
 def test_catn_transfers_planted_aspects_and_a_shuffled_source_removes_the_gain(tmp_path):
-    """Planted aspects (strong signal, 300 users), two data seeds: on cold users CATN beats the item mean and the item
-    mean plus the source offset by > 0.1 RMSE; when every source review belongs to a random other user, CATN keeps
-    less than half of that gain."""
+    """Planted aspects (strong signal, 300 users), one data seed (one seed, one result; the CATN benchmark measures
+    seeds): on cold users CATN beats the item mean and the item mean plus the source offset by > 0.1 RMSE; when every
+    source review belongs to a random other user, CATN keeps less than half of that gain."""
     scenario = [registry.get_method("overlap_cdr").scenario]
-    for seed in (1, 2):
+    for seed in (1,):
         gain = {}
         for shuffled in (False, True):
             folder = tmp_path / f"seed{seed}-{'shuffled' if shuffled else 'planted'}"

@@ -14,7 +14,7 @@ PACKAGE = os.path.dirname(os.path.abspath(recbole_transfer.__file__))
 ROOT = os.path.dirname(PACKAGE)
 COMMON_WORDS = {"none", "pop", "random", "frozen", "full", "sample", "finetune", "bag",  # arms that are plain words
                 "task", "protocol", "eta", "stages",  # keys that are plain words
-                "ItemKNN", "EASE"}  # RecBole's models: the shared baseline arms of every method
+                "ItemKNN", "EASE", "itemknn", "ease"}  # RecBole's models: the shared baseline arms of every method
 
 
 def _modules(under=PACKAGE):

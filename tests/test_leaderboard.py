@@ -8,8 +8,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import yaml
 
 from recbole_transfer.errors import TransferConfigError
+from recbole_transfer.keys import read_yaml
 from recbole_transfer.pipeline import transfer
 from recbole_transfer.request import Request
 from recbole_transfer.tune.leaderboard import _row as leaderboard_row
@@ -97,11 +99,26 @@ def test_bad_arms_are_refused():
 
 def test_every_shipped_plan_loads_with_both_kinds():
     names = [m.name for m in families()]
-    assert {"layer_transfer", "mmtnet", "overlap_cdr", "peterrec"} <= set(names)
+    assert {"layer_transfer", "mmtnet", "overlap_cdr", "peterrec", "sml"} <= set(names)
     for method in families():
         plan = load_plan(method)
         assert {a.kind for a in plan.arms} == {"baseline", "transfer"}
-        assert any(a.model in ("Popularity", "TargetPop") for a in plan.arms)  # popularity in every family
+        popularity = [a for a in plan.arms if a.model in ("Popularity", "TargetPop") or a.keys.get("retrain_methods") == ["pop"]]
+        assert popularity  # popularity in every family
+
+
+def test_an_sml_arm_runs_one_method_and_tunes_only_its_keys(workdir):
+    sml = next(m for m in families() if m.name == "sml")
+    plan = read_yaml(sml.file("leaderboard.yaml"))
+    for arm, error in (({"kind": "baseline", "model": "SML", "keys": {"retrain_methods": ["pop", "ease"]}},
+                        "arms.two: retrain_methods=\\['pop', 'ease'\\]: a leaderboard arm runs one method"),
+                       ({"kind": "baseline", "model": "SML", "keys": {"retrain_methods": ["ease"]},
+                         "space": {"sml_lr": {"type": "grid", "values": [0.1, 0.2, 0.3, 0.4]}}},
+                        "arms.two: space key 'sml_lr': retrain method 'ease' does not read it; the keys it reads: "
+                        "ease_reg_weight")):
+        (workdir / "plan.yaml").write_text(yaml.safe_dump({**plan, "arms": {**plan["arms"], "two": arm}}))
+        with pytest.raises(TransferConfigError, match=error):
+            load_plan(sml, path=str(workdir / "plan.yaml"))
 
 
 # ----- validation picks; the table pairs per user ---------------------------------------------------------------------
@@ -167,7 +184,7 @@ arms:
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_small_leaderboard_end_to_end(workdir):
+def test_small_leaderboard_end_to_end(workdir, monkeypatch):
     (workdir / "plan.yaml").write_text(PLAN)
     lines = []
     rows = run_leaderboard(["overlap_cdr"], [2020], output=str(workdir / "lb"), work_dir=str(workdir / "work"),
@@ -181,10 +198,13 @@ def test_small_leaderboard_end_to_end(workdir):
     saved = json.loads((workdir / "lb.json").read_text())
     assert len(saved["rows"]) == 3 and (workdir / "lb.png").is_file()
     assert "| overlap_cdr | nondrama | ndcg@10 | EASE |" in (workdir / "lb.md").read_text()
-    # a rerun resumes every finished arm: no search runs again
+    # a rerun resumes every finished arm: no search runs again, and Ray does not start
     kept = workdir / "work" / "overlap_cdr" / "seed2020" / "EASE" / "leaderboard-rows.json"
     stamp = os.path.getmtime(kept)
+    from recbole_transfer.tune import cluster
+
+    monkeypatch.setattr(cluster, "ray_session", lambda *a, **k: pytest.fail("Ray started to resume finished arms"))
     again = run_leaderboard(["overlap_cdr"], [2020], work_dir=str(workdir / "work"), progress=lines.append,
                             plan_files={"overlap_cdr": str(workdir / "plan.yaml")})
-    assert [r["test"] for r in again] == [r["test"] for r in rows]
+    assert [r["test"] for r in again] == [r["test"] for r in rows] and all(r["resumed"] for r in again)
     assert os.path.getmtime(kept) == stamp

@@ -369,7 +369,7 @@ def test_tune_searches_the_models_own_keys_and_tests_the_winner(planted, run_cli
     space = tmp_path / "space.yaml"
     space.write_text("scheduler: {type: fifo}\nparameters:\n  embedding_size: {type: grid, values: [8, 16]}\n"
                      "branches:\n  CMF: {alpha: {type: grid, values: [0.0, 0.5]}}\n  EMCDR: {mapper_hidden: {type: grid, values: [8]}}\n")
-    code, out, err = run_cli(["--model=CMF", "--tune", f"--search_space={space}", f"--run_dir={tmp_path / 'search'}", "--num_cpus=1",
+    code, out, err = run_cli(["--model=CMF", "--tune", f"--search_space={space}", f"--run_dir={tmp_path / 'search'}", "--num_cpus=2",
                               "--protocol=cold_start", "--epochs=4", f"--output={tmp_path / 'tuned'}", *_cli_pair(planted)], cwd=tmp_path)
     assert code == 0, (out[-1500:], err[-1500:])
     result = json.loads((tmp_path / "search" / "ptgt" / "result.json").read_text())

@@ -25,6 +25,7 @@ winner. ``run_leaderboard`` writes ``<output>.json`` (one row per family, scenar
 ``<output>.md`` and ``<output>.png``; finished arms are kept in the work directory, so a rerun resumes.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -179,7 +180,7 @@ def load_plan(method, budget=None, arms=None, path=None, seeds=None):
         check_budget(path, arm, budget, seeds or [request.seed], given=data.get("budget", 4) != budget)
     for arm in plan.arms:  # every arm's keys resolve and check (a bad value fails here, not in a Ray worker)
         arm_request = request.with_keys(model=arm.model, **arm.run_keys())
-        check_arm_request(method, arm, arm_request, plan.budget)
+        check_arm_request(method, arm, arm_request, plan.budget, path)
     return plan
 
 
@@ -248,7 +249,7 @@ def check_budget(path, arm, budget, seeds, given=False):
                              f"budget={budget} ({how})")
 
 
-def check_arm_request(method, arm, request, budget):
+def check_arm_request(method, arm, request, budget, plan_path="<plan>"):
     """What a scenario checks of an arm before anything trains: every trial's strategy (its transfer keys, as the trial
     reads them) and a baseline that cannot score the targets (refused with its reason)."""
     from ..pipeline.scenario import SHARED_BASELINES, check_baseline, check_strategies
@@ -258,8 +259,11 @@ def check_arm_request(method, arm, request, budget):
         for target in request.require_targets():
             check_baseline(request, target, arm.model)
     runner_check = getattr(registry.method_of(arm.model).runner, "check_arm", None)
-    if runner_check is not None:
-        runner_check(arm.model, request)
+    if runner_check is not None:  # what only the runner knows (e.g. which keys an arm of one retraining method reads)
+        try:
+            runner_check(arm.model, request, set(arm.space))
+        except TransferConfigError as exc:
+            raise _err(plan_path, f"arms.{arm.name}: {exc}") from None
 
 
 def run_leaderboard(families_=None, seeds=None, budget=None, arms=None, output=None, work_dir=None, progress=None,
@@ -275,9 +279,9 @@ def run_leaderboard(families_=None, seeds=None, budget=None, arms=None, output=N
              for m in select_families(families_)]
     work_dir = os.path.abspath(work_dir or os.path.join("saved", "leaderboard"))
     total = sum(len(p.arms) for p in plans) * len(seeds or [None])
-    rows, done, start = [], 0, time.time()
+    rows, done, start, ray_up = [], 0, time.time(), False
     quiet = lambda msg: logger.info(msg)  # noqa: E731 - the searches' own lines go to the log
-    with ray_session(None, num_cpus):
+    with contextlib.ExitStack() as ray_started:  # Ray starts with the first arm that runs (a resumed one needs none)
         for plan in plans:
             base = plan.request()
             for seed in seeds or [base.seed]:
@@ -287,6 +291,8 @@ def run_leaderboard(families_=None, seeds=None, budget=None, arms=None, output=N
                     t0 = time.time()
                     arm_rows = _finished(run_dir, plan, arm, request)
                     if arm_rows is None:
+                        if not ray_up:
+                            ray_up = ray_started.enter_context(ray_session(None, num_cpus)) or True
                         arm_rows = _run_arm(run_search, plan, arm, request, run_dir, quiet, num_cpus)
                     else:  # its seconds are those of the run that finished it
                         arm_rows = [{**row, "resumed": True} for row in arm_rows]
@@ -294,7 +300,7 @@ def run_leaderboard(families_=None, seeds=None, budget=None, arms=None, output=N
                     done += 1
                     for row in arm_rows:
                         shown = (f"valid {row['valid']:.4f} test {row['test']:.4f}" if row.get("test") is not None
-                                 else "no trial finished")
+                                 else f"no trial finished ({row.get('errors')} errors; see {run_dir})")
                         emit(f"[{done}/{total}] {plan.method.name} seed {seed} {row['target']} {arm.name} ({arm.kind}): "
                              f"{row['metric']} {shown}; picked {_config_text(row['picked_config'])} "
                              f"({row['seconds']:.0f}s; arm {time.time() - t0:.0f}s, elapsed {time.time() - start:.0f}s)")
@@ -304,13 +310,16 @@ def run_leaderboard(families_=None, seeds=None, budget=None, arms=None, output=N
 
 
 def _finished(run_dir, plan, arm, request):
-    """The rows of an arm a previous run finished with the same plan and keys (a rerun resumes), else None."""
+    """The rows of an arm a previous run finished with the same plan and keys (a rerun resumes), else None (also
+    when a target's every trial failed: a rerun tries the arm again)."""
     path = os.path.join(run_dir, "leaderboard-rows.json")
     if not os.path.isfile(path):
         return None
     with open(path, "r", encoding="utf-8") as f:
         saved = json.load(f)
-    return saved["rows"] if saved.get("key") == _arm_key(plan, arm, request) else None
+    if saved.get("key") != _arm_key(plan, arm, request) or any(r.get("test") is None for r in saved["rows"]):
+        return None
+    return saved["rows"]
 
 
 def _arm_key(plan, arm, request):
@@ -329,7 +338,7 @@ def _run_arm(run_search, plan, arm, request, run_dir, progress, num_cpus):
         yaml.safe_dump(arm.space_spec(plan.budget), f, sort_keys=False)
     t0 = time.time()
     outcomes = run_search(request=request, search_space=space_path, run_dir=os.path.join(run_dir, "search"),
-                          progress=progress, num_cpus=num_cpus)
+                          progress=progress, num_cpus=num_cpus, after=False)
     seconds = (time.time() - t0) / max(1, len(outcomes))
     rows = [_row(plan, arm, request, out, seconds) for out in outcomes]
     with open(os.path.join(run_dir, "leaderboard-rows.json"), "w", encoding="utf-8") as f:
@@ -354,7 +363,7 @@ def _row(plan, arm, request, out, seconds):
         "arm": arm.name, "kind": arm.kind, "model": arm.model, "data_seed": request.data_seed, "seed": request.seed,
         "metric": metric, "lower_is_better": lower, "paired_on": f"test_{PER_USER_KEY.get(metric, metric) if lower else metric}",
         "picked_config": {k: v for k, v in params_of(best["config"]).items() if k not in fixed} if best else None,
-        "trials": out["trials"], "valid": valid, f"valid_{metric}": valid,
+        "trials": out["trials"], "errors": out.get("errors"), "valid": valid, f"valid_{metric}": valid,
         "test": test.get(metric), **{f"test_{k}": v for k, v in test.items()},
         "test_per_user": out.get("test_per_user"), "test_users": out.get("test_users"),
         "trainable": trainable[0] / trainable[1] if trainable and trainable[1] else None,

@@ -135,12 +135,14 @@ def _search_target(method, state, target, space, trials, emit, resume):
 def run_search(
     model=None, source=None, targets=None, config_file_list=None, config_dict=None, search_space=None,
     num_samples=None, ray_address=None, run_dir=None, resume=None, num_cpus=None, progress=None, request=None,
+    after=True,
 ):
     """Search the configuration of each target with Ray Tune, for the method of ``model``; returns a list of
     per-target dicts (trial rows, table, best trial, its test metrics, the best.yaml path and its reproduce
     command), and the text of the runner's ``after_search`` under ``outcomes[0]['after']``.
 
     ``request``: the search's :class:`~recbole_transfer.request.Request` (instead of model ... config_dict).
+    ``after=False`` skips the runner's ``after_search`` (the leaderboard compares arms itself).
     ``resume=<run dir>`` continues an interrupted search (all other arguments are read from it).
     Raises TransferError on bad input, SearchInterrupted when the search did not finish.
     """
@@ -193,7 +195,7 @@ def run_search(
     state.save()
     for out in outcomes:
         out["run_dir"] = state.run_dir
-    after = method.runner.after_search(method, state.request(), outcomes, emit)
+    after = method.runner.after_search(method, state.request(), outcomes, emit) if after else ""
     for out in outcomes:
         out["after"] = after
     return outcomes

@@ -102,8 +102,9 @@ class PeriodicData:
 PERIOD_METRICS = ("recall", "ndcg")  # what evaluate_period computes, at every K of ``topk``
 
 
-def evaluate_period(scorer, data, t, config, batch_users=512):
-    """Online test of a served model on D_t: RecBole's Recall@K and NDCG@K (all users and warm users)."""
+def evaluate_period(scorer, data, t, config, batch_users=512, per_user=False):
+    """Online test of a served model on D_t: RecBole's Recall@K and NDCG@K (all users and warm users).
+    ``per_user``: the row also holds ``per_user`` ({metric@K: each tested user's value}) and ``user_ids``."""
     test = data.test_set(t)
     topk = list(config["topk"])
     users, n_items, kmax = test["users"], data.n_items, max(topk)
@@ -120,10 +121,14 @@ def evaluate_period(scorer, data, t, config, batch_users=512):
         pos_users = test["pos_keys"] // n_items  # users are sorted: a chunk's row is its index in the chunk
         pos_len.append(np.bincount(np.searchsorted(chunk, pos_users[np.isin(pos_users, chunk)]), minlength=len(chunk)))
     hits, pos_len = np.concatenate(hits), np.concatenate(pos_len)
-    per_user = dict(zip(PERIOD_METRICS, (Recall(config).metric_info(hits, pos_len), NDCG(config).metric_info(hits, pos_len))))
+    by_metric = dict(zip(PERIOD_METRICS, (Recall(config).metric_info(hits, pos_len), NDCG(config).metric_info(hits, pos_len))))
     out = {"period": t, "users": int(len(users)), "warm_users": int(test["warm"].sum()), "excluded": test["excluded"]}
-    for name, values in per_user.items():
+    for name, values in by_metric.items():
         for k in topk:
             out[f"{name}@{k}"] = float(values[:, k - 1].mean())
             out[f"warm_{name}@{k}"] = float(values[test["warm"], k - 1].mean()) if test["warm"].any() else float("nan")
+    if per_user:
+        out["user_ids"] = np.asarray(users, dtype=np.int64)
+        out["per_user"] = {f"{name}@{k}": np.asarray(values[:, k - 1], dtype=np.float64)
+                           for name, values in by_metric.items() for k in topk}
     return out

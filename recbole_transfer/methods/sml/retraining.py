@@ -9,6 +9,8 @@ Every method runs the same loop (:func:`run_periodic`); for t = 0..T-1:
 Methods (``retrain_methods``), all starting from the same seeded initialiser:
 
 - ``pop``: items ranked by their count in D_0..D_t;
+- ``ease`` / ``itemknn``: RecBole's EASE (``ease_reg_weight``) or ItemKNN (``knn_k``, ``knn_shrink``) rebuilt on
+  D_0..D_t (what full retraining sees); built in closed form, not trained;
 - ``full``: the base model (``sml_base``) trained on D_0..D_t, warm-started from the previous model;
 - ``finetune``: the previous model trained on D_t only;
 - ``sample``: the previous model trained on D_t plus a uniform reservoir of earlier interactions
@@ -47,8 +49,18 @@ from .periods import PeriodicData, SeenItemSampler, evaluate_period
 
 logger = logging.getLogger(__name__)
 
-RETRAIN_METHODS = ("pop", "full", "finetune", "sample", "sml")
-METHOD_LABELS = {"pop": "Popularity", "full": "Full-retrain", "finetune": "Fine-tune", "sample": "Sample-based", "sml": "SML"}
+RETRAIN_METHODS = ("pop", "ease", "itemknn", "full", "finetune", "sample", "sml")
+METHOD_LABELS = {"pop": "Popularity", "ease": "EASE", "itemknn": "ItemKNN", "full": "Full-retrain", "finetune": "Fine-tune",
+                 "sample": "Sample-based", "sml": "SML"}
+# the keys each method reads beyond the periods (a leaderboard arm may tune only these)
+BASE_KEYS = frozenset({"sml_base", "embedding_size", "learning_rate", "train_batch_size", "epochs", "weight_decay"})
+SML_KEYS = frozenset({"sml_lr", "sml_batch_size", "sml_weight_decay", "sml_reg_weight", "sml_epochs", "sml_rounds",
+                      "sml_theta_init", "sml_n1", "sml_n2", "sml_hidden"})
+METHOD_READS = {"pop": frozenset(), "ease": frozenset({"ease_reg_weight"}), "itemknn": frozenset({"knn_k", "knn_shrink"}),
+                "full": BASE_KEYS, "finetune": BASE_KEYS, "sample": BASE_KEYS | {"reservoir_size"}, "sml": BASE_KEYS | SML_KEYS}
+# the closed-form methods: their RecBole model, its keys (each read from an SML key) and its fixed keys
+CLOSED_FORM = {"ease": ("EASE", {"reg_weight": "ease_reg_weight"}, {}),
+               "itemknn": ("ItemKNN", {"k": "knn_k", "shrink": "knn_shrink"}, {"knn_method": "item"})}
 
 
 @contextlib.contextmanager
@@ -87,6 +99,21 @@ class PopularityRetrain(_Retrainer):
 
     def scores(self, users):
         return self.counts.expand(len(users), -1)
+
+
+class ClosedFormRetrain(_Retrainer):
+    """ease / itemknn: RecBole's model rebuilt on every interaction so far (D_0..D_t), as full retraining sees."""
+
+    def __init__(self, run, kind):
+        super().__init__(run)
+        self.name, self.keys, self.fixed = CLOSED_FORM[kind]
+
+    def update(self, t):
+        dataset = self.run.data.subset(np.concatenate(self.run.data.rows[:t + 1]))
+        self.run.observe("train", t, dataset)
+        config = self.run.config
+        with overridden(config, {**self.fixed, **{key: config[ours] for key, ours in self.keys.items()}}):
+            self.model = get_model(self.name)(config, dataset)
 
 
 class BaseRetrain(_Retrainer):
@@ -181,6 +208,8 @@ def make_retrainer(name, run):
         return PopularityRetrain(run)
     if name == "sml":
         return SMLRetrain(run)
+    if name in CLOSED_FORM:
+        return ClosedFormRetrain(run, name)
     return BaseRetrain(run, name)
 
 
@@ -196,9 +225,11 @@ def check_periodic_config(config):
     return methods
 
 
-def run_periodic(config, methods=None, progress=None, observer=None, last_period=None, on_result=None, on_data=None):
+def run_periodic(config, methods=None, progress=None, observer=None, last_period=None, on_result=None, on_data=None,
+                 per_user=False):
     """Run each method over the periods; returns one row per (method, tested period).
 
+    ``per_user``: each row also holds its users' values (:func:`~.periods.evaluate_period`).
     ``last_period``: stop after testing this period (``--tune`` stops before the test periods).
     ``on_result(row)`` runs after each tested period (``--tune`` reports validation periods to Ray).
     ``observer(event, t, dataset, method)`` sees every training set handed to a trainer (``'train'``, the
@@ -223,7 +254,7 @@ def run_periodic(config, methods=None, progress=None, observer=None, last_period
         for t in range(last + 1):
             if t >= 1:
                 run.observe("test", t)
-                result = evaluate_period(method.scores, data, t, config)
+                result = evaluate_period(method.scores, data, t, config, per_user=per_user)
                 result.update(method=name, phase="test" if t >= first_test else "valid", train_seconds=seconds,
                               seed=config["seed"])
                 rows.append(result)

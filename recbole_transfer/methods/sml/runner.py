@@ -10,9 +10,10 @@ from recbole.data import create_dataset
 
 from ...errors import TransferConfigError
 from ...pipeline.base import Runner, SearchTarget
+from ...tune.state import params_of
 from ...utils import set_threads
 from .periods import PeriodicData
-from .retraining import check_periodic_config, run_periodic
+from .retraining import METHOD_READS, check_periodic_config, run_periodic
 from .tables import period_table_of, plot_curves, table1
 
 
@@ -80,8 +81,26 @@ class PeriodicRunner(Runner):
         data = PeriodicData(config, create_dataset(config))
         return SearchTarget(config, data.fingerprint(), n_valid, n_valid)
 
+    @staticmethod
+    def searched_method(keys):
+        """The method a search tunes: the one of ``retrain_methods`` when it names one (a leaderboard arm), else SML."""
+        methods = check_periodic_config(keys)
+        return methods[0] if len(methods) == 1 else "sml"
+
+    def check_arm(self, model, request, space_keys):
+        """A leaderboard arm tunes only keys its one method reads (``pop`` reads none, ``ease`` its λ, ...)."""
+        methods = check_periodic_config(request.keys)
+        if len(methods) != 1:
+            raise TransferConfigError(f"retrain_methods={methods!r}: a leaderboard arm runs one method (its keys: "
+                                      "{retrain_methods: [<one of " + ", ".join(METHOD_READS) + ">]})")
+        name = methods[0]
+        unread = sorted(set(space_keys) - METHOD_READS[name])
+        if unread:
+            raise TransferConfigError(f"space key {unread[0]!r}: retrain method {name!r} does not read it; the keys it "
+                                      f"reads: {', '.join(sorted(METHOD_READS[name])) or 'none'}")
+
     def trial(self, method, request, report):
-        config = request.with_keys(retrain_methods=["sml"]).config(request.target)
+        config = request.with_keys(retrain_methods=[self.searched_method(request.keys)]).config(request.target)
         metric, last = str(config["valid_metric"]).lower(), self.validation_periods(config)
         scores, fingerprint = [], {}
 
@@ -99,7 +118,20 @@ class PeriodicRunner(Runner):
         return (float(frame[metric].iloc[-1]) if reports == max_t else None), reports, reports
 
     def finish_search(self, method, state, target, best, metric):
-        return {"test_result": {}, "keys": {}}
+        """The winner's method over every period, once: its test metrics are the means over the test periods (as
+        Table 1 averages them); its per-user values are keyed by (test period, user), each pair one unit of a paired
+        comparison (``test_users``: period * number of users + user)."""
+        request = state.request().with_keys(**params_of(best["config"])).for_target(target)
+        name = self.searched_method(request.keys)
+        config = request.with_keys(retrain_methods=[name]).config(target)
+        rows = [r for r in run_periodic(config, methods=[name], per_user=True) if r["phase"] == "test"]
+        keys = [k for k in rows[0] if k.split("_")[-1] in rows[0]["per_user"]]  # metric@K and warm_metric@K
+        test = {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
+        n_users = max(int(r["user_ids"].max()) for r in rows) + 1  # the data's: every arm tests the same users
+        users = np.concatenate([r["period"] * n_users + r["user_ids"] for r in rows])
+        per_user = {k: np.round(np.concatenate([r["per_user"][k] for r in rows]), 6).tolist() for k in rows[0]["per_user"]}
+        return {"test_result": test, "keys": {}, "test_per_user": per_user,
+                "test_users": users.tolist()}
 
     def after_search(self, method, request, outcomes, progress):
         """Every method of ``retrain_methods``, over all periods, with each target's winning keys."""
