@@ -108,17 +108,44 @@ def test_every_shipped_plan_loads_with_both_kinds():
 
 
 def test_an_sml_arm_runs_one_method_and_tunes_only_its_keys(workdir):
+    """Every bad SML arm is refused when the plan loads (before Ray starts or anything trains), naming the arm."""
     sml = next(m for m in families() if m.name == "sml")
     plan = read_yaml(sml.file("leaderboard.yaml"))
+    grid = lambda *values: {"type": "grid", "values": list(values)}  # noqa: E731
+    ease = {"kind": "baseline", "model": "SML", "keys": {"retrain_methods": ["ease"]}}
     for arm, error in (({"kind": "baseline", "model": "SML", "keys": {"retrain_methods": ["pop", "ease"]}},
                         "arms.two: retrain_methods=\\['pop', 'ease'\\]: a leaderboard arm runs one method"),
-                       ({"kind": "baseline", "model": "SML", "keys": {"retrain_methods": ["ease"]},
-                         "space": {"sml_lr": {"type": "grid", "values": [0.1, 0.2, 0.3, 0.4]}}},
-                        "arms.two: space key 'sml_lr': retrain method 'ease' does not read it; the keys it reads: "
-                        "ease_reg_weight")):
+                       ({**ease, "space": {"sml_lr": grid(0.1, 0.2, 0.3, 0.4)}},
+                        "arms.two: space key 'sml_lr': retrain method 'ease' does not read it.*the keys it reads: "
+                        "ease_reg_weight"),
+                       ({**ease, "space": {"ease_reg_weight": grid(-1.0, 1.0, 2.0, 3.0)}},  # a value out of range
+                        "arms.two: ease_reg_weight=-1.0"),
+                       ({**ease, "keys": {"retrain_methods": ["ease"], "test_periods": 3}},  # another protocol
+                        "arms.two: key 'test_periods': retrain method 'ease' does not read it"),
+                       ({**ease, "keys": {"retrain_methods": ["ease"], "ease_reg_wieght": 3.0}},
+                        "arms.two: .*ease_reg_wieght.*did you mean 'ease_reg_weight'"),
+                       ({**ease, "kind": "transfer"}, "arms.two: kind 'transfer' with retrain method 'ease': SML is "
+                                                      "the transfer arm"),
+                       ({"kind": "baseline", "model": "SML", "keys": {"retrain_methods": ["sml"]}},
+                        "arms.two: kind 'baseline' with retrain method 'sml'")):
         (workdir / "plan.yaml").write_text(yaml.safe_dump({**plan, "arms": {**plan["arms"], "two": arm}}))
         with pytest.raises(TransferConfigError, match=error):
             load_plan(sml, path=str(workdir / "plan.yaml"))
+
+
+def test_a_finished_arm_resumes_and_an_arm_whose_trials_all_failed_runs_again(tmp_path):
+    from recbole_transfer.tune.leaderboard import _arm_key, _finished
+
+    plan = SimpleNamespace(budget=4)
+    arm = SimpleNamespace(name="EASE", kind="baseline", model="EASE")
+    request = SimpleNamespace(config_dict={"seed": 1}, targets=("t",), config_files=())
+    path = tmp_path / "leaderboard-rows.json"
+    assert _finished(str(tmp_path), plan, arm, request) is None  # nothing saved
+    for rows, resumed in (([{"target": "t", "test": 0.5}], True), ([{"target": "t", "test": None}], False)):
+        path.write_text(json.dumps({"key": _arm_key(plan, arm, request), "rows": rows}))
+        assert (_finished(str(tmp_path), plan, arm, request) == rows) is resumed
+    path.write_text(json.dumps({"key": "another plan", "rows": [{"target": "t", "test": 0.5}]}))
+    assert _finished(str(tmp_path), plan, arm, request) is None  # another plan or keys: run again
 
 
 # ----- validation picks; the table pairs per user ---------------------------------------------------------------------

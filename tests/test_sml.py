@@ -167,10 +167,30 @@ def test_ease_and_itemknn_rebuild_on_every_interaction_so_far_with_their_own_key
     for row in rows:
         assert len(row["per_user"]["ndcg@20"]) == len(row["user_ids"]) == row["users"]
         assert np.mean(row["per_user"]["ndcg@20"]) == pytest.approx(row["ndcg@20"])
-    ease = lambda weight: [r["ndcg@5"] for r in run_periodic(sml_config(drift, retrain_methods=["ease"],  # noqa: E731
-                                                                        ease_reg_weight=weight))]
-    knn = lambda k: [r["ndcg@5"] for r in run_periodic(sml_config(drift, retrain_methods=["itemknn"], knn_k=k))]  # noqa: E731
-    assert ease(0.01) != ease(1e6) and knn(1) != knn(200)
+    ndcg = lambda **keys: [r["ndcg@20"] for r in run_periodic(sml_config(drift, **keys))]  # noqa: E731
+    assert ndcg(retrain_methods=["ease"], ease_reg_weight=0.01) != ndcg(retrain_methods=["ease"], ease_reg_weight=1e6)
+    assert ndcg(retrain_methods=["itemknn"], knn_k=1) != ndcg(retrain_methods=["itemknn"], knn_k=200)
+    assert ndcg(retrain_methods=["itemknn"], knn_shrink=0.0) != ndcg(retrain_methods=["itemknn"], knn_shrink=1000.0)
+
+
+def test_per_user_values_belong_to_the_listed_users(drift):
+    """A scorer that ranks the held-out items first for users with an even id, and last for the others: the per-user
+    NDCG is 1 exactly at the even ids the row lists, 0 at the odd ones (the pairing of arms rests on this order)."""
+    config = sml_config(drift)
+    data = PeriodicData(config, create_dataset(config))
+    test = data.test_set(2)
+    positives = torch.zeros(data.n_users, data.n_items)
+    positives.view(-1)[torch.as_tensor(test["pos_keys"])] = 1.0
+
+    def scorer(users):
+        sign = torch.where(users % 2 == 0, 1.0, -1.0)[:, None]
+        return (sign * positives[users]).reshape(-1)
+
+    row = evaluate_period(scorer, data, 2, config, batch_users=7, per_user=True)
+    values = np.asarray(row["per_user"]["ndcg@20"])
+    even = row["user_ids"] % 2 == 0
+    assert even.any() and (~even).any()
+    assert np.allclose(values[even], 1.0) and np.allclose(values[~even], 0.0)
 
 
 def test_same_seed_same_metrics(drift):
@@ -255,7 +275,8 @@ def test_tune_chooses_sml_keys_on_validation_periods_and_reproduces(drift, run_c
     # the winner's test: its method over every period once, the mean over the test periods, as the table shows it
     sml_row = next(line for line in after.splitlines() if line.startswith("| SML |"))
     assert f"{result['test_result']['ndcg@20']:.4f}" in sml_row
-    assert len(result["test_per_user"]["ndcg@20"]) == len(result["test_users"]) == len(set(result["test_users"]))
+    # one value per (test period, user), under the user's id: a user tested in two periods is listed twice
+    assert len(result["test_per_user"]["ndcg@20"]) == len(result["test_users"]) >= len(set(result["test_users"]))
     table = after.split("ndcg@20 per period")[1]
     periods = {line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ") and line[2].isdigit()}
     assert periods == {"1", "2", "3"}

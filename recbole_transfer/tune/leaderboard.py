@@ -179,7 +179,12 @@ def load_plan(method, budget=None, arms=None, path=None, seeds=None):
     for arm in plan.arms:
         check_budget(path, arm, budget, seeds or [request.seed], given=data.get("budget", 4) != budget)
     for arm in plan.arms:  # every arm's keys resolve and check (a bad value fails here, not in a Ray worker)
-        arm_request = request.with_keys(model=arm.model, **arm.run_keys())
+        try:
+            arm_request = request.with_keys(model=arm.model, **arm.run_keys())
+            for params in arm.trials(budget, path, default_transfer=arm_request.keys["transfer"]):
+                arm_request.with_keys(**params).config(arm_request.require_targets()[0])
+        except TransferConfigError as exc:
+            raise _err(path, f"arms.{arm.name}: {exc}") from None
         check_arm_request(method, arm, arm_request, plan.budget, path)
     return plan
 
@@ -261,7 +266,7 @@ def check_arm_request(method, arm, request, budget, plan_path="<plan>"):
     runner_check = getattr(registry.method_of(arm.model).runner, "check_arm", None)
     if runner_check is not None:  # what only the runner knows (e.g. which keys an arm of one retraining method reads)
         try:
-            runner_check(arm.model, request, set(arm.space))
+            runner_check(arm.model, request, set(arm.space), arm.kind, arm.keys)
         except TransferConfigError as exc:
             raise _err(plan_path, f"arms.{arm.name}: {exc}") from None
 

@@ -71,8 +71,11 @@ class PeriodicData:
         return self.item_first <= t
 
     def fingerprint(self):
-        """Hash of the periods (every interaction's user, item and period): equal = the same online protocol."""
-        return stable_hash([stable_hash(self.users.tolist()), stable_hash(self.items.tolist()), stable_hash(self.period.tolist())])
+        """Hash of the periods (every interaction's user, item and period) and of which periods are tested and how
+        (``test_periods``, ``topk``, ``valid_metric``): equal = the same online protocol."""
+        protocol = [int(self.config["test_periods"]), list(self.config["topk"]), str(self.config["valid_metric"]).lower()]
+        return stable_hash([stable_hash(self.users.tolist()), stable_hash(self.items.tolist()), stable_hash(self.period.tolist()),
+                            protocol])
 
     def subset(self, rows):
         return self.dataset.copy(self.dataset.inter_feat[torch.as_tensor(np.sort(rows))])

@@ -53,7 +53,8 @@ RETRAIN_METHODS = ("pop", "ease", "itemknn", "full", "finetune", "sample", "sml"
 METHOD_LABELS = {"pop": "Popularity", "ease": "EASE", "itemknn": "ItemKNN", "full": "Full-retrain", "finetune": "Fine-tune",
                  "sample": "Sample-based", "sml": "SML"}
 # the keys each method reads beyond the periods (a leaderboard arm may tune only these)
-BASE_KEYS = frozenset({"sml_base", "embedding_size", "learning_rate", "train_batch_size", "epochs", "weight_decay"})
+BASE_KEYS = frozenset({"sml_base", "embedding_size", "learning_rate", "train_batch_size", "epochs", "weight_decay",
+                       "learner", "clip_grad_norm"})
 SML_KEYS = frozenset({"sml_lr", "sml_batch_size", "sml_weight_decay", "sml_reg_weight", "sml_epochs", "sml_rounds",
                       "sml_theta_init", "sml_n1", "sml_n2", "sml_hidden"})
 METHOD_READS = {"pop": frozenset(), "ease": frozenset({"ease_reg_weight"}), "itemknn": frozenset({"knn_k", "knn_shrink"}),
@@ -65,15 +66,19 @@ CLOSED_FORM = {"ease": ("EASE", {"reg_weight": "ease_reg_weight"}, {}),
 
 @contextlib.contextmanager
 def overridden(config, values):
-    """Set config keys for a block (RecBole's loaders and trainer read them when built)."""
-    old = {k: config[k] for k in values}
+    """Set config keys for a block (RecBole's loaders and trainer read them when built); afterwards each key is as
+    it was, absent if it was."""
+    old = {k: config[k] for k in values if k in config}
     for k, v in values.items():
         config[k] = v
     try:
         yield config
     finally:
-        for k, v in old.items():
-            config[k] = v
+        for k in values:
+            if k in old:
+                config[k] = old[k]
+            else:
+                config.final_config_dict.pop(k, None)
 
 
 class _Retrainer:

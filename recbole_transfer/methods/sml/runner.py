@@ -10,7 +10,6 @@ from recbole.data import create_dataset
 
 from ...errors import TransferConfigError
 from ...pipeline.base import Runner, SearchTarget
-from ...tune.state import params_of
 from ...utils import set_threads
 from .periods import PeriodicData
 from .retraining import METHOD_READS, check_periodic_config, run_periodic
@@ -87,17 +86,25 @@ class PeriodicRunner(Runner):
         methods = check_periodic_config(keys)
         return methods[0] if len(methods) == 1 else "sml"
 
-    def check_arm(self, model, request, space_keys):
-        """A leaderboard arm tunes only keys its one method reads (``pop`` reads none, ``ease`` its λ, ...)."""
+    def check_arm(self, model, request, space_keys, kind, arm_keys=()):
+        """A leaderboard arm runs one method: SML is the transfer arm, every other method a baseline; its space and its
+        own keys name only keys that method reads (``pop`` none, ``ease`` its λ, ...), so every arm runs the
+        family's one protocol (the periods, the tested periods, the metric)."""
         methods = check_periodic_config(request.keys)
         if len(methods) != 1:
             raise TransferConfigError(f"retrain_methods={methods!r}: a leaderboard arm runs one method (its keys: "
                                       "{retrain_methods: [<one of " + ", ".join(METHOD_READS) + ">]})")
         name = methods[0]
-        unread = sorted(set(space_keys) - METHOD_READS[name])
-        if unread:
-            raise TransferConfigError(f"space key {unread[0]!r}: retrain method {name!r} does not read it; the keys it "
-                                      f"reads: {', '.join(sorted(METHOD_READS[name])) or 'none'}")
+        if (kind == "transfer") != (name == "sml"):
+            raise TransferConfigError(f"kind {kind!r} with retrain method {name!r}: SML is the transfer arm, every other "
+                                      "method a baseline")
+        reads = METHOD_READS[name]
+        for what, keys in (("space key", space_keys), ("key", set(arm_keys) - {"retrain_methods"})):
+            unread = sorted(set(keys) - reads)
+            if unread:
+                raise TransferConfigError(f"{what} {unread[0]!r}: retrain method {name!r} does not read it (an arm "
+                                          f"changes only its method's keys); the keys it reads: "
+                                          f"{', '.join(sorted(reads)) or 'none'}")
 
     def trial(self, method, request, report):
         config = request.with_keys(retrain_methods=[self.searched_method(request.keys)]).config(request.target)
@@ -118,17 +125,17 @@ class PeriodicRunner(Runner):
         return (float(frame[metric].iloc[-1]) if reports == max_t else None), reports, reports
 
     def finish_search(self, method, state, target, best, metric):
-        """The winner's method over every period, once: its test metrics are the means over the test periods (as
-        Table 1 averages them); its per-user values are keyed by (test period, user), each pair one unit of a paired
-        comparison (``test_users``: period * number of users + user)."""
-        request = state.request().with_keys(**params_of(best["config"])).for_target(target)
+        """The winner's method over every period, once, with the trials' seed: its test metrics are the means over the
+        test periods (as Table 1 averages them). Its per-user values are one per (test period, user), listed under the
+        user's id: a paired comparison averages each user over the periods she was tested in, so the user, not the
+        (period, user) pair, is the unit its bootstrap resamples."""
+        request = state.trial_request(method, target, best["config"])
         name = self.searched_method(request.keys)
         config = request.with_keys(retrain_methods=[name]).config(target)
         rows = [r for r in run_periodic(config, methods=[name], per_user=True) if r["phase"] == "test"]
         keys = [k for k in rows[0] if k.split("_")[-1] in rows[0]["per_user"]]  # metric@K and warm_metric@K
         test = {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
-        n_users = max(int(r["user_ids"].max()) for r in rows) + 1  # the data's: every arm tests the same users
-        users = np.concatenate([r["period"] * n_users + r["user_ids"] for r in rows])
+        users = np.concatenate([r["user_ids"] for r in rows])
         per_user = {k: np.round(np.concatenate([r["per_user"][k] for r in rows]), 6).tolist() for k in rows[0]["per_user"]}
         return {"test_result": test, "keys": {}, "test_per_user": per_user,
                 "test_users": users.tolist()}
