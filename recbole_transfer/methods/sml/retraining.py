@@ -31,6 +31,7 @@ pieces they share (:class:`PeriodicRun`), the config check and the loop.
 
 import contextlib
 import logging
+import os
 import time
 
 import numpy as np
@@ -42,6 +43,7 @@ from recbole.utils import init_seed
 
 from ...config import get_model
 from ...errors import TransferConfigError
+from ...keys import read_yaml
 from ...trainer import TransferTrainer
 from ...utils import listish, set_threads
 from .model import build_base
@@ -55,8 +57,8 @@ METHOD_LABELS = {"pop": "Popularity", "ease": "EASE", "itemknn": "ItemKNN", "ful
 # the keys each method reads beyond the periods (a leaderboard arm may tune only these)
 BASE_KEYS = frozenset({"sml_base", "embedding_size", "learning_rate", "train_batch_size", "epochs", "weight_decay",
                        "learner", "clip_grad_norm"})
-SML_KEYS = frozenset({"sml_lr", "sml_batch_size", "sml_weight_decay", "sml_reg_weight", "sml_epochs", "sml_rounds",
-                      "sml_theta_init", "sml_n1", "sml_n2", "sml_hidden"})
+SML_KEYS = frozenset(k for k in read_yaml(os.path.join(os.path.dirname(__file__), "keys.yaml"))
+                     if k.startswith("sml_"))  # SML's own keys, as its keys.yaml declares them
 METHOD_READS = {"pop": frozenset(), "ease": frozenset({"ease_reg_weight"}), "itemknn": frozenset({"knn_k", "knn_shrink"}),
                 "full": BASE_KEYS, "finetune": BASE_KEYS, "sample": BASE_KEYS | {"reservoir_size"}, "sml": BASE_KEYS | SML_KEYS}
 # the closed-form methods: their RecBole model, its keys (each read from an SML key) and its fixed keys
