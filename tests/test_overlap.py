@@ -96,6 +96,29 @@ def test_cmf_alpha_zero_is_the_target_only_model_exactly(planted):
     assert cmf5["test_per_user"] != cmf0["test_per_user"]
 
 
+def test_cross_ease_with_source_weight_zero_is_recbole_ease_exactly(planted):
+    source_config, target_config = _configs(planted, "TargetEASE", protocol="warm")
+    pair = build_pair(source_config, target_config)
+    ease, ease_model, _ = _run(planted, "TargetEASE", pair, protocol="warm")
+    cross, cross_model, _ = _run(planted, "CrossEASE", pair, protocol="warm", source_weight=0.0)
+    assert cross["test_per_user"] == ease["test_per_user"] and cross["test_ndcg@10"] == ease["test_ndcg@10"]
+    users = {"user_id": torch.arange(1, 40)}
+    assert torch.equal(cross_model.full_sort_predict(users).view(-1), ease_model.full_sort_predict(users).view(-1))
+    weighted, _, _ = _run(planted, "CrossEASE", pair, protocol="warm")  # the source rows do move it
+    assert weighted["test_per_user"] != ease["test_per_user"]
+
+
+@pytest.mark.parametrize("model", ["CrossEASE", "CrossItemKNN"])
+def test_cross_models_score_cold_users_from_their_source_rows(planted, model):
+    """On the planted pair a cold user's source row says her cluster: the joint-row models rank her target items far
+    above popularity; through a shuffled alignment the source rows say nothing and the gain is gone."""
+    pop = _cold_ndcg(planted, "TargetPop", 1)
+    aligned = _cold_ndcg(planted, model, 1)
+    shuffled = _cold_ndcg(planted, model, 1, overlap_link=str(planted["root"] / "shuffled.link"))
+    assert aligned > pop + 0.2, (aligned, pop)
+    assert shuffled < pop + 0.05, (shuffled, pop)
+
+
 def test_emcdr_map_stage_moves_only_the_mapper_and_cold_users_are_mapped(planted):
     source_config, config = _configs(planted, "EMCDR", stages=["source:8", "target:8"])
     pair = build_pair(source_config, config)
@@ -236,6 +259,8 @@ def test_cli_bad_inputs_exit_2(planted, run_cli, tmp_path):
         (["--model=CMF", "--eval_domains=[both]"], "eval_domains"),
         (["--model=CMF", "--eval_domains=[source,target]"], "add --source_rows=train for a source table"),
         (["--model=CMF", "--source_rows=most"], "source_rows='most': must be one of all, train"),
+        (["--model=CrossEASE", "--max_joint_items=100"], "exceed max_joint_items=100"),
+        (["--model=CrossEASE", "--source_weight=-1"], "source_weight=-1: must be a number >= 0"),
         (["--model=RatingMean", "--task=ranking"], "RatingMean supports rating"),
         (["--model=CMF", "--code_faithful_aux=yes"], "code_faithful_aux='yes': must be True or False"),
     ]
@@ -244,21 +269,26 @@ def test_cli_bad_inputs_exit_2(planted, run_cli, tmp_path):
         assert code == 2 and message in err, (args, err[-400:])
 
 
-def test_rating_means_follow_their_formulas(tmp_path):
-    """Hand-written ratings: the item mean (shrunk to the global mean) and the user's source offset (shrunk to 0),
-    recomputed here from the pair's training rows, equal RatingMean's predictions."""
+def _rating_pair(tmp_path, model, **extra):
+    """Hand-written ratings of 40 users in two domains: (pair, target config)."""
     rng = np.random.default_rng(3)
     for name, prefix in (("rsrc", "s"), ("rtgt", "t")):
         rows = [f"u{u}\t{prefix}{i}\t{int(rng.integers(1, 6))}\t{u * 100 + i}" for u in range(40) for i in range(12)
                 if rng.random() < 0.7]
-        (tmp_path / name).mkdir()
+        (tmp_path / name).mkdir(exist_ok=True)
         (tmp_path / name / f"{name}.inter").write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
                                                       + "\n".join(rows) + "\n")
     method = registry.get_method("overlap_cdr")
     keys = {**FAST, "data_path": str(tmp_path), "protocol_dir": str(tmp_path / "p"), "protocol": "warm", "task": "rating",
-            "eval_args": {**FAST["eval_args"], "mode": "labeled"}, "mean_shrinkage": 2.0, "offset_shrinkage": 3.0}
-    source_config, config = pair_configs(pair_request(Request("RatingMean", "rsrc", ["rtgt"], [method.scenario], keys)))
-    pair = build_pair(source_config, config)
+            "eval_args": {**FAST["eval_args"], "mode": "labeled"}, "mean_shrinkage": 2.0, "offset_shrinkage": 3.0, **extra}
+    source_config, config = pair_configs(pair_request(Request(model, "rsrc", ["rtgt"], [method.scenario], keys)))
+    return build_pair(source_config, config), config
+
+
+def test_rating_means_follow_their_formulas(tmp_path):
+    """Hand-written ratings: the item mean (shrunk to the global mean) and the user's source offset (shrunk to 0),
+    recomputed here from the pair's training rows, equal RatingMean's predictions."""
+    pair, config = _rating_pair(tmp_path, "RatingMean")
     t_ds, s_ds = pair.target.dataset, pair.source.dataset
 
     def means(data, beta):
@@ -281,6 +311,29 @@ def test_rating_means_follow_their_formulas(tmp_path):
                 expected = {"global": t_mu, "item": t_means[item], "item_offset": t_means[item] + offset}[kind]
                 got = float(model._predict(torch.tensor([tid]), torch.tensor([item]))[0])
                 assert got == pytest.approx(expected, abs=1e-5), (kind, tid, item)
+
+
+def test_rating_models_carry_a_user_bias_and_cold_users_take_their_source_offset(tmp_path):
+    """On ratings the MF models score ``mu + b_u + b_i + u . v``. A cold user has no learned b_u: the target-only
+    model leaves it 0, the cross-domain models give her her source offset (the item_offset baseline's)."""
+    pair, config = _rating_pair(tmp_path, "CMF", protocol="cold_start", cold_share=0.5)
+    offsets = build("RatingMean", config, pair).user_offsets
+    trained = pair.links.target_trained
+    cold = torch.as_tensor(pair.target.dataset.token2id("user_id", pair.split.cold_test))
+    warm = torch.nonzero(trained).squeeze(-1)
+    assert bool(offsets[cold].abs().gt(0).all())
+    for model in ("CMF", "EMCDR", "PTUPCDR", "TargetMF"):
+        instance = build(model, config, pair)
+        with torch.no_grad():
+            instance.user_bias.weight.fill_(0.25)  # as if learned, for every user
+            expected = 0.25 + (offsets[cold] if model != "TargetMF" else torch.zeros(len(cold)))
+            assert torch.allclose(instance.user_bias_of(cold), expected), model
+            assert torch.allclose(instance.user_bias_of(warm), torch.full((len(warm),), 0.25)), model  # learned only
+            items = torch.ones(len(cold), dtype=torch.long)
+            vectors = instance.user_vectors(cold)
+            formula = instance.target_mean + instance.item_bias(items).squeeze(-1) + expected + (
+                vectors * instance.item_embedding(items)).sum(-1)
+            assert torch.allclose(instance.predict({"user_id": cold, "item_id": items}), formula), model
 
 
 def test_ptupcdr_bridge_reads_the_source_history_and_ignores_padding(planted):
@@ -404,7 +457,7 @@ def test_cli_scenario_pairs_every_arm_on_one_fingerprint(planted, run_cli, tmp_p
     assert [(r["target"], r["arm"]) for r in rows] == [(s, a) for s in ("warm", "cold_start eta=0.5") for a in ("TargetMF", "pop", "CMF")]
     for setting in ("warm", "cold_start eta=0.5"):
         assert len({r["fingerprint"] for r in rows if r["target"] == setting}) == 1
-    assert "paired vs TargetMF" in out and "| cold_start eta=0.5 | CMF |" in out
+    assert "(warm: TargetMF; cold_start eta=0.5: pop)" in out and "| cold_start eta=0.5 | CMF |" in out  # EASE did not run
     # one run of an arm on its own pair gives the scenario's row: the same data, and nothing carried between arms
     code, single, err = run_cli(["--model=CMF", "--epochs=3", "--protocol=cold_start", "--eta=0.5", *_cli_pair(planted)],
                                 cwd=tmp_path)

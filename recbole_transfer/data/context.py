@@ -28,10 +28,10 @@ def align_tokens(source_tokens, target_tokens, field="field"):
 
 
 @torch.no_grad()
-def copy_aligned(target_weight, source_weight, rows):
-    """Copy source rows into ``target_weight`` along ``rows`` (from :func:`align_tokens`); returns how many
+def copy_aligned(into, from_table, rows):
+    """Copy rows of ``from_table`` into ``into`` along ``rows`` (from :func:`align_tokens`); returns how many
     target tokens the source did not have."""
     rows = torch.as_tensor(rows)
     known = rows >= 0
-    target_weight[known] = source_weight[rows[known]].to(target_weight.device, target_weight.dtype)
+    into[known] = from_table[rows[known]].to(into.device, into.dtype)
     return int((~known).sum())

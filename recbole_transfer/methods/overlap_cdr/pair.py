@@ -189,7 +189,7 @@ class DomainPair:
         lines = []
         for key, data in (("source", self.source), ("target", self.target)):
             ds, rows = data.dataset, data.protocol.rows
-            parts = (f"every row trains (source_rows: all)" if key == "source" and self.source_rows == "all" else
+            parts = ("every row trains (source_rows: all)" if key == "source" and self.source_rows == "all" else
                      f"train / valid / test {len(rows['train'])} / {len(rows['valid'])} / {len(rows['test'])}")
             lines.append(f"{key} {ds.dataset_name}: {ds.user_num - 1} users, {ds.item_num - 1} items, {ds.inter_num} "
                          f"interactions; {parts}")

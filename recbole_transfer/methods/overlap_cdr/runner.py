@@ -41,7 +41,8 @@ ARMS = {
     "PTUPCDR": ("PTUPCDR", {}),
     "global_mean": ("RatingMean", {"rating_mean": "global"}), "item_mean": ("RatingMean", {"rating_mean": "item"}),
     "item_mean_offset": ("RatingMean", {"rating_mean": "item_offset"}), "CATN": ("CATN", {}),
-    "ItemKNN": ("TargetItemKNN", {}), "EASE": ("TargetEASE", {}), "BiasedMF": ("BiasedMF", {}),
+    "ItemKNN": ("TargetItemKNN", {}), "EASE": ("TargetEASE", {}),
+    "CrossEASE": ("CrossEASE", {}), "CrossItemKNN": ("CrossItemKNN", {}),
 }
 FOLDER = os.path.dirname(os.path.abspath(__file__))  # the method's YAML files
 
@@ -173,6 +174,9 @@ def run_one(model, pair, config, verbose=False, on_epoch=None, evaluate_test=Tru
     row["model_file"] = trained[-1]["model_file"] if trained else None
     if trained:  # the validation of the last stage that ran: what selected the model's final epoch
         row.update({f"valid_{k.lower()}": float(v) for k, v in trained[-1]["best_valid"].items()})
+    elif not report:  # a model that learns nothing (the rating means): its validation, for picks on validation
+        result, _per_user, _users = evaluate(instance, config, pair.target.valid_data, "target")
+        row.update({f"valid_{k}": v for k, v in result.items()})
     if not evaluate_test:
         return row, instance
     result, per_user, users = evaluate(instance, config, pair.target.test_data, "target")

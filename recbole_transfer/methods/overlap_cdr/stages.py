@@ -93,7 +93,7 @@ def train_stages(model, config, pair, verbose=False, on_epoch=None):
                 skipped = f"no training data ({spec.train}) in this pair and protocol"
             if skipped:
                 logger.info("==== stage %s (%d/%d): skipped: %s ====", name, index + 1, len(schedule), skipped)
-                report.append({"stage": name, "trains": ", ".join(spec.modules), "trainable": 0, "data": spec.train,
+                report.append({"stage": name, "trains": ", ".join(m for m in spec.modules if hasattr(model, m)), "trainable": 0, "data": spec.train,
                                "valid": "-", "epochs": 0, "max_epochs": epochs, "best_valid": {}, "seconds": 0.0,
                                "train_seconds": [], "model_file": None, "skipped": skipped})
                 continue
@@ -119,7 +119,7 @@ def train_stages(model, config, pair, verbose=False, on_epoch=None):
                 trainer.load_best()
             run = len(trainer.train_loss_dict)
             report.append({
-                "stage": name, "trains": ", ".join(spec.modules), "trainable": trainable, "data": spec.train,
+                "stage": name, "trains": ", ".join(m for m in spec.modules if hasattr(model, m)), "trainable": trainable, "data": spec.train,
                 "valid": "-" if valid is None else spec.valid.replace("_warm", ""), "epochs": run, "max_epochs": epochs,
                 "best_valid": dict(best_result or {}), "seconds": time.time() - start,
                 "train_seconds": list(trainer.epoch_seconds["train"]), "model_file": trainer.saved_model_file,

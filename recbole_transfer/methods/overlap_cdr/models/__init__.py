@@ -1,11 +1,12 @@
 """The overlap family's models, one file each (:mod:`.base` holds what they share)."""
 
 from .base import PairModel, TargetMF
-from .baselines import BiasedMF, RatingMean, TargetEASE, TargetItemKNN, TargetPop
+from .baselines import RatingMean, TargetEASE, TargetItemKNN, TargetPop
 from .catn import CATN
 from .cmf import CMF
+from .cross import CrossEASE, CrossItemKNN
 from .emcdr import EMCDR
 from .ptupcdr import PTUPCDR
 
-__all__ = ["BiasedMF", "CATN", "CMF", "EMCDR", "PTUPCDR", "PairModel", "RatingMean", "TargetEASE", "TargetItemKNN", "TargetMF",
+__all__ = ["CATN", "CMF", "CrossEASE", "CrossItemKNN", "EMCDR", "PTUPCDR", "PairModel", "RatingMean", "TargetEASE", "TargetItemKNN", "TargetMF",
            "TargetPop"]

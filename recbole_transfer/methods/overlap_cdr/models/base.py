@@ -6,8 +6,11 @@ scores it on the target's validation and test, full ranking, sampled candidates 
 :class:`~recbole_transfer.methods.overlap_cdr.pair.PairLinks`: how the two domains' user ids align, each target
 user's source history, and the source domain's size. Source batches come from the source domain's own RecBole
 dataloader. Models are POINTWISE: for ``task: ranking`` a row is (user, item, label 1/0 from one uniformly sampled
-negative), the loss is the log loss on ``u . v``; for ``task: rating`` a row is (user, item, rating), the score is
-``mu + b_i + u . v`` and the loss the squared error.
+negative), the loss is the log loss on ``u . v``; for ``task: rating`` a row is (user, item, rating), the score of
+the matrix-factorisation models is ``mu + b_u + b_i + u . v`` and the loss the squared error. A user with no target
+training rating has no learned ``b_u``: the target-only model leaves it 0, the cross-domain models
+(``bias_from_source``) give her her offset in the source, the mean of her source ratings minus the source items'
+means (:meth:`PairModel.source_offsets`, the offset of the ``item_offset`` rating baseline).
 
 A model declares its **stages** (:class:`~recbole_transfer.methods.overlap_cdr.stages.Stage`): which data each
 trains on, which domain validates it, which modules train. The runner runs the schedule ``stages: [name:epochs,
@@ -57,6 +60,18 @@ class PairModel(GeneralRecommender):
         self.stage = None
         self.domain = "target"  # which domain predict / full_sort_predict score
         self.feeds = {}  # stage name -> iterator of source batches drawn inside calculate_loss (CMF)
+
+    def source_offsets(self, dataset, beta, lam):
+        """[target users]: each user's mean offset from the source items' means over her source training ratings
+        (item means shrunk to the source mean by ``beta`` pseudo-ratings, the offset to 0 by ``lam``); 0 for a user
+        with no source rating."""
+        _target, s_means = self.shrunk_item_means(dataset, beta)
+        s_users, s_items, s_ratings = self.links.source_rows
+        residual = s_ratings - s_means[s_items]
+        total = torch.zeros(self.n_source_users).index_add_(0, s_users, residual)
+        count = torch.zeros(self.n_source_users).index_add_(0, s_users, torch.ones_like(residual))
+        offset = torch.cat([torch.zeros(1), (total / (count + lam))[1:]])
+        return offset[self.links.target_to_source]  # index 0 (no source user): 0
 
     def shrunk_item_means(self, dataset, beta):
         """(target, source) per-item mean training ratings, each shrunk toward its domain's mean by ``beta``
@@ -120,16 +135,25 @@ def _table(rows, k):
 
 
 class TargetMF(PairModel):
-    """MF trained on the target domain alone (the target-only baseline of the family)."""
+    """MF trained on the target domain alone (the target-only baseline of the family); on ratings the biased MF
+    ``mu + b_u + b_i + u . v``."""
 
-    stages = {"target": Stage("target", "target", ("user_embedding", "item_embedding", "item_bias"),
-                              "target user and item tables on the target's training rows")}
+    stages = {"target": Stage("target", "target", ("user_embedding", "item_embedding", "item_bias", "user_bias"),
+                              "target user and item tables (and biases) on the target's training rows")}
+    bias_from_source = False  # True: a user without target training ratings gets her source offset as b_u
 
     def __init__(self, config, dataset, links):
         super().__init__(config, dataset, links)
         self.user_embedding = _table(self.n_users, self.k)
         self.item_embedding = _table(self.n_items, self.k)
         self.item_bias = _table(self.n_items, 1)
+        if self.task == "rating":
+            self.user_bias = _table(self.n_users, 1)
+            offsets = torch.zeros(self.n_users)
+            if self.bias_from_source:
+                offsets = self.source_offsets(dataset, float(config["mean_shrinkage"]), float(config["offset_shrinkage"]))
+                offsets = torch.where(links.target_trained, torch.zeros_like(offsets), offsets)
+            self.register_buffer("cold_offsets", offsets, persistent=False)
         self.apply(xavier_normal_initialization)  # the target tables first: a subclass draws them exactly as TargetMF
         own = set(dict(self.named_children()))
         self._add_modules()
@@ -143,15 +167,26 @@ class TargetMF(PairModel):
 
     def _zero_biases(self):
         for name, module in self.named_children():
-            if name.endswith("item_bias"):
+            if name.endswith("_bias"):
                 nn.init.zeros_(module.weight)
+
+    def user_bias_of(self, users):
+        """``b_u`` of target users on the rating task (learned, or the source offset of a user without target
+        training ratings when ``bias_from_source``); 0 on the ranking task."""
+        if self.task != "rating":
+            return 0.0
+        return self.user_bias(users).squeeze(-1) + self.cold_offsets[users]
 
     def target_loss(self, interaction, users=None):
         """The target loss of a batch; ``users``: the batch's user vectors (default: the target user table)."""
         user_ids, items = interaction[self.USER_ID], interaction[self.ITEM_ID]
         users = self.user_embedding(user_ids) if users is None else users
-        score = self.score(users, items, self.item_embedding, self.item_bias, self.target_mean)
+        score = self.score(users, items, self.item_embedding, self.item_bias, self.target_mean) + self.user_bias_of(user_ids)
         return self.regularised(self.point_loss(score, interaction[self.LABEL]), users, self.item_embedding(items))
+
+    def predict(self, interaction):
+        score = super().predict(interaction)
+        return score + self.user_bias_of(interaction[self.USER_ID]) if self.domain == "target" else score
 
     def calculate_loss(self, interaction):
         return self.target_loss(interaction)

@@ -1,7 +1,6 @@
 r"""The family's baselines on the target alone: :class:`TargetPop` (popularity), :class:`TargetItemKNN` and
-:class:`TargetEASE` (RecBole's ItemKNN and EASE, ranking), :class:`RatingMean` (the rating means, nothing learned) and
-:class:`BiasedMF` (global mean + user and item biases + factors, rating). :class:`~.base.TargetMF` is the trained
-target-only MF the cross-domain models build on."""
+:class:`TargetEASE` (RecBole's ItemKNN and EASE, ranking), :class:`RatingMean` (the rating means, nothing learned). :class:`~.base.TargetMF` is the trained target-only MF the
+cross-domain models build on (on ratings, the biased MF: global mean + user and item biases + factors)."""
 
 import torch
 from recbole.model.general_recommender import EASE, ItemKNN
@@ -10,7 +9,7 @@ from torch import nn
 from ....errors import TransferConfigError
 from ....model import Popularity
 from ..stages import Stage
-from .base import PairModel, TargetMF
+from .base import PairModel
 
 
 class BuiltOnTarget:
@@ -38,32 +37,6 @@ class TargetEASE(BuiltOnTarget, EASE):
     """RecBole's EASE (Steck 2019; ``reg_weight`` is its lambda) on the target's training rows."""
 
 
-class BiasedMF(TargetMF):
-    """MF with a user bias on the target alone (rating): ``mu + b_u + b_i + u . v``, the squared error, the family's
-    ``reg_weight`` on the factors. A user without target training rows keeps ``b_u = 0``."""
-
-    tasks = ("rating",)
-    stages = {"target": Stage("target", "target", ("user_embedding", "item_embedding", "item_bias", "user_bias"),
-                              "target user and item tables and biases on the target's training rows")}
-
-    def _add_modules(self):
-        self.user_bias = nn.Embedding(self.n_users, 1)
-        nn.init.zeros_(self.user_bias.weight)
-
-    def target_loss(self, interaction, users=None):
-        user_ids, items = interaction[self.USER_ID], interaction[self.ITEM_ID]
-        vectors = self.user_embedding(user_ids)
-        score = self.score(vectors, items, self.item_embedding, self.item_bias, self.target_mean)
-        score = score + self.user_bias(user_ids).squeeze(-1)
-        return self.regularised(self.point_loss(score, interaction[self.LABEL]), vectors, self.item_embedding(items))
-
-    def predict(self, interaction):
-        return super().predict(interaction) + self.user_bias(interaction[self.USER_ID]).squeeze(-1)
-
-    def full_sort_predict(self, interaction):
-        raise TransferConfigError("BiasedMF predicts ratings (task: rating)")
-
-
 class RatingMean(PairModel):
     """Rating baselines, nothing learned (``rating_mean``): ``global`` (the target's mean training rating),
     ``item`` (each item's mean, shrunk to the global mean by ``mean_shrinkage`` pseudo-ratings) or
@@ -76,14 +49,8 @@ class RatingMean(PairModel):
         super().__init__(config, dataset, links)
         self.kind = config["rating_mean"]
         beta, lam = float(config["mean_shrinkage"]), float(config["offset_shrinkage"])
-        item_means, s_means = self.shrunk_item_means(dataset, beta)
-        self.register_buffer("item_means", item_means)
-        s_users, s_items, s_ratings = links.source_rows
-        residual = s_ratings - s_means[s_items]
-        total = torch.zeros(self.n_source_users).index_add_(0, s_users, residual)
-        count = torch.zeros(self.n_source_users).index_add_(0, s_users, torch.ones_like(residual))
-        offset = torch.cat([torch.zeros(1), (total / (count + lam))[1:]])
-        self.register_buffer("user_offsets", offset[links.target_to_source])  # index 0 (no source user): 0
+        self.register_buffer("item_means", self.shrunk_item_means(dataset, beta)[0])
+        self.register_buffer("user_offsets", self.source_offsets(dataset, beta, lam))
         self.anchor = nn.Parameter(torch.zeros(1))  # RecBole's trainer needs one parameter; never moves
 
     def calculate_loss(self, interaction):

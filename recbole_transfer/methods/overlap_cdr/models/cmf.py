@@ -16,7 +16,8 @@ class CMF(TargetMF):
     """Collective MF: the user table is shared by both domains; see the module docstring."""
 
     scores_source = True
-    stages = {"joint": Stage("target", "target", ("user_embedding", "item_embedding", "item_bias", "source_user_extra",
+    bias_from_source = True
+    stages = {"joint": Stage("target", "target", ("user_embedding", "item_embedding", "item_bias", "user_bias", "source_user_extra",
                                                     "source_item_embedding", "source_item_bias"),
                              "shared users, both item tables: (1 - alpha) target loss + alpha source loss per batch")}
 

@@ -21,8 +21,9 @@ class EMCDR(TargetMF):
     """Embedding and mapping: MF per domain, then ``f(u_s) ~ u_t`` on overlapping users; see the module docstring."""
 
     scores_source = True
+    bias_from_source = True
     source_modules = ("source_user_embedding", "source_item_embedding", "source_item_bias")
-    target_modules = ("user_embedding", "item_embedding", "item_bias")
+    target_modules = ("user_embedding", "item_embedding", "item_bias", "user_bias")
     stages = {
         "source": Stage("source", "source", source_modules, "source user and item tables on the source's training rows"),
         "target": Stage("target", "target_warm", target_modules, "target user and item tables on the target's training rows"),

@@ -52,6 +52,7 @@ class PTUPCDR(EMCDR):
         users, items = interaction[self.USER_ID], interaction[self.ITEM_ID]
         vectors = self.bridge(users)
         score = self.score(vectors, items, _Fixed(self.item_embedding), _Fixed(self.item_bias), self.target_mean)
+        score = score + self.user_bias_of(users)  # rating: b_u, frozen in this stage
         return self.point_loss(score, interaction[self.LABEL])
 
 
