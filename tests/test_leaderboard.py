@@ -136,14 +136,25 @@ def test_an_sml_arm_runs_one_method_and_tunes_only_its_keys(workdir):
 def test_a_finished_arm_resumes_and_an_arm_whose_trials_all_failed_runs_again(tmp_path):
     from recbole_transfer.tune.leaderboard import _arm_key, _finished
 
-    plan = SimpleNamespace(budget=4)
+    folder, scenario = tmp_path / "method", tmp_path / "scenario.yaml"
+    folder.mkdir()
+    (folder / "EASE.yaml").write_text("reg_weight: 250.0\n")
+    scenario.write_text("targets: [t]\n")
+    plan = SimpleNamespace(budget=4, method=SimpleNamespace(folder=str(folder)))
     arm = SimpleNamespace(name="EASE", kind="baseline", model="EASE")
-    request = SimpleNamespace(config_dict={"seed": 1}, targets=("t",), config_files=())
+    request = SimpleNamespace(config_dict={"seed": 1}, targets=("t",), config_files=(str(scenario),))
     path = tmp_path / "leaderboard-rows.json"
     assert _finished(str(tmp_path), plan, arm, request) is None  # nothing saved
     for rows, resumed in (([{"target": "t", "test": 0.5}], True), ([{"target": "t", "test": None}], False)):
         path.write_text(json.dumps({"key": _arm_key(plan, arm, request), "rows": rows}))
         assert (_finished(str(tmp_path), plan, arm, request) == rows) is resumed
+    path.write_text(json.dumps({"key": _arm_key(plan, arm, request), "rows": [{"target": "t", "test": 0.5}]}))
+    for edit in (folder / "EASE.yaml", scenario):  # a model file or a scenario that changed since: run again
+        before = edit.read_text()
+        edit.write_text(before + "# changed\n")
+        assert _finished(str(tmp_path), plan, arm, request) is None, edit
+        edit.write_text(before)
+        assert _finished(str(tmp_path), plan, arm, request) is not None
     path.write_text(json.dumps({"key": "another plan", "rows": [{"target": "t", "test": 0.5}]}))
     assert _finished(str(tmp_path), plan, arm, request) is None  # another plan or keys: run again
 

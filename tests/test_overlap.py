@@ -481,6 +481,14 @@ def test_tune_searches_the_models_own_keys_and_tests_the_winner(planted, run_cli
     assert all("mapper_hidden" not in r["config"] for r in result["rows"])
     saved = json.loads((tmp_path / "tuned.json").read_text())
     assert saved[0]["test_result"]["ndcg@10"] > 0
+    # Ray reuses a trial's worker for the next trial: each trial still logs to its own folder, and only its own run
+    sizes = {}
+    for folder in (tmp_path / "search" / "ptgt").glob("trial_*/"):
+        size = json.loads((folder / "params.json").read_text())["trial"]["embedding_size"]
+        stages = [line for line in (folder / "recbole.log").read_text().splitlines() if "==== stage joint" in line]
+        assert len(stages) == 1, (folder, stages)
+        sizes.setdefault(size, set()).add(int(stages[0].split(" trainable parameters")[0].split()[-1]))
+    assert len(sizes[8]) == len(sizes[16]) == 1 and max(sizes[8]) < min(sizes[16])
 
 
 def test_a_stage_reports_its_last_validation_once_also_with_eval_step(planted):

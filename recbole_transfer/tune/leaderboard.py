@@ -328,8 +328,24 @@ def _finished(run_dir, plan, arm, request):
 
 
 def _arm_key(plan, arm, request):
+    """What decides an arm's rows: the arm, the budget, the request's keys and targets, and the text of its config
+    files and of its method's own files (a changed scenario, key default or model reruns the arm; a change elsewhere
+    in the package does not)."""
+    folder = plan.method.folder
+    own = sorted(os.path.join(root, name) for root, _dirs, names in os.walk(folder) for name in names
+                 if name.endswith((".py", ".yaml")))
+    texts = {os.path.relpath(path, folder) if path in own else path: _text(path)
+             for path in [*request.config_files, *own]}
     return stable_hash({"arm": arm.__dict__, "budget": plan.budget, "keys": dict(request.config_dict),
-                        "targets": list(request.targets), "files": list(request.config_files)})
+                        "targets": list(request.targets), "files": list(request.config_files), "texts": texts})
+
+
+def _text(path):
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 def _run_arm(run_search, plan, arm, request, run_dir, progress, num_cpus):

@@ -94,7 +94,7 @@ def _search_target(method, state, target, space, trials, emit, resume):
             param_space={TRIAL_KEY: tune.grid_search(trials)},
             tune_config=tune.TuneConfig(
                 metric=metric, mode="max", scheduler=scheduler, trial_dirname_creator=lambda t: f"trial_{t.trial_id}",
-                reuse_actors=False,
+                reuse_actors=True,
             ),
             run_config=air.RunConfig(
                 name=_safe(target), storage_path=state.run_dir, verbose=0, callbacks=[progress],
