@@ -28,6 +28,8 @@ def trial_logging(path="recbole.log"):
     """A Ray Tune trial: RecBole's per-epoch logs go to the trial's own ``recbole.log`` only."""
     warnings.filterwarnings("ignore", category=FutureWarning)
     root = logging.getLogger()
+    for handler in root.handlers:  # a reused Ray worker: the previous trial's log file is closed
+        handler.close()
     root.handlers = [logging.FileHandler(os.path.abspath(path))]
     root.handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s  %(message)s"))
     root.setLevel(logging.INFO)

@@ -108,6 +108,43 @@ def test_cross_ease_with_source_weight_zero_is_recbole_ease_exactly(planted):
     assert weighted["test_per_user"] != ease["test_per_user"]
 
 
+def test_cross_ease_equals_ease_over_the_dense_joint_matrix(planted):
+    """CrossEASE eliminates the source block in closed form; the weights into the target items and the scores must be
+    those of plain EASE on the dense joint matrix [w * source row | target row] (every user: a target user's joint
+    row, and the source users without a target id with their source row alone)."""
+    source_config, config = _configs(planted, "CrossEASE", protocol="cold_start", source_weight=0.7, reg_weight=30.0)
+    pair = build_pair(source_config, config)
+    model = build("CrossEASE", config, pair)
+    links, w = pair.links, 0.7
+    target = pair.target.train_data._dataset.inter_matrix(form="csr").toarray()
+    s_users, s_items, _ = links.source_rows
+    source = np.zeros((links.n_source_users, links.n_source_items))
+    source[s_users.numpy(), s_items.numpy()] = 1.0
+    rows = np.hstack([w * source[links.target_to_source.numpy()], target])
+    alone = [u for u in range(1, links.n_source_users) if int(links.source_to_target[u]) == 0]
+    rows = np.vstack([rows, np.hstack([w * source[alone], np.zeros((len(alone), target.shape[1]))])])
+    gram = rows.T @ rows + 30.0 * np.eye(rows.shape[1])
+    inverse = np.linalg.inv(gram)
+    weights = inverse / -np.diag(inverse)
+    np.fill_diagonal(weights, 0.0)
+    expected = rows[:target.shape[0]] @ weights[:, source.shape[1]:]  # target users' scores on target items
+    users = torch.arange(1, target.shape[0])
+    got = model.full_sort_predict({"user_id": users}).view(len(users), -1).numpy()
+    assert np.allclose(got, expected[1:], atol=1e-4), np.abs(got - expected[1:]).max()
+    cold = pair.target.dataset.token2id("user_id", pair.split.cold_test[:3])
+    assert np.abs(got[np.asarray(cold) - 1]).max() > 0  # cold users are scored, from their source rows
+
+
+def test_a_scenario_arm_that_would_build_another_pair_is_refused(planted):
+    method = registry.get_method("overlap_cdr")
+    keys = {**FAST, "data_path": planted["data_path"], "protocol_dir": planted["protocol_dir"],
+            "checkpoint_dir": planted["checkpoint_dir"], "scenario_protocols": ["warm"], "epochs": 1,
+            "model_keys": {"CMF": {"source_rows": "train"}}}
+    request = Request("CMF", "psrc", ["ptgt"], [method.scenario], keys)
+    with pytest.raises(TransferConfigError, match=r"arm CMF: its source_rows='train' would build another pair"):
+        method.runner.scenario(method, request, ["TargetMF", "CMF"], [1])
+
+
 @pytest.mark.parametrize("model", ["CrossEASE", "CrossItemKNN"])
 def test_cross_models_score_cold_users_from_their_source_rows(planted, model):
     """On the planted pair a cold user's source row says her cluster: the joint-row models rank her target items far
@@ -261,6 +298,8 @@ def test_cli_bad_inputs_exit_2(planted, run_cli, tmp_path):
         (["--model=CMF", "--source_rows=most"], "source_rows='most': must be one of all, train"),
         (["--model=CrossEASE", "--max_joint_items=100"], "exceed max_joint_items=100"),
         (["--model=CrossEASE", "--source_weight=-1"], "source_weight=-1: must be a number >= 0"),
+        (["--model=CrossEASE", "--reg_weight=0"], "reg_weight=0: must be a number > 0"),
+        (["--model=CrossItemKNN", "--k=0"], "k=0: must be an integer >= 1"),
         (["--model=RatingMean", "--task=ranking"], "RatingMean supports rating"),
         (["--model=CMF", "--code_faithful_aux=yes"], "code_faithful_aux='yes': must be True or False"),
     ]
@@ -322,11 +361,13 @@ def test_rating_models_carry_a_user_bias_and_cold_users_take_their_source_offset
     cold = torch.as_tensor(pair.target.dataset.token2id("user_id", pair.split.cold_test))
     warm = torch.nonzero(trained).squeeze(-1)
     assert bool(offsets[cold].abs().gt(0).all())
-    for model in ("CMF", "EMCDR", "PTUPCDR", "TargetMF"):
+    for model, keys in (("CMF", {}), ("EMCDR", {}), ("PTUPCDR", {}), ("TargetMF", {}), ("CMF", {"alpha": 0.0})):
+        config["alpha"] = keys.get("alpha", 0.5)
         instance = build(model, config, pair)
+        from_source = model != "TargetMF" and not keys  # CMF at alpha 0 is the target-only model, its biases too
         with torch.no_grad():
             instance.user_bias.weight.fill_(0.25)  # as if learned, for every user
-            expected = 0.25 + (offsets[cold] if model != "TargetMF" else torch.zeros(len(cold)))
+            expected = 0.25 + (offsets[cold] if from_source else torch.zeros(len(cold)))
             assert torch.allclose(instance.user_bias_of(cold), expected), model
             assert torch.allclose(instance.user_bias_of(warm), torch.full((len(warm),), 0.25)), model  # learned only
             items = torch.ones(len(cold), dtype=torch.long)

@@ -41,7 +41,7 @@ from ..keys import method_keys, read_yaml
 from ..report import BEST, best_by_kind, forest_plot, markdown, paired_vs, picked_names
 from ..request import Request
 from ..trainer import is_traditional
-from ..utils import stable_hash
+from ..utils import property_file, stable_hash
 from .space import SearchSpace
 from .state import params_of
 
@@ -54,6 +54,7 @@ KINDS = ("baseline", "transfer")
 # keys every trained (not traditional) model reads through RecBole's trainer
 TRAINING_KEYS = frozenset({"learning_rate", "weight_decay", "train_batch_size", "learner", "epochs", "stopping_step",
                            "clip_grad_norm"})
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout
 RECBOLE_MODELS = os.path.join(os.path.dirname(os.path.dirname(__import__("recbole").__file__)), "recbole", "properties",
                               "model")
 
@@ -329,15 +330,23 @@ def _finished(run_dir, plan, arm, request):
 
 def _arm_key(plan, arm, request):
     """What decides an arm's rows: the arm, the budget, the request's keys and targets, and the text of its config
-    files and of its method's own files (a changed scenario, key default or model reruns the arm; a change elsewhere
-    in the package does not)."""
+    files, of the shared keys (``properties/overall.yaml``) and of its method's own files (a changed scenario, key
+    default or model reruns the arm, and so does any edit in the method's folder; a change elsewhere in the package
+    does not). Files of this package are named by their path inside it, so a key holds in any checkout."""
     folder = plan.method.folder
     own = sorted(os.path.join(root, name) for root, _dirs, names in os.walk(folder) for name in names
                  if name.endswith((".py", ".yaml")))
-    texts = {os.path.relpath(path, folder) if path in own else path: _text(path)
-             for path in [*request.config_files, *own]}
+    files = [*request.config_files, property_file("overall.yaml"), *own]
     return stable_hash({"arm": arm.__dict__, "budget": plan.budget, "keys": dict(request.config_dict),
-                        "targets": list(request.targets), "files": list(request.config_files), "texts": texts})
+                        "targets": list(request.targets), "files": [_named(p) for p in request.config_files],
+                        "texts": {_named(p): _text(p) for p in files}})
+
+
+def _named(path):
+    """A file's name in a key: its path inside this package's checkout, else its absolute path."""
+    path = os.path.abspath(path)
+    inside = os.path.relpath(path, PACKAGE_ROOT)
+    return path if inside.startswith("..") else inside
 
 
 def _text(path):

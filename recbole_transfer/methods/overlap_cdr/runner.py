@@ -106,6 +106,23 @@ def check_eval_domains(config):
     return domains
 
 
+PAIR_KEYS = ("task", "protocol", "eta", "cold_share", "cold_valid_share", "overlap_link", "source_rows", "history_len",
+             "LABEL_FIELD")  # what the pair is built from (the documents' keys may differ: a pair builds them per model)
+
+
+def check_same_pair(pair, configs):
+    """Every arm of a scenario setting trains on the one pair built for it: an arm whose own keys (``model_keys``) would
+    build another pair is refused, not silently run on this one."""
+    reference = pair.target.config
+    for arm, config in configs.items():
+        differ = [k for k in PAIR_KEYS if config[k] != reference[k]]
+        if differ:
+            raise TransferConfigError(
+                f"arm {arm}: its {', '.join(f'{k}={config[k]!r}' for k in differ)} would build another pair than the "
+                f"setting's ({', '.join(f'{k}={reference[k]!r}' for k in differ)}); the arms of a scenario are compared on "
+                "one pair: set these keys for the whole scenario, not in model_keys")
+
+
 def check_run(model, config):
     """Every key of a run that can be checked before data is read."""
     check_protocol(config)
@@ -150,6 +167,7 @@ def evaluate(model, config, data, domain):
         model.domain = domain
     trainer = TransferTrainer(config, model, stage="test")
     result = {k.lower(): float(v) for k, v in trainer.evaluate(data, load_best_model=False).items()}
+    trainer.tensorboard.close()
     if config["task"] == "rating":
         users, mse, result["mse"] = rating_per_user(trainer, data)
         return result, {"mse": mse}, users
@@ -182,6 +200,9 @@ def run_one(model, pair, config, verbose=False, on_epoch=None, evaluate_test=Tru
     result, per_user, users = evaluate(instance, config, pair.target.test_data, "target")
     row.update({f"test_{k}": v for k, v in result.items()})
     row.update(test_per_user=per_user, test_users=users)
+    if "source" in domains and pair.source_rows == "all":
+        raise TransferConfigError("eval_domains: every source interaction of this pair trains (source_rows: all), so none "
+                                  "is left to test; build the pair with source_rows: train for a source table")
     if "source" in domains:
         if getattr(instance, "scores_source", False):
             source_result, _, _ = evaluate(instance, config, pair.source.test_data, "source")
@@ -269,6 +290,7 @@ class PairRunner(Runner):
                 # one pair per (seed, setting): every arm trains and is scored on it; built with the config of an arm
                 # that reads documents, if one does (their field is then loaded too; the rows are the same)
                 pair = build_pair(*next((c for c in built.values() if c[1]["doc_field"]), next(iter(built.values()))))
+                check_same_pair(pair, {arm: configs[1] for arm, configs in built.items()})
                 for arm in [a for a in arms if (protocol, eta, a) in runs]:
                     model, target_config = ARMS[arm][0], built[arm][1]
                     row, instance = run_one(model, pair, target_config, verbose=verbose)

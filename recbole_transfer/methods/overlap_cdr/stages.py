@@ -117,6 +117,7 @@ def train_stages(model, config, pair, verbose=False, on_epoch=None):
                                                   show_progress=config["show_progress"], callback_fn=record)
             if valid is not None:
                 trainer.load_best()
+            trainer.tensorboard.close()  # RecBole opens a SummaryWriter (a thread and a file) per trainer
             run = len(trainer.train_loss_dict)
             report.append({
                 "stage": name, "trains": ", ".join(m for m in spec.modules if hasattr(model, m)), "trainable": trainable, "data": spec.train,

@@ -3,7 +3,8 @@ r"""CMF (Singh & Gordon, KDD'08): collective matrix factorisation over the two d
 The target's user table is shared with the source; each domain has its own item table; one joint stage, loss
 ``(1 - alpha) L_T + alpha L_S`` with one source batch drawn per target batch. With ``alpha: 0`` no source batch is
 drawn and CMF trains exactly as :class:`~.base.TargetMF` (same tables in the same order, same initialisation, same
-batches; a test checks equality).
+batches; a test checks equality); on ratings a cold user's bias is then 0 too, as TargetMF's (with ``alpha > 0``
+her source offset).
 """
 
 import torch
@@ -16,13 +17,13 @@ class CMF(TargetMF):
     """Collective MF: the user table is shared by both domains; see the module docstring."""
 
     scores_source = True
-    bias_from_source = True
     stages = {"joint": Stage("target", "target", ("user_embedding", "item_embedding", "item_bias", "user_bias", "source_user_extra",
                                                     "source_item_embedding", "source_item_bias"),
                              "shared users, both item tables: (1 - alpha) target loss + alpha source loss per batch")}
 
     def __init__(self, config, dataset, links):
         self.alpha = float(config["alpha"])
+        self.bias_from_source = self.alpha > 0  # at alpha 0 nothing comes from the source, a cold user's b_u included
         super().__init__(config, dataset, links)
 
     def _add_modules(self):

