@@ -221,6 +221,8 @@ def test_cli_prints_table1_and_writes_json_table_and_curves(drift, run_cli):
     code, out, err = run_cli(args, cwd=drift)
     assert code == 0, err[-2000:]
     assert "| Popularity |" in out and "| SML |" in out and "ndcg@20 per period" in out
+    best = out.split("Best transfer arm vs best baseline arm")[1].split("\n\n")[1].splitlines()[2]  # its one row
+    assert best.startswith("| drift | ndcg@20 |") and "| SML |" in best and ("Popularity" in best or "Fine-tune" in best), best
     rows = json.load(open(drift / "out" / "run.json"))
     assert {r["method"] for r in rows} == {"pop", "finetune", "sml"}
     assert (drift / "out" / "run.png").stat().st_size > 1000

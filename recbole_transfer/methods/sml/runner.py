@@ -13,7 +13,7 @@ from ...pipeline.base import Runner, SearchTarget
 from ...utils import set_threads
 from .periods import PeriodicData
 from .retraining import METHOD_READS, check_periodic_config, run_periodic
-from .tables import period_table_of, plot_curves, table1
+from .tables import best_vs_best, period_table_of, plot_curves, table1
 
 
 class PeriodicRunner(Runner):
@@ -49,13 +49,18 @@ class PeriodicRunner(Runner):
                     progress(f"recbole_transfer: periodic retraining of {seeded['sml_base']} on {seeded['dataset']}: "
                              f"{seeded['periods']} periods ({seeded['period_by']}), last {seeded['test_periods']} tested; "
                              f"methods {check_periodic_config(seeded)}; seed {seed}")
-                for row in run_periodic(seeded, progress=progress):
-                    rows.append({**row, "target": target, "model": request.model})
+                seen = {}
+                for row in run_periodic(seeded, progress=progress, per_user=True,
+                                        on_data=lambda data: seen.update(fingerprint=data.fingerprint())):
+                    listed = {"per_user": {k: np.round(v, 6).tolist() for k, v in row.pop("per_user").items()},
+                              "user_ids": np.asarray(row.pop("user_ids")).tolist()}
+                    rows.append({**row, **listed, "target": target, "model": request.model, **seen})
         return rows
 
     def tables(self, method, rows):
+        best = best_vs_best(rows)
         return (f"Test periods (online: the model after period t-1 is tested on period t)\n\n{table1(rows)}\n\n"
-                f"{period_table_of(rows)}"), None
+                + (f"{best}\n\n" if best else "") + f"{period_table_of(rows)}"), None
 
     def plot(self, method, rows, path, plotted=None):
         plot_curves(rows, path)

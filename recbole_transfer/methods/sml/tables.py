@@ -3,7 +3,7 @@ Table 1 shape (:func:`table1`, from :func:`summarise`), the per-period table and
 
 import numpy as np
 
-from ...report import markdown, mean_std
+from ...report import best_baseline_table, markdown, mean_std
 from .periods import PERIOD_METRICS
 from .retraining import METHOD_LABELS, RETRAIN_METHODS
 
@@ -48,6 +48,28 @@ def table1(rows, phase="test"):
             cells.append(mean_std(summary[method][key], "{:.1f}" if key == "train_seconds" else "{:.4f}", std_when_one=False))
         lines.append(cells)
     return markdown(head, lines)
+
+
+def best_vs_best(rows, metric=None):
+    """SML (the transfer arm) against the best baseline method (popularity, ItemKNN, EASE, full retraining,
+    fine-tuning, ...), picked per seed on the mean of the validation periods, paired per user on the test periods (a
+    user's values averaged over the test periods she was tested in); empty when the rows hold no per-user values."""
+    if not rows or not any(r.get("per_user") for r in rows):
+        return ""
+    metric = metric or f"ndcg@{max(int(k.split('@')[1]) for k in rows[0] if k.startswith(f'{PERIOD_METRICS[0]}@'))}"
+    arms = []
+    for (target, method, seed) in dict.fromkeys((r.get("target"), r["method"], r.get("seed")) for r in rows):
+        own = [r for r in rows if (r.get("target"), r["method"], r.get("seed")) == (target, method, seed)]
+        valid, test = [r for r in own if r["phase"] == "valid"], [r for r in own if r["phase"] == "test"]
+        if not valid or not test or not all(r.get("per_user") for r in test):
+            continue
+        arms.append({"target": target, "arm": _label(method), "seed": seed, "metric": metric,
+                     "kind": "transfer" if method == "sml" else "baseline", "fingerprint": test[0].get("fingerprint"),
+                     f"valid_{metric}": float(np.mean([r[metric] for r in valid])),
+                     f"test_{metric}": float(np.mean([r[metric] for r in test])),
+                     "test_per_user": {metric: [v for r in test for v in r["per_user"][metric]]},
+                     "test_users": [u for r in test for u in r["user_ids"]]})
+    return best_baseline_table(arms, f"test_{metric}")
 
 
 def period_table_of(rows, metric="ndcg@20"):
