@@ -32,6 +32,7 @@ import time
 
 import numpy as np
 
+from recbole_transfer.methods.overlap_cdr.runner import pair_request
 from recbole_transfer.methods.overlap_cdr.tables import results_tables
 from recbole_transfer.request import Request
 from recbole_transfer.registry import get_method
@@ -52,7 +53,9 @@ KEPT = ("model", "arm", "kind", "task", "protocol", "eta", "seed", "data_seed", 
 def _scenario(keys, arms, seed, progress):
     method = get_method("overlap_cdr")
     request = Request("CMF", None, None, [method.scenario], {"num_threads": 1, **keys})
-    return [_compact(r) for r in method.runner.scenario(method, request, arms, [seed], progress=progress)]
+    source_rows = pair_request(request).keys["source_rows"]  # the pair's (every arm of a setting trains on one pair)
+    return [{**_compact(r), "source_rows": source_rows}
+            for r in method.runner.scenario(method, request, arms, [seed], progress=progress)]
 
 
 def run_task(task, seeds, etas, out, progress, keys=None):

@@ -84,7 +84,7 @@ class JointItemModel(PairModel):
     def predict(self, interaction):
         scores = self.scores(interaction[self.USER_ID])
         items = interaction[self.ITEM_ID].cpu().numpy()
-        return torch.from_numpy(scores[np.arange(len(items)), items].astype(np.float32))
+        return torch.from_numpy(scores[np.arange(len(items)), items].astype(np.float32)).to(self.device)  # as RecBole's EASE
 
 
 class CrossEASE(JointItemModel):
