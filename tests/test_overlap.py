@@ -523,13 +523,15 @@ def test_tune_searches_the_models_own_keys_and_tests_the_winner(planted, run_cli
     saved = json.loads((tmp_path / "tuned.json").read_text())
     assert saved[0]["test_result"]["ndcg@10"] > 0
     # Ray reuses a trial's worker for the next trial: each trial still logs to its own folder, and only its own run
-    sizes = {}
+    sizes, workers = {}, []
     for folder in (tmp_path / "search" / "ptgt").glob("trial_*/"):
+        workers += [json.loads(line)["pid"] for line in (folder / "result.json").read_text().splitlines()[:1]]
         size = json.loads((folder / "params.json").read_text())["trial"]["embedding_size"]
         stages = [line for line in (folder / "recbole.log").read_text().splitlines() if "==== stage joint" in line]
         assert len(stages) == 1, (folder, stages)
         sizes.setdefault(size, set()).add(int(stages[0].split(" trainable parameters")[0].split()[-1]))
     assert len(sizes[8]) == len(sizes[16]) == 1 and max(sizes[8]) < min(sizes[16])
+    assert len(workers) == 4 and len(set(workers)) < 4  # 4 trials on 2 CPUs: a worker ran more than one
 
 
 def test_a_stage_reports_its_last_validation_once_also_with_eval_step(planted):
