@@ -80,6 +80,14 @@ def run_beyond(seeds, progress):
     return [{k: v for k, v in r.items() if k != "errors" or v} for r in rows]
 
 
+def _paired_only(row):
+    """A row with the per-user values of the metric its tables pair on only (NDCG@10, or MSE per user on ratings):
+    the other metrics' per-user lists would triple the results file and no table reads them."""
+    key = "mse" if row.get("task") == "rating" or "test_mse" in row else str(row.get("metric", "ndcg@10")).replace("test_", "")
+    per_user = row.get("test_per_user") or {}
+    return {**row, "test_per_user": {k: v for k, v in per_user.items() if k == key}} if per_user else row
+
+
 def _compact(row):
     """What the results file keeps of a scenario row: the issue's fields, the metrics, the per-user values."""
     kept = {k: row[k] for k in KEPT if k in row}
@@ -177,7 +185,8 @@ def main(argv=None):
     for task in args.tasks:
         rows += run_task(task, args.seeds, args.etas, args.out, progress, keys)
     saved["leaderboard"] = run_beyond(args.seeds, progress) if args.beyond else []
-    saved.update(rows=rows, run=common.record(args.threads, wall_s=time.time() - start))
+    saved = {k: [_paired_only(r) for r in v] for k, v in saved.items()}
+    saved.update(rows=[_paired_only(r) for r in rows], run=common.record(args.threads, wall_s=time.time() - start))
     common.write(args.out, report(saved), saved)
     return 0
 
