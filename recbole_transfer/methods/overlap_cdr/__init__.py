@@ -5,12 +5,12 @@ and rating tasks, and stage schedules (:mod:`.stages`), run by :mod:`.runner`.""
 import os
 
 from ...registry import Method, register
-from .models import CATN, CMF, CrossEASE, CrossItemKNN, EMCDR, PTUPCDR, RatingMean, TargetEASE, TargetItemKNN, TargetMF, TargetPop
+from .models import CATN, CMF, CrossEASE, CrossItemKNN, EMCDR, PTUPCDR, RatingMean, TargetEASE, TargetItemKNN, TargetMF, TargetPop, TargetSLIM
 from .runner import ARMS, PairRunner
 
 METHOD = register(Method(
     name="overlap_cdr", models={"CMF": CMF, "EMCDR": EMCDR, "PTUPCDR": PTUPCDR, "TargetMF": TargetMF, "RatingMean": RatingMean,
-            "TargetPop": TargetPop, "CATN": CATN, "TargetEASE": TargetEASE, "TargetItemKNN": TargetItemKNN,
+            "TargetPop": TargetPop, "CATN": CATN, "TargetEASE": TargetEASE, "TargetItemKNN": TargetItemKNN, "TargetSLIM": TargetSLIM,
             "CrossEASE": CrossEASE, "CrossItemKNN": CrossItemKNN},
     runner=PairRunner(), folder=os.path.dirname(os.path.abspath(__file__)), arms=list(ARMS), baseline="TargetMF",
     data_keys=frozenset({"protocol", "eta", "cold_share", "cold_valid_share", "overlap_link", "task", "eval_domains",

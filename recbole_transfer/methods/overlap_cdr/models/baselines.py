@@ -1,9 +1,9 @@
 r"""The family's baselines on the target alone: :class:`TargetPop` (popularity), :class:`TargetItemKNN` and
-:class:`TargetEASE` (RecBole's ItemKNN and EASE, ranking), :class:`RatingMean` (the rating means, nothing learned). :class:`~.base.TargetMF` is the trained target-only MF the
+:class:`TargetEASE`, :class:`TargetSLIM` (RecBole's ItemKNN, EASE and SLIMElastic, ranking), :class:`RatingMean` (the rating means, nothing learned). :class:`~.base.TargetMF` is the trained target-only MF the
 cross-domain models build on (on ratings, the biased MF: global mean + user and item biases + factors)."""
 
 import torch
-from recbole.model.general_recommender import EASE, ItemKNN
+from recbole.model.general_recommender import EASE, ItemKNN, SLIMElastic
 from torch import nn
 
 from ....errors import TransferConfigError
@@ -35,6 +35,11 @@ class TargetItemKNN(BuiltOnTarget, ItemKNN):
 
 class TargetEASE(BuiltOnTarget, EASE):
     """RecBole's EASE (Steck 2019; ``reg_weight`` is its lambda) on the target's training rows."""
+
+
+class TargetSLIM(BuiltOnTarget, SLIMElastic):
+    """RecBole's SLIMElastic (Ning & Karypis 2011; elastic-net item weights, ``alpha``, ``l1_ratio``) on the target's
+    training rows."""
 
 
 class RatingMean(PairModel):

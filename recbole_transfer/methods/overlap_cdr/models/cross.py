@@ -13,6 +13,11 @@ model: :class:`CrossEASE` then equals RecBole's EASE on the target's training ro
   ``P_TT = (G_TT - G_TS G_SS^-1 G_ST)^-1`` and ``P_ST = -G_SS^-1 G_ST P_TT``; the weights into target item j are
   ``B_.j = -P_.j / P_jj`` (``B_jj = 0``). The item x item inverses are dense: memory grows with the square of the
   item count (``max_joint_items`` refuses larger pairs; :class:`CrossItemKNN` is the alternative).
+- On ``task: rating`` (CrossEASE), an entry of a joint row is the rating's residual on the ``item_offset`` baseline
+  (the item's shrunk mean plus the user's shrunk mean offset from it, in the target, or for a user without target
+  ratings in the source), not 1; only users with target training ratings fit the weights (an empty entry of a rating
+  row is unknown, not a residual of 0); the prediction is the baseline plus her joint row times the weights. A cold
+  user's baseline is exactly the ``item_offset`` rating baseline's, and what her source residuals predict is added.
 - :class:`CrossItemKNN`: RecBole's ItemKNN similarity (cosine with ``shrink``, the ``k`` nearest items of each
   item) computed over the joint rows; the weights into each target item come from its ``k`` nearest items of
   either domain. Memory grows with items x ``k``.
@@ -30,18 +35,27 @@ from recbole.utils import ModelType
 
 from ....errors import TransferConfigError
 from ..stages import Stage
-from .base import PairModel
+from .base import PairModel, shrunk_offsets
 
 
-def joint_rows(dataset, links, weight):
+def joint_rows(dataset, links, weight, residuals=None):
     """(target rows, source rows of the target users, source rows of the users with no target id), csr float32:
     ``[target users x target items]``, ``[target users x source items]`` (times ``weight``; row 0 and the users
-    without a source history empty) and ``[source-only users x source items]`` (times ``weight``)."""
-    target = dataset.inter_matrix(form="csr").astype(np.float32)  # what RecBole's EASE and ItemKNN read
+    without a source history empty) and ``[source-only users x source items]`` (times ``weight``). The entries are
+    1 (an interaction), or with ``residuals`` = (target values, source values) per training row, those values."""
     users, items, _labels = links.source_rows
-    ones = np.ones(len(users), dtype=np.float32)
-    source = sp.csr_matrix((ones, (users.numpy(), items.numpy())), shape=(links.n_source_users, links.n_source_items))
-    source.data[:] = 1.0  # a user-item pair counts once, as in the target's matrix
+    if residuals is None:
+        target = dataset.inter_matrix(form="csr").astype(np.float32)  # what RecBole's EASE and ItemKNN read
+        values = np.ones(len(users), dtype=np.float32)
+    else:
+        feat = dataset.inter_feat
+        target = sp.csr_matrix((residuals[0].numpy().astype(np.float32),
+                                (feat[dataset.uid_field].numpy(), feat[dataset.iid_field].numpy())),
+                               shape=(dataset.user_num, dataset.item_num))
+        values = residuals[1].numpy().astype(np.float32)
+    source = sp.csr_matrix((values, (users.numpy(), items.numpy())), shape=(links.n_source_users, links.n_source_items))
+    if residuals is None:
+        source.data[:] = 1.0  # a user-item pair counts once, as in the target's matrix
     source = source * np.float32(weight)
     on_target = source[links.target_to_source.numpy()]  # target user -> her source row (id 0: the empty padding row)
     alone = np.flatnonzero(links.source_to_target.numpy() == 0)[1:]  # source users with no target id (0 is padding)
@@ -53,16 +67,41 @@ class JointItemModel(PairModel):
     no gradient step), ranking only, scores from the joint row times the weights into the target items."""
 
     type = ModelType.TRADITIONAL
-    tasks = ("ranking",)
+    tasks = ("ranking", "rating")
     stages = {"target": Stage("target", "target", (), "built from both domains' rows (one pass)")}
 
     def __init__(self, config, dataset, links):
         super().__init__(config, dataset, links)
         self._config, self.weight = config, float(config["source_weight"])
         self.dummy_param = torch.nn.Parameter(torch.zeros(1))  # RecBole's trainer needs a parameter; never moves
-        self.target_rows, self.source_rows_of_users, alone = joint_rows(dataset, links, self.weight)
-        self.to_target, self.from_source = self.build(self.target_rows, self.source_rows_of_users, alone)
+        residuals = self.rating_residuals(dataset, float(config["mean_shrinkage"]), float(config["offset_shrinkage"])) \
+            if self.task == "rating" else None
+        self.target_rows, self.source_rows_of_users, alone = joint_rows(dataset, links, self.weight, residuals)
+        if residuals is None:
+            self.to_target, self.from_source = self.build(self.target_rows, self.source_rows_of_users, alone)
+        else:  # a rating row's empty entries are unknown, not residual 0: only users with target ratings fit the weights
+            fit = np.flatnonzero(links.target_trained.numpy())
+            self.to_target, self.from_source = self.build(self.target_rows[fit], self.source_rows_of_users[fit], alone[:0])
         self.other_parameter_name = ["target_rows", "source_rows_of_users", "to_target", "from_source"]
+
+    def rating_residuals(self, dataset, beta, lam):
+        """The rating task: every training rating minus its baseline, (target values, source values) per training row;
+        sets the target baseline ``item_means`` + ``user_levels``. The baseline is the item's mean (shrunk by
+        ``beta``) plus the user's mean offset from those means (shrunk by ``lam``) in the target, or, for a user
+        without target training ratings, in the source: for a cold user it is the ``item_offset`` rating baseline
+        exactly, and the model adds what her source residuals predict through the learned weights."""
+        t_means, s_means = self.shrunk_item_means(dataset, beta)
+        feat = dataset.inter_feat
+        t_users, t_items = torch.as_tensor(feat[self.USER_ID]), torch.as_tensor(feat[self.ITEM_ID])
+        t_res = torch.as_tensor(feat[self.LABEL]).float() - t_means[t_items]
+        t_levels = shrunk_offsets(t_users, t_res, self.n_users, lam)
+        s_users, s_items, s_ratings = self.links.source_rows
+        s_res = s_ratings.float() - s_means[s_items]
+        s_levels = shrunk_offsets(s_users, s_res, self.n_source_users, lam)
+        levels = torch.where(self.links.target_trained, t_levels, s_levels[self.links.target_to_source])
+        self.register_buffer("item_means", t_means, persistent=False)
+        self.register_buffer("user_levels", levels, persistent=False)
+        return t_res - t_levels[t_users], s_res - s_levels[s_users]
 
     def build(self, target, on_target, alone):
         """(weights target -> target items, weights source -> target items, or None when the source weighs 0)."""
@@ -79,12 +118,18 @@ class JointItemModel(PairModel):
         return value.toarray() if sp.issparse(value) else np.asarray(value)
 
     def full_sort_predict(self, interaction):
+        if self.task == "rating":
+            raise TransferConfigError(f"{type(self).__name__} on task rating predicts ratings; it cannot rank")
         return torch.from_numpy(self.scores(interaction[self.USER_ID]).flatten())
 
     def predict(self, interaction):
-        scores = self.scores(interaction[self.USER_ID])
+        users = interaction[self.USER_ID]
+        scores = self.scores(users)
         items = interaction[self.ITEM_ID].cpu().numpy()
-        return torch.from_numpy(scores[np.arange(len(items)), items].astype(np.float32)).to(self.device)  # as RecBole's EASE
+        value = torch.from_numpy(scores[np.arange(len(items)), items].astype(np.float32)).to(self.device)  # as RecBole's EASE
+        if self.task == "rating":  # the residual on the baseline
+            value = value + self.item_means[interaction[self.ITEM_ID]] + self.user_levels[users]
+        return value
 
 
 class CrossEASE(JointItemModel):
@@ -119,7 +164,9 @@ class CrossEASE(JointItemModel):
 
 class CrossItemKNN(JointItemModel):
     """RecBole's ItemKNN similarity over both domains' items (``k``, ``shrink``, ``source_weight``); see the module
-    docstring."""
+    docstring. Ranking only: its scores are unnormalised sums over a user's items, no rating."""
+
+    tasks = ("ranking",)
 
     def build(self, target, on_target, alone):
         n_source = on_target.shape[1]
