@@ -303,7 +303,8 @@ def best_baseline_table(rows, metric=None, lower=False):
                       "transfer wins" if diff.mean > 0 else "baseline wins"])
     if not lines:
         return ""
-    return ("Best transfer arm vs best baseline arm (pop, ItemKNN, EASE, scratch: the arms run), each picked on "
+    baselines = ", ".join(dict.fromkeys(r["arm"] for r in rows if r.get("kind") == "baseline"))
+    return (f"Best transfer arm vs best baseline arm (the baseline arms run: {baselines}), each picked on "
             "validation per seed; the metric on test, mean over seeds; paired difference transfer minus "
             f"baseline{' (an error metric: baseline minus transfer)' if lower else ''} [bootstrap 95 % interval over users]. Arms run with their configured keys: the leaderboard "
             "(--leaderboard) tunes each with the same trials\n\n"
