@@ -221,6 +221,7 @@ def test_in_domain_flows_add_each_domains_own_reading_to_the_papers_two_flows(as
     correlations get gradient. At 0 the model has neither and its loss is the paper's."""
     pair = aspects["pair"]
     target, source = _fixed_batches(pair)
+    before = aspects["config"]["in_domain_weight"]
     aspects["config"]["in_domain_weight"] = 0.5
     try:
         model = _model(aspects)
@@ -239,7 +240,10 @@ def test_in_domain_flows_add_each_domains_own_reading_to_the_papers_two_flows(as
     assert torch.allclose(loss, expected, atol=1e-5), (float(loss), float(expected))
     loss.backward()
     assert float(model.X_source.grad.abs().sum()) > 0 and float(model.X_target.grad.abs().sum()) > 0
-    paper_model = _model(aspects)
+    try:
+        paper_model = _model(aspects)
+    finally:
+        aspects["config"]["in_domain_weight"] = before
     assert paper_model.X_source is None and paper_model.X_target is None
     paper_model.feeds["source"] = iter([source])
     expected = mse(paper_model.rate_target(t_users, t_items), t_labels) + mse(paper_model.rate_source(s_users, s_items), s_labels)

@@ -57,8 +57,8 @@ class TransferTrainer(Trainer):
         super().__init__(config, model)
         if is_traditional(model):
             self.epochs = 1  # as RecBole's TraditionalTrainer: Pop, ItemKNN, EASE, ... are built, not trained
-        # stopping_min_steps (a method's key, where it declares one): RecBole's early stopping counts epochs without a
-        # better validation; it may not stop the fit before this many optimizer steps (batches) have run
+        # stopping_min_steps (properties/overall.yaml): RecBole's early stopping counts epochs without a better
+        # validation; it may not stop the fit before this many optimizer steps (batches) have run
         self.min_steps, self.patience, self.steps_done = int(config["stopping_min_steps"] or 0), self.stopping_step, 0
         self._hold_patience()
         self.evaluator = _Recording(self.evaluator)
