@@ -4,17 +4,25 @@ knowledge-graph documents.
 Settings (each a domain pair under the cold-start protocol: half of the overlapping users are cold, 40 % of them
 validate and 60 % test; a share eta of the other overlapping users keeps its target ratings):
 
-- ``planted``: :func:`recbole_transfer.data.synthetic.write_planted_aspects` (400 users in both domains, 4 aspects,
-  a planted source -> target aspect permutation, rating noise 0.2, strength 1.2), generated with the data seed;
-- ``planted_strong``: a stronger, smaller planted pair (300 users, 60 items per domain, 3 aspects, noise 0.1,
-  strength 2.0: the suite's planted test), added after the first runs of ``planted``;
+- ``planted``: :func:`recbole_transfer.data.synthetic.write_planted_aspects` (400 users in both domains and 200 in
+  the target only, 4 aspects, a planted source -> target aspect permutation, rating noise 0.2, strength 1.2),
+  generated with the data seed;
+- ``planted_strong``: a stronger, smaller planted pair (300 users in both domains and 150 in the target only, 60
+  items per domain, 3 aspects, noise 0.1, strength 2.0: the suite's planted test's generator), added after the first
+  runs of ``planted``. The target-only users keep the target items' documents full when few overlapping users keep
+  their target rows (without them the items' documents named 1.9 of 3 aspects at eta 0.05);
 - ``planted_strong_shuffled``: the same generator with ``shuffle_source=True``: every source review (and its rating)
   goes to a random other user, so nothing in a user's source document is hers. The control: transfer must not help;
 - ``kg``: CATN's default scenario (``scenario.CATN.yaml``): ml-100k split by genre, documents made of each film's
   Freebase entities and the rating token (item content, not text users wrote).
 
 Arms: CATN, EMCDR, CMF, global_mean, item_mean, item_mean_offset (the item mean plus the user's shrunk source
-offset). Per (setting, seed, eta) every arm trains and is scored on one pair (one split, the same cold users and
+offset). CATN runs with its file's defaults (``CATN.yaml``: softplus G, the in-domain flows, no early stop before 300
+steps; the recipe each CATN row keeps). Two ceilings on the planted settings, computed on the same pair and cold
+users (:func:`oracle_rows`): ``oracle_bilinear``, the item mean plus p^T W q on aspects decoded from the user's
+source document and the item's target document with a bilinear W fitted on the warm users' target ratings, and
+``oracle_true_ridge``, per target item a ridge on the users' TRUE planted preferences; a table gives the share of
+the gap between the item mean and ``oracle_bilinear`` that CATN closes. Per (setting, seed, eta) every arm trains and is scored on one pair (one split, the same cold users and
 ratings; the seed is the data seed, and each row keeps the pair's fingerprint). Keys are pre-declared, not chosen on
 test: on kg those of ``scenario.CATN.yaml`` (the overlap family's lr 0.001, batch 2048 and patience 10 for every
 arm; CATN CPU-sized, with batch 4096, lr 0.003 and the paper's patience 4); on the planted data those of ``KEYS``
@@ -51,13 +59,15 @@ from recbole_transfer.report import markdown, mean_std, paired_vs
 import _common as common
 
 ARMS = ("item_mean_offset", "global_mean", "item_mean", "CMF", "EMCDR", "CATN")
+CEILINGS = ("oracle_bilinear", "oracle_true_ridge")  # rows of what the planted truth allows (oracle_rows), not models
+SHOWN = ARMS + CEILINGS
 SETTINGS = ("planted", "planted_strong", "planted_strong_shuffled", "kg")
 ETAS = (1.0, 0.5, 0.2, 0.1, 0.05)
 SEEDS = (2020, 2021, 2022)
 # the generator's arguments per planted setting (the others: its defaults)
-PLANTED = {"planted": {"n_users": 400, "noise": 0.2, "strength": 1.2},
+PLANTED = {"planted": {"n_users": 400, "noise": 0.2, "strength": 1.2, "target_only_users": 200},
            "planted_strong": {"n_users": 300, "n_items": (60, 60), "per_user": (10, 8), "n_aspects": 3, "noise": 0.1,
-                              "strength": 2.0}}
+                              "strength": 2.0, "target_only_users": 150}}
 PLANTED["planted_strong_shuffled"] = {**PLANTED["planted_strong"], "shuffle_source": True}
 # Pre-declared keys per setting: every arm's, and CATN's own under model_keys (written as a config file after the
 # scenario file, so that model_keys win over them). CATN's model keys reach the other arms too, where they mean
@@ -77,39 +87,49 @@ KEYS = {
 KEYS["planted_strong_shuffled"] = KEYS["planted_strong"]
 # the shuffled controls need CATN and the baselines that read no source (and the offset, which reads shuffled ratings)
 SETTING_ARMS = {"planted_strong_shuffled": ("item_mean_offset", "item_mean", "CATN")}
+ORACLE_SETTINGS = ("planted", "planted_strong")  # the ceilings need the planted truth of the users' own reviews
 # the paper's Table 3 (RMSE of CATN, eta 100 % .. 5 %): the authors' numbers on Amazon reviews, not ours
 PAPER = {"Book -> Movie": (1.049, 1.072, 1.079, 1.093, 1.097), "Movie -> Music": (1.042, 1.075, 1.102, 1.126, 1.144),
          "Book -> Music": (0.862, 0.868, 0.875, 0.896, 0.899)}
-KEPT = ("setting", "model", "arm", "eta", "seed", "data_seed", "fingerprint", "epochs", "seconds", "seconds_per_epoch",
+KEPT = ("setting", "model", "arm", "eta", "seed", "data_seed", "model_seed", "recipe", "fingerprint", "epochs", "seconds", "seconds_per_epoch",
         "valid_rmse", "rmse", "mae", "mse", "test_per_user", "test_users", "target")
 
 
 def _request(setting, seed, etas, root):
-    """The scenario request of one (setting, seed) and the planted permutation (None on kg)."""
+    """The scenario request of one (setting, data seed), the planted permutation and truth (None on kg)."""
     method = get_method("overlap_cdr")
     scenario = method.runner.scenario_files(method, "CATN")[0]
-    keys = {"num_threads": 1, "scenario_protocols": ["cold_start"], "scenario_etas": list(etas)}
+    keys = {"num_threads": 1, "scenario_protocols": ["cold_start"], "scenario_etas": list(etas), "data_seed": seed}
     if setting == "kg":
-        return Request("CATN", None, None, [scenario], keys), None
+        return Request("CATN", None, None, [scenario], keys), None, None
     folder = os.path.join(root, f"{setting}-seed{seed}")
-    pi = write_planted_aspects(folder, seed=seed, **PLANTED[setting])
+    truth = {}
+    pi = write_planted_aspects(folder, seed=seed, truth=truth, **PLANTED[setting])
     settings = os.path.join(folder, "benchmark_keys.yaml")
     with open(settings, "w", encoding="utf-8") as f:
         yaml.safe_dump(KEYS[setting], f)
     return Request("CATN", "asrc", ["atgt"], [scenario, settings],
-                   {**keys, "data_path": folder, "protocol_dir": os.path.join(folder, "protocols")}), pi
+                   {**keys, "data_path": folder, "protocol_dir": os.path.join(folder, "protocols")}), pi, truth
 
 
-def run_setting(setting, seed, etas, arms, root, progress):
-    """Rows of one (setting, seed): CATN's scenario (every arm at every eta, one pair per eta), plus CATN's G and,
-    on planted data, its aspects named by the planted words they attend to."""
+def run_setting(setting, seed, etas, arms, root, progress, model_seed=None):
+    """Rows of one (setting, data seed ``seed``, training seed ``model_seed``, default the data seed): CATN's
+    scenario (every arm at every eta, one pair per eta), plus CATN's G and, on planted data, its aspects named by the
+    planted words they attend to, and the two ceilings."""
+    model_seed = seed if model_seed is None else model_seed
     method = get_method("overlap_cdr")
-    request, pi = _request(setting, seed, etas, root)
+    request, pi, truth = _request(setting, seed, etas, root)
     arms = [a for a in arms if a in SETTING_ARMS.get(setting, arms)]
+    ceilings = []
 
     def measure(row, instance, pair):
         if row["arm"] != "CATN":
             return
+        row["recipe"] = {"correlation": instance.activation, "in_domain_weight": instance.in_domain_weight,
+                         "aspect_norm": instance.norms["user_source"].mode}
+        if truth is not None and setting in ORACLE_SETTINGS:  # the pair's documents exist once CATN was built
+            ceilings.extend(oracle_rows(pair, row, truth, PLANTED[setting].get("n_aspects", 4),
+                                        float(pair.target.config["mean_shrinkage"])))
         row["G"] = instance.correlation().tolist()
         if pi is not None:
             row["planted_pi"] = [int(p) for p in pi]
@@ -120,11 +140,87 @@ def run_setting(setting, seed, etas, arms, root, progress):
     def show(text):
         progress(f"{setting}: {text}")
 
-    rows = method.runner.scenario(method, request, arms, [seed], progress=show, on_run=measure)
+    rows = method.runner.scenario(method, request, arms, [model_seed], progress=show, on_run=measure) + ceilings
     extra = ("G", "planted_pi", "aligned_source", "aligned_target")
     return [{**{k: row[k] for k in KEPT + extra if k in row}, "setting": setting, "model": row["trained"],
+             "data_seed": seed, "model_seed": model_seed,
              "target": f"{setting} eta={row['eta']:g}", **{k[5:]: row[k] for k in ("test_rmse", "test_mae", "test_mse")}}
             for row in rows]
+
+
+TASTE = {"hates": -1.5, "minds": -0.5, "likes": 0.5, "loves": 1.5}  # the generator's words at its quartile cuts
+QUALITY = {"poor": -1.5, "weak": -0.5, "good": 0.5, "great": 1.5}
+
+
+def decoded(doc, vocab, prefix, levels, n_aspects):
+    """Per planted aspect: the mean level of the words that follow the aspect's words (``<prefix><m>_<j>``) in one
+    document (0 where the document never names the aspect): what a perfect reader of the planted text could know."""
+    total, count = np.zeros(n_aspects), np.zeros(n_aspects)
+    words = [vocab[t] for t in doc.tolist() if t]
+    for word, level in zip(words, words[1:]):
+        head, _, tail = word.partition("_")
+        if level in levels and head[:1] == prefix and head[1:].isdigit() and tail.isdigit():
+            total[int(head[1:])] += levels[level]
+            count[int(head[1:])] += 1
+    return np.where(count > 0, total / np.maximum(count, 1), 0.0)
+
+
+def ridge(x, y, lam=1.0):
+    return np.linalg.solve(x.T @ x + lam * np.eye(x.shape[1]), x.T @ y)
+
+
+def oracle_rows(pair, reference, truth, n_aspects, beta):
+    """Two ceilings on the cold users of one pair (the users of ``reference``, CATN's run on it):
+    ``oracle_bilinear``: the item mean plus p^T W q, p the user's aspect preferences decoded from her SOURCE document,
+    q the item's qualities decoded from its TARGET document, W (M x M) fitted by ridge on the warm users' target
+    training ratings (what an ideal aspect-transfer model could learn from the same documents and rows);
+    ``oracle_true_ridge``: per target item, a ridge regression of its training ratings on the TRUE planted
+    preferences of the users who gave them (what the users' real tastes say). Known bias, kept so that the results
+    file stays this code's: that ridge penalises its intercept too (lambda 1, raw ratings), which pulls an item with
+    few training ratings toward 0; at 14-27 ratings per item it costs the ceiling roughly 0.04-0.09 MSE, so it is a
+    conservative ceiling (to fix: regress rating - item mean, or leave the intercept unpenalised)."""
+    docs, links = pair.links.documents, pair.links
+    train = pair.target.train_data._dataset.inter_feat
+    t_users, t_items, t_ratings = (train[f].numpy() for f in ("user_id", "item_id", "rating"))
+    test = pair.target.test_data._dataset.inter_feat
+    keep = np.isin(test["user_id"].numpy(), reference["test_users"])
+    c_users, c_items, c_ratings = (test[f].numpy()[keep] for f in ("user_id", "item_id", "rating"))
+    n_items, mu = pair.target.dataset.item_num, t_ratings.mean()
+    total, count = np.bincount(t_items, t_ratings, n_items), np.bincount(t_items, minlength=n_items)
+    item_mean = (total + beta * mu) / (count + beta)
+    vocab = docs.vocab
+    p_hat = {u: decoded(docs.user_docs["source"][int(links.target_to_source[u])], vocab, "s", TASTE, n_aspects)
+             for u in set(t_users.tolist()) | set(c_users.tolist())}
+    q_hat = {i: decoded(docs.item_docs["target"][i], vocab, "t", QUALITY, n_aspects) for i in range(n_items)}
+    warm = np.array([int(links.target_to_source[u]) > 0 for u in t_users])  # users with a source document
+
+    def features(users, items):
+        return np.stack([np.outer(p_hat[u], q_hat[i]).ravel() for u, i in zip(users, items)])
+
+    w = ridge(features(t_users[warm], t_items[warm]), t_ratings[warm] - item_mean[t_items[warm]])
+    predictions = {"oracle_bilinear": item_mean[c_items] + features(c_users, c_items) @ w}
+    token = pair.target.dataset.id2token
+    true = {u: truth["target_prefs"][token("user_id", u)] for u in set(t_users.tolist()) | set(c_users.tolist())}
+    per_item = np.array(item_mean[c_items])
+    for i in np.unique(c_items):
+        rows = t_items == i
+        if rows.sum() == 0:
+            continue
+        x = np.stack([np.append(true[u], 1.0) for u in t_users[rows]])
+        coef = ridge(x, t_ratings[rows])
+        at = c_items == i
+        per_item[at] = np.stack([np.append(true[u], 1.0) for u in c_users[at]]) @ coef
+    predictions["oracle_true_ridge"] = per_item
+    out = []
+    for arm, predicted in predictions.items():
+        squared = (predicted - c_ratings) ** 2
+        users = sorted(set(c_users.tolist()))
+        per_user = [float(np.round(squared[c_users == u].mean(), 6)) for u in users]
+        out.append({**{k: reference[k] for k in ("eta", "seed", "data_seed", "fingerprint", "target") if k in reference},
+                    "arm": arm, "trained": arm, "epochs": 0, "seconds": 0.0, "test_users": users,
+                    "test_per_user": {"mse": per_user}, "test_mse": float(squared.mean()),
+                    "test_rmse": float(np.sqrt(squared.mean())), "test_mae": float(np.abs(predicted - c_ratings).mean())})
+    return out
 
 
 def planted_alignment(mass, vocab, prefix):
@@ -167,7 +263,7 @@ def summary(rows):
     settings = [s for s in SETTINGS if any(r["setting"] == s for r in rows)]
     lines, paired = [], []
     for setting in settings:
-        for arm in [a for a in ARMS if any(r["setting"] == setting and r["arm"] == a for r in rows)]:
+        for arm in [a for a in SHOWN if any(r["setting"] == setting and r["arm"] == a for r in rows)]:
             cells = [[r["rmse"] for r in rows if r["setting"] == setting and r["arm"] == arm and r["eta"] == eta]
                      for eta in etas]
             lines.append([setting, arm] + [mean_std(c, "{:.3f}") if c else "-" for c in cells])
@@ -184,11 +280,33 @@ def summary(rows):
             + markdown(["setting", "difference"] + header, paired))
 
 
+def gap_closed(rows):
+    """Per planted setting and eta: the share of the gap between the item mean and the bilinear ceiling that CATN
+    closes, in cold-user MSE (mean over runs): (item_mean - CATN) / (item_mean - oracle_bilinear)."""
+    lines = []
+    for setting in [s for s in ORACLE_SETTINGS if any(r["setting"] == s for r in rows)]:
+        cells = []
+        for eta in sorted({r["eta"] for r in rows}, reverse=True):
+            mse = {arm: [r["mse"] for r in rows if r["setting"] == setting and r["eta"] == eta and r["arm"] == arm]
+                   for arm in ("item_mean", "CATN", "oracle_bilinear")}
+            if not all(mse.values()):
+                cells.append("-")
+                continue
+            base, catn, ceiling = (float(np.mean(v)) for v in mse.values())
+            cells.append(f"{(base - catn) / (base - ceiling):.2f}" if base > ceiling else "-")
+        lines.append([setting] + cells)
+    if not lines:
+        return ""
+    header = [f"eta {eta:g}" for eta in sorted({r["eta"] for r in rows}, reverse=True)]
+    return ("Share of the gap between item_mean and oracle_bilinear (cold-user MSE, mean over runs) that CATN closes; "
+            "1 = the ceiling, 0 = the item mean\n\n" + markdown(["setting"] + header, lines))
+
+
 def tables(rows):
-    parts = [summary(rows)]
+    parts = [summary(rows)] + [t for t in [gap_closed(rows)] if t]
     for setting in [s for s in SETTINGS if any(r["setting"] == s for r in rows)]:
         scoped = [r for r in rows if r["setting"] == setting]
-        arms = [a for a in ARMS if any(r["arm"] == a for r in scoped)]
+        arms = [a for a in SHOWN if any(r["arm"] == a for r in scoped)]
         lines = []
         for eta in sorted({r["eta"] for r in scoped}, reverse=True):
             label = f"{setting} eta={eta:g}"
@@ -251,6 +369,9 @@ def main(argv=None):
     p.add_argument("--etas", nargs="+", type=float, default=list(ETAS))
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     p.add_argument("--data_root", default=os.path.join("saved", "catn_benchmark"), help="generated planted domains")
+    p.add_argument("--model_seeds", nargs="+", type=int, default=None,
+                   help="training seeds per data seed (default: the data seed itself); every arm of a data seed is "
+                        "scored on the same pair whatever its training seed")
     args = common.parse(p, argv)
     if args.tables_from:
         return common.show(report, args.tables_from)
@@ -261,8 +382,11 @@ def main(argv=None):
     rows = []
     for setting in args.settings:
         for seed in args.seeds:
-            rows += common.part(f"{args.out}.{setting}.seed{seed}.json",
-                                lambda: run_setting(setting, seed, args.etas, args.arms, args.data_root, progress), progress)
+            for model_seed in args.model_seeds or [seed]:
+                name = f"seed{seed}" if model_seed == seed else f"seed{seed}.model{model_seed}"
+                rows += common.part(f"{args.out}.{setting}.{name}.json",
+                                    lambda: run_setting(setting, seed, args.etas, args.arms, args.data_root, progress,
+                                                        model_seed), progress)
     argv = " ".join(sys.argv[1:] if argv is None else argv)
     saved = {"run": common.record(args.threads, wall_s=time.time() - start, argv=argv), "rows": rows}
     common.write(args.out, report(saved), saved)

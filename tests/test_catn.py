@@ -206,3 +206,105 @@ def test_a_runs_batch_size_reaches_the_pairs_loaders_and_model_keys_stay_with_th
 def test_a_doc_field_that_is_not_text_is_refused(aspects):
     with pytest.raises(TransferDataError, match="doc_field='rating'.*not as a token_seq"):
         build_documents(aspects["pair"], "rating", 50)
+
+
+def _fixed_batches(pair):
+    target = next(iter(pair.target.train_data))
+    source = next(iter(pair.source.train_data))
+    return target, source
+
+
+def test_in_domain_flows_add_each_domains_own_reading_to_the_papers_two_flows(aspects):
+    """With ``in_domain_weight`` the loss is the paper's two flows (S->T on the target batch, T->S on the source
+    batch: exactly ``rate_target`` and ``rate_source``) plus the weight times S->S (source ratings from the users' own
+    source documents, X_source) and T->T (target ratings from their own target documents, X_target); both new
+    correlations get gradient. At 0 the model has neither and its loss is the paper's."""
+    pair = aspects["pair"]
+    target, source = _fixed_batches(pair)
+    before = aspects["config"]["in_domain_weight"]
+    aspects["config"]["in_domain_weight"] = 0.5
+    try:
+        model = _model(aspects)
+    finally:
+        aspects["config"]["in_domain_weight"] = 0.0
+    model.feeds["source"] = iter([source] * 3)
+    t_users, t_items, t_labels = target["user_id"], target["item_id"], target["rating"].float()
+    s_users, s_items, s_labels = source["user_id"], source["item_id"], source["rating"].float()
+    mse = torch.nn.functional.mse_loss
+    paper = mse(model.rate_target(t_users, t_items), t_labels) + mse(model.rate_source(s_users, s_items), s_labels)
+    in_source = model.flow(s_users, s_items, 0, 0) + model.source_user_bias(s_users).squeeze(-1) + model.source_item_bias(
+        s_items).squeeze(-1)
+    in_target = model.flow(t_users, t_items, 1, 1) + model.user_bias(t_users).squeeze(-1) + model.item_bias(t_items).squeeze(-1)
+    expected = paper + 0.5 * (mse(in_source, s_labels) + mse(in_target, t_labels))
+    loss = model.calculate_loss(target)
+    assert torch.allclose(loss, expected, atol=1e-5), (float(loss), float(expected))
+    loss.backward()
+    assert float(model.X_source.grad.abs().sum()) > 0 and float(model.X_target.grad.abs().sum()) > 0
+    try:
+        paper_model = _model(aspects)
+    finally:
+        aspects["config"]["in_domain_weight"] = before
+    assert paper_model.X_source is None and paper_model.X_target is None
+    paper_model.feeds["source"] = iter([source])
+    expected = mse(paper_model.rate_target(t_users, t_items), t_labels) + mse(paper_model.rate_source(s_users, s_items), s_labels)
+    assert torch.allclose(paper_model.calculate_loss(target), expected, atol=1e-5)
+
+
+def test_softplus_correlation_starts_every_cell_active_and_leaky_relu_is_the_papers(aspects):
+    config = aspects["config"]
+    for activation in ("softplus", "leaky_relu"):
+        config["correlation"] = activation
+        model = _model(aspects)
+        raw = model.queries[0] @ model.X @ model.queries[1].t()
+        g = model.correlation()
+        expected = torch.nn.functional.softplus(raw) if activation == "softplus" else torch.nn.functional.leaky_relu(raw)
+        assert torch.allclose(g, expected)
+        if activation == "softplus":
+            assert float(g.min()) > 0.3  # every cell active from the start (softplus(0) = 0.69)
+    config["correlation"] = "softplus"
+
+
+def test_aspect_norm_centres_pooled_aspects_over_documents_and_keeps_empty_documents_at_zero():
+    from recbole_transfer.methods.overlap_cdr.models.catn import AspectNorm
+
+    torch.manual_seed(0)
+    a = torch.randn(6, 2, 3) * 0.1 + 5.0
+    present = torch.tensor([True, True, True, True, True, False])
+    a[~present] = 0.0
+    for mode in ("center", "standardize"):
+        norm = AspectNorm(mode, 2, 3)
+        norm.train()
+        out = norm(a, present)
+        assert torch.allclose(out[present].mean(0), torch.zeros(2, 3), atol=1e-3)  # the first batch sets the mean
+        assert torch.equal(out[~present], torch.zeros(1, 2, 3))
+        if mode == "standardize":
+            assert torch.allclose(out[present].std(0, unbiased=False), torch.ones(2, 3), atol=1e-2)
+        norm.eval()
+        shifted = norm(a + 1.0, present)  # evaluation: the running statistics, not the batch's
+        assert not torch.allclose(shifted[present].mean(0), torch.zeros(2, 3), atol=1e-3)
+    assert torch.equal(AspectNorm("none", 2, 3)(a, present), a)
+
+
+def test_early_stopping_waits_for_stopping_min_steps(aspects, monkeypatch):
+    """A validation that only gets worse: RecBole's early stopping (``stopping_step`` 2) ends the fit after 4 epochs;
+    with ``stopping_min_steps`` at 6 epochs' steps it may not stop before them."""
+    from recbole_transfer.trainer import trainer as trainer_module
+
+    original = trainer_module.TransferTrainer._valid_epoch
+
+    def worse_each_time(self, valid_data, show_progress=False):
+        score, result = original(self, valid_data, show_progress)
+        self.calls = getattr(self, "calls", 0) + 1
+        return float(self.calls), {**result, "rmse": float(self.calls)}  # RMSE: smaller is better
+
+    monkeypatch.setattr(trainer_module.TransferTrainer, "_valid_epoch", worse_each_time)
+    pair = aspects["pair"]
+    steps = len(pair.target.train_data)
+    runs = {}
+    for minimum in (0, 6 * steps):
+        config = pairs("TargetMF", "asrc", "atgt", [registry.get_method("overlap_cdr").scenario],
+                       {**KEYS, "data_path": str(aspects["root"] / "data"), "protocol_dir": str(aspects["root"] / "protocols"),
+                        "checkpoint_dir": str(aspects["root"] / "saved"), "stopping_step": 2, "epochs": 30,
+                        "stopping_min_steps": minimum, "doc_field": None})[1]
+        runs[minimum] = run_one("TargetMF", pair, config)[0]["epochs"]
+    assert runs == {0: 4, 6 * steps: 6}, runs

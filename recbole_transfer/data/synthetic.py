@@ -168,7 +168,7 @@ def write_planted_context(folder, name, n_users=300, n_items=200, per_user=20, n
 
 def write_planted_aspects(folder, names=("asrc", "atgt"), n_users=300, n_items=(120, 120), per_user=(12, 8),
                           n_aspects=4, words_per_aspect=6, phrases=6, noise=0.3, strength=1.0, seed=0,
-                          shuffle_source=False):
+                          shuffle_source=False, target_only_users=0, truth=None):
     """Write a pair of rating domains with reviews and planted aspects (a control for aspect transfer over reviews).
 
     - ``n_aspects`` latent aspects; each has ``words_per_aspect`` words of its own in each domain (``s<m>_<j>`` in
@@ -185,7 +185,12 @@ def write_planted_aspects(folder, names=("asrc", "atgt"), n_users=300, n_items=(
       qualities, in words a text convolution reads.
     ``shuffle_source=True`` gives every source review (and rating) to a random other user (the same draw otherwise:
     the same ratings, reviews and target domain, only the source rows' owners permuted): the control whose transfer
-    must not help. Returns the permutation ``pi`` (source aspect -> target aspect).
+    must not help. ``target_only_users`` adds that many users (tokens ``x<k>``, preferences of their own, drawn from a
+    generator of their own) who rate and review only target items, after everyone else: the target items' documents
+    then do not starve when few overlapping users keep their target rows (the rest of the draw is unchanged).
+    Returns the permutation ``pi`` (source aspect -> target aspect). ``truth``: a dict that receives the planted
+    truth, ``prefs`` {user token: source-aspect preferences} and ``target_prefs`` {user token: the preferences the
+    target reads, target aspect order} (the oracle rows of benchmarks/catn.py).
     """
     rng = np.random.default_rng(seed)
     pi = rng.permutation(n_aspects)
@@ -204,17 +209,25 @@ def write_planted_aspects(folder, names=("asrc", "atgt"), n_users=300, n_items=(
         rows, clock = [], 0
         # the control's owners come from their own generator: the shuffled pair is the same draw, reviews re-owned
         owners = np.random.default_rng([seed, 1]).permutation(n_users) if (shuffle_source and d == 0) else np.arange(n_users)
-        for u in range(n_users):
-            for i in rng.choice(items, size=per_user[d], replace=False):
-                score = 3 + bias[i] + strength * user_pref[u] @ quality[i] / np.sqrt(n_aspects) + rng.normal(scale=noise)
+        writers = [(f"u{owners[u]}", user_pref[u], rng) for u in range(n_users)]
+        if d == 1 and target_only_users:
+            extra = np.random.default_rng([seed, 2])
+            writers += [(f"x{u}", extra.normal(size=n_aspects), extra) for u in range(target_only_users)]
+        if truth is not None and d == 1:
+            truth["target_prefs"] = {token: pref for token, pref, _draw in writers}
+        elif truth is not None:
+            truth["prefs"] = {f"u{u}": prefs[u] for u in range(n_users)}  # the user's own (shuffle: not her reviews)
+        for token, pref, draw in writers:
+            for i in draw.choice(items, size=per_user[d], replace=False):
+                score = 3 + bias[i] + strength * pref @ quality[i] / np.sqrt(n_aspects) + draw.normal(scale=noise)
                 rating = int(np.clip(np.round(score), 1, 5))
-                said = [[f"{prefix}{m}_{rng.integers(words_per_aspect)}", word(tastes, user_pref[u, m])]
-                        for m in rng.integers(n_aspects, size=phrases)]
-                said += [[f"{prefix}{m}_{rng.integers(words_per_aspect)}", word(qualities, quality[i, m])]
-                         for m in rng.integers(n_aspects, size=phrases)]
-                order = rng.permutation(len(said))
-                words = [w for k in order for w in said[k] + [f"w{rng.integers(30)}"]]
+                said = [[f"{prefix}{m}_{draw.integers(words_per_aspect)}", word(tastes, pref[m])]
+                        for m in draw.integers(n_aspects, size=phrases)]
+                said += [[f"{prefix}{m}_{draw.integers(words_per_aspect)}", word(qualities, quality[i, m])]
+                         for m in draw.integers(n_aspects, size=phrases)]
+                order = draw.permutation(len(said))
+                words = [w for k in order for w in said[k] + [f"w{draw.integers(30)}"]]
                 clock += 1
-                rows.append(f"u{owners[u]}\t{prefix}i{i}\t{rating}\t{clock}\t{' '.join(words)}")
+                rows.append(f"{token}\t{prefix}i{i}\t{rating}\t{clock}\t{' '.join(words)}")
         write_atomic_rows(folder, name, "inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float\treview:token_seq", rows)
     return pi

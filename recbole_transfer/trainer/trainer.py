@@ -57,6 +57,10 @@ class TransferTrainer(Trainer):
         super().__init__(config, model)
         if is_traditional(model):
             self.epochs = 1  # as RecBole's TraditionalTrainer: Pop, ItemKNN, EASE, ... are built, not trained
+        # stopping_min_steps (properties/overall.yaml): RecBole's early stopping counts epochs without a better
+        # validation; it may not stop the fit before this many optimizer steps (batches) have run
+        self.min_steps, self.patience, self.steps_done = int(config["stopping_min_steps"] or 0), self.stopping_step, 0
+        self._hold_patience()
         self.evaluator = _Recording(self.evaluator)
         name = f"{config['model']}-{config['dataset']}-{stage}-{uuid.uuid4().hex[:8]}.pth"
         self.saved_model_file = os.path.abspath(os.path.join(self.checkpoint_dir, name))
@@ -96,7 +100,13 @@ class TransferTrainer(Trainer):
         start = time.perf_counter()
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         self.epoch_seconds["train"].append(time.perf_counter() - start)
+        self.steps_done += len(train_data)
+        self._hold_patience()
         return loss
+
+    def _hold_patience(self):
+        """RecBole's ``stopping_step`` as configured once ``min_steps`` optimizer steps have run; unbounded before."""
+        self.stopping_step = self.patience if self.steps_done >= self.min_steps else 2 ** 62
 
     def _valid_epoch(self, valid_data, show_progress=False):
         start = time.perf_counter()
@@ -112,6 +122,7 @@ class TransferTrainer(Trainer):
             "config": self.config.reload_dict() if hasattr(self.config, "reload_dict") else {},
             "epoch": epoch,
             "cur_step": self.cur_step,
+            "steps_done": self.steps_done,
             "best_valid_score": float(self.best_valid_score),
             "state_dict": self._saved_state(),
             "trainable": [n for n, p in self.model.named_parameters() if p.requires_grad],
@@ -135,6 +146,8 @@ class TransferTrainer(Trainer):
         self.saved_model_file = str(resume_file)
         self.start_epoch = checkpoint["epoch"] + 1
         self.cur_step = checkpoint["cur_step"]
+        self.steps_done = int(checkpoint.get("steps_done", 0))
+        self._hold_patience()
         self.best_valid_score = checkpoint["best_valid_score"]
         load_model_state(self.model, checkpoint)
         self.optimizer.load_state_dict(checkpoint["optimizer"])
