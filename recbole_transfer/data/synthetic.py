@@ -190,7 +190,7 @@ def write_planted_aspects(folder, names=("asrc", "atgt"), n_users=300, n_items=(
     then do not starve when few overlapping users keep their target rows (the rest of the draw is unchanged).
     Returns the permutation ``pi`` (source aspect -> target aspect). ``truth``: a dict that receives the planted
     truth, ``prefs`` {user token: source-aspect preferences} and ``target_prefs`` {user token: the preferences the
-    target reads, target aspect order} (the oracle rows of benchmarks/catn.py).
+    target reads, target aspect order} (what a benchmark compares models with).
     """
     rng = np.random.default_rng(seed)
     pi = rng.permutation(n_aspects)
