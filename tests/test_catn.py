@@ -154,7 +154,7 @@ def test_catn_scenario_runs_the_rating_baselines_and_catn_at_the_papers_etas(asp
 
 EASY = {"n_users": 300, "n_items": (60, 60), "per_user": (10, 8), "n_aspects": 3, "noise": 0.1, "strength": 2.0}
 EASY_KEYS = {**KEYS, "word_dim": 16, "max_doc_len": 100, "conv_filters": 32, "aspects": 3, "aspect_dim": 16,
-             "dropout_prob": 0.0, "train_batch_size": 64, "epochs": 40, "stopping_step": 15, "eta": 1.0}
+             "dropout_prob": 0.0, "train_batch_size": 64, "epochs": 12, "stopping_step": 4, "eta": 1.0}
 
 
 @pytest.mark.slow
