@@ -51,7 +51,7 @@ import torch
 import yaml
 from scipy.stats import spearmanr
 
-from recbole_transfer.data.synthetic import write_planted_aspects
+from recbole_transfer.data.synthetic import PLANTED_QUALITIES, PLANTED_TASTES, write_planted_aspects
 from recbole_transfer.request import Request
 from recbole_transfer.registry import get_method
 from recbole_transfer.report import markdown, mean_std, paired_vs
@@ -148,8 +148,8 @@ def run_setting(setting, seed, etas, arms, root, progress, model_seed=None):
             for row in rows]
 
 
-TASTE = {"hates": -1.5, "minds": -0.5, "likes": 0.5, "loves": 1.5}  # the generator's words at its quartile cuts
-QUALITY = {"poor": -1.5, "weak": -0.5, "good": 0.5, "great": 1.5}
+LEVELS = (-1.5, -0.5, 0.5, 1.5)  # a value for each of the generator's level words, lowest quartile first
+TASTE, QUALITY = dict(zip(PLANTED_TASTES, LEVELS)), dict(zip(PLANTED_QUALITIES, LEVELS))
 
 
 def decoded(doc, vocab, prefix, levels, n_aspects):

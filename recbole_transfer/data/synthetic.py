@@ -166,6 +166,11 @@ def write_planted_context(folder, name, n_users=300, n_items=200, per_user=20, n
     return len(rows)
 
 
+# write_planted_aspects' level words, lowest to highest (one per quartile of a standard normal)
+PLANTED_TASTES = ("hates", "minds", "likes", "loves")  # a user's preference for an aspect
+PLANTED_QUALITIES = ("poor", "weak", "good", "great")  # an item's quality on an aspect
+
+
 def write_planted_aspects(folder, names=("asrc", "atgt"), n_users=300, n_items=(120, 120), per_user=(12, 8),
                           n_aspects=4, words_per_aspect=6, phrases=6, noise=0.3, strength=1.0, seed=0,
                           shuffle_source=False, target_only_users=0, truth=None):
@@ -195,7 +200,7 @@ def write_planted_aspects(folder, names=("asrc", "atgt"), n_users=300, n_items=(
     rng = np.random.default_rng(seed)
     pi = rng.permutation(n_aspects)
     prefs = rng.normal(size=(n_users, n_aspects))
-    tastes, qualities = ("hates", "minds", "likes", "loves"), ("poor", "weak", "good", "great")
+    tastes, qualities = PLANTED_TASTES, PLANTED_QUALITIES
     cuts = np.array([-0.67, 0.0, 0.67])  # quartiles of a standard normal
 
     def word(table, value):

@@ -296,13 +296,17 @@ class CATN(PairModel):
 
     def rate_target(self, users, items):
         """S->T: a target rating from the user's SOURCE document (0 aspects without one) plus the biases."""
-        value = self.flow(self.target_to_source[users], items, 0, 1)
-        return value + self.user_bias(users).squeeze(-1) + self.item_bias(items).squeeze(-1)
+        return self.flow(self.target_to_source[users], items, 0, 1) + self.biases(1, users, items)
 
     def rate_source(self, source_users, items):
         """T->S: a source rating from the user's TARGET document plus the source biases."""
-        value = self.flow(self.source_to_target[source_users], items, 1, 0)
-        return value + self.source_user_bias(source_users).squeeze(-1) + self.source_item_bias(items).squeeze(-1)
+        return self.flow(self.source_to_target[source_users], items, 1, 0) + self.biases(0, source_users, items)
+
+    def biases(self, domain, users, items):
+        """b_u + b_i of ratings in ``domain`` (0 source, 1 target; users and items of that domain)."""
+        if domain == 0:
+            return self.source_user_bias(users).squeeze(-1) + self.source_item_bias(items).squeeze(-1)
+        return self.user_bias(users).squeeze(-1) + self.item_bias(items).squeeze(-1)
 
     # ----- what it learned ---------------------------------------------------------------------------
     @torch.no_grad()
@@ -378,8 +382,7 @@ class CATN(PairModel):
         a_ti, inv_ti = self.item_aspects(1, t_items)
         a_si, inv_si = self.item_aspects(0, s_items)
         n_t, n_s = len(t_users), len(s_users)
-        t_bias = self.user_bias(t_users).squeeze(-1) + self.item_bias(t_items).squeeze(-1)
-        s_bias = self.source_user_bias(s_users).squeeze(-1) + self.source_item_bias(s_items).squeeze(-1)
+        t_bias, s_bias = self.biases(1, t_users, t_items), self.biases(0, s_users, s_items)
         to_target = self.interaction(a_su[inv_su[:n_t]], a_ti[inv_ti], 0, 1) + t_bias
         to_source = self.interaction(a_tu[inv_tu[:n_s]], a_si[inv_si], 1, 0) + s_bias
         loss = F.mse_loss(to_target, t_labels) + F.mse_loss(to_source, s_labels)
