@@ -154,16 +154,16 @@ def test_base_must_be_two_embedding_tables_and_bpr_qualifies(drift):
     assert len(rows) == 3 and all(np.isfinite(r["ndcg@20"]) for r in rows)
 
 
-def test_ease_and_itemknn_rebuild_on_every_interaction_so_far_with_their_own_keys(drift):
+def test_closed_form_baselines_rebuild_on_every_interaction_so_far_with_their_own_keys(drift):
     """The closed-form baselines see what full retraining sees (D_0..D_t, handed over once per period); their keys
     reach RecBole's models; per-user values average to the reported metric."""
-    config = sml_config(drift, retrain_methods=["ease", "itemknn"])
+    config = sml_config(drift, retrain_methods=["ease", "itemknn", "slim"])
     data = PeriodicData(config, create_dataset(config))
     seen = []
     rows = run_periodic(config, observer=lambda event, t, ds, method: seen.append((method, t, len(ds))) if ds else None,
                         per_user=True)
     sizes = np.cumsum([len(r) for r in data.rows])
-    assert seen == [(m, t, int(sizes[t])) for m in ("ease", "itemknn") for t in range(3)]
+    assert seen == [(m, t, int(sizes[t])) for m in ("ease", "itemknn", "slim") for t in range(3)]
     for row in rows:
         assert len(row["per_user"]["ndcg@20"]) == len(row["user_ids"]) == row["users"]
         assert np.mean(row["per_user"]["ndcg@20"]) == pytest.approx(row["ndcg@20"])
@@ -171,6 +171,7 @@ def test_ease_and_itemknn_rebuild_on_every_interaction_so_far_with_their_own_key
     assert ndcg(retrain_methods=["ease"], ease_reg_weight=0.01) != ndcg(retrain_methods=["ease"], ease_reg_weight=1e6)
     assert ndcg(retrain_methods=["itemknn"], knn_k=1) != ndcg(retrain_methods=["itemknn"], knn_k=200)
     assert ndcg(retrain_methods=["itemknn"], knn_shrink=0.0) != ndcg(retrain_methods=["itemknn"], knn_shrink=1000.0)
+    assert ndcg(retrain_methods=["slim"], slim_alpha=0.001) != ndcg(retrain_methods=["slim"], slim_alpha=100.0)
 
 
 def test_per_user_values_belong_to_the_listed_users(drift):
@@ -201,7 +202,7 @@ def test_same_seed_same_metrics(drift):
 
 
 @pytest.mark.parametrize("extra, error, match", [
-    ({"retrain_methods": ["sml", "finetuen"]}, TransferConfigError, "retrain_methods=.*must be a list of strings \\(one of pop, ease, itemknn, full, finetune, sample, sml\\) \\(did you mean 'finetune'\\?\\)"),
+    ({"retrain_methods": ["sml", "finetuen"]}, TransferConfigError, "retrain_methods=.*must be a list of strings \\(one of pop, ease, itemknn, slim, full, finetune, sample, sml\\) \\(did you mean 'finetune'\\?\\)"),
     ({"sml_base": "NeuMF", "retrain_methods": ["full"]}, TransferConfigError, "sml_base='NeuMF': cannot be built"),
     ({"test_periods": 4}, TransferConfigError, "test_periods=4: must be at most periods - 1 = 3"),
     ({"periods": 2}, TransferConfigError, "periods=2: must be an integer >= 3"),

@@ -9,8 +9,8 @@ Every method runs the same loop (:func:`run_periodic`); for t = 0..T-1:
 Methods (``retrain_methods``), all starting from the same seeded initialiser:
 
 - ``pop``: items ranked by their count in D_0..D_t;
-- ``ease`` / ``itemknn``: RecBole's EASE (``ease_reg_weight``) or ItemKNN (``knn_k``, ``knn_shrink``) rebuilt on
-  D_0..D_t (what full retraining sees); built in closed form, not trained;
+- ``ease`` / ``itemknn`` / ``slim``: RecBole's EASE (``ease_reg_weight``), ItemKNN (``knn_k``, ``knn_shrink``) or
+  SLIMElastic (``slim_alpha``, ``slim_l1_ratio``) rebuilt on D_0..D_t (what full retraining sees); built in closed form, not trained;
 - ``full``: the base model (``sml_base``) trained on D_0..D_t, warm-started from the previous model;
 - ``finetune``: the previous model trained on D_t only;
 - ``sample``: the previous model trained on D_t plus a uniform reservoir of earlier interactions
@@ -51,8 +51,9 @@ from .periods import PeriodicData, SeenItemSampler, evaluate_period
 
 logger = logging.getLogger(__name__)
 
-RETRAIN_METHODS = ("pop", "ease", "itemknn", "full", "finetune", "sample", "sml")
-METHOD_LABELS = {"pop": "Popularity", "ease": "EASE", "itemknn": "ItemKNN", "full": "Full-retrain", "finetune": "Fine-tune",
+RETRAIN_METHODS = ("pop", "ease", "itemknn", "slim", "full", "finetune", "sample", "sml")
+METHOD_LABELS = {"pop": "Popularity", "ease": "EASE", "itemknn": "ItemKNN", "slim": "SLIM",
+                 "full": "Full-retrain", "finetune": "Fine-tune",
                  "sample": "Sample-based", "sml": "SML"}
 # the keys each method reads beyond the periods (a leaderboard arm may tune only these)
 BASE_KEYS = frozenset({"sml_base", "embedding_size", "learning_rate", "train_batch_size", "epochs", "weight_decay",
@@ -60,10 +61,13 @@ BASE_KEYS = frozenset({"sml_base", "embedding_size", "learning_rate", "train_bat
 SML_KEYS = frozenset(k for k in read_yaml(os.path.join(os.path.dirname(__file__), "keys.yaml"))
                      if k.startswith("sml_"))  # SML's own keys, as its keys.yaml declares them
 METHOD_READS = {"pop": frozenset(), "ease": frozenset({"ease_reg_weight"}), "itemknn": frozenset({"knn_k", "knn_shrink"}),
+                "slim": frozenset({"slim_alpha", "slim_l1_ratio"}),
                 "full": BASE_KEYS, "finetune": BASE_KEYS, "sample": BASE_KEYS | {"reservoir_size"}, "sml": BASE_KEYS | SML_KEYS}
 # the closed-form methods: their RecBole model, its keys (each read from an SML key) and its fixed keys
 CLOSED_FORM = {"ease": ("EASE", {"reg_weight": "ease_reg_weight"}, {}),
-               "itemknn": ("ItemKNN", {"k": "knn_k", "shrink": "knn_shrink"}, {"knn_method": "item"})}
+               "itemknn": ("ItemKNN", {"k": "knn_k", "shrink": "knn_shrink"}, {"knn_method": "item"}),
+               "slim": ("SLIMElastic", {"alpha": "slim_alpha", "l1_ratio": "slim_l1_ratio"},
+                        {"positive_only": True, "hide_item": True})}  # RecBole's SLIMElastic.yaml
 
 
 @contextlib.contextmanager
@@ -109,7 +113,7 @@ class PopularityRetrain(_Retrainer):
 
 
 class ClosedFormRetrain(_Retrainer):
-    """ease / itemknn: RecBole's model rebuilt on every interaction so far (D_0..D_t), as full retraining sees."""
+    """ease / itemknn / slim: RecBole's model rebuilt on every interaction so far (D_0..D_t), as full retraining sees."""
 
     def __init__(self, run, kind):
         super().__init__(run)
