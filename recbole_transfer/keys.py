@@ -88,6 +88,10 @@ def _number(value):
 def _in_range(value, note):
     if note.choices is not None:
         return value in note.choices
+    if value != value:  # NaN: in no range (it compares false with every bound)
+        return False
+    if value in (float("inf"), float("-inf")):  # only where the range writes that end closed: [0, inf]
+        return (note.high is None and not note.high_open) if value > 0 else (note.low is None and not note.low_open)
     if note.low is not None and (value < note.low or (note.low_open and value == note.low)):
         return False
     if note.high is not None and (value > note.high or (note.high_open and value == note.high)):

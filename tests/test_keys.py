@@ -39,6 +39,12 @@ def test_annotations_read_types_ranges_and_choices():
     assert note.accepts(None) and note.accepts(3) and not note.accepts(3.0) and not note.accepts(0) and not note.accepts(2.5)
     note = keys.parse_annotation("m", "(list of str) methods. Range in ['pop', 'sml'].")
     assert note.accepts(["pop", "sml"]) and not note.accepts(["pop", "smll"]) and not note.accepts("pop")
+    inf, nan = float("inf"), float("nan")
+    note = keys.parse_annotation("lr", "(float) a rate. Range in (0, inf).")
+    assert note.accepts(1e9) and not note.accepts(inf) and not note.accepts(nan) and not note.accepts(-inf)
+    note = keys.parse_annotation("w", "(float) a weight. Range in [0, inf].")  # a closed end takes infinity itself
+    assert note.accepts(inf) and not note.accepts(nan) and not note.accepts(-inf)
+    assert keys.parse_annotation("x", "(float) any number.").accepts(inf)  # no range: nothing to refuse
     with pytest.raises(TransferConfigError, match="unreadable type"):
         keys.parse_annotation("x", "(integer) oops")
     with pytest.raises(TransferConfigError, match="not numeric"):
@@ -52,6 +58,8 @@ def test_annotations_read_types_ranges_and_choices():
     ("CMF", {"protocol": "cold"}, "protocol='cold': must be one of warm, cold_start"),
     ("SML", {"retrain_methods": ["pop", "smll"]}, "did you mean 'sml'"),
     ("MMTNet", {"drr_beta": -1}, r"drr_beta=-1: must be a number >= 0 \(mmtnet/keys.yaml\)"),
+    ("CMF", {"eta": float("nan")}, r"eta=nan: must be a number in \(0, 1\]"),
+    ("TransferMLP", {"learning_rate": float("inf")}, "learning_rate=inf: must be a number > 0"),
 ])
 def test_one_validator_refuses_a_bad_key_in_a_config_and_in_a_request(workdir, model, bad, message):
     with pytest.raises(TransferConfigError, match=message):

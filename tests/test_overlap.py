@@ -544,11 +544,11 @@ def test_a_stage_reports_its_last_validation_once_also_with_eval_step(planted):
     assert seen == [(2, False), (4, True)]
 
 
-def _taste_pair(tmp_path, model, link=None, **extra):
+def _taste_pair(tmp_path, model, link=None, change=None, **extra):
     """Ratings that carry a taste, not a level: 120 users in both domains, each domain's items half of kind A and half
     of kind B; a user of taste +1 rates A items 5 and B items 1 (taste -1: the reverse), with noise. Every user's mean
     offset is about 0, so item mean + offset predicts 3 for everyone; only the source residuals say a cold user's
-    taste. (pair, target config)."""
+    taste. ``change(user token, rating)``: the target rating written (the draws stay the same). (pair, target config)."""
     rng = np.random.default_rng(7)
     taste = np.where(rng.random(120) < 0.5, 1.0, -1.0)
     for name, prefix in (("tsrc", "s"), ("ttgt", "t")):
@@ -558,6 +558,7 @@ def _taste_pair(tmp_path, model, link=None, **extra):
                 if rng.random() < 0.6:
                     sign = 1.0 if i % 2 == 0 else -1.0
                     rating = int(np.clip(np.rint(3.0 + 2.0 * taste[u] * sign + rng.normal(0.0, 0.3)), 1, 5))
+                    rating = change(f"u{u}", rating) if change and prefix == "t" else rating
                     rows.append(f"u{u}\t{prefix}{i}\t{rating}\t{u * 100 + i}")
         (tmp_path / name).mkdir(exist_ok=True)
         (tmp_path / name / f"{name}.inter").write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
@@ -593,6 +594,28 @@ def test_cross_ease_on_ratings_predicts_cold_users_residuals_from_their_source_r
     shuffled_pair, shuffled_config = _taste_pair(tmp_path / "shuffle", "CrossEASE", link=str(tmp_path / "shuffle.link"))
     shuffled = run_one("CrossEASE", shuffled_pair, shuffled_config)[0]["test_mse"]
     assert shuffled > 0.8 * rows["base"], (shuffled, rows)
+
+
+def test_cross_ease_on_ratings_never_reads_a_held_out_rating(tmp_path):
+    """Leakage: CrossEASE's baselines and weights on ratings come from training rows alone. Rewriting every rating of
+    the cold users' target rows (their validation and test rows) leaves every prediction as it was; rewriting the
+    target ratings of warm users (training rows) changes them."""
+    def predictions(folder, change=None):
+        folder.mkdir()
+        pair, config = _taste_pair(folder, "CrossEASE", change=change)
+        ds = pair.target.dataset
+        users = torch.arange(1, ds.user_num).repeat_interleave(ds.item_num - 1)
+        items = torch.arange(1, ds.item_num).repeat(ds.user_num - 1)
+        tokens = zip(ds.id2token("user_id", users.numpy()), ds.id2token("item_id", items.numpy()))
+        scores = build("CrossEASE", config, pair).predict({"user_id": users, "item_id": items})
+        return dict(zip(tokens, scores.tolist())), set(pair.split.cold_valid) | set(pair.split.cold_test)
+
+    before, held_out = predictions(tmp_path / "a")
+    for name, rewritten in (("held_out", held_out), ("train", {f"u{u}" for u in range(120)} - held_out)):
+        after, again = predictions(tmp_path / name, change=lambda user, r: 6 - r if user in rewritten else r)
+        assert again == held_out  # the same split: it does not read ratings
+        same = all(abs(after[k] - before[k]) < 1e-6 for k in before)
+        assert same == (name == "held_out"), name
 
 
 def test_init_scale_pair_draws_the_tables_at_the_scale_of_one_table_over_both_domains(planted):
