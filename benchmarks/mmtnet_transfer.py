@@ -4,8 +4,8 @@ Scenario: recbole_transfer/methods/mmtnet/scenario.yaml (users split by zip regi
 targets = regions 0, 3, 4, 6, 7, 8, each user's TRAINING interactions thinned to ``--fractions`` (``keep_fraction``;
 valid, test and candidates are the same at every fraction). Per seed, MMTNet
 is trained on the source once; every (fraction, target) then runs the arms (a) scratch, (b) annealed
-fine-tuning, (c) DRR, (d) the frozen-random control, all from that one source model, beside popularity
-(a reference) and ``frozen`` (the copied modules frozen, no adapters: DRR's ablation). Row (e) is the
+fine-tuning, (c) DRR, (d) the frozen-random control, all from that one source model, beside the baselines
+(RecBole's Pop, ItemKNN and EASE on the target's training rows) and ``frozen`` (the copied modules frozen, no adapters: DRR's ablation). Row (e) is the
 layer-transfer MLP of seed 001 with its best configuration of our layer-transfer benchmark (config-3,
 frozen; benchmarks/results/layer_transfer.md), beside its own scratch, on the same targets (its source
 stage trains TransferMLP on the same source). Test HR@10 / NDCG@10 (leave-one-out, 1 + 99 sampled
@@ -31,14 +31,16 @@ from recbole_transfer.methods.mmtnet.strategy import SHARED_ARMS
 from recbole_transfer.pipeline.scenario import run_scenario
 from recbole_transfer.pipeline.two_stage import pretrain_source
 from recbole_transfer.registry import get_method
-from recbole_transfer.report import first_time_reaching, forest_plot, markdown, one_to_many_table, paired_vs
+from recbole_transfer.report import (best_baseline_table, first_time_reaching, forest_plot, markdown, one_to_many_table,
+                                     paired_vs)
 
 import _common as common
 
 REGIONS_SCENARIO = get_method("mmtnet").scenario
 
-# (a) scratch, (b) anneal, (c) drr, (d) random, plus popularity (a reference) and frozen (DRR without adapters)
-MMT_ARMS = ["pop"] + SHARED_ARMS[:1] + ["frozen"] + SHARED_ARMS[1:]
+# (a) scratch, (b) anneal, (c) drr, (d) random, plus the baselines (RecBole's Pop, ItemKNN and EASE on the target's
+# training rows, at their default keys) and frozen (DRR without adapters)
+MMT_ARMS = ["pop", "ItemKNN", "EASE"] + SHARED_ARMS[:1] + ["frozen"] + SHARED_ARMS[1:]
 
 MLP_ARMS = {"none": "MLP scratch", "config-3": "MLP config-3"}
 
@@ -71,7 +73,9 @@ def report(saved):
     fractions = list(dict.fromkeys(r["fraction"] for r in rows))
     source = run.get("source_seconds", {})
     sections = [f"## Targets at {round(fraction * 100)} % of each user's training interactions\n\n"
-                + one_to_many_table([r for r in rows if r["fraction"] == fraction]) for fraction in fractions]
+                + one_to_many_table([r for r in rows if r["fraction"] == fraction]) + "\n\nBest transfer arm vs best baseline "
+                "arm (popularity, ItemKNN, EASE, the scratch models), HR@10:\n\n"
+                + best_baseline_table([r for r in rows if r["fraction"] == fraction]) for fraction in fractions]
     sections.append(goals(rows, fractions))
     header = (
         "# MMT-Net one-to-many transfer benchmark (ml-100k regions)\n\n"
