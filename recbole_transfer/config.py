@@ -144,6 +144,13 @@ class TransferConfig(Config):
     def _load_cmd_line(self):
         return dict()
 
+    def _get_final_config_dict(self):
+        """RecBole's layering (its defaults and our files, then the config files, then ``config_dict``), except that a
+        key of ``config_dict`` (the command line, an arm, a trial) holding a mapping changes only the entries it names
+        of the value below it (:func:`keys.layered`): ``--eval_args="{'mode': 'full'}"`` keeps the scenario's split."""
+        return keys.layered({**self.internal_config_dict, **self.file_config_dict},
+                            {**self.variable_config_dict, **self.cmd_config_dict})
+
     def _get_model_and_dataset(self, model, dataset):
         if model is None:
             model = self.external_config_dict.get("model")
