@@ -5,8 +5,8 @@ RecBole's ``EASE`` inverts a dense items x items matrix: at its peak the build h
 need about 140 GB and fail far into the run, or swap the machine to a halt. This class refuses such an item count
 before anything is allocated, with the memory it would need, what is available, and the model to use instead
 (ItemKNN: memory items x k). Below the bound it is RecBole's EASE exactly (it only checks, then builds as RecBole's
-does). Every run that names ``EASE`` gets this class (the plugin's models resolve before RecBole's); the overlap
-family's ``TargetEASE`` and ``CrossEASE`` use the same check.
+does). Every run that names ``EASE`` gets this class (the plugin's models resolve before RecBole's); a method's own
+item x item models call :func:`check_item_matrix` the same way.
 """
 
 import os
