@@ -105,6 +105,14 @@ def test_a_partial_mapping_key_changes_only_the_entries_it_names(small_domains, 
     whole = tmp_path / "whole.yaml"
     whole.write_text("eval_args: {mode: full}\n")
     assert Request("BPR", None, ["tgt"], [whole], small_domains).config("tgt")["eval_args"]["split"] == {"RS": [0.8, 0.1, 0.1]}
+    halves = tmp_path / "halves.yaml"  # a file's split, then a partial mapping over it: a checkpoint reloads both
+    halves.write_text("eval_args: {split: {RS: [0.5, 0.25, 0.25]}, group_by: user, order: RO, mode: uni99}\n")
+    config = Request("BPR", None, ["tgt"], [halves], given).config("tgt")
+    assert config["eval_args"]["split"] == {"RS": [0.5, 0.25, 0.25]} and config["eval_args"]["mode"] == full
+    reloaded = TransferConfig.from_checkpoint({"config": config.reload_dict()})
+    assert reloaded["eval_args"] == config["eval_args"]
+    assert TransferConfig.from_checkpoint({"config": config.reload_dict()}, {"eval_args": {"order": "TO"}})[
+        "eval_args"] == {**config["eval_args"], "order": "TO"}
     with caplog.at_level("INFO", logger="recbole_transfer"):
         code, out, err = run_cli(["--model=BPR", "--target=tgt", "--epochs=1", "--eval_args={'mode': 'full'}"]
                                  + [f"--{k}={v}" for k, v in small_domains.items() if k != "epochs"])

@@ -240,7 +240,7 @@ def write_planted_aspects(folder, names=("asrc", "atgt"), n_users=300, n_items=(
 
 
 def write_scale_pair(folder, n_rows, overlap=0.9, names=("ssrc", "stgt"), zipf=1.0, sigma=1.0, min_rows=5, seed=0):
-    """A pair of domains of about ``n_rows`` interactions each, shaped as logs are at scale (for ``benchmarks/scale.py``):
+    """A pair of domains of about ``n_rows`` interactions each, shaped as logs are at scale (for the scale benchmark of issue 27):
     ``n_rows // 20`` users and ``n_rows // 100`` items per domain; item popularity Zipf (weight 1 / rank^``zipf``);
     user activity lognormal (``sigma``), every user with at least ``min_rows`` interactions; the source's users are
     ``overlap`` of the target's (the same user tokens) plus users of its own; items are each domain's own (tokens are

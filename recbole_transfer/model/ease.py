@@ -1,8 +1,10 @@
 r"""EASE (Steck, WWW'19) as RecBole 1.2.1 builds it, behind a memory guard.
 
 RecBole's ``EASE`` inverts a dense items x items matrix: at its peak the build holds about
-:data:`ITEM_PAIR_BYTES` bytes per item pair (measured: 10.2 GB at 16k items, issue 27), so at 60k items it would
-need about 140 GB and fail far into the run, or swap the machine to a halt. This class refuses such an item count
+:data:`ITEM_PAIR_BYTES` bytes per item pair (an estimate from the peak RSS that issue 27 reports, 10.2 GB at 16k
+items; not yet measured by a script here), so at 60k items it would need about 140 GB and fail far into the run, or
+swap the machine to a halt. The memory available is the kernel's ``MemAvailable``: it ignores a cgroup's limit
+and what parallel runs will take, so the guard catches the hopeless cases, not every one. This class refuses such an item count
 before anything is allocated, with the memory it would need, what is available, and the model to use instead
 (ItemKNN: memory items x k). Below the bound it is RecBole's EASE exactly (it only checks, then builds as RecBole's
 does). Every run that names ``EASE`` gets this class (the plugin's models resolve before RecBole's); a method's own
@@ -15,7 +17,7 @@ from recbole.model.general_recommender.ease import EASE as RecBoleEASE
 
 from ..errors import TransferConfigError
 
-ITEM_PAIR_BYTES = 40  # bytes per (item, item) pair at the peak of an EASE build (10.2 GB at 16k items, measured)
+ITEM_PAIR_BYTES = 40  # bytes per (item, item) pair at the peak of an EASE build (estimate: 10.2 GB at 16k items)
 
 
 def available_memory():
