@@ -178,7 +178,7 @@ def tuned_vs_scratch(chosen, by_groups):
     return paired_strata(strata)
 
 
-def tables(picks, rows):
+def tables(picks, rows, shared=None):
     """The tables of the ``picks`` (one per data seed and target, :func:`picks_of`) and the searches' ``rows``."""
     by_pick = {(p["data_seed"], p["target"]): p for p in picks}
     targets = list(dict.fromkeys(p["target"] for p in picks))
@@ -213,13 +213,8 @@ def tables(picks, rows):
         f"Wall time per data seed (5 targets, Ray on all cores): grid {np.mean([w for (s, k), w in walls.items() if k == 'grid']):.0f}s, "
         f"tuned {np.mean([w for (s, k), w in walls.items() if k == 'asha']):.0f}s."
     )
-    layer = os.path.join(common.RESULTS, "layer_transfer.json")  # the layer-transfer benchmark, same scenario
-    if os.path.isfile(layer):
-        theirs = {(r["seed"], r["target"]): r["fingerprint"] for r in common.load(layer)["rows"] if r.get("fingerprint")}
-        ours = {(r["seed"], r["target"]): r["search_fingerprint"] for r in rows}
-        shared = [k for k in ours if k in theirs]
-        summary += (f" Data shared with benchmarks/results/layer_transfer.json (same data seeds): "
-                    f"{sum(ours[k] == theirs[k] for k in shared)} of {len(shared)} (data seed, target) fingerprints equal.")
+    summary += (" Data shared with benchmarks/results/layer_transfer.json (same data seeds): "
+                f"{shared if shared else '?'} (data seed, target) fingerprints equal.")
     title = f"Test HR@10, mean of {len(seeds)} data seed{'s' if len(seeds) > 1 else ''} ({', '.join(map(str, seeds))}); every column on the same test set"
     head = markdown(["target", "scratch", "oracle (test-selected)", "grid pick (1-SE)", "tuned pick (1-SE)",
                      "tuned pick (argmax)", "tuned - scratch, paired [95% CI]", "share of the oracle's gain captured (tuned)",
@@ -230,9 +225,22 @@ def tables(picks, rows):
     return f"{title}\n\n{head}\n\n{summary}\n\nPer data seed\n\n{per}"
 
 
+def shared_fingerprints(rows):
+    """'k of n': how many (data seed, target) of these searches trained on the data the layer-transfer benchmark's
+    results file records (the same scenario and data seeds); kept with the run, since that file is rerun on its own."""
+    layer = os.path.join(common.RESULTS, "layer_transfer.json")
+    if not os.path.isfile(layer):
+        return None
+    theirs = {(r["seed"], r["target"]): r["fingerprint"] for r in common.load(layer)["rows"] if r.get("fingerprint")}
+    ours = {(r["seed"], r["target"]): r["search_fingerprint"] for r in rows}
+    shared = [k for k in ours if k in theirs]
+    return f"{sum(ours[k] == theirs[k] for k in shared)} of {len(shared)}"
+
+
 def report(saved):
     """The results file's Markdown, from the saved picks, rows and environment line alone."""
-    return ("Command: `OMP_NUM_THREADS=1 python benchmarks/tune_transfer.py`\n\n" + tables(saved["picks"], saved["rows"])
+    return ("Command: `OMP_NUM_THREADS=1 python benchmarks/tune_transfer.py`\n\n"
+            + tables(saved["picks"], saved["rows"], saved.get("shared_fingerprints"))
             + "\n\n" + saved["env"] + "\n")
 
 
@@ -247,7 +255,8 @@ def main(argv=None):
     searches = sum({(r["seed"], r["kind"]): r["wall_s"] for r in rows}.values())
     env = (f"python {platform.python_version()}, {os.cpu_count()} cores, {args.threads} torch thread per trial; "
            f"the {2 * len(args.seeds)} searches took {searches:.0f}s in all (each timed when it ran)")
-    saved = {"run": common.record(args.threads), "env": env, "picks": picks_of(rows), "rows": rows}
+    saved = {"run": common.record(args.threads), "env": env, "picks": picks_of(rows), "rows": rows,
+             "shared_fingerprints": shared_fingerprints(rows)}
     common.write(args.out, report(saved), saved)
     return 0
 

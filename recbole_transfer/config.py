@@ -144,6 +144,19 @@ class TransferConfig(Config):
     def _load_cmd_line(self):
         return dict()
 
+    def _merge_external_config_dict(self):
+        """The user's keys, as RecBole merges them (config files, then ``config_dict``), except that a key of
+        ``config_dict`` holding a mapping changes only the entries it names (:func:`keys.layered`). A checkpoint keeps
+        this dict, so a reload sees the mapping the run saw."""
+        self.external_config_dict = keys.layered(self.file_config_dict, {**self.variable_config_dict, **self.cmd_config_dict})
+
+    def _get_final_config_dict(self):
+        """RecBole's layering (its defaults and our files, then the config files, then ``config_dict``), except that a
+        key of ``config_dict`` (the command line, an arm, a trial) holding a mapping changes only the entries it names
+        of the value below it (:func:`keys.layered`): ``--eval_args="{'mode': 'full'}"`` keeps the scenario's split."""
+        return keys.layered({**self.internal_config_dict, **self.file_config_dict},
+                            {**self.variable_config_dict, **self.cmd_config_dict})
+
     def _get_model_and_dataset(self, model, dataset):
         if model is None:
             model = self.external_config_dict.get("model")
@@ -206,7 +219,7 @@ class TransferConfig(Config):
         """The config a recbole_transfer checkpoint was written with (its ``reload_dict``), plus ``overrides``."""
         saved = dict(checkpoint["config"])
         model, dataset = saved.pop("model"), saved.pop("dataset")
-        return cls(model, dataset, None, {**saved, **(overrides or {})})
+        return cls(model, dataset, None, keys.layered(saved, overrides or {}))
 
     def reload_dict(self):
         """What rebuilds this config, as plain data: the user's keys, the model, the dataset and its

@@ -338,10 +338,22 @@ def _parsed(absolute, path, _mtime, _size, key):
     return dict(data or {})
 
 
+def layered(below, above):
+    """``below`` with the keys of ``above`` given over it: a key that holds a mapping in both changes only the entries
+    it names (``eval_args: {mode: full}`` keeps the split below it; one level, so ``split`` itself is replaced whole);
+    any other value replaces. Keys given as values (the command line, an arm, a trial) layer this way; config files,
+    as RecBole reads them, replace a key whole."""
+    out = dict(below)
+    for key, value in above.items():
+        under = out.get(key)
+        out[key] = {**under, **value} if isinstance(value, dict) and isinstance(under, dict) else value
+    return out
+
+
 def resolve(model, config_files=(), config_dict=None):
     """The keys of a run before a domain is chosen: RecBole's overall and model defaults, the plugin's layers of
     ``model``, the config files, then ``config_dict`` (the last two :func:`normalize`-d): as a TransferConfig layers
-    them, less a dataset's own defaults."""
+    them (``config_dict`` by :func:`layered`), less a dataset's own defaults."""
     keys = {}
     for path in (os.path.join(RECBOLE_PROPERTIES, "overall.yaml"), os.path.join(RECBOLE_PROPERTIES, "model", f"{model}.yaml")):
         if os.path.isfile(path):
@@ -350,5 +362,4 @@ def resolve(model, config_files=(), config_dict=None):
         keys.update(read_yaml(path))
     for path in config_files or ():
         keys.update(normalize(read_yaml(path), model))
-    keys.update(normalize(config_dict or {}, model))
-    return keys
+    return layered(keys, normalize(config_dict or {}, model))

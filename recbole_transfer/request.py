@@ -91,7 +91,7 @@ class Request:
         """The same request with ``extra`` keys over the user's (an arm, a trial, a seed); ``model=...`` switches the
         model (its layers are resolved anew)."""
         model = extra.pop("model", self.model)
-        return replace(self, model=model, config_dict={**self.config_dict, **extra}, keys=None)
+        return replace(self, model=model, config_dict=key_files.layered(self.config_dict, extra), keys=None)
 
     def for_target(self, target):
         return replace(self, targets=(target,), keys=None)
@@ -125,7 +125,7 @@ def domain_config(model, name, config_file_list=None, config_dict=None, key="dat
     resolved = key_files.resolve(model, config_file_list, config_dict)
     dataset, path, extra = resolve_domain(name, config_dict, resolved.get("data_path") or "dataset/",
                                           resolved["domain_cache_dir"], resolved["domains"], key)
-    merged = {**extra, **config_dict, **(overrides or {}), "data_path": os.path.abspath(path)}
+    merged = {**key_files.layered(key_files.layered(extra, config_dict), overrides or {}), "data_path": os.path.abspath(path)}
     return TransferConfig(model, dataset, config_file_list, merged)
 
 

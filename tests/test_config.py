@@ -87,3 +87,53 @@ def test_resolving_a_sequential_recbole_model_leaves_anomaly_detection_as_it_was
         assert torch.is_anomaly_enabled()
     finally:
         torch.autograd.set_detect_anomaly(False)
+
+
+def test_a_partial_mapping_key_changes_only_the_entries_it_names(small_domains, run_cli, tmp_path, caplog):
+    """``--eval_args="{'mode': 'full'}"`` keeps the split, grouping and order below it (the plugin's leave-one-out),
+    in the request's keys, a domain's config and a run, which prints the effective eval_args; a config file's
+    ``eval_args`` replaces the whole setting, as RecBole reads its files (RecBole fills the rest: RS 0.8/0.1/0.1)."""
+    from recbole_transfer.request import Request
+
+    given = {**small_domains, "eval_args": {"mode": "full"}}
+    kept = {"split": {"LS": "valid_and_test"}, "group_by": "user", "order": "RO", "mode": "full"}
+    request = Request("BPR", None, ["tgt"], (), given)
+    assert dict(request.keys["eval_args"]) == kept
+    full = {"valid": "full", "test": "full"}  # RecBole's config spells a mode out per phase
+    assert request.config("tgt")["eval_args"] == {**kept, "mode": full}
+    assert request.with_keys(eval_args={"order": "TO"}).config("tgt")["eval_args"] == {**kept, "order": "TO", "mode": full}
+    whole = tmp_path / "whole.yaml"
+    whole.write_text("eval_args: {mode: full}\n")
+    assert Request("BPR", None, ["tgt"], [whole], small_domains).config("tgt")["eval_args"]["split"] == {"RS": [0.8, 0.1, 0.1]}
+    halves = tmp_path / "halves.yaml"  # a file's split, then a partial mapping over it: a checkpoint reloads both
+    halves.write_text("eval_args: {split: {RS: [0.5, 0.25, 0.25]}, group_by: user, order: RO, mode: uni99}\n")
+    config = Request("BPR", None, ["tgt"], [halves], given).config("tgt")
+    assert config["eval_args"]["split"] == {"RS": [0.5, 0.25, 0.25]} and config["eval_args"]["mode"] == full
+    reloaded = TransferConfig.from_checkpoint({"config": config.reload_dict()})
+    assert reloaded["eval_args"] == config["eval_args"]
+    assert TransferConfig.from_checkpoint({"config": config.reload_dict()}, {"eval_args": {"order": "TO"}})[
+        "eval_args"] == {**config["eval_args"], "order": "TO"}
+    with caplog.at_level("INFO", logger="recbole_transfer"):
+        code, out, err = run_cli(["--model=BPR", "--target=tgt", "--epochs=1", "--eval_args={'mode': 'full'}"]
+                                 + [f"--{k}={v}" for k, v in small_domains.items() if k != "epochs"])
+    assert code == 0, err[-2000:]
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("protocol "))
+    assert "eval_args {'split': {'LS': 'valid_and_test'}" in line and "'mode': {'valid': 'full', 'test': 'full'}" in line, line
+
+
+def test_ease_is_recboles_behind_a_memory_guard_that_names_itemknn(small_domains, run_cli, monkeypatch):
+    """``--model=EASE`` resolves to the plugin's EASE: RecBole's EASE exactly (the same item weights), refused with exit 2
+    and ItemKNN named when its items x items build would not fit in the available memory."""
+    import numpy as np
+    from recbole.data import create_dataset
+    from recbole.model.general_recommender import EASE as RecBoleEASE
+    from recbole_transfer.model import EASE, ease
+
+    config = TransferConfig("EASE", "tgt", None, small_domains)
+    assert get_model("EASE") is EASE
+    dataset = create_dataset(config)
+    assert np.array_equal(EASE(config, dataset).item_similarity, RecBoleEASE(config, dataset).item_similarity)
+    monkeypatch.setattr(ease, "available_memory", lambda: 1000)
+    code, out, err = run_cli(["--model=EASE", "--target=tgt"] + [f"--{k}={v}" for k, v in small_domains.items()])
+    assert code == 2 and ("EASE: its 120 x 120 item matrices need about 0.5 MiB (40 bytes per item pair) and 1000 bytes "
+                          "are available; use ItemKNN (memory: items x k)") in err, err

@@ -160,3 +160,27 @@ def test_exclude_rule_keeps_the_complement(workdir):
 def test_bad_label_and_holdout_specs(workdir, spec, message):
     with pytest.raises((TransferConfigError, TransferDataError), match=message):
         materialize("bad", spec, "dataset/", "cache")
+
+
+def test_scale_pair_has_the_shape_of_a_large_log(tmp_path):
+    """``write_scale_pair``: n // 20 users and n // 100 items per domain, about n rows, no repeated (user, item), every
+    user with at least 5 rows, heavy-tailed items (Zipf) and users (lognormal), the source sharing 90 % of the target's
+    users by token; the same seed writes the same files."""
+    from recbole_transfer.data.synthetic import write_scale_pair
+
+    counts = write_scale_pair(str(tmp_path / "a"), 20000, seed=3)
+    source, target = (pd.read_csv(tmp_path / "a" / n / f"{n}.inter", sep="\t") for n in ("ssrc", "stgt"))
+    for frame, name in ((source, "ssrc"), (target, "stgt")):
+        assert len(frame) == counts[name]["rows"] and 0.85 * 20000 <= len(frame) <= 20000
+        assert not frame.duplicated(["user_id:token", "item_id:token"]).any()
+        per_user = frame["user_id:token"].value_counts()
+        assert per_user.min() >= 5 and per_user.max() >= 3 * per_user.median()  # a long tail of heavy users
+        per_item = frame["item_id:token"].value_counts()
+        assert frame["item_id:token"].max() < 200 and per_item.max() > 10 * per_item.median()  # Zipf items
+    assert target["user_id:token"].nunique() == 1000
+    shared = set(source["user_id:token"]) & set(target["user_id:token"])
+    assert len(shared) == 900 and source["user_id:token"].nunique() == 1000
+    write_scale_pair(str(tmp_path / "b"), 20000, seed=3)
+    assert (tmp_path / "a" / "stgt" / "stgt.inter").read_text() == (tmp_path / "b" / "stgt" / "stgt.inter").read_text()
+    with pytest.raises(ValueError, match="overlap=1.5"):
+        write_scale_pair(str(tmp_path / "c"), 20000, overlap=1.5)

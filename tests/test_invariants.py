@@ -54,6 +54,7 @@ def transfer(planted, method, **extra):
                         verbose=False)
 
 
+@pytest.mark.slow  # four 15-epoch fits: about 7 s
 def test_transfer_beats_scratch_and_the_random_control_does_not(planted):
     # 15 epochs: the gaps (about 0.4 over scratch; the control within 0.05 of it) are those of 30 epochs, seeds 1-4
     hit = {m: transfer(planted, m, epochs=15)["test_result"]["hit@10"] for m in ("none", "anneal", "drr", "random")}

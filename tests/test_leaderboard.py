@@ -128,7 +128,8 @@ def test_an_sml_arm_runs_one_method_and_tunes_only_its_keys(workdir):
                                                       "the transfer arm"),
                        ({"kind": "baseline", "model": "SML", "keys": {"retrain_methods": ["sml"]}},
                         "arms.two: kind 'baseline' with retrain method 'sml'")):
-        (workdir / "plan.yaml").write_text(yaml.safe_dump({**plan, "arms": {**plan["arms"], "two": arm}}))
+        arms = {"pop": plan["arms"]["pop"], "sml": plan["arms"]["sml"], "two": arm}  # the plan's others load as shipped
+        (workdir / "plan.yaml").write_text(yaml.safe_dump({**plan, "arms": arms}))
         with pytest.raises(TransferConfigError, match=error):
             load_plan(sml, path=str(workdir / "plan.yaml"))
 

@@ -108,6 +108,21 @@ def test_cross_ease_with_source_weight_zero_is_recbole_ease_exactly(planted):
     assert weighted["test_per_user"] != ease["test_per_user"]
 
 
+def test_ease_models_refuse_an_item_count_whose_matrices_would_not_fit(planted, monkeypatch):
+    """With less memory available than an items x items build needs (40 bytes a pair), TargetEASE and CrossEASE are
+    refused before anything is allocated, each naming its neighbourhood alternative; with the memory there they build."""
+    from recbole_transfer.model import ease
+
+    source_config, config = _configs(planted, "CrossEASE", protocol="warm")
+    pair = build_pair(source_config, config)
+    monkeypatch.setattr(ease, "available_memory", lambda: 1000)
+    for model, alternative in (("TargetEASE", "TargetItemKNN"), ("CrossEASE", "CrossItemKNN")):
+        with pytest.raises(TransferConfigError, match=rf"{model}: its (\d+) x \1 item matrices need about .* and 1000 bytes are available; use {alternative} "):
+            build(model, config, pair)
+    monkeypatch.setattr(ease, "available_memory", lambda: None)  # unknown: nothing to refuse
+    assert build("CrossEASE", config, pair) is not None
+
+
 def test_cross_ease_equals_ease_over_the_dense_joint_matrix(planted):
     """CrossEASE eliminates the source block in closed form; the weights into the target items and the scores must be
     those of plain EASE on the dense joint matrix [w * source row | target row] (every user: a target user's joint

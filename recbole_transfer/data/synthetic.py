@@ -18,6 +18,7 @@ Files are RecBole atomic files ``<folder>/<name>/<name>.inter`` with increasing 
 import os
 
 import numpy as np
+import pandas as pd
 
 
 def write_planted_domain(
@@ -236,3 +237,44 @@ def write_planted_aspects(folder, names=("asrc", "atgt"), n_users=300, n_items=(
                 rows.append(f"{token}\t{prefix}i{i}\t{rating}\t{clock}\t{' '.join(words)}")
         write_atomic_rows(folder, name, "inter", "user_id:token\titem_id:token\trating:float\ttimestamp:float\treview:token_seq", rows)
     return pi
+
+
+def write_scale_pair(folder, n_rows, overlap=0.9, names=("ssrc", "stgt"), zipf=1.0, sigma=1.0, min_rows=5, seed=0):
+    """A pair of domains of about ``n_rows`` interactions each, shaped as logs are at scale (for the scale benchmark of issue 27):
+    ``n_rows // 20`` users and ``n_rows // 100`` items per domain; item popularity Zipf (weight 1 / rank^``zipf``);
+    user activity lognormal (``sigma``), every user with at least ``min_rows`` interactions; the source's users are
+    ``overlap`` of the target's (the same user tokens) plus users of its own; items are each domain's own (tokens are
+    integers, per domain). A repeated (user, item) draw is drawn again (a few rounds; a user's activity is capped at a
+    quarter of the items), so each domain holds about ``n_rows`` interactions (the counts are returned). Drawn in whole arrays (no loop over rows or users). Returns ``{name: {"rows", "users", "items"}}``."""
+    if n_rows < 100 * min_rows:
+        raise ValueError(f"n_rows={n_rows}: at least {100 * min_rows} rows (n_rows // 100 items, >= {min_rows} per user)")
+    if not 0.0 <= overlap <= 1.0:
+        raise ValueError(f"overlap={overlap}: must be in [0, 1]")
+    rng = np.random.default_rng(seed)
+    n_users, n_items = n_rows // 20, n_rows // 100
+    weights = 1.0 / np.arange(1, n_items + 1) ** zipf
+    weights /= weights.sum()
+    target_users = np.arange(n_users)
+    shared = rng.choice(target_users, size=int(round(overlap * n_users)), replace=False)
+    source_users = np.concatenate([np.sort(shared), np.arange(n_users, 2 * n_users - len(shared))])
+    counts = {}
+    for name, users in ((names[0], source_users), (names[1], target_users)):
+        activity = rng.lognormal(0.0, sigma, len(users))
+        per_user = min_rows + np.floor((n_rows - min_rows * len(users)) * activity / activity.sum()).astype(np.int64)
+        per_user = np.minimum(per_user, max(min_rows, n_items // 4))
+        pairs, wanted = np.empty(0, dtype=np.int64), np.repeat(users, per_user)
+        for _round in range(8):  # redraw what repeated a pair already drawn
+            items = rng.choice(n_items, size=len(wanted), p=weights)
+            pairs = np.unique(np.concatenate([pairs, wanted * np.int64(n_items) + items]))  # sorted by user, then item
+            short = per_user - np.bincount(np.searchsorted(users, pairs // n_items), minlength=len(users))
+            if not short.any():
+                break
+            wanted = np.repeat(users, np.maximum(short, 0))
+        user_of_row, items = pairs // n_items, pairs % n_items
+        stamps = rng.permutation(len(pairs)).astype(np.int64)
+        path = os.path.join(folder, name)
+        os.makedirs(path, exist_ok=True)
+        table = pd.DataFrame({"user_id:token": user_of_row, "item_id:token": items, "rating:float": 5, "timestamp:float": stamps})
+        table.to_csv(os.path.join(path, f"{name}.inter"), sep="\t", index=False)
+        counts[name] = {"rows": int(len(pairs)), "users": int(len(np.unique(user_of_row))), "items": int(len(np.unique(items)))}
+    return counts

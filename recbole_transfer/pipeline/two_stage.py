@@ -75,8 +75,9 @@ def prepare_domain(config, key="dataset"):
         check_enough_items(dataset, config, key)
         protocol = Protocol.of(config, dataset)
         train_data, valid_data, test_data = protocol.dataloaders(config, dataset)
-    logger.info("protocol %s: data_seed %d, train %d / valid %d / test %d interactions", protocol.key[:12],
-                data_seed_of(config), len(protocol.rows["train"]), len(protocol.rows["valid"]), len(protocol.rows["test"]))
+    logger.info("protocol %s: data_seed %d, eval_args %s; train %d / valid %d / test %d interactions", protocol.key[:12],
+                data_seed_of(config), dict(config["eval_args"]), len(protocol.rows["train"]), len(protocol.rows["valid"]),
+                len(protocol.rows["test"]))
     return DomainData(config, dataset, train_data, valid_data, test_data, protocol)
 
 

@@ -6,6 +6,7 @@ import os
 
 import yaml
 
+from ..keys import layered
 from ..report import markdown
 from .state import params_of, trial_seed
 
@@ -36,7 +37,7 @@ def write_best_yaml(method, path, state, target, row, metric, test, extra_keys):
     """``best.yaml`` of a target: the winner's keys (the search's, its trial's, its seed), headed by the command that
     reproduces it outside Ray. Returns that command."""
     params = params_of(row["config"])
-    keys = {**state.config_dict, **params, "seed": trial_seed(state.seed, params, method), **extra_keys}
+    keys = {**layered(state.config_dict, params), "seed": trial_seed(state.seed, params, method), **extra_keys}
     keys["num_threads"] = state.num_threads
     files = " ".join(state.config_files + [path])
     source = f"--source={state.source} " if state.source else ""

@@ -21,7 +21,7 @@ import numpy as np
 
 from ...config import TransferConfig, get_model
 from ...errors import TransferConfigError
-from ...keys import data_seed_of
+from ...keys import data_seed_of, layered
 from ...pipeline.base import Runner, SearchTarget
 from ...request import Request
 from ...stats import user_means
@@ -62,7 +62,7 @@ def pair_request(request, model=None, **extra):
     request = request.with_keys(model=model or request.model, **extra)
     own = model_keys(request.keys, request.model)
     if own:  # the files' keys for this model alone, under the command line's and the arm's
-        request = replace(request, config_dict={**own, **request.config_dict}, keys=None)
+        request = replace(request, config_dict=layered(own, request.config_dict), keys=None)
     request = replace(request, config_files=task_files(request.config_files, request.keys["task"]), keys=None)
     field = request.keys["doc_field"]
     columns = list((request.keys.get("load_col") or {}).get("inter") or [])

@@ -3,11 +3,11 @@ r"""The family's baselines on the target alone: :class:`TargetPop` (popularity),
 cross-domain models build on (on ratings, the biased MF: global mean + user and item biases + factors)."""
 
 import torch
-from recbole.model.general_recommender import EASE, ItemKNN, SLIMElastic
+from recbole.model.general_recommender import ItemKNN, SLIMElastic
 from torch import nn
 
 from ....errors import TransferConfigError
-from ....model import Popularity
+from ....model import EASE, Popularity
 from ..stages import Stage
 from .base import PairModel
 
@@ -34,7 +34,10 @@ class TargetItemKNN(BuiltOnTarget, ItemKNN):
 
 
 class TargetEASE(BuiltOnTarget, EASE):
-    """RecBole's EASE (Steck 2019; ``reg_weight`` is its lambda) on the target's training rows."""
+    """RecBole's EASE (Steck 2019; ``reg_weight`` is its lambda) on the target's training rows, behind the memory
+    guard of :class:`recbole_transfer.model.EASE`."""
+
+    alternative = "TargetItemKNN"
 
 
 class TargetSLIM(BuiltOnTarget, SLIMElastic):

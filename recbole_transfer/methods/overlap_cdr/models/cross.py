@@ -34,6 +34,7 @@ from recbole.model.general_recommender.itemknn import ComputeSimilarity
 from recbole.utils import ModelType
 
 from ....errors import TransferConfigError
+from ....model.ease import ITEM_PAIR_BYTES, check_item_matrix
 from ..stages import Stage
 from .base import PairModel, shrunk_offsets
 
@@ -141,8 +142,9 @@ class CrossEASE(JointItemModel):
             raise TransferConfigError(
                 f"CrossEASE: {on_target.shape[1] - 1} source + {target.shape[1] - 1} target items exceed "
                 f"max_joint_items={limit} (its item x item matrices grow with the square of the item count: about "
-                f"{3 * 4 * items ** 2 / 2 ** 30:.1f} GiB here); use CrossItemKNN (memory: items x k), or raise "
+                f"{ITEM_PAIR_BYTES * items ** 2 / 2 ** 30:.1f} GiB here); use CrossItemKNN (memory: items x k), or raise "
                 "max_joint_items if the memory is there")
+        check_item_matrix("CrossEASE", items, "CrossItemKNN")  # and what this machine has
         reg = np.float32(self._config["reg_weight"])
         gram = target.T @ target  # RecBole's EASE, step by step: the target block is its Gram matrix exactly
         gram += reg * sp.identity(gram.shape[0]).astype(np.float32)
