@@ -97,12 +97,29 @@ def show(report, path):
     return 0
 
 
+def _numpy(value):
+    """A numpy array or scalar as JSON writes plain lists and numbers (``json.dump``'s ``default``)."""
+    import numpy as np
+
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+UNREAD = ("valid_per_user", "valid_users")  # per-user validation values: kept in checkpoints, read by no table
+
+
+def without(rows, keys=UNREAD):
+    """``rows`` less the keys no table of the results file reads (they would only grow it)."""
+    return [{k: v for k, v in r.items() if k not in keys} for r in rows]
+
+
 def write(out, text, saved):
     """Print ``text`` and write it to ``<out>.md``, ``saved`` to ``<out>.json``."""
     print("\n" + text, end="")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out + ".json", "w", encoding="utf-8") as f:
-        json.dump(saved, f)
+        json.dump(saved, f, default=_numpy)
     with open(out + ".md", "w", encoding="utf-8") as f:
         f.write(text)
     print(f"wrote {out}.md and {out}.json", file=sys.stderr)

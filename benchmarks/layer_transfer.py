@@ -133,6 +133,7 @@ def main(argv=None):
         None, None, None, [DEFAULT_SCENARIO], {"num_threads": args.threads}, seeds=args.seeds,
         progress=lambda m: print(m, flush=True),
     )
+    rows = common.without(rows)
     saved = {"run": common.record(args.threads, wall_s=time.time() - start), "rows": rows}
     common.write(args.out, report(saved), saved)
     forest_plot(rows, args.out + ".png")

@@ -114,7 +114,7 @@ def main(argv=None):
             log(f"seed {seed}: {model} source in {saved['seconds']:.0f}s, test {saved['test']}")
         for fraction in args.fractions:
             rows += common.part(os.path.join(args.out + ".part", f"seed{seed}-k{round(fraction * 100):02d}.json"),
-                                lambda: run_block(seed, fraction, args.threads, source_files, log), log)
+                                lambda: common.without(run_block(seed, fraction, args.threads, source_files, log)), log)
     run = common.record(args.threads, wall_s=time.time() - start,
                         source_seconds={m: float(np.mean(s)) for m, s in source_seconds.items()})
     saved = {"run": run, "rows": rows}

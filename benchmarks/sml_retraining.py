@@ -28,8 +28,6 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-
 from recbole_transfer.config import TransferConfig
 from recbole_transfer.data.synthetic import write_drifting_periods
 from recbole_transfer.methods.sml.retraining import RETRAIN_METHODS, run_periodic
@@ -59,9 +57,6 @@ def run_setting(name, seed, folder):
         rows += ablation
     for r in rows:
         r["setting"] = name
-        if "user_ids" in r:  # per-user values as lists (the results file is JSON)
-            r["user_ids"] = np.asarray(r["user_ids"]).tolist()
-            r["per_user"] = {k: np.asarray(v).tolist() for k, v in r["per_user"].items()}
     print(f"  [{name} seed {seed}] {time.time() - start:.0f}s", flush=True)
     return rows
 

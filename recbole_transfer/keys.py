@@ -350,14 +350,19 @@ def layered(below, above):
     return out
 
 
+def recbole_model_defaults(model):
+    """The keys of RecBole's own file for ``model`` (``recbole/properties/model/<model>.yaml``); {} when it has none."""
+    path = os.path.join(RECBOLE_PROPERTIES, "model", f"{model}.yaml")
+    return read_yaml(path) if os.path.isfile(path) else {}
+
+
 def resolve(model, config_files=(), config_dict=None):
     """The keys of a run before a domain is chosen: RecBole's overall and model defaults, the plugin's layers of
     ``model``, the config files, then ``config_dict`` (the last two :func:`normalize`-d): as a TransferConfig layers
     them (``config_dict`` by :func:`layered`), less a dataset's own defaults."""
     keys = {}
-    for path in (os.path.join(RECBOLE_PROPERTIES, "overall.yaml"), os.path.join(RECBOLE_PROPERTIES, "model", f"{model}.yaml")):
-        if os.path.isfile(path):
-            keys.update(read_yaml(path))
+    keys.update(read_yaml(os.path.join(RECBOLE_PROPERTIES, "overall.yaml")))
+    keys.update(recbole_model_defaults(model))
     for path in layers(model):
         keys.update(read_yaml(path))
     for path in config_files or ():

@@ -388,14 +388,18 @@ def _row(plan, arm, request, out, seconds):
     fixed = set(arm.run_keys())
     test = dict(out.get("test_result") or {})
     trainable = out.get("trainable")
+    paired = PER_USER_KEY.get(metric, metric) if lower else metric
+    per_user = out.get("test_per_user")
+    if per_user and paired in per_user:  # the values the tables pair on; the other metrics' lists are never read
+        per_user = {paired: per_user[paired]}
     return {
         "family": plan.method.name, "scenario": os.path.basename(plan.method.scenario or ""), "target": out["target"],
         "arm": arm.name, "kind": arm.kind, "model": arm.model, "data_seed": request.data_seed, "seed": request.seed,
-        "metric": metric, "lower_is_better": lower, "paired_on": f"test_{PER_USER_KEY.get(metric, metric) if lower else metric}",
+        "metric": metric, "lower_is_better": lower, "paired_on": f"test_{paired}",
         "picked_config": {k: v for k, v in params_of(best["config"]).items() if k not in fixed} if best else None,
         "trials": out["trials"], "errors": out.get("errors"), "valid": valid, f"valid_{metric}": valid,
         "test": test.get(metric), **{f"test_{k}": v for k, v in test.items()},
-        "test_per_user": out.get("test_per_user"), "test_users": out.get("test_users"),
+        "test_per_user": per_user, "test_users": out.get("test_users"),
         "trainable": trainable[0] / trainable[1] if trainable and trainable[1] else None,
         "seconds": seconds, "resumed": False, "fingerprint": out["fingerprint"], "same_split": out["same_split"],
     }

@@ -43,7 +43,7 @@ from recbole.utils import init_seed
 
 from ...config import get_model
 from ...errors import TransferConfigError
-from ...keys import read_yaml
+from ...keys import read_yaml, recbole_model_defaults
 from ...trainer import TransferTrainer
 from ...utils import listish, set_threads
 from .model import build_base
@@ -63,11 +63,11 @@ SML_KEYS = frozenset(k for k in read_yaml(os.path.join(os.path.dirname(__file__)
 METHOD_READS = {"pop": frozenset(), "ease": frozenset({"ease_reg_weight"}), "itemknn": frozenset({"knn_k", "knn_shrink"}),
                 "slim": frozenset({"slim_alpha", "slim_l1_ratio"}),
                 "full": BASE_KEYS, "finetune": BASE_KEYS, "sample": BASE_KEYS | {"reservoir_size"}, "sml": BASE_KEYS | SML_KEYS}
-# the closed-form methods: their RecBole model, its keys (each read from an SML key) and its fixed keys
-CLOSED_FORM = {"ease": ("EASE", {"reg_weight": "ease_reg_weight"}, {}),
-               "itemknn": ("ItemKNN", {"k": "knn_k", "shrink": "knn_shrink"}, {"knn_method": "item"}),
-               "slim": ("SLIMElastic", {"alpha": "slim_alpha", "l1_ratio": "slim_l1_ratio"},
-                        {"positive_only": True, "hide_item": True})}  # RecBole's SLIMElastic.yaml
+# the closed-form methods: their RecBole model and its keys, each read from an SML key (the model's other keys: its
+# RecBole defaults, e.g. ItemKNN's knn_method, SLIMElastic's positive_only)
+CLOSED_FORM = {"ease": ("EASE", {"reg_weight": "ease_reg_weight"}),
+               "itemknn": ("ItemKNN", {"k": "knn_k", "shrink": "knn_shrink"}),
+               "slim": ("SLIMElastic", {"alpha": "slim_alpha", "l1_ratio": "slim_l1_ratio"})}
 
 
 @contextlib.contextmanager
@@ -117,7 +117,8 @@ class ClosedFormRetrain(_Retrainer):
 
     def __init__(self, run, kind):
         super().__init__(run)
-        self.name, self.keys, self.fixed = CLOSED_FORM[kind]
+        self.name, self.keys = CLOSED_FORM[kind]
+        self.fixed = {k: v for k, v in recbole_model_defaults(self.name).items() if k not in self.keys}
 
     def update(self, t):
         dataset = self.run.data.subset(np.concatenate(self.run.data.rows[:t + 1]))
