@@ -25,6 +25,7 @@ from recbole_transfer.methods.mmtnet.strategy import SharedModuleTransfer
 from recbole_transfer.pipeline.two_stage import build_model, prepare_domain
 from recbole_transfer.request import domain_config
 from recbole_transfer.registry import get_method, method_of
+from recbole_transfer.report import best_by_kind
 from recbole_transfer.trainer import TransferTrainer
 from recbole_transfer.tune.space import SearchSpace
 
@@ -214,6 +215,10 @@ def test_one_command_trains_every_target_and_prints_per_target_macro_and_wall_ti
     rows = json.loads((tmp_path / "out.json").read_text())
     assert sorted((r["target"], r["arm"]) for r in rows) == sorted(
         (t, a) for t in ("tgt", "tgt2") for a in ("none", "drr", "random"))
+    # The frozen-random modules are a control: never the best transfer arm of a best-vs-best table.
+    assert {r["arm"]: r["kind"] for r in rows} == {"none": "baseline", "drr": "transfer", "random": "control"}
+    boosted = [{**r, f"valid_{r['metric']}": 1.0} if r["arm"] == "random" else r for r in rows]
+    assert {r["picked"] for r in best_by_kind(boosted)} == {"none", "drr"}
     code, _out, err = run_cli(["--scenario", "--targets=[tgt]", "--arms=[none,dr]", f"--data_path={keys['data_path']}",
                                *CLI_KEYS], cwd=tmp_path)
     assert code == 2 and "did you mean 'drr'" in err

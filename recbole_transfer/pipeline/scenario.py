@@ -42,6 +42,14 @@ def baseline_models(method):
     return {**SHARED_BASELINES, **method.baseline_models}
 
 
+def _kind(method, arm, baselines):
+    """A row's kind: ``baseline`` (a baseline model, or the method's baseline arm), ``control`` (an arm the method
+    declares a control) or ``transfer``."""
+    if arm in baselines or arm == method.baseline_arm:
+        return "baseline"
+    return "control" if arm in method.controls else "transfer"
+
+
 def arm_label(method, arm):
     """Validate an arm of ``method``'s scenario and return its name in tables."""
     if arm in baseline_models(method):
@@ -117,7 +125,7 @@ def two_stage_rows(method, request, arms=None, seeds=None, progress=None, verbos
                 primary = str(result["config"]["valid_metric"]).lower()
                 row = {
                     "seed": seed, "data_seed": result["data_seed"], "model": model, "target": target,
-                    "arm": labels[arm], "kind": "baseline" if arm in baselines or arm == method.baseline_arm else "transfer",
+                    "arm": labels[arm], "kind": _kind(method, arm, baselines),
                     "metric": primary, "trainable": result["trainable"],
                     "mode": result["variant"], "relatedness": result["relatedness"],
                     "epochs": result["epochs_run"], "seconds": result["fit_seconds"],

@@ -21,5 +21,6 @@ def tables(rows):
 METHOD = register(Method(
     name="mmtnet", models={"MMTNet": MMTNet}, strategy=SharedModuleTransfer, runner=TwoStageRunner(),
     folder=os.path.dirname(os.path.abspath(__file__)), arms=list(SHARED_ARMS) + ["pop", "ItemKNN", "EASE"], tables=tables,
+    controls=("random",),
     description="move shared context / clustering / ranking modules to sparse targets (anneal, drr)",
 ))
