@@ -275,9 +275,10 @@ def test_eval_batch_size_changes_neither_the_protocol_key_nor_the_fingerprint(sm
     eval_args = {"split": {"RS": [0.6, 0.2, 0.2]}, "group_by": "user", "order": "RO", "mode": mode}  # several positives
     keys = {**small_domains, "eval_args": eval_args, "protocol_dir": str(workdir / "p")}
     big = _domain(keys, eval_batch_size=4096)
-    small = _domain(keys, eval_batch_size=300)  # reads big's cache
-    fresh = _domain({**keys, "protocol_dir": str(workdir / "q")}, eval_batch_size=300)  # records at 300
-    uncached = _domain(keys, eval_batch_size=300, protocol_cache=False)
+    few = {"eval_batch_size": 300, "eval_memory_mb": 0.002}  # full ranking: 2 users per batch, not all of them
+    small = _domain(keys, **few)  # reads big's cache
+    fresh = _domain({**keys, "protocol_dir": str(workdir / "q")}, **few)  # records at 300
+    uncached = _domain(keys, **few, protocol_cache=False)
     assert len(list(small.valid_data)) > 10 * len(list(big.valid_data))  # really other batches
     assert small.protocol.key == big.protocol.key == fresh.protocol.key and len(_cached(workdir / "p")) == 1
     prints = {name: data.fingerprint() for name, data in
@@ -286,3 +287,20 @@ def test_eval_batch_size_changes_neither_the_protocol_key_nor_the_fingerprint(sm
     assert Protocol.fingerprint(small.train_data, small.valid_data, small.test_data) == \
         Protocol.fingerprint(big.train_data, big.valid_data, big.test_data) == prints["4096"]
     assert _domain(keys, eval_batch_size=300, data_seed=8).fingerprint() != prints["4096"]  # it does see the data
+
+
+def test_full_ranking_packs_users_to_its_memory_budget_with_the_same_metrics(small_domains):
+    """Full ranking scores as many users per batch as eval_memory_mb holds (here: all of them in one batch, where
+    RecBole's eval_batch_size // items gives 31); two users per batch give the same metrics, per-user values and
+    fingerprint (the collector joins the batches in order)."""
+    eval_args = {"split": {"RS": [0.6, 0.2, 0.2]}, "group_by": "user", "order": "RO", "mode": "full"}
+    keys = {**small_domains, "eval_args": eval_args, "transfer": "none", "epochs": 2}
+    packed = _domain(keys)
+    assert len(list(packed.test_data)) == 1
+    assert len(list(_domain(keys, eval_memory_mb=0.002, eval_batch_size=300).test_data)) > 10
+    runs = [run_transfer("BPR", None, "src", None, {**keys, **extra}, saved=False, verbose=False)
+            for extra in ({}, {"eval_memory_mb": 0.002, "eval_batch_size": 300})]
+    for key in ("test_result", "best_valid_result"):
+        assert dict(runs[0][key]) == dict(runs[1][key])
+    assert runs[0]["test_per_user"] == runs[1]["test_per_user"] and runs[0]["fingerprint"] == runs[1]["fingerprint"]
+    assert runs[0]["test_users"] == runs[1]["test_users"]

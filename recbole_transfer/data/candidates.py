@@ -4,6 +4,7 @@ with the cache, collating once (:func:`protocol_loader`)."""
 
 import numpy as np
 import torch
+from recbole.data.dataloader import FullSortEvalDataLoader
 
 from ..errors import TransferDataError
 from ..utils import fixed_rng
@@ -53,9 +54,24 @@ class FixedCandidates:
         return torch.as_tensor(negatives.T.reshape(-1), dtype=torch.long)
 
 
+SCORE_BYTES = 16  # evaluation memory per (user, item) of a full-ranking batch: the score, the positives' matrix, masks
+
+
 class _ProtocolEval:
     """Mixin for RecBole's evaluation dataloaders: draws under the protocol's generator; with the cache,
     collates once and replays the batches."""
+
+    def _init_batch_size_and_step(self):
+        """Full ranking (not sequential): users per batch to fill ``eval_memory_mb`` (at least RecBole's
+        ``eval_batch_size // items``); other loaders as RecBole sizes them."""
+        super()._init_batch_size_and_step()
+        if not isinstance(self, FullSortEvalDataLoader) or self.is_sequential:
+            return
+        items = self._dataset.item_num
+        users = int(float(self.config["eval_memory_mb"]) * 2 ** 20 // (SCORE_BYTES * items))
+        if users > self.step:
+            self.step = users
+            self.set_batch_size(users * items)
 
     def setup_protocol(self, seed, keep):
         self.num_workers = 0  # candidates are drawn (or looked up) in this process

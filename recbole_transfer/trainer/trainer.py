@@ -20,7 +20,9 @@ early stopping, evaluator, logging are RecBole's):
   checkpoint carries the per-user validation values of its epoch (``valid_per_user``);
 - a traditional model (RecBole's ``ModelType.TRADITIONAL``: Pop, ItemKNN, EASE, SLIMElastic, ...) runs one epoch
   whatever ``epochs`` says, as RecBole's ``TraditionalTrainer`` does: it is built from the training rows, not trained;
-- ``epoch_seconds`` records the wall time of each training pass and each validation separately.
+- ``epoch_seconds`` records the wall time of each training pass and each validation separately;
+- the evaluation collector keeps each batch's results in a list and joins them once per evaluation
+  (:class:`BatchedStruct`): RecBole's joins them onto a growing tensor at every batch, quadratic in the batches.
 
 The evaluation data (split and candidates) is the protocol's (:mod:`recbole_transfer.data.protocol`):
 fixed by the data seed, so two evaluations of one model give the same metrics.
@@ -34,6 +36,7 @@ import uuid
 import numpy as np
 import torch
 from recbole.evaluator.base_metric import TopkMetric
+from recbole.evaluator.collector import DataStruct
 from recbole.trainer import Trainer
 from recbole.utils import ModelType, set_color
 
@@ -62,6 +65,7 @@ class TransferTrainer(Trainer):
         self.min_steps, self.patience, self.steps_done = int(config["stopping_min_steps"] or 0), self.stopping_step, 0
         self._hold_patience()
         self.evaluator = _Recording(self.evaluator)
+        self.eval_collector.data_struct = BatchedStruct()
         name = f"{config['model']}-{config['dataset']}-{stage}-{uuid.uuid4().hex[:8]}.pth"
         self.saved_model_file = os.path.abspath(os.path.join(self.checkpoint_dir, name))
         self.check_optimizer()
@@ -173,6 +177,26 @@ def is_traditional(model):
     """True for a model (or model class) of RecBole's ``ModelType.TRADITIONAL``: built from the training rows in one
     pass, never trained by gradient steps (one epoch, whatever ``epochs`` says)."""
     return getattr(model, "type", None) == ModelType.TRADITIONAL
+
+
+class BatchedStruct(DataStruct):
+    """RecBole's DataStruct with ``update_tensor`` in linear time: a name's batches are kept in a list and joined once,
+    on the first read after them (RecBole joins each batch onto the whole so far). Same tensors, same order."""
+
+    def __init__(self):  # not DataStruct.__init__: it assigns _data_dict, a property here
+        self._joined, self._pending = {}, {}
+
+    @property
+    def _data_dict(self):
+        for name, parts in self._pending.items():
+            if name in self._joined and not isinstance(self._joined[name], torch.Tensor):
+                raise ValueError(f"{name} is not a tensor.")
+            self._joined[name] = torch.cat(([self._joined[name]] if name in self._joined else []) + parts, dim=0)
+        self._pending = {}
+        return self._joined
+
+    def update_tensor(self, name, value):
+        self._pending.setdefault(name, []).append(value.clone().detach())
 
 
 class _Recording:
