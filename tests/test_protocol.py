@@ -1,6 +1,8 @@
 """The evaluation protocol: one split and one set of candidates per (domain content, data_seed), shared by every
 arm, trial and evaluation; thinning of training interactions only; the cache as a pure speed-up."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -304,3 +306,20 @@ def test_full_ranking_packs_users_to_its_memory_budget_with_the_same_metrics(sma
         assert dict(runs[0][key]) == dict(runs[1][key])
     assert runs[0]["test_per_user"] == runs[1]["test_per_user"] and runs[0]["fingerprint"] == runs[1]["fingerprint"]
     assert runs[0]["test_users"] == runs[1]["test_users"]
+
+
+def test_set_up_reports_each_phase_with_counts_and_seconds(small_domains, workdir, caplog):
+    """Loading, the split (drawn, then read back from the cache), the dataloaders with their candidates and the
+    fingerprint each log a line: a large domain is never silent while it is set up."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="recbole_transfer")
+    keys = {**small_domains, "transfer": "none", "epochs": 1}
+    for _ in range(2):
+        run_transfer("BPR", None, "src", None, keys, saved=False, verbose=False)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("set-up src:")]
+    phases = [line.split(": ", 1)[1].split(" ")[0] for line in lines]
+    assert phases == ["loaded", "split", "dataloaders", "data"] * 2, lines
+    assert re.search(r"loaded and filtered, \d+ interactions, 120 users, 130 items \(\d+\.\d s\)", lines[0]), lines[0]
+    assert "drawn under data_seed 7" in lines[1] and "read from the protocol cache" in lines[5]
+    assert all(re.search(r"\d+\.\d s\)?$", line) for line in lines)

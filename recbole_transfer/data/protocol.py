@@ -91,6 +91,7 @@ class Protocol:
         self.rows = rows  # {'train_full', 'train', 'valid', 'test'}: row indices into the dataset
         self.candidates = candidates  # {phase: (keys [n, 3]: user, positive, occurrence; negatives [n, N])}
         self.meta = meta
+        self.from_cache = False  # read from protocol_dir (True) or drawn now
 
     # ----- construction ------------------------------------------------------------------------
     @classmethod
@@ -121,6 +122,7 @@ class Protocol:
         if path is not None and os.path.isfile(path):
             loaded = cls._load(path, key)
             if loaded is not None:
+                loaded.from_cache = True
                 return loaded
         rows = split_rows(dataset, config, draw_key, args)
         return cls(key, rows, {}, {"args": args, "interactions": len(feat), "draw_key": draw_key})

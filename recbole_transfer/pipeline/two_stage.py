@@ -71,10 +71,19 @@ def prepare_domain(config, key="dataset"):
     set_threads(config["num_threads"])
     init_seed(config["seed"], config["reproducibility"])
     with recbole_errors(config, key):
+        start = time.time()
         dataset = create_dataset(config)
         check_enough_items(dataset, config, key)
+        logger.info("set-up %s: loaded and filtered, %d interactions, %d users, %d items (%.1f s)", config["dataset"],
+                    dataset.inter_num, dataset.user_num - 1, dataset.item_num - 1, time.time() - start)
+        start = time.time()
         protocol = Protocol.of(config, dataset)
+        logger.info("set-up %s: split %s (%.1f s)", config["dataset"], "read from the protocol cache" if protocol.from_cache
+                    else f"drawn under data_seed {data_seed_of(config)}", time.time() - start)
+        start = time.time()
         train_data, valid_data, test_data = protocol.dataloaders(config, dataset)
+        logger.info("set-up %s: dataloaders and evaluation candidates (%s), %.1f s", config["dataset"],
+                    dict(config["eval_args"]).get("mode"), time.time() - start)
     logger.info("protocol %s: data_seed %d, eval_args %s; train %d / valid %d / test %d interactions", protocol.key[:12],
                 data_seed_of(config), dict(config["eval_args"]), len(protocol.rows["train"]), len(protocol.rows["valid"]),
                 len(protocol.rows["test"]))
@@ -111,7 +120,9 @@ def train_domain(
         report = strategy.apply(model, source, data)
         logger.info("\n%s", report)
     trainer = TransferTrainer(config, model, stage=stage, strategy=strategy if applied else None)
+    start = time.time()
     trainer.fingerprint = data.fingerprint()  # what this run trains and is scored on (equal across arms and trials)
+    logger.info("set-up %s: data fingerprint %s (%.1f s)", config["dataset"], trainer.fingerprint, time.time() - start)
     trainer.extra_state.update(dict(extra_state or {}), fingerprint=trainer.fingerprint)
     start = time.time()
     curve = []  # (epoch, seconds since fit start, valid score): for time-to-quality measurements
