@@ -105,6 +105,10 @@ def test_every_shipped_plan_loads_with_both_kinds():
         assert {a.kind for a in plan.arms} == {"baseline", "transfer"}
         popularity = [a for a in plan.arms if a.model in ("Popularity", "TargetPop") or a.keys.get("retrain_methods") == ["pop"]]
         assert popularity  # popularity in every family
+    overlap = next(m for m in families() if m.name == "overlap_cdr")
+    rating = load_plan(overlap, path=overlap.file("leaderboard.rating.yaml"))  # the rating task's plan, shipped apart
+    assert {a.kind for a in rating.arms} == {"baseline", "transfer"} and rating.keys["task"] == "rating"
+    assert {"item_mean_offset", "TargetMF", "CMF", "EMCDR", "PTUPCDR"} <= {a.name for a in rating.arms}
 
 
 def test_an_sml_arm_runs_one_method_and_tunes_only_its_keys(workdir):
