@@ -50,12 +50,13 @@ def table1(rows, phase="test"):
     return markdown(head, lines)
 
 
-def best_vs_best(rows, metric=None):
-    """SML (the transfer arm) against the best baseline method (popularity, ItemKNN, EASE, full retraining,
-    fine-tuning, ...), picked per seed on the mean of the validation periods, paired per user on the test periods (a
-    user's values averaged over the test periods she was tested in); empty when the rows hold no per-user values."""
+def arm_rows(rows, metric=None):
+    """One row per (setting, method, seed) as the best-vs-best tables pair them: ``kind`` (SML: transfer, the rest:
+    baseline), ``valid_<metric>`` the mean of the validation periods, ``test_<metric>`` that of the test periods and
+    the per-user test values (a user's values averaged over the test periods she was tested in); empty when the rows
+    hold no per-user values. ``metric`` None: NDCG at the largest cut-off."""
     if not rows or not any(r.get("per_user") for r in rows):
-        return ""
+        return []
     metric = metric or f"ndcg@{max(int(k.split('@')[1]) for k in rows[0] if k.startswith(f'{PERIOD_METRICS[0]}@'))}"
     arms = []
     for (target, method, seed) in dict.fromkeys((r.get("target"), r["method"], r.get("seed")) for r in rows):
@@ -69,7 +70,15 @@ def best_vs_best(rows, metric=None):
                      f"test_{metric}": float(np.mean([r[metric] for r in test])),
                      "test_per_user": {metric: [v for r in test for v in r["per_user"][metric]]},
                      "test_users": [u for r in test for u in r["user_ids"]]})
-    return best_baseline_table(arms, f"test_{metric}")
+    return arms
+
+
+def best_vs_best(rows, metric=None):
+    """SML (the transfer arm) against the best baseline method (popularity, ItemKNN, EASE, full retraining,
+    fine-tuning, ...), picked per seed on the mean of the validation periods, paired per user on the test periods
+    (:func:`arm_rows`); empty when the rows hold no per-user values."""
+    arms = arm_rows(rows, metric)
+    return best_baseline_table(arms, f"test_{arms[0]['metric']}") if arms else ""
 
 
 def period_table_of(rows, metric="ndcg@20"):
