@@ -60,7 +60,7 @@ class Method:
         baseline: the arm tables pair with (default: the first of ``arms``).
         baseline_models: {arm: model name}: arms that train another model on the target alone (a baseline
             beside the transfer arms, e.g. popularity).
-        controls: arms that are neither a baseline nor a transfer (e.g. MMT-Net's frozen-random modules): their rows
+        controls: arms that are neither a baseline nor a transfer (e.g. frozen random modules, a control): their rows
             have kind ``control``; tables show them, the best-transfer vs best-baseline picks never choose them.
         tables: ``tables(rows, metrics) -> (Markdown text, metric of the forest plot or None)``: the result
             table of a scenario. None: the runner's default.
