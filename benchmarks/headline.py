@@ -65,8 +65,8 @@ def _mean_over_seeds(rows, arm, metric):
 
 
 def _best(rows, metric, lower=False):
-    """Best transfer against best baseline, each picked on validation per (target, seed): (picks, the paired
-    difference transfer minus baseline with the rows' targets as strata; baseline minus transfer when ``lower``)."""
+    """Best transfer against best baseline, each picked on validation per (target, seed; ``lower``: the lowest
+    validation value is best): (picks, the paired difference transfer minus baseline, the rows' targets as strata)."""
     picks = best_by_kind(rows, lower=lambda r: lower)
     return picks, paired_vs(picks, BEST["transfer"], BEST["baseline"], metric, list(dict.fromkeys(r["target"] for r in rows)))
 
@@ -101,7 +101,7 @@ def layer_transfer(results):
     tuned, groups = saved["picks"], tune_transfer.groups(saved["rows"])
     kept = sum(p["tuned_arm"] == "none" for p in tuned)
     own = _own(f"Ray Tune pick (ASHA, 1-SE rule; no transfer in {kept} of {len(tuned)}) - scratch, "
-               f"`tune_transfer.json`", tune_transfer.tuned_vs_scratch(tuned, groups))
+               f"`tune_transfer.json` (measured before RecBole's split)", tune_transfer.tuned_vs_scratch(tuned, groups))
     return _row("layer transfer", "layer_transfer.json",
                 f"ml-100k, drama → {len(targets)} genre targets, {len({r['seed'] for r in rows})} data seeds", "HR@10",
                 "test_hit@10", picks, diff, own,
@@ -222,8 +222,11 @@ def report(saved):
         "interval over users are computed as the benchmarks compute them: `*` marks an interval that excludes 0, "
         "\"within noise\" one that includes it. \"The family's own comparison\" is its method against its own scratch "
         "model, paired the same way. The column \"best vs best, other settings\" counts how best transfer against best "
-        "baseline came out in the benchmark's other settings (better or worse: the interval excludes 0). CATN's row "
-        "compares CATN with the item mean + source offset. The results files have the full tables.\n\n"
+        "baseline came out in the benchmark's other settings (better or worse: the interval excludes 0). The value "
+        "columns and the paired difference weigh differently where rows hold unequal numbers of users (SML: the columns "
+        "average periods, the difference users), so they need not agree."
+        + (" CATN's row compares CATN with the item mean + source offset." if any(r["family"] == "CATN" for r in saved["rows"])
+           else "") + " The results files have the full tables.\n\n"
         + markdown(["family", "data / scenario", "metric", "baseline", "transfer arm", "baseline (test)", "transfer (test)",
                     "transfer - baseline, paired [95% CI]", "within noise", "the family's own comparison",
                     "best vs best, other settings", "from"],

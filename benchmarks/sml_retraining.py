@@ -1,6 +1,7 @@
 """Benchmark: periodic retraining evaluated online (SML paper, Table 1 shape), on ml-100k and planted drift.
 
-Methods: Popularity, EASE, ItemKNN and SLIM (RecBole's, rebuilt on every period so far at their default keys),
+Methods: Popularity, EASE, ItemKNN and SLIM (RecBole's, rebuilt on every period so far; EASE and ItemKNN at RecBole's
+default keys, SLIM at the family's slim_alpha 0.1 and slim_l1_ratio 0.005),
 Full-retrain, Fine-tune, Sample-based (reservoir), SML, the trained ones with the MF base (d 64,
 lr 0.01, batch 1024; SML's transfer lr 1e-3, batch 256, weight decay 1e-4; one sampled negative).
 The model after period t-1 is tested on period t: recall@K and NDCG@K over the items seen before t,

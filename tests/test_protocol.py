@@ -310,7 +310,8 @@ def test_full_ranking_packs_users_to_its_memory_budget_with_the_same_metrics(sma
 
 def test_set_up_reports_each_phase_with_counts_and_seconds(small_domains, workdir, caplog):
     """Loading, the split (drawn, then read back from the cache), the dataloaders with their candidates and the
-    fingerprint each log a line: a large domain is never silent while it is set up."""
+    fingerprint each log a line (pipeline.two_stage.load_dataset / domain_data, which the overlap family's pairs use
+    too): a large domain is never silent while it is set up."""
     import logging
 
     caplog.set_level(logging.INFO, logger="recbole_transfer")
@@ -323,3 +324,28 @@ def test_set_up_reports_each_phase_with_counts_and_seconds(small_domains, workdi
     assert re.search(r"loaded and filtered, \d+ interactions, 120 users, 130 items \(\d+\.\d s\)", lines[0]), lines[0]
     assert "drawn under data_seed 7" in lines[1] and "read from the protocol cache" in lines[5]
     assert all(re.search(r"\d+\.\d s\)?$", line) for line in lines)
+
+
+def test_batched_struct_joins_like_recboles_datastruct():
+    """The evaluation collector's struct: the same tensors in the same order as RecBole's DataStruct, joined once;
+    a name holding a non-tensor is refused at once, as RecBole refuses it."""
+    import copy
+
+    import torch
+    from recbole.evaluator.collector import DataStruct
+
+    from recbole_transfer.trainer.trainer import BatchedStruct
+
+    ours, theirs = BatchedStruct(), DataStruct()
+    for struct in (ours, theirs):
+        for start in range(0, 9, 3):
+            struct.update_tensor("rec.topk", torch.arange(start, start + 3).view(3, 1))
+        struct.set("data.count", 9)
+    assert torch.equal(copy.deepcopy(ours)["rec.topk"], theirs["rec.topk"]) and "rec.topk" in ours
+    ours.update_tensor("rec.topk", torch.tensor([[9]]))
+    assert ours.get("rec.topk").view(-1).tolist() == list(range(10)) and ours["rec.topk"].shape == (10, 1)
+    with pytest.raises(ValueError, match="not a tensor"):
+        ours.update_tensor("data.count", torch.tensor([1]))
+    del ours["rec.topk"]
+    with pytest.raises(IndexError):
+        ours.get("rec.topk")

@@ -55,6 +55,7 @@ class FixedCandidates:
 
 
 SCORE_BYTES = 16  # evaluation memory per (user, item) of a full-ranking batch: the score, the positives' matrix, masks
+# (a model whose full_sort_predict costs more per pair declares ``eval_bytes_per_pair``)
 
 
 class _ProtocolEval:
@@ -62,13 +63,23 @@ class _ProtocolEval:
     collates once and replays the batches."""
 
     def _init_batch_size_and_step(self):
-        """Full ranking (not sequential): users per batch to fill ``eval_memory_mb`` (at least RecBole's
-        ``eval_batch_size // items``); other loaders as RecBole sizes them."""
+        """Full ranking (not sequential): users per batch to fill ``eval_memory_mb`` at the model's
+        ``eval_bytes_per_pair`` (default :data:`SCORE_BYTES`, for a ``full_sort_predict`` that scores every item at
+        once), at least RecBole's ``eval_batch_size // items``. A model without its own ``full_sort_predict`` (RecBole
+        then scores every user-item pair through ``predict``) and other loaders keep RecBole's sizes."""
         super()._init_batch_size_and_step()
         if not isinstance(self, FullSortEvalDataLoader) or self.is_sequential:
             return
+        from recbole.model.abstract_recommender import AbstractRecommender
+
+        from ..config import get_model
+
+        model = get_model(self.config["model"])
+        if getattr(model, "full_sort_predict", None) is AbstractRecommender.full_sort_predict:
+            return
         items = self._dataset.item_num
-        users = int(float(self.config["eval_memory_mb"]) * 2 ** 20 // (SCORE_BYTES * items))
+        per_pair = float(getattr(model, "eval_bytes_per_pair", SCORE_BYTES))
+        users = int(float(self.config["eval_memory_mb"]) * 2 ** 20 // (per_pair * items))
         if users > self.step:
             self.step = users
             self.set_batch_size(users * items)

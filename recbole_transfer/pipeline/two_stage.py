@@ -65,29 +65,42 @@ def builds_on_source(model_name):
     return bool(getattr(get_model(model_name), "builds_on_source", False))
 
 
-def prepare_domain(config, key="dataset"):
-    """Seed, build the dataset, its protocol (split and evaluation candidates, fixed by ``data_seed``) and
-    RecBole's dataloaders on it."""
+def load_dataset(config, key="dataset"):
+    """RecBole's dataset of ``config`` (loaded and filtered as RecBole does), with a set-up line: counts and seconds."""
     set_threads(config["num_threads"])
-    init_seed(config["seed"], config["reproducibility"])
+    start = time.time()
     with recbole_errors(config, key):
-        start = time.time()
         dataset = create_dataset(config)
         check_enough_items(dataset, config, key)
-        logger.info("set-up %s: loaded and filtered, %d interactions, %d users, %d items (%.1f s)", config["dataset"],
-                    dataset.inter_num, dataset.user_num - 1, dataset.item_num - 1, time.time() - start)
+    logger.info("set-up %s: loaded and filtered, %d interactions, %d users, %d items (%.1f s)", config["dataset"],
+                dataset.inter_num, dataset.user_num - 1, dataset.item_num - 1, time.time() - start)
+    return dataset
+
+
+def domain_data(config, dataset, key="dataset", user_parts=None):
+    """The :class:`DomainData` of a loaded dataset: its protocol (split and candidates, ``user_parts``: see
+    :meth:`Protocol.of`) and RecBole's dataloaders on it, each phase with a set-up line (what it did, seconds)."""
+    with recbole_errors(config, key):
         start = time.time()
-        protocol = Protocol.of(config, dataset)
+        protocol = Protocol.of(config, dataset, user_parts=user_parts)
         logger.info("set-up %s: split %s (%.1f s)", config["dataset"], "read from the protocol cache" if protocol.from_cache
                     else f"drawn under data_seed {data_seed_of(config)}", time.time() - start)
         start = time.time()
-        train_data, valid_data, test_data = protocol.dataloaders(config, dataset)
+        loaders = protocol.dataloaders(config, dataset)
         logger.info("set-up %s: dataloaders and evaluation candidates (%s), %.1f s", config["dataset"],
                     dict(config["eval_args"]).get("mode"), time.time() - start)
     logger.info("protocol %s: data_seed %d, eval_args %s; train %d / valid %d / test %d interactions", protocol.key[:12],
                 data_seed_of(config), dict(config["eval_args"]), len(protocol.rows["train"]), len(protocol.rows["valid"]),
                 len(protocol.rows["test"]))
-    return DomainData(config, dataset, train_data, valid_data, test_data, protocol)
+    return DomainData(config, dataset, *loaders, protocol)
+
+
+def prepare_domain(config, key="dataset"):
+    """Seed, build the dataset, its protocol (split and evaluation candidates, fixed by ``data_seed``) and
+    RecBole's dataloaders on it."""
+    set_threads(config["num_threads"])
+    init_seed(config["seed"], config["reproducibility"])
+    return domain_data(config, load_dataset(config, key), key)
 
 
 def build_model(data):

@@ -188,14 +188,14 @@ class BatchedStruct(DataStruct):
 
     @property
     def _data_dict(self):
-        for name, parts in self._pending.items():
-            if name in self._joined and not isinstance(self._joined[name], torch.Tensor):
-                raise ValueError(f"{name} is not a tensor.")
+        while self._pending:
+            name, parts = self._pending.popitem()
             self._joined[name] = torch.cat(([self._joined[name]] if name in self._joined else []) + parts, dim=0)
-        self._pending = {}
         return self._joined
 
     def update_tensor(self, name, value):
+        if name in self._joined and not isinstance(self._joined[name], torch.Tensor):
+            raise ValueError(f"{name} is not a tensor.")
         self._pending.setdefault(name, []).append(value.clone().detach())
 
 

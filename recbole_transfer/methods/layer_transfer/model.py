@@ -31,6 +31,9 @@ class TransferMLP(GeneralRecommender):
 
     input_type = InputType.POINTWISE
     transfer_containers = ("mlp_layers",)
+    # full ranking runs the MLP on every (user, item) pair: about 770 bytes per pair at its peak at the default sizes
+    # (measured on CPU); full-ranking batches are sized for this many (recbole_transfer/data/candidates.py)
+    eval_bytes_per_pair = 1024
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)

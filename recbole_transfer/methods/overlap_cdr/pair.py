@@ -24,18 +24,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from recbole.data import create_dataset
 from recbole.data.interaction import Interaction
 from recbole.data.utils import create_samplers, get_dataloader
 
 from ... import keys
-from ...config import recbole_errors
-from ...data import Protocol, check_enough_items, data_seed_of
+from ...data import data_seed_of
 from ...data.pairs import overlap
 from ...errors import TransferConfigError, TransferDataError
-from ...utils import set_threads, stable_hash
+from ...utils import stable_hash
 from .documents import build_documents
-from ...pipeline.two_stage import DomainData
+from ...pipeline.two_stage import DomainData, domain_data, load_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -231,25 +229,10 @@ def check_protocol(config):
     return protocol
 
 
-def _dataset(config, key):
-    set_threads(config["num_threads"])
-    with recbole_errors(config, key):
-        dataset = create_dataset(config)
-        check_enough_items(dataset, config, key)
-    return dataset
-
-
-def _domain(config, dataset, key, user_parts=None):
-    with recbole_errors(config, key):
-        protocol = Protocol.of(config, dataset, user_parts=user_parts)
-        loaders = protocol.dataloaders(config, dataset)
-    return DomainData(config, dataset, *loaders, protocol)
-
-
 def build_pair(source_config, target_config):
     """The :class:`DomainPair` of two domain configs (the target's holds the pair keys)."""
     protocol = check_protocol(target_config)
-    source_ds, target_ds = _dataset(source_config, "source"), _dataset(target_config, "target")
+    source_ds, target_ds = load_dataset(source_config, "source"), load_dataset(target_config, "target")
     link = read_link(target_config["overlap_link"]) if target_config["overlap_link"] else None
     found = overlap(source_ds, target_ds, link=link)
     if not found.both:
@@ -271,10 +254,10 @@ def build_pair(source_config, target_config):
             if label not in ds.inter_feat:
                 raise TransferDataError(f"task=rating: the {key} {ds.dataset_name!r} has no {label!r} column (columns: "
                                         f"{', '.join(ds.inter_feat.columns)}); load it (load_col) or set LABEL_FIELD")
-    source = _domain(source_config, source_ds, "source")
+    source = domain_data(source_config, source_ds, "source")
     if target_config["source_rows"] == "all":
         source = _every_row_trains(source)
-    target = _domain(target_config, target_ds, "target", parts)
+    target = domain_data(target_config, target_ds, "target", parts)
     _check_no_shared_rows(source, target, link)
     links = _links(source, target, found, link, int(target_config["history_len"]))
     pair = DomainPair(source, target, found, split, protocol, links, target_config["source_rows"])
