@@ -69,7 +69,7 @@ def record(threads, **values):
     import torch
 
     import recbole_transfer
-    from recbole_transfer.data.protocol import CODE_KEY
+    from recbole_transfer.data.protocol import DRAW_KEY
 
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=os.path.dirname(RESULTS), capture_output=True,
@@ -79,7 +79,7 @@ def record(threads, **values):
     return {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
             "cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
             "threads": threads, "recbole_transfer": recbole_transfer.__version__, "commit": commit,
-            "protocol": f"{CODE_KEY['version']}/{CODE_KEY['code'][:12]}", **values}
+            "protocol": f"{DRAW_KEY['version']}/{DRAW_KEY['code'][:12]}", **values}
 
 
 def load(path):

@@ -268,6 +268,27 @@ def test_a_protocol_is_rebuilt_when_its_code_libraries_or_training_negatives_cha
     assert _domain(keys).protocol.key == first.key and len(_cached(folder)) == len(seen)  # the original: still cached
 
 
+def test_an_edit_of_the_drawing_modules_rebuilds_the_cache_but_keeps_every_draw(small_domains, workdir, monkeypatch):
+    """The draws are keyed by DRAW_CODE (the drawing code of protocol version 2), not by the live code: an edit of the
+    protocol's modules that does not change how they draw gives a new cache key and the same split, candidates and
+    fingerprint; a new DRAW_CODE (what a change of the draws must set, with the version) gives other candidates."""
+    from recbole_transfer.data import protocol as protocol_module
+
+    eval_args = {"split": {"RS": [0.6, 0.2, 0.2]}, "group_by": "user", "order": "RO", "mode": "uni50"}
+    keys = {**small_domains, "eval_args": eval_args, "protocol_dir": str(workdir / "p")}
+    first = _domain(keys)
+    with monkeypatch.context() as patch:
+        patch.setattr(protocol_module, "CODE_KEY", {**protocol_module.CODE_KEY, "code": "edited"})
+        edited = _domain(keys)
+    assert edited.protocol.key != first.protocol.key and len(_cached(workdir / "p")) == 2  # rebuilt, not read back
+    assert all(np.array_equal(edited.protocol.rows[p], first.protocol.rows[p]) for p in ("train", "valid", "test"))
+    assert edited.fingerprint() == first.fingerprint()  # the same candidates
+    with monkeypatch.context() as patch:
+        patch.setattr(protocol_module, "DRAW_KEY", {**protocol_module.DRAW_KEY, "code": "another draw"})
+        redrawn = _domain(keys)
+    assert redrawn.fingerprint() != first.fingerprint()
+
+
 @pytest.mark.parametrize("mode", ["full", "uni50"])
 def test_eval_batch_size_changes_neither_the_protocol_key_nor_the_fingerprint(small_domains, workdir, mode):
     """The same split and candidates evaluated in batches of 4096 or 300 rows: one protocol key, one cache file, one

@@ -18,7 +18,8 @@ What a protocol fixes, all drawn under the ``data_seed``, never under a name or 
   (and masked in full ranking), so the evaluation is identical at every sparsity level. A fixed random
   priority per row decides what is kept, so a 10 % domain is a subset of the 20 % one;
 - the sampled evaluation candidates (``uniN``): drawn ONCE by RecBole's own evaluation dataloader and
-  sampler, under a generator keyed by the content and ``data_seed``, and recorded.
+  sampler, under a generator keyed by the content and ``data_seed`` (and :data:`DRAW_KEY`: the protocol version, the
+  libraries' versions and the frozen hash of the drawing code, not the live code), and recorded.
 
 With ``protocol_cache: True`` (the default) the split and the recorded candidates are written under
 ``protocol_dir`` (``<key>.npz``, plain arrays; the key holds the content, the keys that decide the draws, and
@@ -77,6 +78,13 @@ def _code_key():
 
 
 CODE_KEY = _code_key()
+# The drawing code under which protocol version 2 draws (the hash of these modules when it was measured; every results
+# file records it as "2/4a66e9cf02dd"). The draws (thinning priorities, held-out users, candidates) are keyed by it and
+# not by the live code, so an edit that does not change how they draw (a docstring, evaluation batching, a log line)
+# keeps every split and candidate; an edit that does change them must bump PROTOCOL_VERSION and set DRAW_CODE anew.
+# The cache key holds the live code as well: a protocol cached by other code is rebuilt (to the same draws).
+DRAW_CODE = "4a66e9cf02dd93c1970a0fdf1b72b3421b6e11d0"
+DRAW_KEY = {**CODE_KEY, "code": DRAW_CODE}
 
 
 class Protocol:
@@ -115,9 +123,9 @@ class Protocol:
         thinning = ("keep_fraction", "label_fraction")
         drawn = {k: v for k, v in args.items() if k not in thinning}
         drawn["user_holdout"] = {k: v for k, v in (args["user_holdout"] or {}).items() if k not in thinning} or None
-        draw_key = digest(CODE_KEY, type(dataset).__name__, dataset.user_num, dataset.item_num, len(feat),
+        draw_key = digest(DRAW_KEY, type(dataset).__name__, dataset.user_num, dataset.item_num, len(feat),
                            *content, drawn)
-        key = digest(draw_key, args)
+        key = digest(draw_key, args, CODE_KEY)
         path = cls._path(config, key)
         if path is not None and os.path.isfile(path):
             loaded = cls._load(path, key)
