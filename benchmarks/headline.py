@@ -101,7 +101,7 @@ def layer_transfer(results):
     tuned, groups = saved["picks"], tune_transfer.groups(saved["rows"])
     kept = sum(p["tuned_arm"] == "none" for p in tuned)
     own = _own(f"Ray Tune pick (ASHA, 1-SE rule; no transfer in {kept} of {len(tuned)}) - scratch, "
-               f"`tune_transfer.json` (measured before RecBole's split)", tune_transfer.tuned_vs_scratch(tuned, groups))
+               f"`tune_transfer.json`", tune_transfer.tuned_vs_scratch(tuned, groups))
     return _row("layer transfer", "layer_transfer.json",
                 f"ml-100k, drama → {len(targets)} genre targets, {len({r['seed'] for r in rows})} data seeds", "HR@10",
                 "test_hit@10", picks, diff, own,

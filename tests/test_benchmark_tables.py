@@ -32,7 +32,6 @@ CLI_WRITTEN = {"sml_tune", "overlap_tune"}
 # record (machine facts come from _common.LEGACY), and a rebuild prints "?" for each: (pattern, what the rebuild
 # prints, how many). An entry goes when its benchmark is rerun.
 NOT_IN_JSON = {
-    "tune_transfer": [(r"same data seeds\): \d+ of \d+ \(data", "same data seeds): ? (data", 1)],  # measured at its end
     "protocol_speed": [(r"seed \d+;", "seed ?;", 1),  # its rows do not say the seed
                        (r"Profile \(cProfile.*", "?", 1)],  # the profile of a cached validation
 }
