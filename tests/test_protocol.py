@@ -275,18 +275,19 @@ def test_an_edit_of_the_drawing_modules_rebuilds_the_cache_but_keeps_every_draw(
     from recbole_transfer.data import protocol as protocol_module
 
     eval_args = {"split": {"RS": [0.6, 0.2, 0.2]}, "group_by": "user", "order": "RO", "mode": "uni50"}
-    keys = {**small_domains, "eval_args": eval_args, "protocol_dir": str(workdir / "p")}
+    keys = {**small_domains, "eval_args": eval_args, "protocol_dir": str(workdir / "p"), "keep_fraction": 0.5}  # thinned
     first = _domain(keys)
     with monkeypatch.context() as patch:
         patch.setattr(protocol_module, "CODE_KEY", {**protocol_module.CODE_KEY, "code": "edited"})
         edited = _domain(keys)
     assert edited.protocol.key != first.protocol.key and len(_cached(workdir / "p")) == 2  # rebuilt, not read back
     assert all(np.array_equal(edited.protocol.rows[p], first.protocol.rows[p]) for p in ("train", "valid", "test"))
-    assert edited.fingerprint() == first.fingerprint()  # the same candidates
+    assert edited.fingerprint() == first.fingerprint()  # the same thinning and candidates
     with monkeypatch.context() as patch:
         patch.setattr(protocol_module, "DRAW_KEY", {**protocol_module.DRAW_KEY, "code": "another draw"})
         redrawn = _domain(keys)
     assert redrawn.fingerprint() != first.fingerprint()
+    assert not np.array_equal(redrawn.protocol.rows["train"], first.protocol.rows["train"])  # other rows thinned away
 
 
 @pytest.mark.parametrize("mode", ["full", "uni50"])

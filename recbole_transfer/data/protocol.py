@@ -79,10 +79,13 @@ def _code_key():
 
 CODE_KEY = _code_key()
 # The drawing code under which protocol version 2 draws (the hash of these modules when it was measured; every results
-# file records it as "2/4a66e9cf02dd"). The draws (thinning priorities, held-out users, candidates) are keyed by it and
-# not by the live code, so an edit that does not change how they draw (a docstring, evaluation batching, a log line)
-# keeps every split and candidate; an edit that does change them must bump PROTOCOL_VERSION and set DRAW_CODE anew.
-# The cache key holds the live code as well: a protocol cached by other code is rebuilt (to the same draws).
+# file whose numbers depend on draws, sampled candidates or thinning or held-out users, records it as
+# "2/4a66e9cf02dd"). The draws (thinning priorities, held-out users, candidates) are keyed by it and not by the live
+# code, so an edit that does not change how they draw (a docstring, evaluation batching, a log line) keeps every split
+# and candidate; an edit that does change them must bump PROTOCOL_VERSION and set DRAW_CODE anew. The other entries
+# of CODE_KEY stay in the draws' key as they were when version 2 was measured: a new version of this package, of
+# RecBole, numpy or torch redraws. The cache key holds the live code as well: a protocol cached by other code is
+# rebuilt (to the same draws).
 DRAW_CODE = "4a66e9cf02dd93c1970a0fdf1b72b3421b6e11d0"
 DRAW_KEY = {**CODE_KEY, "code": DRAW_CODE}
 
