@@ -98,7 +98,6 @@ def domain_data(config, dataset, key="dataset", user_parts=None):
 def prepare_domain(config, key="dataset"):
     """Seed, build the dataset, its protocol (split and evaluation candidates, fixed by ``data_seed``) and
     RecBole's dataloaders on it."""
-    set_threads(config["num_threads"])
     init_seed(config["seed"], config["reproducibility"])
     return domain_data(config, load_dataset(config, key), key)
 
