@@ -61,7 +61,7 @@ import _common as common
 ARMS = ("item_mean_offset", "global_mean", "item_mean", "CMF", "EMCDR", "CATN")
 CEILINGS = ("oracle_bilinear", "oracle_true_ridge")  # rows of what the planted truth allows (oracle_rows), not models
 SHOWN = ARMS + CEILINGS
-SETTINGS = ("planted", "planted_strong", "planted_strong_shuffled", "kg")
+SETTINGS = ("planted", "planted_strong", "planted_strong_shuffled", "planted_strong_released", "kg")
 ETAS = (1.0, 0.5, 0.2, 0.1, 0.05)
 SEEDS = (2020, 2021, 2022)
 # the generator's arguments per planted setting (the others: its defaults)
@@ -69,6 +69,7 @@ PLANTED = {"planted": {"n_users": 400, "noise": 0.2, "strength": 1.2, "target_on
            "planted_strong": {"n_users": 300, "n_items": (60, 60), "per_user": (10, 8), "n_aspects": 3, "noise": 0.1,
                               "strength": 2.0, "target_only_users": 150}}
 PLANTED["planted_strong_shuffled"] = {**PLANTED["planted_strong"], "shuffle_source": True}
+PLANTED["planted_strong_released"] = PLANTED["planted_strong"]  # the same pair; CATN trained as the released code
 # Pre-declared keys per setting: every arm's, and CATN's own under model_keys (written as a config file after the
 # scenario file, so that model_keys win over them). CATN's model keys reach the other arms too, where they mean
 # nothing. The matrix-factorisation arms keep the overlap family's settings (lr 0.001, patience 10); on the small
@@ -85,14 +86,19 @@ KEYS = {
     "kg": {},  # scenario.CATN.yaml's keys, as `run_recbole_transfer.py --model=CATN --scenario` runs them
 }
 KEYS["planted_strong_shuffled"] = KEYS["planted_strong"]
+# the released code's training users (both flows on the overlapping users who keep target rows) and batch proportions
+KEYS["planted_strong_released"] = {**KEYS["planted_strong"], "model_keys": {"CATN": {
+    **KEYS["planted_strong"]["model_keys"]["CATN"], "stages": ["joint_overlap"], "source_batch": "proportional"}}}
+VARIANTS = {"planted_strong_released": "planted_strong"}  # a CATN variant -> the setting whose pair it shares
 # the shuffled controls need CATN and the baselines that read no source (and the offset, which reads shuffled ratings)
-SETTING_ARMS = {"planted_strong_shuffled": ("item_mean_offset", "item_mean", "CATN")}
+SETTING_ARMS = {"planted_strong_shuffled": ("item_mean_offset", "item_mean", "CATN"),
+                "planted_strong_released": ("item_mean", "CATN")}
 ORACLE_SETTINGS = ("planted", "planted_strong")  # the ceilings need the planted truth of the users' own reviews
 # the paper's Table 3 (RMSE of CATN, eta 100 % .. 5 %): the authors' numbers on Amazon reviews, not ours
 PAPER = {"Book -> Movie": (1.049, 1.072, 1.079, 1.093, 1.097), "Movie -> Music": (1.042, 1.075, 1.102, 1.126, 1.144),
          "Book -> Music": (0.862, 0.868, 0.875, 0.896, 0.899)}
-KEPT = ("setting", "model", "arm", "eta", "seed", "data_seed", "model_seed", "recipe", "fingerprint", "epochs", "seconds", "seconds_per_epoch",
-        "valid_rmse", "rmse", "mae", "mse", "test_per_user", "test_users", "target")
+KEPT = ("setting", "model", "arm", "eta", "seed", "data_seed", "model_seed", "recipe", "fingerprint", "epochs", "seconds",
+        "seconds_per_epoch", "valid_rmse", "valid_curve", "rmse", "mae", "mse", "test_per_user", "test_users", "target")
 
 
 def _request(setting, seed, etas, root):
@@ -165,8 +171,11 @@ def decoded(doc, vocab, prefix, levels, n_aspects):
     return np.where(count > 0, total / np.maximum(count, 1), 0.0)
 
 
-def ridge(x, y, lam=1.0):
-    return np.linalg.solve(x.T @ x + lam * np.eye(x.shape[1]), x.T @ y)
+def ridge(x, y, lam=1.0, free=()):
+    """Ridge coefficients of y on x; the columns ``free`` (e.g. an intercept) are not penalised."""
+    penalty = np.full(x.shape[1], float(lam))
+    penalty[list(free)] = 0.0
+    return np.linalg.solve(x.T @ x + np.diag(penalty), x.T @ y)
 
 
 def oracle_rows(pair, reference, truth, n_aspects, beta):
@@ -174,11 +183,8 @@ def oracle_rows(pair, reference, truth, n_aspects, beta):
     ``oracle_bilinear``: the item mean plus p^T W q, p the user's aspect preferences decoded from her SOURCE document,
     q the item's qualities decoded from its TARGET document, W (M x M) fitted by ridge on the warm users' target
     training ratings (what an ideal aspect-transfer model could learn from the same documents and rows);
-    ``oracle_true_ridge``: per target item, a ridge regression of its training ratings on the TRUE planted
-    preferences of the users who gave them (what the users' real tastes say). Known bias, kept so that the results
-    file stays this code's: that ridge penalises its intercept too (lambda 1, raw ratings), which pulls an item with
-    few training ratings toward 0; at 14-27 ratings per item it costs the ceiling roughly 0.04-0.09 MSE, so it is a
-    conservative ceiling (to fix: regress rating - item mean, or leave the intercept unpenalised)."""
+    ``oracle_true_ridge``: per target item, a ridge regression (lambda 1, intercept not penalised) of its training
+    ratings on the TRUE planted preferences of the users who gave them (what the users' real tastes say)."""
     docs, links = pair.links.documents, pair.links
     train = pair.target.train_data._dataset.inter_feat
     t_users, t_items, t_ratings = (train[f].numpy() for f in ("user_id", "item_id", "rating"))
@@ -207,7 +213,7 @@ def oracle_rows(pair, reference, truth, n_aspects, beta):
         if rows.sum() == 0:
             continue
         x = np.stack([np.append(true[u], 1.0) for u in t_users[rows]])
-        coef = ridge(x, t_ratings[rows])
+        coef = ridge(x, t_ratings[rows], free=[x.shape[1] - 1])
         at = c_items == i
         per_item[at] = np.stack([np.append(true[u], 1.0) for u in c_users[at]]) @ coef
     predictions["oracle_true_ridge"] = per_item
@@ -302,8 +308,63 @@ def gap_closed(rows):
             "1 = the ceiling, 0 = the item mean\n\n" + markdown(["setting"] + header, lines))
 
 
+LEFT = 0.02  # validation RMSE this far below the start: the run has left its plateau
+
+
+def left_plateau(curve):
+    """The first epoch whose validation RMSE is ``LEFT`` below the start (epoch 0: the model before its first step),
+    or None (never; or no start recorded)."""
+    if not curve or curve[0][0] != 0:
+        return None
+    start = curve[0][2]
+    return next((epoch for epoch, _s, score in curve[1:] if score <= start - LEFT), None)
+
+
+def plateau(rows):
+    """Per setting and eta: how many CATN runs left their start (validation RMSE 0.02 below the epoch-0 validation)
+    within 5 epochs, and the epoch each run left it."""
+    runs = [r for r in rows if r["arm"] == "CATN" and r.get("valid_curve")]
+    lines = []
+    for setting in [s for s in SETTINGS if any(r["setting"] == s for r in runs)]:
+        for eta in sorted({r["eta"] for r in runs if r["setting"] == setting}, reverse=True):
+            group = sorted((r for r in runs if r["setting"] == setting and r["eta"] == eta),
+                           key=lambda r: (r["data_seed"], r.get("model_seed", r["data_seed"])))
+            left = [left_plateau(r["valid_curve"]) for r in group]
+            lines.append([setting, f"{eta:g}", len(group), sum(e is not None and e <= 5 for e in left),
+                          " ".join("never" if e is None else str(e) for e in left),
+                          f"{np.mean([r['valid_curve'][0][2] for r in group]):.3f}"])
+    if not lines:
+        return ""
+    return (f"Leaving the start: per CATN run (data seed, then model seed), the first epoch whose cold-validation RMSE "
+            f"is {LEFT} below the validation before the first step (epoch 0)\n\n"
+            + markdown(["setting", "eta", "runs", "left within 5 epochs", "epoch left, per run", "start RMSE (mean)"],
+                       lines))
+
+
+def variants(rows):
+    """Per CATN variant (``VARIANTS``) and eta: the variant's cold-user RMSE beside CATN's defaults on the same pairs,
+    and the paired difference in MSE per user (variant minus defaults)."""
+    lines = []
+    for variant, base in VARIANTS.items():
+        mine = [r for r in rows if r["setting"] == variant and r["arm"] == "CATN"]
+        for eta in sorted({r["eta"] for r in mine}, reverse=True):
+            label = f"{base} eta={eta:g}"
+            defaults = [r for r in rows if r["setting"] == base and r["arm"] == "CATN" and r["eta"] == eta]
+            other = [{**r, "arm": "variant", "target": label} for r in mine if r["eta"] == eta]
+            diff = paired_vs(defaults + other, "variant", "CATN", "test_mse", [label]) if defaults else None
+            lines.append([variant, f"{eta:g}", len(other), mean_std([r["rmse"] for r in defaults], "{:.3f}") if defaults
+                          else "-", mean_std([r["rmse"] for r in other], "{:.3f}"), diff.cell() if diff else "-"])
+    if not lines:
+        return ""
+    return ("CATN variants on the same pairs as its defaults (`planted_strong_released`: the released code's training "
+            "users and batch proportions, `stages: [joint_overlap]`, `source_batch: proportional`); cold users' test "
+            "RMSE, mean ± std over runs, and the paired difference in MSE per user, variant minus defaults (bootstrap "
+            "95 % interval; * excludes 0; negative: the variant better)\n\n"
+            + markdown(["variant", "eta", "runs", "CATN defaults", "variant", "variant - defaults (MSE)"], lines))
+
+
 def tables(rows):
-    parts = [summary(rows)] + [t for t in [gap_closed(rows)] if t]
+    parts = [summary(rows)] + [t for t in [gap_closed(rows), plateau(rows), variants(rows)] if t]
     for setting in [s for s in SETTINGS if any(r["setting"] == s for r in rows)]:
         scoped = [r for r in rows if r["setting"] == setting]
         arms = [a for a in SHOWN if any(r["arm"] == a for r in scoped)]
@@ -369,10 +430,12 @@ def main(argv=None):
     p.add_argument("--etas", nargs="+", type=float, default=list(ETAS))
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     p.add_argument("--data_root", default=os.path.join("saved", "catn_benchmark"), help="generated planted domains")
-    p.add_argument("--model_seeds", nargs="+", type=int, default=None,
-                   help="training seeds per data seed (default: the data seed itself); every arm of a data seed is "
-                        "scored on the same pair whatever its training seed")
+    p.add_argument("--training_seeds", type=int, default=1,
+                   help="training seeds per data seed: the data seed itself, then the data seed + 1000, + 2000, ... "
+                        "(default 1); every arm of a data seed is scored on the same pair whatever its training seed")
     args = common.parse(p, argv)
+    if args.training_seeds < 1:
+        p.error(f"--training_seeds {args.training_seeds}: give 1 or more")
     if args.tables_from:
         return common.show(report, args.tables_from)
     common.measuring(args.threads)
@@ -382,7 +445,7 @@ def main(argv=None):
     rows = []
     for setting in args.settings:
         for seed in args.seeds:
-            for model_seed in args.model_seeds or [seed]:
+            for model_seed in [seed + 1000 * i for i in range(args.training_seeds)]:
                 name = f"seed{seed}" if model_seed == seed else f"seed{seed}.model{model_seed}"
                 rows += common.part(f"{args.out}.{setting}.{name}.json",
                                     lambda: run_setting(setting, seed, args.etas, args.arms, args.data_root, progress,

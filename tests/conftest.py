@@ -60,6 +60,53 @@ def _keep_signal_handlers():
             signal.signal(sig, handler)
 
 
+class _SharedRay:
+    """One local Ray (2 CPUs, the search driver's own environment: ``cluster.ray_session``) for the tests that start
+    Ray, started at the first and shut down at the end of the session: a search finds it running and uses it, so
+    the tests do not each pay Ray's start and shutdown (about 4 s). A test that needs a Ray of its own (joining a
+    cluster by address, workers that import a method outside the package) takes ``own_ray``, which stops it."""
+
+    def __init__(self):
+        self.session = None
+
+    def up(self):
+        import ray
+
+        if not ray.is_initialized():
+            from recbole_transfer.tune.cluster import ray_session
+
+            self.down()
+            self.session = ray_session(num_cpus=2)
+            self.session.__enter__()
+
+    def down(self):
+        if self.session is not None:
+            session, self.session = self.session, None
+            session.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def shared_ray():
+    ray = _SharedRay()
+    yield ray
+    ray.down()
+
+
+@pytest.fixture(autouse=True)
+def _ray_for_ray_tests(request):
+    """Tests marked ``ray`` run on the shared Ray (unless they take ``own_ray``)."""
+    if request.node.get_closest_marker("ray") is not None and "own_ray" not in request.fixturenames:
+        request.getfixturevalue("shared_ray").up()
+    yield
+
+
+@pytest.fixture
+def own_ray(shared_ray):
+    """No shared Ray while this test runs: its search starts (or joins) a Ray of its own."""
+    shared_ray.down()
+    yield
+
+
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     """Run in a temporary directory: RecBole writes log/ and saved/ into the working directory."""

@@ -308,3 +308,60 @@ def test_early_stopping_waits_for_stopping_min_steps(aspects, monkeypatch):
                         "stopping_min_steps": minimum, "doc_field": None})[1]
         runs[minimum] = run_one("TargetMF", pair, config)[0]["epochs"]
     assert runs == {0: 4, 6 * steps: 6}, runs
+
+
+def test_a_stages_valid_curve_starts_with_the_untrained_models_validation(aspects):
+    """Epoch 0 of a run's validation curve is the model as built, before its first step (whether and when CATN leaves
+    its start is read from it); the next points are RecBole's validations after each epoch."""
+    from recbole_transfer.methods.overlap_cdr.runner import evaluate
+
+    pair = aspects["pair"]
+    config = pairs("TargetMF", "asrc", "atgt", [registry.get_method("overlap_cdr").scenario],
+                   {**KEYS, "data_path": str(aspects["root"] / "data"), "protocol_dir": str(aspects["root"] / "protocols"),
+                    "checkpoint_dir": str(aspects["root"] / "saved"), "epochs": 3, "stopping_step": 5,
+                    "doc_field": None, "seed": 7})[1]
+    row = run_one("TargetMF", pair, config)[0]
+    curve = row["valid_curve"]
+    assert [point[0] for point in curve] == [0, 1, 2, 3]
+    pair.reset(7, config["train_batch_size"])
+    untrained = build("TargetMF", config, pair)
+    assert curve[0][2] == pytest.approx(evaluate(untrained, config, pair.target.valid_data, "target")[0]["rmse"])
+    assert min(point[2] for point in curve[1:]) == pytest.approx(row["valid_rmse"])  # the kept epoch's validation
+    assert curve[1][2] != curve[0][2]
+
+
+def test_joint_overlap_trains_both_flows_on_the_kept_overlapping_users_with_proportional_source_batches(aspects):
+    """The released code's choice: ``stages: [joint_overlap]`` trains on the target rows and the source rows of the
+    users in both domains who keep target rows, only; ``source_batch: proportional`` sizes the source batch by the
+    two sets' rows (equal: the target's batch size)."""
+    from recbole_transfer.methods.overlap_cdr.stages import source_feed
+
+    pair, config = aspects["pair"], aspects["config"]
+    links = pair.links
+    target = pair.feed("overlap", config)
+    t_users = target._dataset.inter_feat["user_id"]
+    assert bool((links.target_to_source[t_users] > 0).all())
+    everything = pair.feed("target", config)
+    model = _model(aspects)
+    for mode in ("equal", "proportional"):
+        model.source_batch = mode
+        feed = source_feed(model, config, pair, "source_overlap", target)
+        s_users = feed._dataset.inter_feat["user_id"]
+        kept = links.source_to_target[s_users]
+        assert bool((kept > 0).all()) and bool(links.target_trained[kept].all())
+        assert len(feed._dataset) < len(pair.source.train_data._dataset)  # e.g. the cold users' source rows are out
+        kept_users = set(torch.unique(kept).tolist())
+        assert kept_users == set(torch.unique(t_users).tolist())  # the same users in both feeds
+        expected = config["train_batch_size"] if mode == "equal" else round(
+            config["train_batch_size"] * len(feed._dataset) / len(target._dataset))
+        assert feed.config["train_batch_size"] == expected
+        assert len(next(iter(feed))) == min(expected, len(feed._dataset))
+    model.source_batch = "equal"
+    assert source_feed(model, config, pair, "source", everything) is pair.source.train_data  # the default, unchanged
+    keys = {**KEYS, "data_path": str(aspects["root"] / "data"), "protocol_dir": str(aspects["root"] / "protocols"),
+            "checkpoint_dir": str(aspects["root"] / "saved"), "epochs": 1, "eta": 1.0}
+    runs = {}
+    for stages in ("joint", "joint_overlap"):
+        runs[stages] = run_one("CATN", pair, pairs("CATN", "asrc", "atgt", [registry.get_method("overlap_cdr").scenario],
+                                                   {**keys, "stages": [stages], "source_batch": "proportional"})[1])[0]
+    assert runs["joint"]["test_rmse"] != runs["joint_overlap"]["test_rmse"]

@@ -107,7 +107,7 @@ def test_outside_method_single_run_and_scenario_through_the_cli(tower, run_cli, 
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_outside_method_tune_through_the_one_driver(tower, run_cli, workdir):
+def test_outside_method_tune_through_the_one_driver(tower, run_cli, workdir, own_ray):
     code, out, _err = run_cli(["--model=TinyTower", "--tune", f"--run_dir={workdir / 'search'}", "--num_cpus=2",
                                f"--output={workdir / 'tuned'}", *tower])
     assert code == 0, out

@@ -59,7 +59,8 @@ def make_dirs(base):
 
 
 @pytest.fixture(scope="module")
-def search(tmp_path_factory):
+def search(tmp_path_factory, shared_ray):
+    shared_ray.down()  # the search starts its own Ray: it must write nothing into HOME either
     base = tmp_path_factory.mktemp("tune")
     work, home = make_dirs(base)
     before = sorted(os.listdir(work))
@@ -269,7 +270,7 @@ def _free_port():
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_search_joins_a_cluster_started_with_ray_start(tmp_path, run_cli):
+def test_search_joins_a_cluster_started_with_ray_start(tmp_path, run_cli, own_ray):
     """``ray start --head --block`` in the foreground of a child process: terminating that process stops
     this cluster only (``ray stop`` would stop every Ray on the machine, a user's searches included)."""
     work, home = make_dirs(tmp_path)

@@ -174,6 +174,27 @@ class DomainPair:
             return UserBatches(both, config["train_batch_size"], dataset, config["seed"]) if len(both) else None
         raise ValueError(f"unknown stage data {kind!r}")
 
+    def source_feed(self, kind, batch_size, config):
+        """The source batches a model draws inside its loss (``feeds['source']``): ``kind`` 'source', every source
+        training row; 'source_overlap', those of the users who keep target training rows (the users both flows of
+        CATN's released code train on); in batches of ``batch_size``. None when no row is left."""
+        train = self.source.train_data
+        if kind == "source" and int(batch_size) == int(train.config["train_batch_size"]):
+            return train  # the loader reset() seeded
+        dataset = train._dataset
+        rows = dataset.inter_feat
+        if kind == "source_overlap":
+            target = self.links.source_to_target[rows[dataset.uid_field]]
+            keep = (target > 0) & self.links.target_trained[target]
+            if not bool(keep.any()):
+                return None
+            rows = rows[keep]
+        elif kind != "source":
+            raise ValueError(f"unknown source feed {kind!r}")
+        config = copy.deepcopy(train.config)
+        config["train_batch_size"] = int(batch_size)
+        return get_dataloader(config, "train")(config, dataset.copy(rows), train._sampler, shuffle=True)
+
     def valid(self, kind):
         """The validation data of a stage, or None (a 'target_warm' stage under the cold-start protocol)."""
         if kind == "source":

@@ -192,6 +192,7 @@ def run_one(model, pair, config, verbose=False, on_epoch=None, evaluate_test=Tru
     row["model_file"] = trained[-1]["model_file"] if trained else None
     if trained:  # the validation of the last stage that ran: what selected the model's final epoch
         row.update({f"valid_{k.lower()}": float(v) for k, v in trained[-1]["best_valid"].items()})
+        row["valid_curve"] = trained[-1]["valid_curve"]
     elif not report:  # a model that learns nothing (the rating means): its validation, for picks on validation
         result, _per_user, _users = evaluate(instance, config, pair.target.valid_data, "target")
         row.update({f"valid_{k}": v for k, v in result.items()})

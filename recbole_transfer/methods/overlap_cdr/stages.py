@@ -15,6 +15,8 @@ import logging
 import time
 from dataclasses import dataclass
 
+from recbole.utils import calculate_valid_score
+
 from ...errors import TransferConfigError
 from ...report import markdown
 from ...trainer import TransferTrainer
@@ -32,12 +34,15 @@ class Stage:
         validation users have no target vector this stage trains, and the stage runs its epochs unvalidated).
     modules: the attributes whose parameters train in this stage (everything else is frozen).
     about: one line for the stage report.
+    feeds: what ``model.feeds['source']`` draws in this stage: 'source' (the source's training rows) or
+        'source_overlap' (those of users who keep target training rows); see ``DomainPair.source_feed``.
     """
 
     train: str
     valid: str
     modules: tuple
     about: str
+    feeds: str = "source"
 
 
 def parse_stages(model_class, value, epochs=None):
@@ -75,14 +80,27 @@ def forever(loader):
         yield from loader
 
 
+def source_feed(model, config, pair, kind, train):
+    """The source batches ``model.feeds['source']`` draws from in a stage (``DomainPair.source_feed`` of ``kind``), in
+    batches of ``train_batch_size``; with the model's ``source_batch == 'proportional'``, of that size times the
+    feed's rows over the stage's training rows (one pass over the stage's rows is then about one pass over the
+    source's, as in CATN's released code)."""
+    feed = pair.source_feed(kind, config["train_batch_size"], config)
+    if feed is None or getattr(model, "source_batch", "equal") != "proportional":
+        return feed
+    size = round(int(config["train_batch_size"]) * len(feed._dataset) / max(1, len(train._dataset)))
+    return pair.source_feed(kind, max(1, size), config)
+
+
 def train_stages(model, config, pair, verbose=False, on_epoch=None):
     """Run the model's schedule; returns the stage report rows (dicts). ``on_epoch(epoch, stage, trainer, last)`` is
-    called after each validation (``last``: the stage's last one)."""
+    called after each validation (``last``: the stage's last one). A validated stage's ``valid_curve`` lists
+    (epoch, seconds since the stage started, validation score), epoch 0 the model as the stage receives it (one
+    evaluation more per stage: whether and when training left its start is read from the curve)."""
     report = []
     if not getattr(model, "stages", None):
         return report  # a model that learns nothing
     schedule = parse_stages(type(model), config["stages"], config["epochs"])
-    model.feeds["source"] = forever(pair.source.train_data)  # lazy: a model that draws no source batch reads nothing
     epochs_before = config["epochs"]
     try:
         for index, (name, epochs) in enumerate(schedule):
@@ -98,6 +116,8 @@ def train_stages(model, config, pair, verbose=False, on_epoch=None):
                                "train_seconds": [], "model_file": None, "skipped": skipped})
                 continue
             valid = pair.valid(spec.valid)
+            # lazy: a model that draws no source batch reads nothing
+            model.feeds["source"] = forever(source_feed(model, config, pair, spec.feeds, train))
             model.enter_stage(name, "source" if spec.valid == "source" else "target")
             config["epochs"] = epochs
             trainer = TransferTrainer(config, model, stage=name)
@@ -106,9 +126,13 @@ def train_stages(model, config, pair, verbose=False, on_epoch=None):
                         name, index + 1, len(schedule), spec.about, trainable, epochs,
                         "nothing" if valid is None else pair.source.dataset.dataset_name if spec.valid == "source"
                         else pair.target.dataset.dataset_name)
-            start = time.time()
+            start, curve = time.time(), []
+            if valid is not None:  # the validation before the first step: where the stage starts (epoch 0)
+                curve.append((0, 0.0, calculate_valid_score(trainer.evaluate(valid, load_best_model=False),
+                                                            trainer.valid_metric)))
 
-            def record(epoch_idx, valid_score, trainer=trainer):
+            def record(epoch_idx, valid_score, trainer=trainer, curve=curve, start=start):
+                curve.append((epoch_idx + 1, time.time() - start, float(valid_score)))
                 if on_epoch is not None:
                     on_epoch(epoch_idx + 1, name, trainer, trainer.is_last_validation(epoch_idx))
 
@@ -124,6 +148,7 @@ def train_stages(model, config, pair, verbose=False, on_epoch=None):
                 "valid": "-" if valid is None else spec.valid.replace("_warm", ""), "epochs": run, "max_epochs": epochs,
                 "best_valid": dict(best_result or {}), "seconds": time.time() - start,
                 "train_seconds": list(trainer.epoch_seconds["train"]), "model_file": trainer.saved_model_file,
+                "valid_curve": curve,
             })
     finally:
         config["epochs"] = epochs_before

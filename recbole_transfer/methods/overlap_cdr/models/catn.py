@@ -68,7 +68,11 @@ from the paper in places:
   noise (released: truncated normal, std 0.3), b_u = 0 (released: std 0.1, so its cold users keep a random bias),
   b_i the shrunk item mean (released: the raw item mean, 0 for an item without a training rating).
 - Flows: each training step adds the loss of a target batch (S->T) and of a source batch (T->S); the paper
-  alternates mini-batches. L2 through Adam's ``weight_decay`` on every parameter (the released code adds an L2
+  alternates mini-batches. The released code trains both flows on the overlapping users who keep target rows only
+  and alternates a target and a source Adam step with batch sizes proportional to the two training sets: here the
+  stage ``joint_overlap`` (``stages: [joint_overlap]``) trains on those users' rows of both domains, and
+  ``source_batch: proportional`` sizes each step's source batch by the two sets' sizes; the two losses are still
+  summed in one step, not alternated. The defaults (``joint``, ``equal``) train on every training row. L2 through Adam's ``weight_decay`` on every parameter (the released code adds an L2
   term on the convolution, gate, fusion and X weights and their biases).
 """
 
@@ -108,6 +112,16 @@ def load_word_vectors(path, vocab, dim):
     return found
 
 
+def token_conv(conv, x):
+    """``conv`` (an nn.Conv1d over the words, same padding) on x [B, L, C] -> [B, L, filters], as one matrix product
+    over each word's window (channels last: no transposes around the convolution, faster on CPU at these sizes)."""
+    width, pad = conv.kernel_size[0], conv.padding[0]
+    length = x.shape[1]
+    padded = F.pad(x, (0, 0, pad, width - 1 - pad))
+    windows = torch.cat([padded[:, i:i + length] for i in range(width)], -1)  # [B, L, width * C], position-major
+    return F.linear(windows, conv.weight.permute(0, 2, 1).reshape(conv.out_channels, -1), conv.bias)
+
+
 class AspectEncoder(nn.Module):
     """Convolution, M aspect gates and the attention with one query per aspect and domain."""
 
@@ -122,19 +136,19 @@ class AspectEncoder(nn.Module):
     def forward(self, words, mask, queries, weights_out=None):
         """words [B, L, d], mask [B, L] (True: a word), queries [M, k] -> aspects [B, M, k] (0 for an empty doc).
         ``weights_out``: a list that receives the attention weights [B, M, L]."""
-        c = F.relu(self.conv(words.transpose(1, 2)))
+        c = F.relu(token_conv(self.conv, words))
         if self.conv2 is not None:
-            c = F.relu(self.conv2(c))
-        c = c.transpose(1, 2)  # [B, L, filters]
+            c = F.relu(token_conv(self.conv2, c))  # [B, L, filters]
         b, length = c.shape[:2]
         g = (self.proj(c) * torch.sigmoid(self.gate(c))).view(b, length, self.aspects, self.dim)
-        logits = torch.einsum("blmk,mk->bml", g, queries)
-        logits = logits.masked_fill(~mask.unsqueeze(1), float("-inf"))
+        # products and sums, not einsum: its batched matrix products of k- and L-long vectors were slower on CPU
+        logits = (g * queries).sum(-1)  # [B, L, M]
+        logits = logits.masked_fill(~mask.unsqueeze(-1), float("-inf"))
         empty = ~mask.any(-1)
-        weights = torch.softmax(logits.masked_fill(empty.view(-1, 1, 1), 0.0), dim=-1)
+        weights = torch.softmax(logits.masked_fill(empty.view(-1, 1, 1), 0.0), dim=1)  # over the words
         if weights_out is not None:
-            weights_out.append(weights.masked_fill(empty.view(-1, 1, 1), 0.0))
-        out = torch.einsum("bml,blmk->bmk", weights, g)
+            weights_out.append(weights.masked_fill(empty.view(-1, 1, 1), 0.0).transpose(1, 2))
+        out = (weights.unsqueeze(-1) * g).sum(1)  # [B, M, k]
         return out.masked_fill(empty.view(-1, 1, 1), 0.0)
 
 
@@ -178,10 +192,14 @@ class CATN(PairModel):
 
     tasks = ("rating",)
     reads_documents = True
-    stages = {"joint": Stage("target", "target", ("words", "user_encoder", "aux_encoder", "item_encoder", "queries", "X",
-                                                  "X_source", "X_target", "fuse_gate", "fuse_out", "user_bias", "item_bias",
-                                                  "source_user_bias", "source_item_bias", "norms"),
-                             "both flows: a target batch (S->T) and a source batch (T->S) per step, one shared X")}
+    MODULES = ("words", "user_encoder", "aux_encoder", "item_encoder", "queries", "X", "X_source", "X_target", "fuse_gate",
+               "fuse_out", "user_bias", "item_bias", "source_user_bias", "source_item_bias", "norms")
+    stages = {"joint": Stage("target", "target", MODULES,
+                             "both flows: a target batch (S->T) and a source batch (T->S) per step, one shared X"),
+              "joint_overlap": Stage("overlap", "target", MODULES,
+                                     "both flows on the users in both domains who keep target rows only (the released "
+                                     "code's training users): their target and source batches per step, one shared X",
+                                     feeds="source_overlap")}
 
     def __init__(self, config, dataset, links):
         super().__init__(config, dataset, links)
@@ -203,6 +221,7 @@ class CATN(PairModel):
         self.X = nn.Parameter(torch.empty(k, k))
         self.activation = config["correlation"]
         self.in_domain_weight = float(config["in_domain_weight"])
+        self.source_batch = config["source_batch"]  # read by the stage schedule (stages.source_feed)
         # the in-domain flows' own correlations (a domain's ratings from its own users' documents in that domain)
         self.X_source = nn.Parameter(torch.empty(k, k)) if self.in_domain_weight > 0 else None
         self.X_target = nn.Parameter(torch.empty(k, k)) if self.in_domain_weight > 0 else None
@@ -242,15 +261,28 @@ class CATN(PairModel):
 
     # ----- the two flows -----------------------------------------------------------------------------
     def _encode(self, encoder, docs, query):
-        mask = docs > 0
-        return encoder(self.dropout(self.words(docs)), mask, query)
+        """Aspects [N, M, k] of documents [N, L]; an empty document's are 0 and it is not encoded (no work for the
+        users a flow reads without a document in that domain, e.g. target-only users' source documents)."""
+        present = (docs > 0).any(-1)
+        if bool(present.all()):
+            return encoder(self.dropout(self.words(docs)), docs > 0, query)
+        out = torch.zeros(len(docs), self.m, self.k, device=docs.device)
+        if bool(present.any()):
+            kept = docs[present]
+            out = out.index_put((present,), encoder(self.dropout(self.words(kept)), kept > 0, query))
+        return out
 
     def _fused_user_aspects(self, docs, aux, query):
+        present = (docs > 0).any(-1)
+        if not bool(present.all()):  # no document: no aspects
+            out = torch.zeros(len(docs), self.m, self.k, device=docs.device)
+            if bool(present.any()):
+                out = out.index_put((present,), self._fused_user_aspects(docs[present], aux[present], query))
+            return out
         own = self._encode(self.user_encoder, docs, query)
         extra = self._encode(self.aux_encoder, aux, query)
         gate = torch.sigmoid(self.fuse_gate(torch.cat([own - extra, own * extra], -1)))
-        fused = torch.tanh(self.fuse_out(torch.cat([own, gate * extra], -1)))
-        return fused.masked_fill(~(docs > 0).any(-1).view(-1, 1, 1), 0.0)  # no document: no aspects
+        return torch.tanh(self.fuse_out(torch.cat([own, gate * extra], -1)))
 
     def flow(self, doc_users, items, user_domain, item_domain):
         """Predicted ratings without biases, mean over aspect pairs of S * S_ui: users ``doc_users`` (ids in the
