@@ -66,8 +66,10 @@ class _SharedRay:
     the tests do not each pay Ray's start and shutdown (about 4 s). A test that needs a Ray of its own (joining a
     cluster by address, workers that import a method outside the package) takes ``own_ray``, which stops it."""
 
+    ENV = ("PYTHONWARNINGS", "RAY_AIR_NEW_OUTPUT")  # what ray_session sets in the driver while it runs
+
     def __init__(self):
-        self.session = None
+        self.session, self.env = None, {}
 
     def up(self):
         import ray
@@ -76,8 +78,15 @@ class _SharedRay:
             from recbole_transfer.tune.cluster import ray_session
 
             self.down()
+            before = {k: os.environ.get(k) for k in self.ENV}
             self.session = ray_session(num_cpus=2)
             self.session.__enter__()
+            self.env = {k: os.environ.get(k) for k in self.ENV}
+            for key, value in before.items():  # set again for each ray test only (_ray_for_ray_tests)
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
     def down(self):
         if self.session is not None:
@@ -94,10 +103,18 @@ def shared_ray():
 
 @pytest.fixture(autouse=True)
 def _ray_for_ray_tests(request):
-    """Tests marked ``ray`` run on the shared Ray (unless they take ``own_ray``)."""
-    if request.node.get_closest_marker("ray") is not None and "own_ray" not in request.fixturenames:
-        request.getfixturevalue("shared_ray").up()
-    yield
+    """Tests marked ``ray`` run on the shared Ray (unless they take ``own_ray``), with the driver environment
+    ray_session gives a search; the other tests see the environment as it was."""
+    if request.node.get_closest_marker("ray") is None or "own_ray" in request.fixturenames:
+        yield
+        return
+    shared = request.getfixturevalue("shared_ray")
+    shared.up()
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in shared.env.items():
+            if value is not None:
+                patch.setenv(key, value)
+        yield
 
 
 @pytest.fixture

@@ -328,6 +328,13 @@ def test_a_stages_valid_curve_starts_with_the_untrained_models_validation(aspect
     assert curve[0][2] == pytest.approx(evaluate(untrained, config, pair.target.valid_data, "target")[0]["rmse"])
     assert min(point[2] for point in curve[1:]) == pytest.approx(row["valid_rmse"])  # the kept epoch's validation
     assert curve[1][2] != curve[0][2]
+    from recbole_transfer.methods.overlap_cdr import stages
+
+    with pytest.MonkeyPatch.context() as patch:  # the epoch-0 evaluation changes nothing the run learns or reports
+        patch.setattr(stages, "start_score", lambda trainer, valid: float("nan"))
+        again = run_one("TargetMF", pair, config)[0]
+    assert again["test_rmse"] == row["test_rmse"] and again["valid_rmse"] == row["valid_rmse"]
+    assert [p[2] for p in again["valid_curve"][1:]] == [p[2] for p in curve[1:]]
 
 
 def test_joint_overlap_trains_both_flows_on_the_kept_overlapping_users_with_proportional_source_batches(aspects):
@@ -360,8 +367,55 @@ def test_joint_overlap_trains_both_flows_on_the_kept_overlapping_users_with_prop
     assert source_feed(model, config, pair, "source", everything) is pair.source.train_data  # the default, unchanged
     keys = {**KEYS, "data_path": str(aspects["root"] / "data"), "protocol_dir": str(aspects["root"] / "protocols"),
             "checkpoint_dir": str(aspects["root"] / "saved"), "epochs": 1, "eta": 1.0}
+    from recbole_transfer.methods.overlap_cdr.models.catn import CATN
+
+    seen = {"target": set(), "source": set(), "source_batch": set()}
+    original = CATN.calculate_loss
+
+    def watched(self, interaction):  # every user whose row a step trains on, in both domains
+        seen["target"].update(interaction["user_id"].tolist())
+        feed = self.feeds["source"]
+        batch = next(feed)
+        seen["source"].update(batch["user_id"].tolist())
+        seen["source_batch"].add(len(batch))
+        self.feeds["source"] = iter([batch])
+        try:
+            return original(self, interaction)
+        finally:
+            self.feeds["source"] = feed
+
     runs = {}
-    for stages in ("joint", "joint_overlap"):
-        runs[stages] = run_one("CATN", pair, pairs("CATN", "asrc", "atgt", [registry.get_method("overlap_cdr").scenario],
-                                                   {**keys, "stages": [stages], "source_batch": "proportional"})[1])[0]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(CATN, "calculate_loss", watched)
+        for stages in ("joint", "joint_overlap"):
+            for key in seen:
+                seen[key] = set()
+            runs[stages] = run_one("CATN", pair, pairs("CATN", "asrc", "atgt", [registry.get_method("overlap_cdr").scenario],
+                                                       {**keys, "stages": [stages], "source_batch": "proportional"})[1])[0]
+            kept = set(torch.unique(t_users).tolist())
+            by_source = {int(links.source_to_target[u]) for u in seen["source"]}
+            if stages == "joint_overlap":
+                assert seen["target"] == kept and by_source == kept
+            else:
+                assert not by_source <= kept  # every source user: the cold users' source rows train too
+            assert max(seen["source_batch"]) != config["train_batch_size"]  # proportional, not the target's size
     assert runs["joint"]["test_rmse"] != runs["joint_overlap"]["test_rmse"]
+
+
+def test_the_word_window_product_is_the_convolution_and_an_even_window_is_refused(aspects):
+    from recbole_transfer.errors import TransferConfigError
+    from recbole_transfer.methods.overlap_cdr.models.catn import token_conv
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 11, 6)
+    for width in (1, 3, 5):
+        conv = torch.nn.Conv1d(6, 5, width, padding=width // 2)
+        assert torch.allclose(token_conv(conv, x), conv(x.transpose(1, 2)).transpose(1, 2), atol=1e-5)
+    config = aspects["config"]
+    before = config["conv_window"]
+    config["conv_window"] = 4
+    try:
+        with pytest.raises(TransferConfigError, match="conv_window=4: give an odd width"):
+            build("CATN", config, aspects["pair"])
+    finally:
+        config["conv_window"] = before

@@ -191,9 +191,11 @@ class DomainPair:
             rows = rows[keep]
         elif kind != "source":
             raise ValueError(f"unknown source feed {kind!r}")
-        config = copy.deepcopy(train.config)
-        config["train_batch_size"] = int(batch_size)
-        return get_dataloader(config, "train")(config, dataset.copy(rows), train._sampler, shuffle=True)
+        loader_config = copy.deepcopy(train.config)
+        loader_config["train_batch_size"] = int(batch_size)
+        loader = get_dataloader(loader_config, "train")(loader_config, dataset.copy(rows), train._sampler, shuffle=True)
+        loader.generator.manual_seed(int(config["seed"]))  # the run's seed, as reset() gives the pair's own loaders
+        return loader
 
     def valid(self, kind):
         """The validation data of a stage, or None (a 'target_warm' stage under the cold-start protocol)."""

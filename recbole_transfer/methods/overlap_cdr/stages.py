@@ -86,10 +86,19 @@ def source_feed(model, config, pair, kind, train):
     feed's rows over the stage's training rows (one pass over the stage's rows is then about one pass over the
     source's, as in CATN's released code)."""
     feed = pair.source_feed(kind, config["train_batch_size"], config)
-    if feed is None or getattr(model, "source_batch", "equal") != "proportional":
+    if feed is None:
+        raise TransferConfigError(f"{type(model).__name__}: no source training rows for this stage ({kind}: e.g. no "
+                                  "user who keeps target rows has source training rows)")
+    if getattr(model, "source_batch", "equal") != "proportional":
         return feed
     size = round(int(config["train_batch_size"]) * len(feed._dataset) / max(1, len(train._dataset)))
     return pair.source_feed(kind, max(1, size), config)
+
+
+def start_score(trainer, valid):
+    """The validation score of the model as a stage receives it (RecBole's evaluation: no gradient, its random state
+    restored; the trainer's early-stopping state untouched)."""
+    return calculate_valid_score(trainer.evaluate(valid, load_best_model=False), trainer.valid_metric)
 
 
 def train_stages(model, config, pair, verbose=False, on_epoch=None):
@@ -128,8 +137,7 @@ def train_stages(model, config, pair, verbose=False, on_epoch=None):
                         else pair.target.dataset.dataset_name)
             start, curve = time.time(), []
             if valid is not None:  # the validation before the first step: where the stage starts (epoch 0)
-                curve.append((0, 0.0, calculate_valid_score(trainer.evaluate(valid, load_best_model=False),
-                                                            trainer.valid_metric)))
+                curve.append((0, 0.0, start_score(trainer, valid)))
 
             def record(epoch_idx, valid_score, trainer=trainer, curve=curve, start=start):
                 curve.append((epoch_idx + 1, time.time() - start, float(valid_score)))

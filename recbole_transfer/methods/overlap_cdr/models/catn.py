@@ -209,6 +209,9 @@ class CATN(PairModel):
                                       "(e.g. doc_field: review)")
         m, k = int(config["aspects"]), int(config["aspect_dim"])  # sizes checked with the family's keys (runner.py)
         d, filters, window = int(config["word_dim"]), int(config["conv_filters"]), int(config["conv_window"])
+        if window % 2 == 0:
+            raise TransferConfigError(f"conv_window={window}: give an odd width (the convolution keeps each word at "
+                                      "the centre of its window, same padding), e.g. 3")
         self.m, self.k, self.vocab = m, k, docs.vocab
         for name in ("user_docs", "item_docs", "aux_docs"):
             for domain, tensor in getattr(docs, name).items():
@@ -266,19 +269,20 @@ class CATN(PairModel):
         present = (docs > 0).any(-1)
         if bool(present.all()):
             return encoder(self.dropout(self.words(docs)), docs > 0, query)
-        out = torch.zeros(len(docs), self.m, self.k, device=docs.device)
-        if bool(present.any()):
-            kept = docs[present]
-            out = out.index_put((present,), encoder(self.dropout(self.words(kept)), kept > 0, query))
-        return out
+        return self._scatter(present, lambda kept: encoder(self.dropout(self.words(kept)), kept > 0, query), docs)
+
+    def _scatter(self, present, encode, docs, *more):
+        """[N, M, k]: ``encode`` of the rows of ``docs`` (and ``more``) where ``present``, 0 elsewhere (the zeros
+        take the encoding's dtype, e.g. under mixed precision)."""
+        if not bool(present.any()):
+            return torch.zeros(len(docs), self.m, self.k, device=docs.device)
+        encoded = encode(docs[present], *(m[present] for m in more))
+        return encoded.new_zeros(len(docs), self.m, self.k).index_put((present,), encoded)
 
     def _fused_user_aspects(self, docs, aux, query):
         present = (docs > 0).any(-1)
         if not bool(present.all()):  # no document: no aspects
-            out = torch.zeros(len(docs), self.m, self.k, device=docs.device)
-            if bool(present.any()):
-                out = out.index_put((present,), self._fused_user_aspects(docs[present], aux[present], query))
-            return out
+            return self._scatter(present, lambda kept, kept_aux: self._fused_user_aspects(kept, kept_aux, query), docs, aux)
         own = self._encode(self.user_encoder, docs, query)
         extra = self._encode(self.aux_encoder, aux, query)
         gate = torch.sigmoid(self.fuse_gate(torch.cat([own - extra, own * extra], -1)))
