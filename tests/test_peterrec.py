@@ -243,3 +243,24 @@ def test_a_source_checkpoint_written_by_a_fine_tuning_run_reloads_as_its_network
     config, model, *_ = load_transfer_model(source.model_file)
     assert config["model"] == "NextItNet" and config["transfer"] == "peterrec"
     assert all(torch.equal(v, source.state_dict[k]) for k, v in model.state_dict().items())
+
+
+def test_the_source_stage_gets_no_key_only_the_transfer_reads(planted, caplog):
+    """A bag-of-items arm carries PeterRec's baseline trial (its patch keys); the source NextItNet is trained alone,
+    so its config gets the user's other keys but not those, and warns about nothing."""
+    from recbole_transfer.pipeline.two_stage import source_request
+    from recbole_transfer.request import Request
+
+    request = Request("BagOfItems", "seqs", None, (), {**planted["config"], "patch_position": "parallel",
+                                                     "patch_width": 8, "learning_rate": 0.02})
+    source = source_request(request, "NextItNet")
+    assert source.model == "NextItNet" and "patch_position" not in source.config_dict and "patch_width" not in source.config_dict
+    assert source.config_dict["learning_rate"] == 0.02 and source.config_dict["data_path"] == planted["config"]["data_path"]
+    with caplog.at_level(logging.WARNING):
+        source.config("seqs", key="source")
+    assert not [r for r in caplog.records if "belongs to method" in r.getMessage()], caplog.text
+    with caplog.at_level(logging.WARNING):  # without the filter, the warning this removes
+        request.with_keys(model="NextItNet").config("seqs", key="source")
+    assert any("'patch_position' belongs to method peterrec" in r.getMessage() for r in caplog.records)
+    same = Request("PeterRec", "seqs", None, (), planted["config"])
+    assert source_request(same, "PeterRec").config_dict == same.config_dict

@@ -190,6 +190,23 @@ def pretrain_source(model, source, config_file_list=None, config_dict=None, verb
     return pretrain(Request(model, source, None, config_file_list, config_dict), verbose, before_fit)
 
 
+def source_request(request, model):
+    """The request of the source stage: ``model`` (the source model) without the keys that only the request's own
+    method reads (a transfer's keys, e.g. a patch's width: the source network is trained alone, and a RecBole
+    model declared by no method would otherwise be warned about keys that are not the user's mistake)."""
+    from ..keys import method_keys
+
+    own, theirs = registry.method_of(request.model), registry.method_of(model)
+    source = request.with_keys(model=model)
+    if own is theirs:
+        return source
+    foreign = method_keys(own) - method_keys(theirs)
+    if not foreign & set(source.config_dict):
+        return source
+    return Request(model, source.source, source.targets, source.config_files,
+                   {k: v for k, v in source.config_dict.items() if k not in foreign})
+
+
 def pretrain(request, verbose=True, before_fit=None):
     """The source stage of ``request``: train on its source once, or load its ``source_checkpoint``.
 
@@ -202,7 +219,7 @@ def pretrain(request, verbose=True, before_fit=None):
     if keys["source_checkpoint"]:  # the checkpoint alone describes the source; its dataset is read only for a
         pretrained = source_from_checkpoint(keys["source_checkpoint"])  # plain run's file (no counts, no ids)
         if source is not None and (pretrained.user_counts.size == 0 or not pretrained.id_tokens):
-            dataset = create_dataset(request.with_keys(model=model).config(source, key="source"))
+            dataset = create_dataset(source_request(request, model).config(source, key="source"))
             pretrained.user_counts, pretrained.id_tokens = user_counts(dataset), id_tokens(dataset)
         pretrained.dataset = source or pretrained.dataset
         if before_fit is not None:
@@ -214,7 +231,7 @@ def pretrain(request, verbose=True, before_fit=None):
     overrides = {"epochs": keys["source_epochs"]} if keys["source_epochs"] else {}
     # a run's keep_fraction makes sparse TARGETS; the source keeps what its own domain declares
     overrides["keep_fraction"] = ((keys["domains"] or {}).get(source) or {}).get("keep_fraction", 1.0)
-    config = request.with_keys(model=model).config(source, key="source", overrides=overrides)
+    config = source_request(request, model).config(source, key="source", overrides=overrides)
     logger.info("==== stage: source (%s on %s) ====", config["model"], config["dataset"])
     data = prepare_domain(config, key="source")
     counts, ids = data.user_counts(), id_tokens(data.dataset)
