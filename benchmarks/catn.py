@@ -358,9 +358,11 @@ def variants(rows):
         mine = [r for r in rows if r["setting"] == variant and r["arm"] == "CATN"]
         for eta in sorted({r["eta"] for r in mine}, reverse=True):
             label = f"{base} eta={eta:g}"
-            defaults = [r for r in rows if r["setting"] == base and r["arm"] == "CATN" and r["eta"] == eta]
             other = [{**r, "arm": "variant", "target": label} for r in mine if r["eta"] == eta]
-            same = ({(r["seed"], r["fingerprint"]) for r in defaults} == {(r["seed"], r["fingerprint"]) for r in other})
+            pairs = {r["seed"]: r["fingerprint"] for r in other}  # training seed -> the pair it was scored on
+            defaults = [r for r in rows if r["setting"] == base and r["arm"] == "CATN" and r["eta"] == eta
+                        and r["seed"] in pairs]
+            same = bool(defaults) and all(r["fingerprint"] == pairs[r["seed"]] for r in defaults)
             diff = paired_vs(defaults + other, "variant", "CATN", "test_mse", [label]) if defaults and same else None
             lines.append([variant, f"{eta:g}", len(other), mean_std([r["rmse"] for r in defaults], "{:.3f}") if defaults
                           else "-", mean_std([r["rmse"] for r in other], "{:.3f}"),
