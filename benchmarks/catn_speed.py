@@ -69,7 +69,10 @@ def measure(recipe):
             model.calculate_loss(batch).backward()
             optimizer.step()
         times.append(time.perf_counter() - start)
-    return {"steps": len(batches), "epoch_s": statistics.median(times), "epochs_s": times}
+    import recbole_transfer
+
+    return {"steps": len(batches), "epoch_s": statistics.median(times), "epochs_s": times,
+            "package": os.path.dirname(os.path.dirname(os.path.abspath(recbole_transfer.__file__)))}
 
 
 def run_child(code, recipe):
@@ -80,7 +83,10 @@ def run_child(code, recipe):
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:
         raise SystemExit(f"catn_speed: the measurement of {recipe!r} on {code} failed:\n{done.stderr[-2000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    result = json.loads(lines[-1][len("RESULT "):])
+    if os.path.realpath(result.pop("package")) != os.path.realpath(code):
+        raise SystemExit(f"catn_speed: the measurement of {code} imported another checkout's package")
+    return result
 
 
 def commit_of(code):
