@@ -149,6 +149,7 @@ def test_mmtnet_unknown_context_field_lists_the_loaded_ones(workdir):
         get_model("MMTNet")(data.config, data.train_data._dataset)
 
 
+@pytest.mark.slow
 def test_mmtnet_reads_a_signal_only_the_context_carries(tmp_path, workdir):
     """Planted context: the item's cluster is set by (mood, slot), users carry nothing. MMT-Net reads it;
     BPR (user and item embeddings, no context) cannot."""

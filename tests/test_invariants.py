@@ -201,6 +201,7 @@ CLI_KEYS = ["--model=MMTNet", "--source=src", "--context_fields=[mood,slot]", "-
             "--load_col={'inter': ['user_id', 'item_id', 'timestamp', 'mood', 'slot']}"]
 
 
+@pytest.mark.slow
 def test_one_command_trains_every_target_and_prints_per_target_macro_and_wall_time(planted, tmp_path, run_cli):
     keys, _pretrained = planted
     write_planted_context(keys["data_path"], "tgt2", n_users=100, per_user=5, seed=5)

@@ -97,6 +97,7 @@ def test_bad_arms_are_refused():
                                               "keys": {"transfer": "peterzero", "patch_position": "serial"}}).kind == "baseline"
 
 
+@pytest.mark.slow
 def test_every_shipped_plan_loads_with_both_kinds():
     names = [m.name for m in families()]
     assert {"layer_transfer", "mmtnet", "overlap_cdr", "peterrec", "sml"} <= set(names)

@@ -29,6 +29,7 @@ def same_batches(a, b):
     return len(a) == len(b) and all(np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1]) for x, y in zip(a, b))
 
 
+@pytest.mark.slow
 def test_every_arm_shares_the_data_of_its_seed_and_data_seeds_differ(small_domains):
     rows = run_scenario("TransferMLP", "src", ["tgt"], None, small_domains, arms=["none", "config-1", "config-6"],
                         seeds=[1, 2])

@@ -66,6 +66,7 @@ def drift(tmp_path, workdir):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_no_test_period_interaction_reaches_a_trainer_before_its_test(drift):
     """Assert on the datasets handed to the trainers: before period t is tested, nothing of period >= t."""
     config = sml_config(drift)
@@ -154,6 +155,7 @@ def test_base_must_be_two_embedding_tables_and_bpr_qualifies(drift):
     assert len(rows) == 3 and all(np.isfinite(r["ndcg@20"]) for r in rows)
 
 
+@pytest.mark.slow
 def test_closed_form_baselines_rebuild_on_every_interaction_so_far_with_their_own_keys(drift):
     """The closed-form baselines see what full retraining sees (D_0..D_t, handed over once per period); their keys
     reach RecBole's models; per-user values average to the reported metric."""
@@ -194,6 +196,7 @@ def test_per_user_values_belong_to_the_listed_users(drift):
     assert np.allclose(values[even], 1.0) and np.allclose(values[~even], 0.0)
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics(drift):
     first = run_periodic(sml_config(drift, retrain_methods=["sample", "sml"]))
     second = run_periodic(sml_config(drift, retrain_methods=["sample", "sml"]))
