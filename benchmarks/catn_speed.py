@@ -2,9 +2,10 @@
 paper's recipe (two flows, LeakyReLU G, no target-only users) and the defaults (in-domain flows, softplus G, the
 benchmark's 150 target-only users), with the CATN benchmark's keys (batches of 64, M 3, k 16, 100-word documents).
 
-Each measurement runs in its own process, on the code of one checkout: this one, and each ``--baseline_code DIR``
+Each measurement runs in its own process, on the package of one checkout: this one, and each ``--baseline_code DIR``
 (another checkout of the repository, e.g. ``git worktree add /tmp/old <commit>``), so that the same machine times
-two versions of the model the same way. Per (code, recipe): the pair is built, then 3 training epochs run (Adam, no
+two versions of the model the same way; the data, keys and this timing loop are this checkout's for all of them
+(the CATN benchmark's PLANTED and KEYS). Each (code, recipe) is measured once, one after the other. Per (code, recipe): the pair is built, then 3 training epochs run (Adam, no
 validation); the median epoch's seconds is kept.
 
     OMP_NUM_THREADS=1 python benchmarks/catn_speed.py --baseline_code /tmp/old

@@ -1,6 +1,6 @@
 """Shared fixtures. One torch thread everywhere: on 2-core machines the default is many times slower.
 
-Markers (pytest.ini): ``ray`` starts Ray (a search), ``slow`` takes more than ~2 s on a 2-core machine. The edit
+Markers (pytest.ini): ``ray`` starts Ray (a search), ``slow`` takes more than ~2-3 s on a 2-core machine. The edit
 loop: ``pytest -q -m "not slow and not ray"``.
 """
 

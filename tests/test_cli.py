@@ -17,7 +17,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "run_recbole_transfer.py")
 
 
-@pytest.mark.slow
 def test_the_entry_point_script_exits_2_with_one_error_line_and_no_traceback(tmp_path):
     """The real entry point in a fresh process (what a user runs): a bad input is one line on stderr, exit code 2."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}

@@ -66,7 +66,6 @@ def drift(tmp_path, workdir):
     return tmp_path
 
 
-@pytest.mark.slow
 def test_no_test_period_interaction_reaches_a_trainer_before_its_test(drift):
     """Assert on the datasets handed to the trainers: before period t is tested, nothing of period >= t."""
     config = sml_config(drift)

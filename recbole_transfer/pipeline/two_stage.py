@@ -194,13 +194,13 @@ def source_request(request, model):
     """The request of the source stage: ``model`` (the source model) without the keys that only the request's own
     method reads (a transfer's keys, e.g. a patch's width: the source network is trained alone, and a RecBole
     model declared by no method would otherwise be warned about keys that are not the user's mistake)."""
-    from ..keys import method_keys
+    from ..keys import method_keys, recbole_keys
 
     own, theirs = registry.method_of(request.model), registry.method_of(model)
     source = request.with_keys(model=model)
     if own is theirs:
         return source
-    foreign = method_keys(own) - method_keys(theirs)
+    foreign = method_keys(own) - method_keys(theirs) - recbole_keys()  # a key RecBole reads is never dropped
     if not foreign & set(source.config_dict):
         return source
     return Request(model, source.source, source.targets, source.config_files,
