@@ -177,10 +177,9 @@ class DomainPair:
     def source_feed(self, kind, batch_size, config):
         """The source batches a model draws inside its loss (``feeds['source']``): ``kind`` 'source', every source
         training row; 'source_overlap', those of the users who keep target training rows (the users both flows of
-        CATN's released code train on); in batches of ``batch_size``. None when no row is left."""
+        CATN's released code train on); in batches of ``batch_size`` (or ``batch_size(rows)``, a size from the number
+        of rows kept). None when no row is left."""
         train = self.source.train_data
-        if kind == "source" and int(batch_size) == int(train.config["train_batch_size"]):
-            return train  # the loader reset() seeded
         dataset = train._dataset
         rows = dataset.inter_feat
         if kind == "source_overlap":
@@ -191,8 +190,11 @@ class DomainPair:
             rows = rows[keep]
         elif kind != "source":
             raise ValueError(f"unknown source feed {kind!r}")
+        batch_size = int(batch_size(len(rows)) if callable(batch_size) else batch_size)
+        if kind == "source" and batch_size == int(train.config["train_batch_size"]):
+            return train  # the loader reset() seeded
         loader_config = copy.deepcopy(train.config)
-        loader_config["train_batch_size"] = int(batch_size)
+        loader_config["train_batch_size"] = batch_size
         loader = get_dataloader(loader_config, "train")(loader_config, dataset.copy(rows), train._sampler, shuffle=True)
         loader.generator.manual_seed(int(config["seed"]))  # the run's seed, as reset() gives the pair's own loaders
         return loader

@@ -85,14 +85,15 @@ def source_feed(model, config, pair, kind, train):
     batches of ``train_batch_size``; with the model's ``source_batch == 'proportional'``, of that size times the
     feed's rows over the stage's training rows (one pass over the stage's rows is then about one pass over the
     source's, as in CATN's released code)."""
-    feed = pair.source_feed(kind, config["train_batch_size"], config)
+    size = int(config["train_batch_size"])
+    if getattr(model, "source_batch", "equal") == "proportional":
+        stage_rows = max(1, len(train._dataset))
+        size = lambda rows: max(1, round(int(config["train_batch_size"]) * rows / stage_rows))  # noqa: E731
+    feed = pair.source_feed(kind, size, config)
     if feed is None:
         raise TransferConfigError(f"{type(model).__name__}: no source training rows for this stage ({kind}: e.g. no "
                                   "user who keeps target rows has source training rows)")
-    if getattr(model, "source_batch", "equal") != "proportional":
-        return feed
-    size = round(int(config["train_batch_size"]) * len(feed._dataset) / max(1, len(train._dataset)))
-    return pair.source_feed(kind, max(1, size), config)
+    return feed
 
 
 def start_score(trainer, valid):
