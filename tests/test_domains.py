@@ -165,7 +165,7 @@ def test_bad_label_and_holdout_specs(workdir, spec, message):
 def test_scale_pair_has_the_shape_of_a_large_log(tmp_path):
     """``write_scale_pair``: n // 20 users and n // 100 items per domain, about n rows, no repeated (user, item), every
     user with at least 5 rows, heavy-tailed items (Zipf) and users (lognormal), the source sharing 90 % of the target's
-    users by token; the same seed writes the same files."""
+    users by token, and no item token; the same seed writes the same files."""
     from recbole_transfer.data.synthetic import write_scale_pair
 
     counts = write_scale_pair(str(tmp_path / "a"), 20000, seed=3)
@@ -176,7 +176,9 @@ def test_scale_pair_has_the_shape_of_a_large_log(tmp_path):
         per_user = frame["user_id:token"].value_counts()
         assert per_user.min() >= 5 and per_user.max() >= 3 * per_user.median()  # a long tail of heavy users
         per_item = frame["item_id:token"].value_counts()
-        assert frame["item_id:token"].max() < 200 and per_item.max() > 10 * per_item.median()  # Zipf items
+        assert frame["item_id:token"].max() - frame["item_id:token"].min() < 200  # 200 items per domain
+        assert per_item.max() > 10 * per_item.median()  # Zipf items
+    assert target["item_id:token"].max() < 200 <= source["item_id:token"].min()
     assert target["user_id:token"].nunique() == 1000
     shared = set(source["user_id:token"]) & set(target["user_id:token"])
     assert len(shared) == 900 and source["user_id:token"].nunique() == 1000

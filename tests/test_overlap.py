@@ -211,6 +211,18 @@ def test_planted_pair_each_overlap_model_beats_target_only_on_cold_users_and_shu
     assert shuffled < base + 0.05, (model, shuffled, base)
 
 
+@pytest.mark.parametrize("model", ["CMF", pytest.param("EMCDR", marks=pytest.mark.slow),
+                                   pytest.param("PTUPCDR", marks=pytest.mark.slow)])
+def test_sparse_tables_train_the_overlap_models_with_lazy_updates(planted, model):
+    """``sparse_tables`` (lazy Adam over the tables, for data at scale) on the planted pair: every table of the model
+    took sparse gradients, and the model still carries the cold users' clusters (as with dense Adam, test above)."""
+    base = _cold_ndcg(planted, "TargetMF", 1, sparse_tables=True)
+    row, instance, _ = _run(planted, model, seed=1, sparse_tables=True)
+    assert row["test_ndcg@10"] > base + 0.1, (row["test_ndcg@10"], base)
+    tables = [m for m in instance.modules() if isinstance(m, torch.nn.Embedding)]
+    assert len(tables) >= 4 and all(m.sparse for m in tables)
+
+
 def test_both_domains_are_evaluated_and_target_only_has_no_source_table(planted):
     both = {"eval_domains": ["source", "target"], "source_rows": "train"}
     row, _, pair = _run(planted, "CMF", protocol="warm", epochs=3, **both)

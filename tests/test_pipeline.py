@@ -1,5 +1,6 @@
 """End-to-end transfer runs: frozen weights, optimizer, checkpoints, equivalence with RecBole."""
 
+import copy
 import math
 import os
 import pickle
@@ -7,6 +8,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from recbole.data.interaction import Interaction
 
 from recbole_transfer import load_transfer_model, pretrain_source, run_transfer
 from recbole_transfer.errors import TransferCheckpointError, TransferConfigError
@@ -185,3 +187,56 @@ def test_full_ranking_protocol(small_domains, pretrained):
     result = run_transfer("TransferMLP", "src", "tgt", None, {**small_domains, **full, "transfer": "config-1"},
                           pretrained=pretrained, verbose=False)
     assert "hit@10" in result["test_result"]
+
+
+def _two_steps(config, model, sparse, loss=None):
+    """Two optimizer steps of a copy of ``model`` (users 1, 2 then users 3, 4), with ``sparse_tables`` set; the user
+    table before and after each step."""
+    model = copy.deepcopy(model)
+    config["sparse_tables"] = sparse
+    trainer = TransferTrainer(config, model, stage="analysis")
+    uid, iid = model.USER_ID, model.ITEM_ID
+    tables = [model.user_embedding.weight.detach().clone()]
+    for users in ([1, 2], [3, 4]):
+        batch = Interaction({uid: torch.tensor(users), iid: torch.tensor([1, 2]), model.NEG_ITEM_ID: torch.tensor([3, 4])})
+        trainer.optimizer.zero_grad()
+        (loss or model.calculate_loss)(batch).backward()
+        trainer.optimizer.step()
+        tables.append(model.user_embedding.weight.detach().clone())
+    return trainer, tables
+
+
+def test_sparse_tables_step_only_the_rows_of_their_batch(small_domains):
+    """``sparse_tables``: lazy Adam. Its first step equals dense Adam's; at the second, the rows of the first batch stay
+    where they are (dense Adam moves them on their momentum); rows in no batch never move."""
+    from recbole_transfer.trainer.trainer import JoinedOptimizer
+
+    result = run_transfer("BPR", None, "tgt", None, {**small_domains, "epochs": 1}, verbose=False)
+    config, model, *_ = load_transfer_model(result["model_file"])
+    _, dense = _two_steps(config, model, False)
+    trainer, lazy = _two_steps(config, model, True)
+    assert isinstance(trainer.optimizer, JoinedOptimizer) and model.user_embedding.sparse is False  # a copy trained
+    assert torch.allclose(dense[1], lazy[1], atol=1e-7) and not torch.equal(lazy[1][1:3], lazy[0][1:3])
+    assert torch.equal(lazy[2][1:3], lazy[1][1:3]) and not torch.equal(dense[2][1:3], dense[1][1:3])
+    assert not torch.equal(lazy[2][3:5], lazy[1][3:5])
+    assert torch.equal(lazy[2][5:], lazy[0][5:]) and torch.equal(lazy[2][0], lazy[0][0])
+
+
+def test_sparse_tables_refuse_what_sparse_adam_cannot_do(small_domains):
+    result = run_transfer("BPR", None, "tgt", None, {**small_domains, "epochs": 1}, verbose=False)
+    config, model, *_ = load_transfer_model(result["model_file"])
+    for key, value in (("learner", "sgd"), ("weight_decay", 0.01), ("clip_grad_norm", {"max_norm": 1.0})):
+        config[key] = value
+        with pytest.raises(TransferConfigError, match=f"sparse_tables: True takes learner: adam.*{key}"):
+            _two_steps(config, model, True)
+        config[key] = {"learner": "adam", "weight_decay": 0.0, "clip_grad_norm": None}[key]
+
+    model_copy = copy.deepcopy(model)
+    config["sparse_tables"] = True
+    trainer = TransferTrainer(config, model_copy, stage="analysis")
+    batch = Interaction({model.USER_ID: torch.tensor([1]), model.ITEM_ID: torch.tensor([1]),
+                         model.NEG_ITEM_ID: torch.tensor([2])})
+    # a loss that reads the user table whole: its gradient is dense
+    (model_copy.calculate_loss(batch) + model_copy.user_embedding.weight.pow(2).sum()).backward()
+    with pytest.raises(TransferConfigError, match="'user_embedding.weight' got a dense gradient"):
+        trainer.optimizer.step()

@@ -243,8 +243,8 @@ def write_scale_pair(folder, n_rows, overlap=0.9, names=("ssrc", "stgt"), zipf=1
     """A pair of domains of about ``n_rows`` interactions each, shaped as logs are at scale (for the scale benchmark of issue 27):
     ``n_rows // 20`` users and ``n_rows // 100`` items per domain; item popularity Zipf (weight 1 / rank^``zipf``);
     user activity lognormal (``sigma``), every user with at least ``min_rows`` interactions; the source's users are
-    ``overlap`` of the target's (the same user tokens) plus users of its own; items are each domain's own (tokens are
-    integers, per domain). A repeated (user, item) draw is drawn again (a few rounds; a user's activity is capped at a
+    ``overlap`` of the target's (the same user tokens) plus users of its own; items are each domain's own (integer
+    tokens: the target's 0 .. items - 1, the source's from ``items`` on, so no item token is in both). A repeated (user, item) draw is drawn again (a few rounds; a user's activity is capped at a
     quarter of the items), so each domain holds about ``n_rows`` interactions (the counts are returned). Drawn in whole arrays (no loop over rows or users). Returns ``{name: {"rows", "users", "items"}}``."""
     if n_rows < 100 * min_rows:
         raise ValueError(f"n_rows={n_rows}: at least {100 * min_rows} rows (n_rows // 100 items, >= {min_rows} per user)")
@@ -258,7 +258,7 @@ def write_scale_pair(folder, n_rows, overlap=0.9, names=("ssrc", "stgt"), zipf=1
     shared = rng.choice(target_users, size=int(round(overlap * n_users)), replace=False)
     source_users = np.concatenate([np.sort(shared), np.arange(n_users, 2 * n_users - len(shared))])
     counts = {}
-    for name, users in ((names[0], source_users), (names[1], target_users)):
+    for name, users, first_item in ((names[0], source_users, n_items), (names[1], target_users, 0)):
         activity = rng.lognormal(0.0, sigma, len(users))
         per_user = min_rows + np.floor((n_rows - min_rows * len(users)) * activity / activity.sum()).astype(np.int64)
         per_user = np.minimum(per_user, max(min_rows, n_items // 4))
@@ -274,7 +274,8 @@ def write_scale_pair(folder, n_rows, overlap=0.9, names=("ssrc", "stgt"), zipf=1
         stamps = rng.permutation(len(pairs)).astype(np.int64)
         path = os.path.join(folder, name)
         os.makedirs(path, exist_ok=True)
-        table = pd.DataFrame({"user_id:token": user_of_row, "item_id:token": items, "rating:float": 5, "timestamp:float": stamps})
+        table = pd.DataFrame({"user_id:token": user_of_row, "item_id:token": items + first_item, "rating:float": 5,
+                              "timestamp:float": stamps})
         table.to_csv(os.path.join(path, f"{name}.inter"), sep="\t", index=False)
         counts[name] = {"rows": int(len(pairs)), "users": int(len(np.unique(user_of_row))), "items": int(len(np.unique(items)))}
     return counts

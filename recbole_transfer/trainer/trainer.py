@@ -20,6 +20,9 @@ early stopping, evaluator, logging are RecBole's):
   checkpoint carries the per-user validation values of its epoch (``valid_per_user``);
 - a traditional model (RecBole's ``ModelType.TRADITIONAL``: Pop, ItemKNN, EASE, SLIMElastic, ...) runs one epoch
   whatever ``epochs`` says, as RecBole's ``TraditionalTrainer`` does: it is built from the training rows, not trained;
+- with ``sparse_tables: True`` (lazy updates) every trainable embedding table gets sparse gradients and
+  ``torch.optim.SparseAdam``, the other parameters the configured Adam (:class:`JoinedOptimizer`): a step costs the
+  rows in its batch, not the whole tables (Adam's dense step updates every row: quadratic in the data per epoch);
 - ``epoch_seconds`` records the wall time of each training pass and each validation separately;
 - the evaluation collector keeps each batch's results in a list and joins them once per evaluation
   (:class:`BatchedStruct`): RecBole's joins them onto a growing tensor at every batch, quadratic in the batches.
@@ -40,7 +43,7 @@ from recbole.evaluator.collector import DataStruct
 from recbole.trainer import Trainer
 from recbole.utils import ModelType, set_color
 
-from ..errors import TransferCheckpointError
+from ..errors import TransferCheckpointError, TransferConfigError
 
 CHECKPOINT_FORMAT = "recbole_transfer/1"
 
@@ -72,7 +75,32 @@ class TransferTrainer(Trainer):
 
     def _build_optimizer(self, **kwargs):
         kwargs.setdefault("params", [p for p in self.model.parameters() if p.requires_grad])
-        return super()._build_optimizer(**kwargs)
+        if not self.config["sparse_tables"]:
+            return super()._build_optimizer(**kwargs)
+        return self._lazy_optimizer(**kwargs)
+
+    def _lazy_optimizer(self, params, **kwargs):
+        """``sparse_tables``: SparseAdam over the trainable embedding tables (made sparse here), the configured Adam
+        over the other parameters. Lazy Adam: a table row's moments and value move only at steps whose batch holds it
+        (dense Adam keeps moving a row on its momentum), so results differ from dense Adam after the first step."""
+        learner = kwargs.get("learner", self.learner)
+        weight_decay = kwargs.get("weight_decay", self.weight_decay)
+        if str(learner).lower() != "adam" or weight_decay or self.clip_grad_norm:
+            raise TransferConfigError(
+                f"sparse_tables: True takes learner: adam with weight_decay: 0 and no clip_grad_norm (got learner "
+                f"{learner!r}, weight_decay {weight_decay!r}, clip_grad_norm {self.clip_grad_norm!r}): SparseAdam "
+                "has neither; regularise the tables in the model's loss, or set sparse_tables: False")
+        tables = {id(m.weight): m for m in self.model.modules()
+                  if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag)) and m.weight.requires_grad}
+        for module in tables.values():
+            module.sparse = True
+        sparse = [p for p in params if id(p) in tables]
+        dense = [p for p in params if id(p) not in tables]
+        lr = kwargs.get("learning_rate", self.learning_rate)
+        parts = ([torch.optim.SparseAdam(sparse, lr=lr)] if sparse else []) + (
+            [super()._build_optimizer(params=dense, **kwargs)] if dense else [])
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        return JoinedOptimizer(parts, {id(p): names.get(id(p), "?") for p in sparse})
 
     def check_optimizer(self):
         """Assert that the optimizer updates exactly the model's trainable parameters."""
@@ -171,6 +199,45 @@ class TransferTrainer(Trainer):
         self.last_per_user = per_user_metrics(self.evaluator) if eval_data else None
         self.last_users = evaluated_users(eval_data) if eval_data else None
         return result
+
+
+class JoinedOptimizer:
+    """Optimizers stepped as one (RecBole's trainer holds one ``optimizer``): ``param_groups`` lists all their groups
+    (a strategy that sets a group's learning rate sets it in its optimizer), the state dict holds each one's.
+    ``sparse_names``: {id: name} of the parameters whose gradient must be sparse; a dense one (a model that reads the
+    table whole in its loss) is refused at the first step, by name."""
+
+    def __init__(self, parts, sparse_names=None):
+        self.parts, self.sparse_names = list(parts), dict(sparse_names or {})
+
+    @property
+    def param_groups(self):
+        return [group for part in self.parts for group in part.param_groups]
+
+    def zero_grad(self, set_to_none=True):
+        for part in self.parts:
+            part.zero_grad(set_to_none=set_to_none)
+
+    def step(self, closure=None):
+        for group in self.parts[0].param_groups if self.sparse_names else []:
+            for p in group["params"]:
+                if p.grad is not None and not p.grad.is_sparse:
+                    raise TransferConfigError(
+                        f"sparse_tables: the table {self.sparse_names.get(id(p), '?')!r} got a dense gradient (the "
+                        "model reads the whole table in its loss, not rows by lookup); set sparse_tables: False")
+        loss = closure() if closure is not None else None
+        for part in self.parts:
+            part.step()
+        return loss
+
+    def state_dict(self):
+        return {"parts": [part.state_dict() for part in self.parts]}
+
+    def load_state_dict(self, state):
+        if len(state.get("parts", [])) != len(self.parts):
+            raise TransferCheckpointError("the checkpoint's optimizer state is not that of sparse_tables: True")
+        for part, part_state in zip(self.parts, state["parts"]):
+            part.load_state_dict(part_state)
 
 
 def is_traditional(model):
