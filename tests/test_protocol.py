@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
 from recbole_transfer import pretrain_source, run_transfer
 from recbole_transfer.methods.layer_transfer.importance import layer_importance
@@ -372,3 +373,30 @@ def test_batched_struct_joins_like_recboles_datastruct():
     del ours["rec.topk"]
     with pytest.raises(IndexError):
         ours.get("rec.topk")
+
+
+@pytest.mark.parametrize("domain, split", [("src", {"RS": [0.5, 0.25, 0.25]}), ("action", {"LS": "valid_and_test"})])
+def test_stored_candidates_collate_from_arrays_into_recboles_batches(small_domains, domain, split):
+    """A sampled evaluation replaying stored candidates builds each batch from arrays; RecBole's loader builds it user
+    by user. Same fields, values, dtypes and batch extras (on a planted domain split at random, several positives per
+    user, and on an ml-100k genre domain whose users and items carry features, leave-one-out)."""
+    from recbole.data.dataloader import NegSampleEvalDataLoader
+
+    from recbole_transfer.data.candidates import FixedCandidates
+
+    scenario = [get_method("layer_transfer").scenario] if domain == "action" else None
+    keys = {**small_domains, "domain_cache_dir": "cache", "data_seed": 4,
+            "eval_args": {"split": split, "group_by": "user", "order": "RO", "mode": "uni99"}}
+    prepare_domain(domain_config("TransferMLP", domain, scenario, keys))  # draws the candidates and stores them
+    data = prepare_domain(domain_config("TransferMLP", domain, scenario, keys))  # replays them
+    for loader in (data.valid_data, data.test_data):
+        assert isinstance(loader._sampler, FixedCandidates) and loader._from_arrays
+        users = np.arange(loader.sample_size)
+        assert loader.uid2items_num.max() > 1 or domain == "action"
+        for index in (users[:7], users[7:8], users[len(users) // 2:]):
+            ours, theirs = loader.collate_fn(index), NegSampleEvalDataLoader.collate_fn(loader, index)
+            assert sorted(ours[0].interaction) == sorted(theirs[0].interaction)
+            for field, value in theirs[0].interaction.items():
+                assert value.dtype == ours[0][field].dtype and torch.equal(value, ours[0][field]), field
+            for a, b in zip(ours[1:], theirs[1:]):
+                assert a.dtype == b.dtype and torch.equal(a, b)
