@@ -51,6 +51,7 @@ COMMANDS = {  # name -> arguments of run_recbole_transfer.py (the data, epochs a
     "BPR full": ["--model=BPR", "--target=stgt", FULL],
     "BPR full, sparse_tables": ["--model=BPR", "--target=stgt", FULL, "--sparse_tables=True"],
     "BPR uni99": ["--model=BPR", "--target=stgt"],
+    "BPR uni99, candidate_draw arrays": ["--model=BPR", "--target=stgt", "--candidate_draw=arrays"],
     "CMF full": ["--model=CMF", "--source=ssrc", "--target=stgt"],
     "CMF full, sparse_tables": ["--model=CMF", "--source=ssrc", "--target=stgt", "--sparse_tables=True"],
     "TransferMLP config-5 uni99": ["--model=TransferMLP", "--source=ssrc", "--target=stgt", "--transfer=config-5"],

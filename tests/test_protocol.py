@@ -400,3 +400,46 @@ def test_stored_candidates_collate_from_arrays_into_recboles_batches(small_domai
                 assert value.dtype == ours[0][field].dtype and torch.equal(value, ours[0][field]), field
             for a, b in zip(ours[1:], theirs[1:]):
                 assert a.dtype == b.dtype and torch.equal(a, b)
+
+
+def test_candidates_drawn_in_arrays_are_uniform_never_seen_and_keep_the_split(small_domains):
+    """``candidate_draw: arrays``: the split is RecBole's draw's; every candidate is an item the user has no
+    interaction with up to that phase (training rows, valid, and test for the test phase), each such item equally
+    likely; the same data seed draws the same, with or without the cache; popularity candidates are refused."""
+    from recbole_transfer.data.protocol import draw_candidates
+    from recbole_transfer.errors import TransferConfigError
+
+    keys = {**small_domains, "data_seed": 5, "eval_args": {"split": {"RS": [0.5, 0.25, 0.25]}, "group_by": "user",
+                                                          "order": "RO", "mode": "uni99"}}
+    recbole = prepare_domain(domain_config("BPR", "src", None, keys))
+    arrays = prepare_domain(domain_config("BPR", "src", None, {**keys, "candidate_draw": "arrays"}))
+    uncached = prepare_domain(domain_config("BPR", "src", None, {**keys, "candidate_draw": "arrays",
+                                                                    "protocol_cache": False}))
+    for part in ("train", "valid", "test"):
+        assert np.array_equal(recbole.protocol.rows[part], arrays.protocol.rows[part])
+    assert same_batches(eval_batches(arrays), eval_batches(uncached))
+    assert not same_batches(eval_batches(arrays), eval_batches(recbole))  # other draws of the same distribution
+    dataset, rows = arrays.dataset, arrays.protocol.rows
+    feat = dataset.inter_feat
+    n_items = dataset.item_num
+    for phase, upto in (("valid", ("train_full", "valid")), ("test", ("train_full", "valid", "test"))):
+        stored_keys, negatives = arrays.protocol.candidates[phase]
+        seen = {(int(u), int(i)) for part in upto for u, i in zip(feat[dataset.uid_field][rows[part]].tolist(),
+                                                                  feat[dataset.iid_field][rows[part]].tolist())}
+        assert negatives.shape == (len(rows[phase]), 99) and negatives.min() >= 1 and negatives.max() < n_items
+        assert not any((int(u), int(i)) in seen for (u, _p, _o), row in zip(stored_keys, negatives) for i in row)
+    # uniform: many draws for one positive whose user has seen only that item: every other item equally likely
+    phase_data = arrays.valid_data._dataset
+    one = phase_data.copy(phase_data.inter_feat[torch.arange(1)])
+    positive = int(one.inter_feat[dataset.iid_field][0])
+    draws = np.concatenate([draw_candidates(one, [one], {"distribution": "uniform", "sample_num": 2000},
+                                            f"{s + 1:016x}")[1].ravel() for s in range(20)])
+    counts = np.bincount(draws, minlength=n_items)
+    assert counts[0] == 0 and counts[positive] == 0
+    allowed = np.delete(counts, [0, positive])
+    expected = len(draws) / len(allowed)
+    chi2 = (((allowed - expected) ** 2) / expected).sum()
+    assert chi2 < len(allowed) + 5 * np.sqrt(2 * len(allowed))  # chi-square, len(allowed) - 1 degrees of freedom
+    with pytest.raises(TransferConfigError, match="candidate_draw: arrays draws uniform candidates only"):
+        prepare_domain(domain_config("BPR", "src", None, {**keys, "candidate_draw": "arrays", "data_seed": 6,
+                                                          "eval_args": {"mode": "pop99"}}))

@@ -19,7 +19,9 @@ What a protocol fixes, all drawn under the ``data_seed``, never under a name or 
   priority per row decides what is kept, so a 10 % domain is a subset of the 20 % one;
 - the sampled evaluation candidates (``uniN``): drawn ONCE by RecBole's own evaluation dataloader and
   sampler, under a generator keyed by the content and ``data_seed`` (and :data:`DRAW_KEY`: the protocol version, the
-  libraries' versions and the frozen hash of the drawing code, not the live code), and recorded.
+  libraries' versions and the frozen hash of the drawing code, not the live code), and recorded;
+  ``candidate_draw: arrays`` draws them instead in one vectorised step (:func:`draw_candidates`: the same uniform
+  distribution, other candidates; such protocols are cached apart and keep the same split).
 
 With ``protocol_cache: True`` (the default) the split and the recorded candidates are written under
 ``protocol_dir`` (``<key>.npz``, plain arrays; the key holds the content, the keys that decide the draws, and
@@ -35,6 +37,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 import zipfile
 
 import numpy as np
@@ -45,7 +48,7 @@ from recbole.data.utils import create_samplers, get_dataloader
 from recbole.sampler import KGSampler
 from recbole.utils import ModelType
 
-from ..errors import TransferConfigError
+from ..errors import TransferConfigError, TransferDataError
 from ..keys import data_seed_of
 from .. import utils
 from . import candidates as candidates_module
@@ -124,7 +127,7 @@ class Protocol:
         # What is drawn (order, held-out users, thinning priorities, candidates) is keyed by the content, the
         # split and the data seed only: thinning a domain more or less never changes valid, test or candidates.
         thinning = ("keep_fraction", "label_fraction")
-        drawn = {k: v for k, v in args.items() if k not in thinning}
+        drawn = {k: v for k, v in args.items() if k not in thinning + ("candidate_draw",)}  # the same split either way
         drawn["user_holdout"] = {k: v for k, v in (args["user_holdout"] or {}).items() if k not in thinning} or None
         draw_key = digest(DRAW_KEY, type(dataset).__name__, dataset.user_num, dataset.item_num, len(feat),
                            *content, drawn)
@@ -201,6 +204,14 @@ class Protocol:
         loaders, recorded = [train_data], False
         for phase, sampler in zip(("valid", "test"), eval_samplers):
             stored, recorder = self.candidates.get(phase), None
+            if stored is None and _samples(config, phase) and config["candidate_draw"] == "arrays":
+                start = time.time()
+                seen = [parts[p] for p in ("train_full", "valid", "test")[:2 if phase == "valid" else 3]]
+                stored = self.candidates[phase] = draw_candidates(parts[phase], seen, config[f"{phase}_neg_sample_args"],
+                                                                  digest(self.meta["draw_key"], "candidates", phase, "arrays"))
+                recorded = True
+                logger.info("set-up %s: %s candidates drawn in arrays for %d positives (%.1f s)", dataset.dataset_name,
+                            phase, len(stored[0]), time.time() - start)
             if stored is not None:
                 sampler = FixedCandidates(sampler.phase, *stored)
             elif config["protocol_cache"] and _samples(config, phase):
@@ -276,6 +287,8 @@ def protocol_args(config, dataset):
         "train_alpha": _evaluation_alpha(config),
         "benchmark": list(dataset.file_size_list) if dataset.benchmark_filename_list is not None else None,
         "user_holdout": holdout, "keep_fraction": float(fraction), "data_seed": data_seed_of(config),
+        # only when not RecBole's draw: the keys (and so the draws) of every protocol drawn before this key stay as they were
+        **({"candidate_draw": config["candidate_draw"]} if config["candidate_draw"] != "recbole" else {}),
     }
 
 
@@ -286,6 +299,41 @@ def _evaluation_alpha(config):
     by_popularity = any((config[f"{phase}_neg_sample_args"] or {}).get("distribution") == "popularity"
                         for phase in ("valid", "test"))
     return (config["train_neg_sample_args"] or {}).get("alpha", 1.0) if by_popularity else None
+
+
+def draw_candidates(phase_data, seen, neg_args, key):
+    """``candidate_draw: arrays``: the candidates of every positive of a phase in one vectorised draw, (keys [n, 3]: user,
+    positive, occurrence; negatives [n, sample_num] int32). Each candidate is uniform over the items (ids 1 .. items - 1,
+    as RecBole's sampler) the user has no interaction with in ``seen`` (the training rows, thinned-away ones included,
+    and the evaluation phases up to this one: RecBole's phase sampler excludes the same), drawn with replacement, under
+    a generator keyed by ``key``. The distribution of RecBole's uniform sampler; other draws than its own."""
+    if neg_args.get("distribution") != "uniform":
+        raise TransferConfigError(
+            f"candidate_draw: arrays draws uniform candidates only (this phase asks for {neg_args.get('distribution')!r}"
+            " candidates); use candidate_draw: recbole")
+    uid, iid = phase_data.uid_field, phase_data.iid_field
+    items = phase_data.item_num
+    users, positives = phase_data.inter_feat[uid].numpy(), phase_data.inter_feat[iid].numpy()
+    used = np.unique(np.concatenate([d.inter_feat[uid].numpy().astype(np.int64) * items + d.inter_feat[iid].numpy()
+                                     for d in seen]))
+    per_user = np.bincount(used // items, minlength=phase_data.user_num)
+    full = np.flatnonzero(per_user[np.unique(users)] >= items - 1)
+    if len(full):
+        raise TransferDataError(f"candidate_draw: {len(full)} evaluated users have interacted with every item: no "
+                                "candidate is left to draw for them")
+    rng = np.random.default_rng(int(key[:16], 16))
+    negatives = rng.integers(1, items, size=(len(users), int(neg_args["sample_num"])), dtype=np.int64)
+    redraw = np.ones(negatives.shape, dtype=bool)
+    while True:  # rejection, in whole arrays: redraw every candidate the user has seen
+        codes = users[:, None].astype(np.int64) * items + negatives
+        at = np.minimum(np.searchsorted(used, codes[redraw]), len(used) - 1)
+        hit = used[at] == codes[redraw]
+        redraw[redraw] = hit
+        if not hit.any():
+            break
+        negatives[redraw] = rng.integers(1, items, size=int(redraw.sum()), dtype=np.int64)
+    keys = np.stack([users, positives, candidates_module._occurrences(users, positives)], axis=1).astype(np.int64)
+    return keys, negatives.astype(np.int32 if items < 2 ** 31 else np.int64)
 
 
 def _samples(config, phase):

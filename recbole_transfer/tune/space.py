@@ -51,7 +51,7 @@ BRANCH_KEY = "branch"  # trial configs carry their branch name under this key
 DATA_KEYS = frozenset({
     "data_seed", "keep_fraction", "user_holdout", "eval_args", "load_col", "unload_col", "user_inter_num_interval",
     "item_inter_num_interval", "val_interval", "rm_dup_inter", "filter_inter_by_user_or_item", "domains",
-    "benchmark_filename", "threshold", "protocol_dir",
+    "benchmark_filename", "threshold", "protocol_dir", "candidate_draw",
 })
 ADDED_BASELINE = "baseline (added)"  # branch of the baseline arm added to a space that has none
 
