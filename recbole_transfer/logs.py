@@ -3,9 +3,22 @@ Ray worker). Library modules log with ``logging.getLogger(__name__)`` and never 
 
 import logging
 import os
+import time
 import warnings
 
 from recbole.utils import init_logger
+
+
+def progress(iterable, total, what, logger, every=10.0):
+    """``iterable`` as it is, logging ``what: done / total (seconds)`` each time ``every`` seconds have passed since the
+    last line: a long set-up phase (candidates drawn user by user, a fingerprint over every batch) is never silent."""
+    start = last = time.time()
+    for done, item in enumerate(iterable, 1):
+        yield item
+        now = time.time()
+        if now - last >= every and done < total:
+            last = now
+            logger.info("%s: %d / %d (%.0f s)", what, done, total, now - start)
 
 
 def quiet_recbole_warnings():

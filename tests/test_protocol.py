@@ -443,3 +443,21 @@ def test_candidates_drawn_in_arrays_are_uniform_never_seen_and_keep_the_split(sm
     with pytest.raises(TransferConfigError, match="candidate_draw: arrays draws uniform candidates only"):
         prepare_domain(domain_config("BPR", "src", None, {**keys, "candidate_draw": "arrays", "data_seed": 6,
                                                           "eval_args": {"mode": "pop99"}}))
+
+
+def test_long_collation_prints_progress_lines(small_domains, monkeypatch, caplog):
+    """A set-up phase that runs long says how far it is: ``logs.progress`` logs ``done / total`` every ``every``
+    seconds (here every batch), never the last (the phase's own line follows), and passes the items through."""
+    import logging
+
+    from recbole_transfer import logs
+    from recbole_transfer.data import candidates
+
+    assert list(logs.progress(iter("abc"), 3, "x", logging.getLogger("t"), every=0.0)) == ["a", "b", "c"]
+    monkeypatch.setattr(candidates, "progress", lambda it, total, what, log: logs.progress(it, total, what, log, 0.0))
+    with caplog.at_level(logging.INFO, logger="recbole_transfer.data.candidates"):
+        prepare_domain(domain_config("BPR", "src", None, {**small_domains, "data_seed": 8, "eval_batch_size": 500}))
+    lines = [r.getMessage() for r in caplog.records if "collating the valid batches" in r.getMessage()]
+    assert lines and lines[0].startswith("src: collating the valid batches: 1 / ")
+    total = int(lines[0].split(" / ")[1].split()[0])
+    assert total > 1 and len(lines) == total - 1

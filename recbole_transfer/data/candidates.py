@@ -3,13 +3,18 @@ afterwards (:class:`FixedCandidates`), and RecBole's evaluation dataloaders draw
 with the cache, collating once (:func:`protocol_loader`). A sampled evaluation that replays stored candidates collates
 a batch from arrays (:meth:`_ProtocolEval.collate_fn`), not user by user as RecBole's loader does: the same batches."""
 
+import logging
+
 import numpy as np
 import torch
 from recbole.data.dataloader import FullSortEvalDataLoader, NegSampleEvalDataLoader
 from recbole.data.interaction import Interaction
 
 from ..errors import TransferDataError
+from ..logs import progress
 from ..utils import fixed_rng
+
+logger = logging.getLogger(__name__)
 
 
 def _keys(user_ids, item_ids):
@@ -160,8 +165,10 @@ class _ProtocolEval:
     def __iter__(self):
         if self._batches is not None:
             return iter(self._batches)
-        with fixed_rng(self._protocol_seed):
-            batches = list(super().__iter__())
+        phase = getattr(self._sampler, "phase", None) or "evaluation"
+        with fixed_rng(self._protocol_seed):  # a line every 10 s while the batches are collated (and candidates drawn)
+            batches = list(progress(super().__iter__(), len(self), f"{self._dataset.dataset_name}: collating the {phase} "
+                                    "batches", logger))
         if self._keep:
             self._batches = batches
         return iter(batches)

@@ -69,6 +69,7 @@ def load_dataset(config, key="dataset"):
     """RecBole's dataset of ``config`` (loaded and filtered as RecBole does), with a set-up line: counts and seconds."""
     set_threads(config["num_threads"])
     start = time.time()
+    logger.info("set-up %s: loading and filtering (RecBole) ...", config["dataset"])
     with recbole_errors(config, key):
         dataset = create_dataset(config)
         check_enough_items(dataset, config, key)
