@@ -344,10 +344,10 @@ def test_set_up_reports_each_phase_with_counts_and_seconds(small_domains, workdi
         run_transfer("BPR", None, "src", None, keys, saved=False, verbose=False)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("set-up src:")]
     phases = [line.split(": ", 1)[1].split(" ")[0] for line in lines]
-    assert phases == ["loaded", "split", "dataloaders", "data"] * 2, lines
-    assert re.search(r"loaded and filtered, \d+ interactions, 120 users, 130 items \(\d+\.\d s\)", lines[0]), lines[0]
-    assert "drawn under data_seed 7" in lines[1] and "read from the protocol cache" in lines[5]
-    assert all(re.search(r"\d+\.\d s\)?$", line) for line in lines)
+    assert phases == ["loading", "loaded", "split", "dataloaders", "data"] * 2, lines
+    assert re.search(r"loaded and filtered, \d+ interactions, 120 users, 130 items \(\d+\.\d s\)", lines[1]), lines[1]
+    assert "drawn under data_seed 7" in lines[2] and "read from the protocol cache" in lines[7]
+    assert all(re.search(r"\d+\.\d s\)?$", line) for line in lines if not line.endswith("..."))
 
 
 def test_batched_struct_joins_like_recboles_datastruct():
