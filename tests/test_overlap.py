@@ -537,6 +537,27 @@ def test_cli_scenario_pairs_every_arm_on_one_fingerprint(planted, run_cli, tmp_p
 
 
 @pytest.mark.ray
+@pytest.mark.slow
+def test_cli_scenario_with_workers_gives_the_sequential_rows(planted, run_cli, tmp_path):
+    """``--scenario --workers=2``: each (seed, arm) a Ray task on its own copy of the pair (the cached protocol); the
+    rows are the sequential run's, in its order (seed, setting, arm), and a bad --workers is one line."""
+    from test_scenario import same_rows
+
+    args = ["--model=CMF", "--scenario", "--epochs=3", "--arms=[TargetMF,pop,CMF]", "--scenario_etas=[0.5]",
+            "--seeds=[1,2]", *_cli_pair(planted)]
+    code, _out, err = run_cli([*args, f"--output={tmp_path / 'one'}"], cwd=tmp_path)
+    assert code == 0, err[-800:]
+    code, out, err = run_cli([*args, "--workers=2", f"--output={tmp_path / 'two'}"], cwd=tmp_path)
+    assert code == 0, err[-800:]
+    assert "6 units (seed x arm)" in out
+    same_rows(json.loads((tmp_path / "two.json").read_text()), json.loads((tmp_path / "one.json").read_text()))
+    code, _out, err = run_cli([*args, "--workers=0"], cwd=tmp_path)
+    assert code == 2 and "--workers=0: must be >= 1" in err and "Traceback" not in err
+    code, _out, err = run_cli(["--model=CMF", "--workers=2", *_cli_pair(planted)], cwd=tmp_path)
+    assert code == 2 and "--workers / --ray_address: give --scenario" in err
+
+
+@pytest.mark.ray
 def test_tune_searches_the_models_own_keys_and_tests_the_winner(planted, run_cli, tmp_path):
     space = tmp_path / "space.yaml"
     space.write_text("scheduler: {type: fifo}\nparameters:\n  embedding_size: {type: grid, values: [8, 16]}\n"

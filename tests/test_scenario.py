@@ -87,3 +87,39 @@ def test_paired_difference_interval():
     assert shifted.low > 0 and "*" in shifted.cell()
     macro = paired_difference([np.full(10, 0.2), np.full(1000, 0.0)])  # targets weigh equally
     assert macro.mean == pytest.approx(0.1) and macro.n == 1010
+
+
+TIMING = ("seconds", "train_seconds", "valid_seconds", "seconds_per_epoch", "model_file", "stages")
+
+
+def same_rows(parallel, sequential):
+    """Equal rows, but for wall times and checkpoint paths (a validation curve: its epochs and scores)."""
+    def kept(row):
+        out = {k: v for k, v in row.items() if k not in TIMING}
+        if out.get("valid_curve"):
+            out["valid_curve"] = [(point[0], point[-1]) for point in out["valid_curve"]]
+        return out
+
+    assert len(parallel) == len(sequential)
+    for a, b in zip(parallel, sequential):
+        assert kept(a) == kept(b), (a.get("target"), a.get("arm"), b.get("target"), b.get("arm"))
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_workers_give_the_sequential_scenarios_rows_in_its_order(small_domains):
+    """``--workers``: every (seed, arm) of a two-stage scenario as a Ray task, the source trained once per seed and
+    loaded by that seed's units; the rows equal the sequential run's, in its order (seed, target, arm)."""
+    from recbole_transfer.pipeline.parallel import run_parallel
+    from recbole_transfer.request import Request
+
+    keys = {**small_domains, "epochs": 2}
+    arms, seeds = ["none", "config-1", "pop"], [1, 2]
+    sequential = run_scenario("TransferMLP", "src", ["tgt", "src"], None, keys, arms=arms, seeds=seeds)
+    request = Request("TransferMLP", "src", ["tgt", "src"], (), keys)
+    lines = []
+    parallel = run_parallel(request.method, request, arms, seeds, workers=2, progress=lines.append)
+    same_rows(parallel, sequential)
+    assert [(r["seed"], r["target"], r["arm"]) for r in parallel][:3] == [(1, "tgt", "none"), (1, "tgt", "config-1"),
+                                                                          (1, "tgt", "pop")]
+    assert sum(line.startswith("seed ") and "prepared once" in line for line in lines) == 2

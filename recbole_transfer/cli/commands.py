@@ -38,6 +38,8 @@ def main(argv=None):
                          if getattr(args, name, None)), None)
         if args.leaderboard:
             return run_leaderboard_cli(args, config_dict, config_files)
+        if args.workers is not None and (args.evaluate or analysis or args.show_periods or args.show_overlap):
+            raise TransferError("--workers: give --scenario with it (it runs a scenario's units on Ray)")
         if args.evaluate or analysis:
             return checkpoint_cli(args, analysis, config_dict)
         if args.show_periods:
@@ -54,9 +56,13 @@ def main(argv=None):
         request = Request.command(args.model, args.source, targets, config_files, config_dict)
         method, runner = request.method, request.method.runner
         if args.tune or args.resume:
+            if args.workers is not None:
+                raise TransferError("--workers: a search runs its trials on Ray already (--num_cpus sets its CPUs)")
             return run_search_cli(args, method, request)
         if args.scenario or not runner.single_run or (args.target is None and runner.scenario_without_target):
             return run_scenario_cli(args, method, request)
+        if args.workers is not None or args.ray_address is not None:
+            raise TransferError("--workers / --ray_address: give --scenario (or --tune for --ray_address) with them")
         request = request.for_target(request.target)  # one run: the first target
         recbole_logging(request.keys, request.target)
         _result, text = runner.run(method, request, _print)
@@ -78,7 +84,14 @@ def run_scenario_cli(args, method, request):
     check_output(output)
     start = time.time()
     _print("recbole_transfer: scenario of method " + method.name + " (" + " ".join(os.path.basename(f) for f in request.config_files) + ")")
-    rows = runner.scenario(method, request, listish(args.arms), seeds, progress=_print, verbose=args.verbose)
+    if args.workers is not None or args.ray_address is not None:
+        from ..pipeline.parallel import run_parallel
+
+        if args.verbose:
+            raise TransferError("--verbose: the units of --workers / --ray_address log to their Ray workers; run without")
+        rows = run_parallel(method, request, listish(args.arms), seeds, args.workers, args.ray_address, progress=_print)
+    else:
+        rows = runner.scenario(method, request, listish(args.arms), seeds, progress=_print, verbose=args.verbose)
     if output:  # the runs first: a table that cannot be built must not lose them
         write_rows(output, rows, None)
     tables, plotted = runner.tables(method, rows)

@@ -6,7 +6,9 @@ domains) and a periodic runner (online retraining over time periods), which a me
 only what this contract names:
 
 - ``run(method, request, progress)`` -> (result, text): one command-line run and the lines it prints;
-- ``scenario(method, request, arms, seeds, progress, verbose)`` -> rows: every seed x target x arm, one row each;
+- ``scenario(method, request, arms, seeds, progress, verbose, chosen)`` -> rows: every seed x target x arm, one row
+  each; with ``parallel_units`` its (seed, arm) units run as Ray tasks (:mod:`.parallel`: ``scenario_arms``, and
+  ``seed_keys`` when ``prepares_per_seed``);
 - ``tables(method, rows)`` -> (Markdown, metric of the forest plot or None): the result tables of the rows;
 - for ``--tune`` (one Ray driver, :mod:`recbole_transfer.tune.search`): ``time_attr`` (what a trial counts in),
   ``prepare_search``, ``check_search``, ``trial``, ``trial_score`` and ``finish_search``.
@@ -46,8 +48,22 @@ class Runner(abc.ABC):
         """One run (a single target). Returns (result dict, text to print)."""
 
     @abc.abstractmethod
-    def scenario(self, method, request, arms=None, seeds=None, progress=None, verbose=False):
-        """Every seed x target x arm. Returns a list of row dicts."""
+    def scenario(self, method, request, arms=None, seeds=None, progress=None, verbose=False, chosen=None):
+        """Every seed x target x arm. Returns a list of row dicts. ``chosen``: whether the user named the arms (None:
+        ``bool(arms)``; a unit of a parallel scenario runs one arm of the default ones)."""
+
+    # True: every (seed, arm) of the scenario is a run of its own, in any order (``--workers`` runs them as Ray tasks)
+    parallel_units = False
+    # True: ``seed_keys`` trains what every arm of a seed shares (once per seed, before the units of that seed)
+    prepares_per_seed = False
+
+    def scenario_arms(self, method, request, arms=None):
+        """The arms a scenario runs: ``arms``, or the method's."""
+        return list(arms or method.arms)
+
+    def seed_keys(self, method, request):
+        """Keys that give every unit of ``request``'s seed what the sequential run trains once per seed."""
+        return {}
 
     single_run = True  # False: one run already compares every arm (the CLI runs it as a scenario)
     # True: a command without --target runs the method's scenario; False: one run on the scenario's first target

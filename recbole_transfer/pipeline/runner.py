@@ -39,8 +39,18 @@ class TwoStageRunner(Runner):
         lines.append(f"model file: {result['model_file']}")
         return result, "\n".join(lines)
 
-    def scenario(self, method, request, arms=None, seeds=None, progress=None, verbose=False):
+    parallel_units = True
+    prepares_per_seed = True  # the source, trained once per seed
+
+    def scenario(self, method, request, arms=None, seeds=None, progress=None, verbose=False, chosen=None):
         return two_stage_rows(method, request, arms, seeds, progress=progress, verbose=verbose)
+
+    def seed_keys(self, method, request):
+        """The source trained once for the seed's units (each loads the checkpoint: the weights the sequential run
+        transfers), unless the request gives one."""
+        if request.keys["source_checkpoint"]:
+            return {}
+        return {"source_checkpoint": pretrain(request, verbose=False).model_file}
 
     # ----- Ray Tune -------------------------------------------------------------------------------
     def prepare_search(self, method, state, trials, emit):

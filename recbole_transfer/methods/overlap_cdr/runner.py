@@ -255,12 +255,17 @@ class PairRunner(Runner):
                                       f"{', '.join(ARMS)}")
         return arms
 
-    def scenario(self, method, request, arms=None, seeds=None, progress=None, verbose=False, on_run=None):
+    parallel_units = True  # every (seed, arm) trains on its own pair, rebuilt from the cached protocol
+
+    def scenario_arms(self, method, request, arms=None):
+        return self.arms(method, request, arms)
+
+    def scenario(self, method, request, arms=None, seeds=None, progress=None, verbose=False, chosen=None, on_run=None):
         """Every arm x setting x seed (see the module docstring); ``on_run(row, instance, pair)`` sees each trained
         model before the next one trains (e.g. a benchmark's extra measurements). A default arm that cannot run in a
         setting (EASE under cold_start: cold users have no target rows) is left out of that setting with a progress
         line; an arm given in ``arms`` is refused there with its reason."""
-        chosen = bool(arms)
+        chosen = bool(arms) if chosen is None else chosen
         arms = self.arms(method, request, arms)
         keys = pair_request(request).keys
         settings = []

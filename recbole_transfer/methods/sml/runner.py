@@ -36,7 +36,7 @@ class PeriodicRunner(Runner):
         rows = self.scenario(method, request, progress=progress)
         return rows, self.tables(method, rows)[0]
 
-    def scenario(self, method, request, arms=None, seeds=None, progress=None, verbose=False):
+    def scenario(self, method, request, arms=None, seeds=None, progress=None, verbose=False, chosen=None):
         targets = request.require_targets()
         if arms:
             request = request.with_keys(retrain_methods=list(arms))

@@ -1,0 +1,131 @@
+"""A scenario's runs as Ray tasks: ``--scenario --workers K`` (a local Ray of K CPUs) or ``--ray_address`` (a cluster).
+
+A scenario is every seed x target x arm; a runner whose arms are independent of each other splits it into units of
+one seed and one arm (``Runner.parallel_units``), each unit its runner's own ``scenario`` call with that arm and that
+seed. Every unit is one Ray task of one CPU and one torch thread. The units' rows are then put in the order the
+sequential run gives them (seed, then target, then arm, then the unit's own order), so ``--workers`` changes the
+wall time and nothing else: the same rows, tested against the sequential run.
+
+- A runner that trains something once per seed before its arms (the two-stage runner's source) declares it in
+  ``Runner.seed_keys``: it runs first, one task per seed, and its keys (the source checkpoint) go to every unit of
+  that seed. A unit that loads the source checkpoint trains its arm on the same source weights as the sequential run.
+- Paths a task reads or writes (``data_path``, ``protocol_dir``, ``checkpoint_dir``, ``domain_cache_dir``) are made
+  absolute first. On a cluster they must be on storage every node sees: the protocol one task draws and caches is
+  read by the others.
+- A unit's error is the error of the command (a ``TransferError`` stays one, without a traceback).
+"""
+
+import os
+import time
+
+from ..errors import TransferConfigError, TransferError
+from ..request import Request
+
+PATH_KEYS = ("data_path", "protocol_dir", "checkpoint_dir", "domain_cache_dir")
+
+
+def _plain(request, **extra):
+    """What a task needs to rebuild ``request`` (a Request holds read-only mappings; Ray pickles plain data)."""
+    keys = dict(request.config_dict)
+    for key in PATH_KEYS:
+        if request.keys.get(key):
+            keys[key] = os.path.abspath(str(request.keys[key]))
+    keys.update(extra)
+    return {"model": request.model, "source": request.source, "targets": list(request.targets),
+            "config_files": list(request.config_files), "config_dict": keys}
+
+
+def _rebuild(plain):
+    return Request(plain["model"], plain["source"], plain["targets"], plain["config_files"], plain["config_dict"])
+
+
+def _seed_task(plain):
+    from ..logs import quiet_logging
+
+    quiet_logging()
+    request = _rebuild(plain)
+    return request.method.runner.seed_keys(request.method, request)
+
+
+def _unit_task(plain, arm, seed, chosen):
+    from ..logs import quiet_logging
+
+    quiet_logging()
+    request = _rebuild(plain)
+    start = time.time()
+    rows = request.method.runner.scenario(request.method, request, [arm], [seed], chosen=chosen)
+    return rows, time.time() - start
+
+
+def _merged_order(sequences):
+    """One order of the targets in which every unit's sequence of targets keeps its order (each unit lists the
+    targets it ran in the sequential run's order; a unit may leave some out)."""
+    order = []
+    for sequence in sequences:
+        previous = None
+        for target in sequence:
+            if target not in order:
+                order.insert(order.index(previous) + 1 if previous is not None else 0, target)
+            previous = target
+    return order
+
+
+def run_parallel(method, request, arms=None, seeds=None, workers=None, ray_address=None, progress=None):
+    """Every (seed, arm) unit of ``request``'s scenario as a Ray task; the rows in the sequential run's order."""
+    import ray
+
+    from ..tune.cluster import import_roots, probe_address, ray_session
+
+    runner = method.runner
+    if not runner.parallel_units:
+        raise TransferConfigError(f"--workers / --ray_address: the {method.name} scenario runs its arms inside one run "
+                                  "(they are not independent units); run it without them")
+    if workers is not None and workers < 1:
+        raise TransferConfigError(f"--workers={workers}: must be >= 1")
+    chosen = bool(arms)
+    arms = runner.scenario_arms(method, request, arms)
+    seeds = list(seeds or [request.seed])
+    probe_address(ray_address)
+    say = progress or (lambda line: None)
+    start = time.time()
+    with ray_session(ray_address, workers, import_roots(method)):
+        cpus = ray.cluster_resources().get("CPU", 0)
+        say(f"Ray {ray.get_runtime_context().gcs_address}: {len(seeds) * len(arms)} units (seed x arm) on {cpus:g} CPUs")
+        seed_task, unit_task = ray.remote(num_cpus=1)(_seed_task), ray.remote(num_cpus=1)(_unit_task)
+        per_seed = {seed: {} for seed in seeds}
+        if runner.prepares_per_seed:
+            pending = {seed_task.remote(_plain(request, seed=seed)): seed for seed in seeds}
+            for seed, keys in zip(pending.values(), _get(list(pending))):
+                per_seed[seed] = keys
+                say(f"seed {seed}: prepared once for its units ({', '.join(f'{k} {v}' for k, v in keys.items())})")
+        units = [(seed, arm) for seed in seeds for arm in arms]
+        refs = [unit_task.remote(_plain(request, seed=seed, **per_seed[seed]), arm, seed, chosen) for seed, arm in units]
+        results, left = {}, dict(zip(refs, range(len(units))))
+        while left:
+            done, _ = ray.wait(list(left), num_returns=1)
+            index = left.pop(done[0])
+            results[index] = _get(done)[0]
+            seed, arm = units[index]
+            say(f"[{len(results)}/{len(units)}] seed {seed}, {arm}: {len(results[index][0])} runs in "
+                f"{results[index][1]:.0f}s ({time.time() - start:.0f}s so far)")
+    rows = []
+    for seed in seeds:
+        indices = [i for i, unit in enumerate(units) if unit[0] == seed]
+        order = _merged_order([[row["target"] for row in results[i][0]] for i in indices])
+        keyed = [(order.index(row["target"]), position, n, row) for position, i in enumerate(indices)
+                 for n, row in enumerate(results[i][0])]
+        rows += [row for *_key, row in sorted(keyed, key=lambda k: k[:3])]
+    return rows
+
+
+def _get(refs):
+    """``ray.get``, with a unit's own error raised as it is (a TransferError: one line, no traceback)."""
+    import ray
+
+    try:
+        return ray.get(refs)
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, TransferError):
+            raise cause from None
+        raise
