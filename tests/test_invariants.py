@@ -107,8 +107,11 @@ def test_adapters_start_at_zero_so_the_target_scores_as_the_source_modules_do(pl
     assert not torch.allclose(scores["frozen"], scores["none"])  # and the source modules did change the scores
 
 
-def test_annealing_unfreezes_after_the_warm_up_with_a_cooling_learning_rate(planted):
+@pytest.mark.parametrize("sparse", [False, True])
+def test_annealing_unfreezes_after_the_warm_up_with_a_cooling_learning_rate(planted, sparse):
+    """Also with ``sparse_tables``: the unfrozen shared modules join the dense optimizer in a group of their own."""
     keys, pretrained = planted
+    keys = {**keys, "sparse_tables": sparse}
     seen = []
 
     def on_epoch(epoch, trainer, _valid, _last):

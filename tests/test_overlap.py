@@ -536,6 +536,21 @@ def test_cli_scenario_pairs_every_arm_on_one_fingerprint(planted, run_cli, tmp_p
     assert code == 2 and "arms: unknown 'Popularity'" in err
 
 
+def test_a_unit_of_one_default_arm_left_out_of_a_setting_runs_the_others_and_says_why(planted):
+    """A ``--workers`` unit runs one default arm (``chosen=False``): EASE cannot score cold users, so its unit runs the
+    warm setting only and says why, as the sequential scenario does; named arms (``chosen=True``) are refused."""
+    method = registry.get_method("overlap_cdr")
+    keys = {**FAST, "data_path": planted["data_path"], "checkpoint_dir": planted["checkpoint_dir"],
+            "protocol_dir": planted["protocol_dir"], "scenario_protocols": ["warm", "cold_start"], "scenario_etas": [0.5]}
+    request = Request("CMF", "psrc", ["ptgt"], [method.scenario], keys)
+    lines = []
+    rows = method.runner.scenario(method, request, ["EASE"], [1], progress=lines.append, chosen=False)
+    assert [(r["target"], r["arm"]) for r in rows] == [("warm", "EASE")]
+    assert any(line.startswith("EASE is not run under cold_start") for line in lines)
+    with pytest.raises(TransferConfigError, match="EASE"):
+        method.runner.scenario(method, request, ["EASE"], [1], chosen=True)
+
+
 @pytest.mark.ray
 @pytest.mark.slow
 def test_cli_scenario_with_workers_gives_the_sequential_rows(planted, run_cli, tmp_path):

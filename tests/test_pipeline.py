@@ -3,6 +3,7 @@
 import copy
 import math
 import os
+import re
 import pickle
 
 import numpy as np
@@ -225,9 +226,10 @@ def test_sparse_tables_step_only_the_rows_of_their_batch(small_domains):
 def test_sparse_tables_refuse_what_sparse_adam_cannot_do(small_domains):
     result = run_transfer("BPR", None, "tgt", None, {**small_domains, "epochs": 1}, verbose=False)
     config, model, *_ = load_transfer_model(result["model_file"])
-    for key, value in (("learner", "sgd"), ("weight_decay", 0.01), ("clip_grad_norm", {"max_norm": 1.0})):
+    for key, value, named in (("learner", "sgd", "got learner 'sgd'"), ("weight_decay", 0.01, "weight_decay 0.01,"),
+                              ("clip_grad_norm", {"max_norm": 1.0}, "clip_grad_norm {'max_norm': 1.0}")):
         config[key] = value
-        with pytest.raises(TransferConfigError, match=f"sparse_tables: True takes learner: adam.*{key}"):
+        with pytest.raises(TransferConfigError, match=f"sparse_tables: True takes learner: adam.*{re.escape(named)}"):
             _two_steps(config, model, True)
         config[key] = {"learner": "adam", "weight_decay": 0.0, "clip_grad_norm": None}[key]
 
@@ -240,3 +242,11 @@ def test_sparse_tables_refuse_what_sparse_adam_cannot_do(small_domains):
     (model_copy.calculate_loss(batch) + model_copy.user_embedding.weight.pow(2).sum()).backward()
     with pytest.raises(TransferConfigError, match="'user_embedding.weight' got a dense gradient"):
         trainer.optimizer.step()
+    # a checkpoint's optimizer state resumes only under the sparse_tables it was saved with, both ways
+    for saved_with in (True, False):
+        config["sparse_tables"] = saved_with
+        saving = TransferTrainer(config, copy.deepcopy(model), stage="analysis")
+        saving._save_checkpoint(0, verbose=False)
+        config["sparse_tables"] = not saved_with
+        with pytest.raises(TransferCheckpointError, match="resume with"):
+            TransferTrainer(config, copy.deepcopy(model), stage="analysis").resume_checkpoint(saving.saved_model_file)

@@ -38,8 +38,9 @@ def main(argv=None):
                          if getattr(args, name, None)), None)
         if args.leaderboard:
             return run_leaderboard_cli(args, config_dict, config_files)
-        if args.workers is not None and (args.evaluate or analysis or args.show_periods or args.show_overlap):
-            raise TransferError("--workers: give --scenario with it (it runs a scenario's units on Ray)")
+        if (args.workers is not None or args.ray_address is not None) and (args.evaluate or analysis or args.show_periods
+                                                                            or args.show_overlap):
+            raise TransferError("--workers / --ray_address: give --scenario (or --tune for --ray_address) with them")
         if args.evaluate or analysis:
             return checkpoint_cli(args, analysis, config_dict)
         if args.show_periods:

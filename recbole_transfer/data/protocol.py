@@ -287,8 +287,9 @@ def protocol_args(config, dataset):
         "train_alpha": _evaluation_alpha(config),
         "benchmark": list(dataset.file_size_list) if dataset.benchmark_filename_list is not None else None,
         "user_holdout": holdout, "keep_fraction": float(fraction), "data_seed": data_seed_of(config),
-        # only when not RecBole's draw: the keys (and so the draws) of every protocol drawn before this key stay as they were
-        **({"candidate_draw": config["candidate_draw"]} if config["candidate_draw"] != "recbole" else {}),
+        # only when not RecBole's draw and candidates are drawn: every protocol drawn before this key keeps its key
+        **({"candidate_draw": config["candidate_draw"]} if config["candidate_draw"] != "recbole" and (
+            _samples(config, "valid") or _samples(config, "test")) else {}),
     }
 
 

@@ -9,8 +9,8 @@ wall time and nothing else: the same rows, tested against the sequential run.
 - A runner that trains something once per seed before its arms (the two-stage runner's source) declares it in
   ``Runner.seed_keys``: it runs first, one task per seed, and its keys (the source checkpoint) go to every unit of
   that seed. A unit that loads the source checkpoint trains its arm on the same source weights as the sequential run.
-- Paths a task reads or writes (``data_path``, ``protocol_dir``, ``checkpoint_dir``, ``domain_cache_dir``) are made
-  absolute first. On a cluster they must be on storage every node sees: the protocol one task draws and caches is
+- Paths a task reads or writes (``data_path``, ``protocol_dir``, ``checkpoint_dir``, ``domain_cache_dir``,
+  ``source_checkpoint``, and any other key whose value is a relative path that exists here) are made absolute first. On a cluster they must be on storage every node sees: the protocol one task draws and caches is
   read by the others.
 - A unit's error is the error of the command (a ``TransferError`` stays one, without a traceback).
 """
@@ -21,7 +21,7 @@ import time
 from ..errors import TransferConfigError, TransferError
 from ..request import Request
 
-PATH_KEYS = ("data_path", "protocol_dir", "checkpoint_dir", "domain_cache_dir")
+PATH_KEYS = ("data_path", "protocol_dir", "checkpoint_dir", "domain_cache_dir", "source_checkpoint")
 
 
 def _plain(request, **extra):
@@ -30,6 +30,9 @@ def _plain(request, **extra):
     for key in PATH_KEYS:
         if request.keys.get(key):
             keys[key] = os.path.abspath(str(request.keys[key]))
+    for key, value in keys.items():  # a method's own file keys (a link file, ...): any value that is a relative path here
+        if isinstance(value, str) and not os.path.isabs(value) and ("." in value or os.sep in value) and os.path.exists(value):
+            keys[key] = os.path.abspath(value)
     keys.update(extra)
     return {"model": request.model, "source": request.source, "targets": list(request.targets),
             "config_files": list(request.config_files), "config_dict": keys}
@@ -52,22 +55,36 @@ def _unit_task(plain, arm, seed, chosen):
 
     quiet_logging()
     request = _rebuild(plain)
-    start = time.time()
-    rows = request.method.runner.scenario(request.method, request, [arm], [seed], chosen=chosen)
-    return rows, time.time() - start
+    start, said = time.time(), []
+    # the unit's progress lines are its runs' ("[k/n] ...") and its seed's ("seed S: ..."): the driver prints one line
+    # per unit instead; any other line (a run the runner leaves out, and why) goes back to the driver
+    keep = lambda line: said.append(line) if not line.startswith(("[", "seed ")) else None  # noqa: E731
+    rows = request.method.runner.scenario(request.method, request, [arm], [seed], progress=keep, chosen=chosen)
+    return rows, time.time() - start, said
 
 
 def _merged_order(sequences):
-    """One order of the targets in which every unit's sequence of targets keeps its order (each unit lists the
-    targets it ran in the sequential run's order; a unit may leave some out)."""
+    """One order of the targets (each numbered by its occurrence, so a label given twice stays twice) in which every
+    unit's sequence keeps its order: each unit lists the targets it ran in the sequential run's order, and may leave
+    some out. A target unseen so far goes right before the next one of its unit already placed."""
     order = []
     for sequence in sequences:
-        previous = None
-        for target in sequence:
-            if target not in order:
-                order.insert(order.index(previous) + 1 if previous is not None else 0, target)
-            previous = target
+        for at, target in enumerate(sequence):
+            if target in order:
+                continue
+            following = next((t for t in sequence[at + 1:] if t in order), None)
+            order.insert(order.index(following) if following is not None else len(order), target)
     return order
+
+
+def _numbered(rows):
+    """(target, how many rows of that target came before in the unit) per row."""
+    seen = {}
+    out = []
+    for row in rows:
+        seen[row["target"]] = seen.get(row["target"], -1) + 1
+        out.append((row["target"], seen[row["target"]]))
+    return out
 
 
 def run_parallel(method, request, arms=None, seeds=None, workers=None, ray_address=None, progress=None):
@@ -106,14 +123,16 @@ def run_parallel(method, request, arms=None, seeds=None, workers=None, ray_addre
             index = left.pop(done[0])
             results[index] = _get(done)[0]
             seed, arm = units[index]
+            for line in results[index][2]:
+                say(f"seed {seed}: {line}")
             say(f"[{len(results)}/{len(units)}] seed {seed}, {arm}: {len(results[index][0])} runs in "
                 f"{results[index][1]:.0f}s ({time.time() - start:.0f}s so far)")
     rows = []
     for seed in seeds:
         indices = [i for i, unit in enumerate(units) if unit[0] == seed]
-        order = _merged_order([[row["target"] for row in results[i][0]] for i in indices])
-        keyed = [(order.index(row["target"]), position, n, row) for position, i in enumerate(indices)
-                 for n, row in enumerate(results[i][0])]
+        order = _merged_order([_numbered(results[i][0]) for i in indices])
+        keyed = [(order.index(target), position, n, row) for position, i in enumerate(indices)
+                 for n, (target, row) in enumerate(zip(_numbered(results[i][0]), results[i][0]))]
         rows += [row for *_key, row in sorted(keyed, key=lambda k: k[:3])]
     return rows
 

@@ -7,7 +7,7 @@ from ..errors import TransferConfigError
 from ..config import get_model
 from ..trainer import TransferTrainer, is_traditional
 from .base import Runner, SearchTarget
-from .scenario import two_stage_rows
+from .scenario import checked_arms, two_stage_rows
 from .two_stage import (builds_on_source, build_model, load_transfer_model, prepare_domain, pretrain, source_from_checkpoint,
                         transfer)
 
@@ -44,6 +44,9 @@ class TwoStageRunner(Runner):
 
     def scenario(self, method, request, arms=None, seeds=None, progress=None, verbose=False, chosen=None):
         return two_stage_rows(method, request, arms, seeds, progress=progress, verbose=verbose)
+
+    def scenario_arms(self, method, request, arms=None):
+        return checked_arms(method, request, arms)
 
     def seed_keys(self, method, request):
         """The source trained once for the seed's units (each loads the checkpoint: the weights the sequential run

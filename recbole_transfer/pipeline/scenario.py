@@ -85,21 +85,32 @@ def run_scenario(model=None, source=None, targets=None, config_file_list=None, c
     return request.method.runner.scenario(request.method, request, arms, seeds, progress=progress, verbose=verbose)
 
 
-def two_stage_rows(method, request, arms=None, seeds=None, progress=None, verbose=False):
-    """Train every (seed, target, arm) of ``request`` with ``method``; returns a list of row dicts (one per run)."""
-    model, source, targets = request.model, request.require_source(), request.require_targets()
+def checked_arms(method, request, arms=None):
+    """The arms of a two-stage scenario (``arms`` or the method's), every key, domain and baseline checked before
+    anything trains."""
+    source, targets = request.require_source(), request.require_targets()
     request.check_domains([source], "source")
     request.check_domains(targets, "targets")
     arms = list(arms or method.arms)
     if not arms:
         raise TransferConfigError(f"arms: method {method.name!r} declares no arms; give --arms=\"[...]\"")
-    labels = {arm: arm_label(method, arm) for arm in arms}
+    for arm in arms:
+        arm_label(method, arm)
     baselines = baseline_models(method)
     check_strategies(method, request, [method.strategy.arm_config(a) for a in arms if a not in baselines])
     for target in targets:
         for arm in arms:
             if arm in baselines:
                 check_baseline(request, target, baselines[arm])
+    return arms
+
+
+def two_stage_rows(method, request, arms=None, seeds=None, progress=None, verbose=False):
+    """Train every (seed, target, arm) of ``request`` with ``method``; returns a list of row dicts (one per run)."""
+    model, source, targets = request.model, request.require_source(), request.require_targets()
+    arms = checked_arms(method, request, arms)
+    labels = {arm: arm_label(method, arm) for arm in arms}
+    baselines = baseline_models(method)
     seeds = list(seeds or [request.seed])
     total = len(seeds) * len(targets) * len(arms)
     rows, done, start = [], 0, time.time()

@@ -97,10 +97,12 @@ class TransferTrainer(Trainer):
         sparse = [p for p in params if id(p) in tables]
         dense = [p for p in params if id(p) not in tables]
         lr = kwargs.get("learning_rate", self.learning_rate)
-        parts = ([torch.optim.SparseAdam(sparse, lr=lr)] if sparse else []) + (
-            [super()._build_optimizer(params=dense, **kwargs)] if dense else [])
+        dense_kwargs = {k: v for k, v in kwargs.items() if k != "params"}
+        make_dense = lambda params: super(TransferTrainer, self)._build_optimizer(params=params, **dense_kwargs)  # noqa: E731
         names = {id(p): n for n, p in self.model.named_parameters()}
-        return JoinedOptimizer(parts, {id(p): names.get(id(p), "?") for p in sparse})
+        return JoinedOptimizer(torch.optim.SparseAdam(sparse, lr=lr) if sparse else None,
+                               make_dense(dense) if dense else None, {id(p): names.get(id(p), "?") for p in sparse},
+                               make_dense)
 
     def check_optimizer(self):
         """Assert that the optimizer updates exactly the model's trainable parameters."""
@@ -182,6 +184,9 @@ class TransferTrainer(Trainer):
         self._hold_patience()
         self.best_valid_score = checkpoint["best_valid_score"]
         load_model_state(self.model, checkpoint)
+        if isinstance(self.optimizer, JoinedOptimizer) != ("sparse" in checkpoint["optimizer"]):
+            raise TransferCheckpointError(f"checkpoint {resume_file!r}: its optimizer state was saved with sparse_tables: "
+                                          f"{not isinstance(self.optimizer, JoinedOptimizer)}; resume with that key")
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.logger.info(f"Checkpoint loaded. Resume training from epoch {self.start_epoch}")
 
@@ -202,24 +207,42 @@ class TransferTrainer(Trainer):
 
 
 class JoinedOptimizer:
-    """Optimizers stepped as one (RecBole's trainer holds one ``optimizer``): ``param_groups`` lists all their groups
-    (a strategy that sets a group's learning rate sets it in its optimizer), the state dict holds each one's.
-    ``sparse_names``: {id: name} of the parameters whose gradient must be sparse; a dense one (a model that reads the
-    table whole in its loss) is refused at the first step, by name."""
+    """SparseAdam over the embedding tables and the configured optimizer over the rest, stepped as one (RecBole's trainer
+    holds one ``optimizer``). ``param_groups`` lists the sparse part's groups, then the dense part's (a strategy that
+    sets a group's learning rate sets it in its optimizer); the state dict holds each part's. ``sparse_names``: {id:
+    name} of the parameters whose gradient must be sparse; a dense one (a model that reads the table whole in its
+    loss) is refused at the first step, by name. ``add_param_group`` (a strategy unfreezing modules during the fit)
+    puts the group in the dense part, built by ``make_dense`` if there is none yet: parameters unfrozen later are
+    updated densely, and ``param_groups[-1]`` is the group just added, as with one optimizer."""
 
-    def __init__(self, parts, sparse_names=None):
-        self.parts, self.sparse_names = list(parts), dict(sparse_names or {})
+    def __init__(self, sparse, dense, sparse_names, make_dense):
+        self.sparse, self.dense, self.sparse_names, self.make_dense = sparse, dense, dict(sparse_names), make_dense
+
+    @property
+    def parts(self):
+        return [part for part in (self.sparse, self.dense) if part is not None]
 
     @property
     def param_groups(self):
         return [group for part in self.parts for group in part.param_groups]
+
+    def add_param_group(self, group):
+        marked = [p for p in group["params"] if id(p) in self.sparse_names]
+        if marked:
+            raise TransferConfigError(f"sparse_tables: {self.sparse_names[id(marked[0])]!r} is already optimised with "
+                                      "sparse gradients; it cannot join another parameter group")
+        if self.dense is None:
+            self.dense = self.make_dense(group["params"])
+            self.dense.param_groups[-1].update({k: v for k, v in group.items() if k != "params"})
+        else:
+            self.dense.add_param_group(group)
 
     def zero_grad(self, set_to_none=True):
         for part in self.parts:
             part.zero_grad(set_to_none=set_to_none)
 
     def step(self, closure=None):
-        for group in self.parts[0].param_groups if self.sparse_names else []:
+        for group in self.sparse.param_groups if self.sparse is not None else []:
             for p in group["params"]:
                 if p.grad is not None and not p.grad.is_sparse:
                     raise TransferConfigError(
@@ -231,13 +254,17 @@ class JoinedOptimizer:
         return loss
 
     def state_dict(self):
-        return {"parts": [part.state_dict() for part in self.parts]}
+        return {"sparse": None if self.sparse is None else self.sparse.state_dict(),
+                "dense": None if self.dense is None else self.dense.state_dict()}
 
     def load_state_dict(self, state):
-        if len(state.get("parts", [])) != len(self.parts):
-            raise TransferCheckpointError("the checkpoint's optimizer state is not that of sparse_tables: True")
-        for part, part_state in zip(self.parts, state["parts"]):
-            part.load_state_dict(part_state)
+        if set(state) != {"sparse", "dense"} or any((state[k] is None) != (part is None) for k, part in
+                                                     (("sparse", self.sparse), ("dense", self.dense))):
+            raise TransferCheckpointError("the checkpoint's optimizer state is not that of this run's sparse_tables: "
+                                          "True optimizers (resume with the keys and trainable modules it was saved with)")
+        for part, part_state in ((self.sparse, state["sparse"]), (self.dense, state["dense"])):
+            if part is not None:
+                part.load_state_dict(part_state)
 
 
 def is_traditional(model):

@@ -293,6 +293,8 @@ class PairRunner(Runner):
             for protocol, eta in settings:
                 built = {arm: pair_configs(runs[(protocol, eta, arm)].with_keys(seed=seed)) for arm in arms
                          if (protocol, eta, arm) in runs}
+                if not built:  # every arm asked for was left out of this setting (a unit of one default arm)
+                    continue
                 # one pair per (seed, setting): every arm trains and is scored on it; built with the config of an arm
                 # that reads documents, if one does (their field is then loaded too; the rows are the same)
                 pair = build_pair(*next((c for c in built.values() if c[1]["doc_field"]), next(iter(built.values()))))
