@@ -7,6 +7,8 @@ validate and 60 % test; a share eta of the other overlapping users keeps its tar
 - ``planted``: :func:`recbole_transfer.data.synthetic.write_planted_aspects` (400 users in both domains and 200 in
   the target only, 4 aspects, a planted source -> target aspect permutation, rating noise 0.2, strength 1.2),
   generated with the data seed;
+- ``planted_shuffled``: the ``planted`` generator with ``shuffle_source=True`` (see ``planted_strong_shuffled``): the
+  control of ``planted``, added with the new recipe's reruns;
 - ``planted_strong``: a stronger, smaller planted pair (300 users in both domains and 150 in the target only, 60
   items per domain, 3 aspects, noise 0.1, strength 2.0: the suite's planted test's generator), added after the first
   runs of ``planted``. The target-only users keep the target items' documents full when few overlapping users keep
@@ -70,7 +72,7 @@ import _common as common
 ARMS = ("item_mean_offset", "global_mean", "item_mean", "CMF", "EMCDR", "CATN")
 CEILINGS = ("oracle_bilinear", "oracle_true_ridge")  # rows of what the planted truth allows (oracle_rows), not models
 SHOWN = ARMS + CEILINGS
-SETTINGS = ("planted", "planted_strong", "planted_strong_shuffled", "planted_strong_released", "kg")
+SETTINGS = ("planted", "planted_shuffled", "planted_strong", "planted_strong_shuffled", "planted_strong_released", "kg")
 ETAS = (1.0, 0.5, 0.2, 0.1, 0.05)
 SEEDS = (2020, 2021, 2022)
 # the generator's arguments per planted setting (the others: its defaults)
@@ -78,6 +80,7 @@ PLANTED = {"planted": {"n_users": 400, "noise": 0.2, "strength": 1.2, "target_on
            "planted_strong": {"n_users": 300, "n_items": (60, 60), "per_user": (10, 8), "n_aspects": 3, "noise": 0.1,
                               "strength": 2.0, "target_only_users": 150}}
 PLANTED["planted_strong_shuffled"] = {**PLANTED["planted_strong"], "shuffle_source": True}
+PLANTED["planted_shuffled"] = {**PLANTED["planted"], "shuffle_source": True}
 PLANTED["planted_strong_released"] = PLANTED["planted_strong"]  # the same pair; CATN trained as the released code
 # Pre-declared keys per setting: every arm's, and CATN's own under model_keys (written as a config file after the
 # scenario file, so that model_keys win over them). CATN's model keys reach the other arms too, where they mean
@@ -95,12 +98,14 @@ KEYS = {
     "kg": {},  # scenario.CATN.yaml's keys, as `run_recbole_transfer.py --model=CATN --scenario` runs them
 }
 KEYS["planted_strong_shuffled"] = KEYS["planted_strong"]
+KEYS["planted_shuffled"] = KEYS["planted"]
 # the released code's training users (both flows on the overlapping users who keep target rows) and batch proportions
 KEYS["planted_strong_released"] = {**KEYS["planted_strong"], "model_keys": {"CATN": {
     **KEYS["planted_strong"]["model_keys"]["CATN"], "stages": ["joint_overlap"], "source_batch": "proportional"}}}
 VARIANTS = {"planted_strong_released": "planted_strong"}  # a CATN variant -> the setting whose pair it shares
 # the shuffled controls need CATN and the baselines that read no source (and the offset, which reads shuffled ratings)
 SETTING_ARMS = {"planted_strong_shuffled": ("item_mean_offset", "item_mean", "CATN"),
+                "planted_shuffled": ("item_mean_offset", "item_mean", "CATN"),
                 "planted_strong_released": ("item_mean", "CATN")}
 ORACLE_SETTINGS = ("planted", "planted_strong")  # the ceilings need the planted truth of the users' own reviews
 # the paper's Table 3 (RMSE of CATN, eta 100 % .. 5 %): the authors' numbers on Amazon reviews, not ours
