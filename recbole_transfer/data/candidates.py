@@ -17,17 +17,9 @@ from ..utils import fixed_rng
 logger = logging.getLogger(__name__)
 
 
-def _keys(user_ids, item_ids):
-    """(user, item, occurrence) per positive of one sampler call: a repeated positive gets its own draw."""
-    seen, keys = {}, []
-    for u, i in zip(np.asarray(user_ids).tolist(), np.asarray(item_ids).tolist()):
-        seen[(u, i)] = seen.get((u, i), -1) + 1
-        keys.append((u, i, seen[(u, i)]))
-    return keys
-
-
 def _occurrences(users, items):
-    """Per (user, item) of the arrays, how many equal pairs come before it: :func:`_keys`'s occurrence, in arrays."""
+    """Per (user, item) of the arrays, how many equal pairs come before it (a repeated positive gets its own draw: the
+    key of a positive is (user, item, occurrence))."""
     pair = users.astype(np.int64) * (int(items.max(initial=0)) + 1) + items
     order = np.argsort(pair, kind="stable")
     ranked = pair[order]
@@ -47,7 +39,9 @@ class RecordingSampler:
     def sample_by_user_ids(self, user_ids, item_ids, num):
         drawn = self.sampler.sample_by_user_ids(user_ids, item_ids, num)
         per_key = drawn.numpy().reshape(num, len(user_ids)).T  # RecBole's layout: the j-th draw of every key, then j+1
-        for key, negatives in zip(_keys(user_ids, item_ids), per_key):
+        users, items = np.asarray(user_ids), np.asarray(item_ids)
+        keys = zip(users.tolist(), items.tolist(), _occurrences(users, items).tolist())
+        for key, negatives in zip(keys, per_key):
             self.records[key] = negatives.copy()
         return drawn
 
