@@ -21,8 +21,13 @@ fails (EASE refusing an item count whose matrix does not fit) or passes ``--time
 lines. ``exponents``: per command, the slope of log(cost) against log(rows) from 400k rows to the largest size
 measured (``--fit_from``), for train, eval, wall and peak RSS.
 
+``parallel``: the overlap family's default scenario on the bundled ml-100k pair (``--model=CMF --scenario``, one data
+seed), run one unit after another and then with ``--workers=K`` (default 2), each in a fresh folder: both wall
+times, the speed-up and whether the rows are identical (but for wall times and checkpoint paths).
+
     OMP_NUM_THREADS=1 python benchmarks/scale.py                                   # every command, 100k .. 10M
     OMP_NUM_THREADS=1 python benchmarks/scale.py --sizes 100000 400000 --commands "BPR full" "BPR full, sparse_tables"
+    OMP_NUM_THREADS=1 python benchmarks/scale.py --commands --out /tmp/parallel     # only the --workers comparison
     python benchmarks/scale.py --tables_from benchmarks/results/scale.json
 
 Each finished (command, size, run) is kept in <out>.parts/<command>.<size>.<run>.json and reused by a rerun. Writes
@@ -68,18 +73,14 @@ def folder_mb(path):
     return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files) / 2 ** 20
 
 
-def measure(name, size, data, epochs, batch, timeout, work):
-    """One command on the pair at ``data``, in its own process run in the folder ``work`` (its protocols, checkpoints
-    and logs go there); the row of what it cost."""
-    protocol_dir = os.path.join(work, "protocols")
-    args = [sys.executable, "-u", ENTRY, *COMMANDS[name], f"--data_path={data}", f"--epochs={epochs}",
-            f"--train_batch_size={batch}", f"--protocol_dir={protocol_dir}", "--show_progress=False",
-            f"--checkpoint_dir={os.path.join(work, 'saved')}"]
+def timed(args, work, timeout):
+    """``run_recbole_transfer.py args`` in its own process in the folder ``work``, every printed line time-stamped as
+    it arrives: (lines as (seconds since start, text), status, wall seconds, the child's resource usage)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     start = time.perf_counter()
-    child = subprocess.Popen(args, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             text=True, bufsize=1)
-    lines, status = [], "ok"  # (seconds since start, line)
+    child = subprocess.Popen([sys.executable, "-u", ENTRY, *args], cwd=work, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, bufsize=1)
+    lines, status = [], "ok"
     watch = selectors.DefaultSelector()
     watch.register(child.stdout, selectors.EVENT_READ)
     while True:
@@ -94,9 +95,19 @@ def measure(name, size, data, epochs, batch, timeout, work):
             break
         lines.append((time.perf_counter() - start, line.rstrip()))
     _pid, code, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - start
     if status == "ok" and code != 0:
         status = f"exit {os.waitstatus_to_exitcode(code)}"
+    return lines, status, time.perf_counter() - start, usage
+
+
+def measure(name, size, data, epochs, batch, timeout, work):
+    """One command on the pair at ``data``, in its own process run in the folder ``work`` (its protocols, checkpoints
+    and logs go there); the row of what it cost."""
+    protocol_dir = os.path.join(work, "protocols")
+    lines, status, wall, usage = timed(
+        [*COMMANDS[name], f"--data_path={data}", f"--epochs={epochs}", f"--train_batch_size={batch}",
+         f"--protocol_dir={protocol_dir}", "--show_progress=False", f"--checkpoint_dir={os.path.join(work, 'saved')}"],
+        work, timeout)
     train = [(t, float(m.group(1))) for t, line in lines for m in [_TRAIN.search(line)] if m]
     valid = [(t, float(m.group(1))) for t, line in lines for m in [_EVAL.search(line)] if m]
     stamps = [0.0] + [t for t, _ in lines] + [wall]
@@ -111,6 +122,43 @@ def measure(name, size, data, epochs, batch, timeout, work):
         "silent_s": max(b - a for a, b in zip(stamps, stamps[1:])),
         "argv": " ".join(COMMANDS[name]), "tail": [line for _, line in lines[-6:]] if status != "ok" else [],
     }
+
+
+PARALLEL = ["--model=CMF", "--scenario"]  # the overlap family's default scenario on the bundled ml-100k pair
+
+
+def measure_parallel(workers, seed, timeout, progress):
+    """The overlap family's default scenario (one data seed), run one unit after another and then with
+    ``--workers``, each in a fresh folder (its own domains and protocol draw): both wall times, their ratio, and
+    whether every row is equal but for wall times and checkpoint paths (:func:`~recbole_transfer.pipeline.parallel.
+    comparable`)."""
+    from recbole_transfer.pipeline.parallel import comparable
+
+    runs = {}
+    for label, extra in (("sequential", []), ("parallel", [f"--workers={workers}"])):
+        work = tempfile.mkdtemp(prefix="scale_parallel_")
+        progress(f"{' '.join(PARALLEL)} --seeds=[{seed}] {' '.join(extra)} ...")
+        lines, status, wall, usage = timed(
+            [*PARALLEL, f"--seeds=[{seed}]", *extra, f"--output={os.path.join(work, 'rows')}",
+             f"--protocol_dir={os.path.join(work, 'protocols')}", f"--checkpoint_dir={os.path.join(work, 'saved')}",
+             f"--domain_cache_dir={os.path.join(work, 'domains')}"], work, timeout)
+        rows = None
+        if status == "ok":
+            with open(os.path.join(work, "rows.json"), encoding="utf-8") as f:
+                rows = json.load(f)
+        runs[label] = {"status": status, "wall_s": wall, "peak_rss_gb": usage.ru_maxrss * 1024 / 2 ** 30,
+                       "runs": None if rows is None else len(rows), "rows": rows,
+                       "tail": [line for _, line in lines[-6:]] if status != "ok" else []}
+        progress(f"  {status}: wall {wall:.1f} s, {runs[label]['runs']} runs")
+        shutil.rmtree(work, ignore_errors=True)
+    one, many = runs["sequential"], runs["parallel"]
+    identical = (one["rows"] is not None and many["rows"] is not None and len(one["rows"]) == len(many["rows"])
+                 and all(comparable(a) == comparable(b) for a, b in zip(one["rows"], many["rows"])))
+    for run in runs.values():
+        del run["rows"]
+    return {"command": " ".join(PARALLEL), "seed": seed, "workers": workers, "sequential": one, "parallel": many,
+            "speedup": one["wall_s"] / many["wall_s"] if one["status"] == many["status"] == "ok" else None,
+            "identical_rows": identical}
 
 
 def pair_at(root, size, progress):
@@ -173,7 +221,24 @@ def report(saved):
             + markdown(["command", "train s / epoch", "eval s / pass", "wall s", "peak RSS"], fitted) + "\n\n"
             + "## Commands\n\n" + "\n".join(f"- {name}: `{' '.join(args)}`" for name, args in COMMANDS.items()
                                            if any(r['command'] == name for r in rows))
-            + ("\n\n## Failed or stopped\n" + failed if failed else "") + "\n")
+            + ("\n\n## Failed or stopped\n" + failed if failed else "") + "\n" + parallel_report(saved.get("parallel")))
+
+
+def parallel_report(parallel):
+    if not parallel:
+        return ""
+    one, many = parallel["sequential"], parallel["parallel"]
+    line = [f"`{parallel['command']} --seeds=[{parallel['seed']}]`", parallel["workers"], one["status"], _cell(one["wall_s"]),
+            many["status"], _cell(many["wall_s"]), _cell(parallel["speedup"], "{:.2f}x"), one["runs"],
+            "yes" if parallel["identical_rows"] else "**no**"]
+    return ("\n## `--scenario --workers`\n\nThe overlap family's default scenario on the bundled ml-100k pair, one data "
+            "seed: one unit after another, then its (seed, arm) units as Ray tasks on a local Ray of `--workers` CPUs; "
+            "each run in a fresh folder (its own domains and protocol draw). Identical rows: every row equal but for "
+            "wall times and checkpoint paths.\n\n"
+            + markdown(["command", "workers", "sequential", "sequential s", "parallel", "parallel s", "speed-up",
+                        "runs", "identical rows"], [line]) + "\n"
+            + "".join(f"\n- the {label} run: {run['status']}; last lines: `{' / '.join(t[-160:] for t in run['tail'][-2:])}`\n"
+                      for label, run in (("sequential", one), ("parallel", many)) if run["status"] != "ok"))
 
 
 def plot(saved, path):
@@ -205,25 +270,29 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     p = common.parser("scale", __doc__)
     p.add_argument("--sizes", nargs="+", type=int, default=list(SIZES), help="interactions per domain")
-    p.add_argument("--commands", nargs="+", default=list(COMMANDS), choices=list(COMMANDS))
+    p.add_argument("--commands", nargs="*", default=list(COMMANDS), choices=list(COMMANDS),
+                   help="default: all; none (a bare --commands) measures only the --workers comparison")
     p.add_argument("--epochs", type=int, default=1, help="epochs of every command (default 1)")
     p.add_argument("--train_batch_size", type=int, default=2048, help="RecBole's default: 2048")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds a command may run (default 3600)")
     p.add_argument("--cached", nargs="*", default=[], choices=list(COMMANDS),
                    help="commands that also run a second time on the protocol folder of the first")
     p.add_argument("--fit_from", type=int, default=400_000, help="the smallest size in the fitted exponents")
+    p.add_argument("--workers", type=int, default=2, help="the --scenario --workers comparison's workers (default 2; "
+                                                          "0: no comparison)")
+    p.add_argument("--parallel_seed", type=int, default=2020, help="the comparison's data seed (default 2020)")
     p.add_argument("--data_root", default=None, help="where the pairs are written (default: a folder under the "
                                                      "system's temporary folder, kept for reruns)")
     args = common.parse(p, argv)
     if args.tables_from:
         return common.show(report, args.tables_from)
-    if min(args.sizes) < 500 or args.epochs < 1 or args.timeout <= 0:
-        p.error("--sizes must be >= 500 rows, --epochs >= 1 and --timeout > 0")
+    if min(args.sizes) < 500 or args.epochs < 1 or args.timeout <= 0 or args.workers < 0:
+        p.error("--sizes must be >= 500 rows, --epochs >= 1, --timeout > 0 and --workers >= 0")
     data_root = args.data_root or os.path.join(tempfile.gettempdir(), "recbole_transfer_scale")
     parts = args.out + ".parts"
     os.makedirs(parts, exist_ok=True)
     rows = []
-    for size in sorted(args.sizes):
+    for size in sorted(args.sizes) if args.commands else ():
         folder, counts = pair_at(data_root, size, print)
         for name in args.commands:
             work = tempfile.mkdtemp(prefix="scale_run_")
@@ -241,8 +310,12 @@ def main(argv=None):
 
                 rows.append(common.part(os.path.join(parts, label + ".json"), compute))
             shutil.rmtree(work, ignore_errors=True)
+    parallel = None
+    if args.workers:
+        parallel = common.part(os.path.join(parts, f"parallel.{args.workers}.{args.parallel_seed}.json"),
+                               lambda: measure_parallel(args.workers, args.parallel_seed, args.timeout, print))
     saved = {"run": common.record(args.threads, argv=" ".join(argv), epochs=args.epochs, batch=args.train_batch_size),
-             "rows": rows, "fit_from": args.fit_from, "exponents": exponents(rows, args.fit_from)}
+             "rows": rows, "fit_from": args.fit_from, "exponents": exponents(rows, args.fit_from), "parallel": parallel}
     common.write(args.out, report(saved), saved)
     plot(saved, args.out + ".png")
     return 0

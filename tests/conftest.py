@@ -66,7 +66,7 @@ class _SharedRay:
     the tests do not each pay Ray's start and shutdown (about 4 s). A test that needs a Ray of its own (joining a
     cluster by address, workers that import a method outside the package) takes ``own_ray``, which stops it."""
 
-    ENV = ("PYTHONWARNINGS", "RAY_AIR_NEW_OUTPUT")  # what ray_session sets in the driver while it runs
+    ENV = ("PYTHONWARNINGS", "RAY_AIR_NEW_OUTPUT", "RAY_worker_niceness")  # what ray_session sets in the driver
 
     def __init__(self):
         self.session, self.env = None, {}

@@ -4,6 +4,7 @@ import pytest
 
 from recbole_transfer.pipeline import scenario as scenario_module
 from recbole_transfer.pipeline.scenario import run_scenario
+from recbole_transfer.pipeline.parallel import comparable
 from recbole_transfer.methods.layer_transfer.tables import gain_table
 from recbole_transfer.report import metric_table
 
@@ -89,22 +90,11 @@ def test_paired_difference_interval():
     assert macro.mean == pytest.approx(0.1) and macro.n == 1010
 
 
-TIMING = ("seconds", "train_seconds", "valid_seconds", "seconds_per_epoch", "model_file")
-
-
 def same_rows(parallel, sequential):
     """Equal rows, but for wall times and checkpoint paths (a validation curve: its epochs and scores)."""
-    def kept(row):
-        out = {k: v for k, v in row.items() if k not in TIMING}
-        if out.get("stages"):  # an overlap row's stage reports: all but their seconds, curves and checkpoints
-            out["stages"] = [kept(stage) for stage in out["stages"]]
-        if out.get("valid_curve"):
-            out["valid_curve"] = [(point[0], point[-1]) for point in out["valid_curve"]]
-        return out
-
     assert len(parallel) == len(sequential)
     for a, b in zip(parallel, sequential):
-        assert kept(a) == kept(b), (a.get("target"), a.get("arm"), b.get("target"), b.get("arm"))
+        assert comparable(a) == comparable(b), (a.get("target"), a.get("arm"), b.get("target"), b.get("arm"))
 
 
 @pytest.mark.ray

@@ -397,3 +397,18 @@ def test_asha_never_stops_the_no_transfer_baseline():
     assert scheduler.on_trial_result(None, good, {"epoch": 1, "valid_hit@10": 0.6}) == "CONTINUE"
     assert scheduler.on_trial_result(None, bad, {"epoch": 1, "valid_hit@10": 0.1}) == "STOP"  # lags at the rung
     assert scheduler.on_trial_result(None, scratch, {"epoch": 1, "valid_hit@10": 0.1}) == "CONTINUE"
+
+
+@pytest.mark.ray
+def test_a_local_rays_tasks_run_at_the_drivers_priority():
+    """Ray starts its workers at nice 15 by default, where any other work on the machine starves them (a task 20x
+    slower beside two busy processes on 2 cores); the local Ray of ray_session runs them at the driver's."""
+    import ray
+
+    from recbole_transfer.tune.cluster import ray_session
+
+    def niceness():  # a nested function: Ray sends it by value (a worker cannot import this test module)
+        return os.nice(0)
+
+    with ray_session(num_cpus=2):
+        assert ray.get(ray.remote(num_cpus=1)(niceness).remote()) == os.nice(0)

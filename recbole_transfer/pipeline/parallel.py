@@ -22,6 +22,19 @@ from ..errors import TransferConfigError, TransferError
 from ..request import Request
 
 PATH_KEYS = ("data_path", "protocol_dir", "checkpoint_dir", "domain_cache_dir", "source_checkpoint")
+# what differs between two runs of the same rows: wall times and checkpoint paths
+TIMING = ("seconds", "train_seconds", "valid_seconds", "seconds_per_epoch", "model_file")
+
+
+def comparable(row):
+    """``row`` without what two runs of it may differ in (wall times, checkpoint paths; a validation curve keeps its
+    epochs and scores, a stage report the same): ``--workers`` promises equal ``comparable`` rows."""
+    out = {k: v for k, v in row.items() if k not in TIMING}
+    if out.get("stages"):
+        out["stages"] = [comparable(stage) for stage in out["stages"]]
+    if out.get("valid_curve"):
+        out["valid_curve"] = [(point[0], point[-1]) for point in out["valid_curve"]]
+    return out
 
 
 def _plain(request, **extra):

@@ -25,9 +25,14 @@ def ray_session(address=None, num_cpus=None, paths=()):
     env = {"OMP_NUM_THREADS": "1", "PYTHONWARNINGS": QUIET_WARNINGS,
            "PYTHONPATH": os.pathsep.join(p for p in (package_root, *paths, os.environ.get("PYTHONPATH")) if p)}
     # Ray's processes started here inherit these (its pkg_resources warning, the boxed reporter of
-    # Ray 2.6's new output engine that ignores verbose=0); restored on exit.
-    saved = {k: os.environ.get(k) for k in ("PYTHONWARNINGS", "RAY_AIR_NEW_OUTPUT")}
+    # Ray 2.6's new output engine that ignores verbose=0); restored on exit. A local Ray's workers run at the
+    # driver's priority: Ray's default (nice 15) lets any other work on the machine starve them (measured: a
+    # task 20x slower beside two busy processes on 2 cores, where the same run without Ray was not).
+    names = ("PYTHONWARNINGS", "RAY_AIR_NEW_OUTPUT", "RAY_worker_niceness")
+    saved = {k: os.environ.get(k) for k in names}
     os.environ.update({"PYTHONWARNINGS": QUIET_WARNINGS, "RAY_AIR_NEW_OUTPUT": "0"})
+    if not address:
+        os.environ["RAY_worker_niceness"] = "0"
     try:
         try:
             # "local": always a new Ray, never one found on the machine (another search, a `ray start`)
