@@ -90,6 +90,10 @@ class Method:
     module: str = None
     data_keys: frozenset = frozenset()
 
+    def __reduce__(self):
+        """A method travels (to a Ray task) as its name and module: the receiving process's registered method."""
+        return (load, (self.name, self.module))
+
     def file(self, name):
         """Absolute path of a YAML file of the method's folder, or None when the method has none."""
         if not self.folder:

@@ -14,6 +14,7 @@ from recbole_transfer.errors import TransferConfigError
 from recbole_transfer.keys import read_yaml
 from recbole_transfer.pipeline import transfer
 from recbole_transfer.request import Request
+from recbole_transfer.pipeline.parallel import comparable
 from recbole_transfer.tune.leaderboard import _row as leaderboard_row
 from recbole_transfer.tune.leaderboard import (BEST, best_rows, check_arm, check_budget, families, leaderboard_table,
                                                load_plan, model_reads, run_leaderboard)
@@ -55,6 +56,9 @@ def test_overlap_ease_refused_under_cold_start(run_cli, workdir):
     (["--leaderboard", "--leaderboard_plan=plan.yaml"], "give the one family it is a plan of"),
     (["--leaderboard", "--families=mmtnet", "--leaderboard_plan=nofile.yaml"], "no such file"),
     (["--leaderboard", "--families=mmtnet", "--budget=3"], "--budget=3 differs from the plan's"),
+    (["--leaderboard", "--workers=0"], "--workers=0: must be >= 1"),
+    (["--leaderboard", "--workers=2", "--num_cpus=2"], "--workers and --num_cpus: give one"),
+    (["--leaderboard", "--families=mmtnet", "--ray_address=nohost"], "expected host:port"),
 ])
 def test_bad_leaderboard_input_exits_2(run_cli, workdir, args, expected):
     code, _out, err = run_cli(args)
@@ -252,3 +256,10 @@ def test_small_leaderboard_end_to_end(workdir, monkeypatch):
                             plan_files={"overlap_cdr": str(workdir / "plan.yaml")})
     assert [r["test"] for r in again] == [r["test"] for r in rows] and all(r["resumed"] for r in again)
     assert os.path.getmtime(kept) == stamp
+    monkeypatch.undo()
+    # --workers: every arm a Ray task, their trials sharing the CPUs; the same rows in the same order
+    lines = []
+    at_once = run_leaderboard(["overlap_cdr"], [2020], work_dir=str(workdir / "at_once"), progress=lines.append,
+                              workers=2, plan_files={"overlap_cdr": str(workdir / "plan.yaml")})
+    assert lines[0].startswith("Ray ") and "3 arms at once" in lines[0] and len(lines) == 4
+    assert [comparable(r) for r in at_once] == [comparable(r) for r in rows]

@@ -40,7 +40,7 @@ def main(argv=None):
             return run_leaderboard_cli(args, config_dict, config_files)
         if (args.workers is not None or args.ray_address is not None) and (args.evaluate or analysis or args.show_periods
                                                                             or args.show_overlap):
-            raise TransferError("--workers / --ray_address: give --scenario (or --tune for --ray_address) with them")
+            raise TransferError("--workers / --ray_address: give --scenario or --leaderboard (or --tune for --ray_address) with them")
         if args.evaluate or analysis:
             return checkpoint_cli(args, analysis, config_dict)
         if args.show_periods:
@@ -63,7 +63,7 @@ def main(argv=None):
         if args.scenario or not runner.single_run or (args.target is None and runner.scenario_without_target):
             return run_scenario_cli(args, method, request)
         if args.workers is not None or args.ray_address is not None:
-            raise TransferError("--workers / --ray_address: give --scenario (or --tune for --ray_address) with them")
+            raise TransferError("--workers / --ray_address: give --scenario or --leaderboard (or --tune for --ray_address) with them")
         request = request.for_target(request.target)  # one run: the first target
         recbole_logging(request.keys, request.target)
         _result, text = runner.run(method, request, _print)
@@ -133,7 +133,7 @@ def run_search_cli(args, method, request):
 
 # what --leaderboard reads; any other flag given with it is refused, never ignored
 LEADERBOARD_FLAGS = frozenset({"leaderboard", "families", "budget", "leaderboard_plan", "seeds", "arms", "output",
-                               "num_cpus", "imports"})
+                               "num_cpus", "workers", "ray_address", "imports"})
 
 
 def run_leaderboard_cli(args, config_dict, config_files):
@@ -165,7 +165,8 @@ def run_leaderboard_cli(args, config_dict, config_files):
     check_output(args.output)
     start = time.time()
     rows = run_leaderboard(families, parse_seeds(args.seeds), args.budget, listish(args.arms),
-                           args.output, progress=_print, num_cpus=args.num_cpus, plan_files=plan_files)
+                           args.output, progress=_print, num_cpus=args.num_cpus, plan_files=plan_files,
+                           workers=args.workers, ray_address=args.ray_address)
     _print("\n" + leaderboard_report(rows) + f"\n\ntotal wall time {time.time() - start:.0f}s")
     if args.output:
         _print(f"wrote {', '.join(f'{args.output}.{e}' for e in ('json', 'md', 'png') if os.path.isfile(f'{args.output}.{e}'))}")

@@ -40,7 +40,8 @@ def build_parser():
                    + "; ".join(f"{m.name}: {', '.join(m.arms)}" for m in methods if m.arms) + ")")
     p.add_argument("--seeds", default=None, help="scenario seeds, e.g. \"[2020,2021,2022]\" (default: the seed key)")
     p.add_argument("--workers", type=int, default=None, help="scenario: run its (seed, arm) units as Ray tasks on a "
-                   "local Ray of this many CPUs (with --ray_address: on that cluster); the same rows as one after another")
+                   "local Ray of this many CPUs (with --ray_address: on that cluster); leaderboard: run its arms at once, "
+                   "their trials sharing those CPUs; the same rows as one after another")
     p.add_argument("--output", default=None, help="scenario: write rows (JSON), tables (Markdown) and a plot (PNG) with this path "
                    "prefix; --tune: the search's outcomes (JSON) and tables (Markdown)")
     p.add_argument("--evaluate", metavar="CHECKPOINT", default=None, help="reload a recbole_transfer checkpoint and test it")
@@ -65,7 +66,8 @@ def build_parser():
     t.add_argument("--tune", action="store_true", help="search the best configuration per target with Ray Tune")
     t.add_argument("--search_space", default=None, help="search-space YAML (default: the method's space.yaml)")
     t.add_argument("--num_samples", type=int, default=None, help="random draws per grid point of the space")
-    t.add_argument("--ray_address", default=None, help="join this Ray cluster (default: a local Ray on all cores)")
+    t.add_argument("--ray_address", default=None, help="join this Ray cluster (default: a local Ray on all cores); "
+                   "--scenario and --leaderboard: run their units there at once")
     t.add_argument("--num_cpus", type=int, default=None, help="CPUs of the local Ray (default: all cores)")
     t.add_argument("--run_dir", default=None, help="directory of the search (default: <tune_dir>/<timestamp>)")
     t.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue an interrupted search")

@@ -18,7 +18,7 @@ wall time and nothing else: the same rows, tested against the sequential run.
 import os
 import time
 
-from ..errors import TransferConfigError, TransferError
+from ..errors import TransferConfigError
 from ..request import Request
 
 PATH_KEYS = ("data_path", "protocol_dir", "checkpoint_dir", "domain_cache_dir", "source_checkpoint")
@@ -104,7 +104,7 @@ def run_parallel(method, request, arms=None, seeds=None, workers=None, ray_addre
     """Every (seed, arm) unit of ``request``'s scenario as a Ray task; the rows in the sequential run's order."""
     import ray
 
-    from ..tune.cluster import import_roots, probe_address, ray_session
+    from ..tune.cluster import import_roots, probe_address, ray_get, ray_session
 
     runner = method.runner
     if not runner.parallel_units:
@@ -125,7 +125,7 @@ def run_parallel(method, request, arms=None, seeds=None, workers=None, ray_addre
         per_seed = {seed: {} for seed in seeds}
         if runner.prepares_per_seed:
             pending = {seed_task.remote(_plain(request, seed=seed)): seed for seed in seeds}
-            for seed, keys in zip(pending.values(), _get(list(pending))):
+            for seed, keys in zip(pending.values(), ray_get(list(pending))):
                 per_seed[seed] = keys
                 say(f"seed {seed}: prepared once for its units ({', '.join(f'{k} {v}' for k, v in keys.items())})")
         units = [(seed, arm) for seed in seeds for arm in arms]
@@ -134,7 +134,7 @@ def run_parallel(method, request, arms=None, seeds=None, workers=None, ray_addre
         while left:
             done, _ = ray.wait(list(left), num_returns=1)
             index = left.pop(done[0])
-            results[index] = _get(done)[0]
+            results[index] = ray_get(done)[0]
             seed, arm = units[index]
             for line in results[index][2]:
                 say(f"seed {seed}: {line}")
@@ -148,16 +148,3 @@ def run_parallel(method, request, arms=None, seeds=None, workers=None, ray_addre
                  for n, (target, row) in enumerate(zip(_numbered(results[i][0]), results[i][0]))]
         rows += [row for *_key, row in sorted(keyed, key=lambda k: k[:3])]
     return rows
-
-
-def _get(refs):
-    """``ray.get``, with a unit's own error raised as it is (a TransferError: one line, no traceback)."""
-    import ray
-
-    try:
-        return ray.get(refs)
-    except ray.exceptions.RayTaskError as exc:
-        cause = getattr(exc, "cause", None)
-        if isinstance(cause, TransferError):
-            raise cause from None
-        raise

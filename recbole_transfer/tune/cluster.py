@@ -7,7 +7,7 @@ import os
 import socket
 import sys
 
-from ..errors import TransferConfigError
+from ..errors import TransferConfigError, TransferError
 
 QUIET_WARNINGS = "ignore::FutureWarning,ignore:pkg_resources is deprecated"
 
@@ -95,3 +95,16 @@ def check_cluster(space, emit):
          f"{int(cpus // space.cpus_per_trial)} trials at a time")
     if cpus < space.cpus_per_trial:
         raise TransferConfigError(f"search space cpus_per_trial={space.cpus_per_trial}: the Ray cluster has {cpus:g} CPUs")
+
+
+def ray_get(refs):
+    """``ray.get``, with a task's own error raised as it is (a TransferError: one line, no traceback)."""
+    import ray
+
+    try:
+        return ray.get(refs)
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, TransferError):
+            raise cause from None
+        raise

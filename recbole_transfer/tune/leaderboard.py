@@ -22,10 +22,10 @@ Every trial of every arm of one (family, target, data seed) is scored on the sam
 each trial's fingerprint; a scope whose picked arms were scored on different data is shown unpaired, never paired). Validation picks each arm's
 configuration, then the best baseline and the best transfer arm; the test split is read once per arm, for its
 winner. ``run_leaderboard`` writes ``<output>.json`` (one row per family, scenario, target, arm and data seed),
-``<output>.md`` and ``<output>.png``; finished arms are kept in the work directory, so a rerun resumes.
+``<output>.md`` and ``<output>.png``; finished arms are kept in the work directory, so a rerun resumes. With
+``workers`` or ``ray_address`` the arms run at once, each a Ray task that drives its own search.
 """
 
-import contextlib
 import json
 import logging
 import os
@@ -273,46 +273,97 @@ def check_arm_request(method, arm, request, budget, plan_path="<plan>"):
 
 
 def run_leaderboard(families_=None, seeds=None, budget=None, arms=None, output=None, work_dir=None, progress=None,
-                    num_cpus=None, plan_files=None):
+                    num_cpus=None, plan_files=None, workers=None, ray_address=None):
     """Run the leaderboard (see the module docstring); returns the rows. ``families_``: family names (default all);
     ``seeds``: data seeds (default: each family's scenario seed); ``arms``: restrict every family to these arms;
-    ``plan_files``: {family: a plan file to use instead of its leaderboard.yaml}."""
-    from .cluster import ray_session
-    from .search import run_search
+    ``plan_files``: {family: a plan file to use instead of its leaderboard.yaml}.
 
+    Arms run one after another, each arm's trials on a local Ray of ``num_cpus`` CPUs. With ``workers`` (a local Ray
+    of that many CPUs) or ``ray_address`` (a running cluster) every unfinished (family, seed, arm) is a Ray task of
+    its own that runs the arm's search there, so the trials of all arms share the cluster's CPUs: the same rows
+    (every trial trains its epochs with its own seed on the driver's data), in the same order."""
+    from .cluster import import_roots, probe_address, ray_session
+
+    if workers is not None and workers < 1:
+        raise TransferConfigError(f"--workers={workers}: must be >= 1")
+    if workers is not None and num_cpus is not None:
+        raise TransferConfigError("--workers and --num_cpus: give one (--workers runs the arms at once on a local Ray "
+                                  "of that many CPUs; --num_cpus runs them one after another)")
     emit = progress or (lambda msg: logger.info(msg))
     plans = [load_plan(m, budget, arms, (plan_files or {}).get(m.name), seeds)  # every plan checked first
              for m in select_families(families_)]
+    probe_address(ray_address)
     work_dir = os.path.abspath(work_dir or os.path.join("saved", "leaderboard"))
-    total = sum(len(p.arms) for p in plans) * len(seeds or [None])
-    rows, done, start, ray_up = [], 0, time.time(), False
-    quiet = lambda msg: logger.info(msg)  # noqa: E731 - the searches' own lines go to the log
-    with contextlib.ExitStack() as ray_started:  # Ray starts with the first arm that runs (a resumed one needs none)
-        for plan in plans:
-            base = plan.request()
-            for seed in seeds or [base.seed]:
-                for arm in plan.arms:
-                    request = base.with_keys(model=arm.model, seed=seed, **arm.run_keys())
-                    run_dir = os.path.join(work_dir, plan.method.name, f"seed{seed}", arm.name)
+    units = [(plan, seed, arm) for plan in plans for seed in seeds or [plan.request().seed] for arm in plan.arms]
+    results, start = {}, time.time()
+
+    def finished(index, arm_rows, seconds):
+        results[index] = arm_rows
+        plan, seed, arm = units[index]
+        for row in arm_rows:
+            shown = (f"valid {row['valid']:.4f} test {row['test']:.4f}" if row.get("test") is not None
+                     else f"no trial finished ({row.get('errors')} errors; see {_run_dir(work_dir, *units[index])})")
+            emit(f"[{len(results)}/{len(units)}] {plan.method.name} seed {seed} {row['target']} {arm.name} ({arm.kind}): "
+                 f"{row['metric']} {shown}; picked {_config_text(row['picked_config'])} "
+                 f"({row['seconds']:.0f}s; arm {seconds:.0f}s, elapsed {time.time() - start:.0f}s)")
+
+    todo = []
+    for index, unit in enumerate(units):
+        kept = _finished(_run_dir(work_dir, *unit), unit[0], unit[2], _arm_request(*unit))
+        if kept is None:
+            todo.append(index)
+        else:  # its seconds are those of the run that finished it
+            finished(index, [{**row, "resumed": True} for row in kept], 0)
+    if todo:  # Ray starts with the first arm that runs (a resumed one needs none)
+        roots = tuple(dict.fromkeys(r for plan in plans for r in import_roots(plan.method)))
+        with ray_session(ray_address, workers or num_cpus, roots):
+            if workers is None and ray_address is None:
+                for index in todo:
                     t0 = time.time()
-                    arm_rows = _finished(run_dir, plan, arm, request)
-                    if arm_rows is None:
-                        if not ray_up:
-                            ray_up = ray_started.enter_context(ray_session(None, num_cpus)) or True
-                        arm_rows = _run_arm(run_search, plan, arm, request, run_dir, quiet, num_cpus)
-                    else:  # its seconds are those of the run that finished it
-                        arm_rows = [{**row, "resumed": True} for row in arm_rows]
-                    rows += arm_rows
-                    done += 1
-                    for row in arm_rows:
-                        shown = (f"valid {row['valid']:.4f} test {row['test']:.4f}" if row.get("test") is not None
-                                 else f"no trial finished ({row.get('errors')} errors; see {run_dir})")
-                        emit(f"[{done}/{total}] {plan.method.name} seed {seed} {row['target']} {arm.name} ({arm.kind}): "
-                             f"{row['metric']} {shown}; picked {_config_text(row['picked_config'])} "
-                             f"({row['seconds']:.0f}s; arm {time.time() - t0:.0f}s, elapsed {time.time() - start:.0f}s)")
+                    finished(index, _arm_rows(units[index], work_dir, num_cpus), time.time() - t0)
+            else:
+                import ray
+
+                from .cluster import ray_get
+
+                cpus = ray.cluster_resources().get("CPU", 0)
+                emit(f"Ray {ray.get_runtime_context().gcs_address}: {len(todo)} arms at once on {cpus:g} CPUs")
+                # an arm's task only drives its search (no CPU of its own): its trials take the CPUs
+                task = ray.remote(num_cpus=0)(_arm_task)
+                left = {task.remote(units[index], work_dir, os.getcwd()): index for index in todo}
+                while left:
+                    done, _ = ray.wait(list(left), num_returns=1)
+                    arm_rows, seconds = ray_get(done)[0]
+                    finished(left.pop(done[0]), arm_rows, seconds)
+    rows = [row for index in range(len(units)) for row in results[index]]
     if output:
         write_leaderboard(output, rows)
     return rows
+
+
+def _arm_request(plan, seed, arm):
+    return plan.request().with_keys(model=arm.model, seed=seed, **arm.run_keys())
+
+
+def _run_dir(work_dir, plan, seed, arm):
+    return os.path.join(work_dir, plan.method.name, f"seed{seed}", arm.name)
+
+
+def _arm_rows(unit, work_dir, num_cpus):
+    from .search import run_search
+
+    quiet = lambda msg: logger.info(msg)  # noqa: E731 - the searches' own lines go to the log
+    return _run_arm(run_search, unit[0], unit[2], _arm_request(*unit), _run_dir(work_dir, *unit), quiet, num_cpus)
+
+
+def _arm_task(unit, work_dir, cwd):
+    """One arm's search, run from a Ray task (in the driver's working directory: relative keys mean the same)."""
+    from ..logs import quiet_logging
+
+    quiet_logging()
+    os.chdir(cwd)
+    t0 = time.time()
+    return _arm_rows(unit, work_dir, None), time.time() - t0
 
 
 def _finished(run_dir, plan, arm, request):
