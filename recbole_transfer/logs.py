@@ -1,17 +1,24 @@
 """Logging set-up for entry points only: the CLI, the benchmark scripts and a Ray Tune trial (the entry point of a
 Ray worker). Library modules log with ``logging.getLogger(__name__)`` and never configure logging themselves."""
 
+import contextlib
 import logging
 import os
+import threading
 import time
 import warnings
 
 from recbole.utils import init_logger
 
 
-def progress(iterable, total, what, logger, every=10.0):
-    """``iterable`` as it is, logging ``what: done / total (seconds)`` each time ``every`` seconds have passed since the
-    last line: a long set-up phase (candidates drawn user by user, a fingerprint over every batch) is never silent."""
+EVERY_S = 10.0  # the longest a long phase stays silent (progress, heartbeat)
+
+
+def progress(iterable, total, what, logger, every=None):
+    """``iterable`` as it is, logging ``what: done / total (seconds)`` each time ``every`` seconds (default
+    :data:`EVERY_S`) have passed since the last line: a long set-up phase (candidates drawn user by user, a
+    fingerprint over every batch) is never silent."""
+    every = EVERY_S if every is None else every
     start = last = time.time()
     for done, item in enumerate(iterable, 1):
         yield item
@@ -19,6 +26,27 @@ def progress(iterable, total, what, logger, every=10.0):
         if now - last >= every and done < total:
             last = now
             logger.info("%s: %d / %d (%.0f s)", what, done, total, now - start)
+
+
+@contextlib.contextmanager
+def heartbeat(what, logger, every=None):
+    """While the block runs, log ``what: still running (seconds)`` every ``every`` seconds (default :data:`EVERY_S`),
+    from a thread: a phase inside code that prints nothing as it goes (RecBole's loading and filtering, an epoch or
+    an evaluation over millions of rows, a model built in one call) is never silent for longer."""
+    every = EVERY_S if every is None else every
+    done, start = threading.Event(), time.time()
+
+    def beat():
+        while not done.wait(every):
+            logger.info("%s: still running (%.0f s)", what, time.time() - start)
+
+    thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 def quiet_recbole_warnings():

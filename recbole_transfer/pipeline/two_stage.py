@@ -27,6 +27,7 @@ from .. import registry
 from ..config import TransferConfig, get_model, recbole_errors
 from ..data import Protocol, check_enough_items, id_tokens, kl_relatedness, user_counts
 from ..keys import data_seed_of
+from ..logs import heartbeat
 from ..request import Request
 from ..errors import TransferCheckpointError, TransferConfigError
 from ..trainer import TransferTrainer, load_checkpoint, load_model_state
@@ -70,7 +71,7 @@ def load_dataset(config, key="dataset"):
     set_threads(config["num_threads"])
     start = time.time()
     logger.info("set-up %s: loading and filtering (RecBole) ...", config["dataset"])
-    with recbole_errors(config, key):
+    with recbole_errors(config, key), heartbeat(f"set-up {config['dataset']}: loading and filtering", logger):
         dataset = create_dataset(config)
         check_enough_items(dataset, config, key)
     logger.info("set-up %s: loaded and filtered, %d interactions, %d users, %d items (%.1f s)", config["dataset"],
@@ -107,7 +108,8 @@ def build_model(data):
     """Seed as RecBole does, then instantiate the configured model on the domain's training data."""
     config = data.config
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    return get_model(config["model"])(config, data.train_data._dataset).to(config["device"])
+    with heartbeat(f"set-up {config['dataset']}: building {config['model']}", logger):  # EASE's build is its fit
+        return get_model(config["model"])(config, data.train_data._dataset).to(config["device"])
 
 
 def train_domain(
@@ -352,8 +354,7 @@ def load_transfer_model(model_file, config_dict=None):
             "(another data_seed or split, or a checkpoint written before the protocol changed): its test rows may be "
             "rows it trained on. Evaluate it with its own keys and the version that wrote it, or retrain it"
         )
-    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    model = get_model(config["model"])(config, data.train_data._dataset).to(config["device"])
+    model = build_model(data)
     # a source checkpoint had no strategy applied (its config may name the target's transfer)
     strategy = registry.method_of(config["model"]).make_strategy(config) if checkpoint.get("stage") != "source" else None
     if strategy is not None:  # a target's strategy may graft modules

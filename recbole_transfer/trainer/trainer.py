@@ -32,6 +32,7 @@ fixed by the data seed, so two evaluations of one model give the same metrics.
 """
 
 import inspect
+import logging
 import os
 import time
 import uuid
@@ -44,7 +45,9 @@ from recbole.trainer import Trainer
 from recbole.utils import ModelType, set_color
 
 from ..errors import TransferCheckpointError, TransferConfigError
+from ..logs import heartbeat
 
+logger = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "recbole_transfer/1"
 
 
@@ -132,7 +135,8 @@ class TransferTrainer(Trainer):
         if self.strategy is not None:
             self.strategy.before_epoch(self, epoch_idx)
         start = time.perf_counter()
-        loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
+        with heartbeat(f"epoch {epoch_idx} training", logger):
+            loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         self.epoch_seconds["train"].append(time.perf_counter() - start)
         self.steps_done += len(train_data)
         self._hold_patience()
@@ -200,7 +204,8 @@ class TransferTrainer(Trainer):
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         if eval_data and load_best_model:
             self.load_best(model_file)
-        result = super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
+        with heartbeat("evaluating", logger):
+            result = super().evaluate(eval_data, load_best_model=False, show_progress=show_progress)
         self.last_per_user = per_user_metrics(self.evaluator) if eval_data else None
         self.last_users = evaluated_users(eval_data) if eval_data else None
         return result
