@@ -21,11 +21,13 @@ fails (EASE refusing an item count whose matrix does not fit) or passes ``--time
 lines. ``exponents``: per command, the slope of log(cost) against log(rows) from 400k rows to the largest size
 measured (``--fit_from``), for train, eval, wall and peak RSS.
 
-``parallel``: the overlap family's default scenario on the bundled ml-100k pair (``--model=CMF --scenario``, one data
-seed), run one unit after another and then with ``--workers=K`` (default 2), each in a fresh folder: both wall
-times, the speed-up and whether the rows are identical (but for wall times and checkpoint paths).
+``parallel`` (run by default after the sizes; ``--workers 0`` leaves it out): the overlap family's default scenario
+on the bundled ml-100k pair (``--model=CMF --scenario``, one data seed, its own epochs: ``--epochs`` and
+``--train_batch_size`` do not apply), run one unit after another and then with ``--workers=K`` (default 2), each in
+a fresh folder: both wall times, the speed-up, whether the rows are identical (but for wall times and checkpoint
+paths), and the driver process's peak RSS (the Ray workers are other processes).
 
-    OMP_NUM_THREADS=1 python benchmarks/scale.py                                   # every command, 100k .. 10M
+    OMP_NUM_THREADS=1 python benchmarks/scale.py                                   # every command, 100k .. 10M, then parallel
     OMP_NUM_THREADS=1 python benchmarks/scale.py --sizes 100000 400000 --commands "BPR full" "BPR full, sparse_tables"
     OMP_NUM_THREADS=1 python benchmarks/scale.py --commands --out /tmp/parallel     # only the --workers comparison
     python benchmarks/scale.py --tables_from benchmarks/results/scale.json
@@ -142,11 +144,13 @@ def measure_parallel(workers, seed, timeout, progress):
             [*PARALLEL, f"--seeds=[{seed}]", *extra, f"--output={os.path.join(work, 'rows')}",
              f"--protocol_dir={os.path.join(work, 'protocols')}", f"--checkpoint_dir={os.path.join(work, 'saved')}",
              f"--domain_cache_dir={os.path.join(work, 'domains')}"], work, timeout)
-        rows = None
+        rows, written = None, os.path.join(work, "rows.json")
+        if status == "ok" and not os.path.isfile(written):
+            status = "no rows written"
         if status == "ok":
-            with open(os.path.join(work, "rows.json"), encoding="utf-8") as f:
+            with open(written, encoding="utf-8") as f:
                 rows = json.load(f)
-        runs[label] = {"status": status, "wall_s": wall, "peak_rss_gb": usage.ru_maxrss * 1024 / 2 ** 30,
+        runs[label] = {"status": status, "wall_s": wall, "driver_peak_rss_gb": usage.ru_maxrss * 1024 / 2 ** 30,
                        "runs": None if rows is None else len(rows), "rows": rows,
                        "tail": [line for _, line in lines[-6:]] if status != "ok" else []}
         progress(f"  {status}: wall {wall:.1f} s, {runs[label]['runs']} runs")

@@ -90,9 +90,12 @@ class Method:
     module: str = None
     data_keys: frozenset = frozenset()
 
-    def __reduce__(self):
-        """A method travels (to a Ray task) as its name and module: the receiving process's registered method."""
-        return (load, (self.name, self.module))
+    def __reduce_ex__(self, protocol):
+        """A registered method travels (to a Ray task) as its name and module: the receiving process's registered
+        method (a copy is the method itself). One that is not registered pickles and copies field by field."""
+        if _METHODS.get(self.name) is self:
+            return (load, (self.name, self.module))
+        return super().__reduce_ex__(protocol)
 
     def file(self, name):
         """Absolute path of a YAML file of the method's folder, or None when the method has none."""

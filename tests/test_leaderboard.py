@@ -57,8 +57,10 @@ def test_overlap_ease_refused_under_cold_start(run_cli, workdir):
     (["--leaderboard", "--families=mmtnet", "--leaderboard_plan=nofile.yaml"], "no such file"),
     (["--leaderboard", "--families=mmtnet", "--budget=3"], "--budget=3 differs from the plan's"),
     (["--leaderboard", "--workers=0"], "--workers=0: must be >= 1"),
-    (["--leaderboard", "--workers=2", "--num_cpus=2"], "--workers and --num_cpus: give one"),
+    (["--leaderboard", "--workers=2", "--num_cpus=2"], "--num_cpus: give it without --workers and --ray_address"),
+    (["--leaderboard", "--num_cpus=2", "--ray_address=127.0.0.1:1"], "--num_cpus: give it without"),
     (["--leaderboard", "--families=mmtnet", "--ray_address=nohost"], "expected host:port"),
+    (["--leaderboard", "--families=mmtnet", "--ray_address="], "ray_address='': expected host:port"),
 ])
 def test_bad_leaderboard_input_exits_2(run_cli, workdir, args, expected):
     code, _out, err = run_cli(args)
@@ -251,15 +253,15 @@ def test_small_leaderboard_end_to_end(workdir, monkeypatch):
     stamp = os.path.getmtime(kept)
     from recbole_transfer.tune import cluster
 
-    monkeypatch.setattr(cluster, "ray_session", lambda *a, **k: pytest.fail("Ray started to resume finished arms"))
-    again = run_leaderboard(["overlap_cdr"], [2020], work_dir=str(workdir / "work"), progress=lines.append,
-                            plan_files={"overlap_cdr": str(workdir / "plan.yaml")})
+    with monkeypatch.context() as patch:
+        patch.setattr(cluster, "ray_session", lambda *a, **k: pytest.fail("Ray started to resume finished arms"))
+        again = run_leaderboard(["overlap_cdr"], [2020], work_dir=str(workdir / "work"), progress=lines.append,
+                                plan_files={"overlap_cdr": str(workdir / "plan.yaml")})
     assert [r["test"] for r in again] == [r["test"] for r in rows] and all(r["resumed"] for r in again)
     assert os.path.getmtime(kept) == stamp
-    monkeypatch.undo()
     # --workers: every arm a Ray task, their trials sharing the CPUs; the same rows in the same order
     lines = []
     at_once = run_leaderboard(["overlap_cdr"], [2020], work_dir=str(workdir / "at_once"), progress=lines.append,
                               workers=2, plan_files={"overlap_cdr": str(workdir / "plan.yaml")})
-    assert lines[0].startswith("Ray ") and "3 arms at once" in lines[0] and len(lines) == 4
+    assert lines[0].startswith("Ray ") and "3 arms, at most 2 at once" in lines[0] and len(lines) == 4
     assert [comparable(r) for r in at_once] == [comparable(r) for r in rows]

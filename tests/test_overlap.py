@@ -597,6 +597,34 @@ def test_tune_searches_the_models_own_keys_and_tests_the_winner(planted, run_cli
     assert len(workers) == 4 and len(set(workers)) < 4  # 4 trials on 2 CPUs: a worker ran more than one
 
 
+def test_a_pair_models_build_says_it_is_still_running(planted, monkeypatch, caplog):
+    """The overlap family builds its models itself (an EASE-like model fits in its constructor): the build logs
+    ``still running`` every ``EVERY_S`` seconds (here 0.05 s, the build held 0.3 s), as the shared pipeline's does."""
+    import logging
+    import time
+
+    from recbole_transfer import logs
+    from recbole_transfer.methods.overlap_cdr import runner as overlap_runner
+
+    real = overlap_runner.get_model
+
+    def slow(name):
+        cls = real(name)
+
+        def held(self, *args, **kwargs):
+            time.sleep(0.3)
+            cls.__init__(self, *args, **kwargs)
+        return type(cls.__name__, (cls,), {"__init__": held})
+
+    monkeypatch.setattr(logs, "EVERY_S", 0.05)
+    monkeypatch.setattr(overlap_runner, "get_model", slow)
+    caplog.set_level(logging.INFO, logger="recbole_transfer")
+    source_config, config = _configs(planted, "TargetMF", epochs=1)
+    build("TargetMF", config, build_pair(source_config, config))
+    assert any(r.getMessage().startswith(f"set-up {config['dataset']}: building TargetMF: still running (")
+               for r in caplog.records), [r.getMessage() for r in caplog.records]
+
+
 def test_a_stage_reports_its_last_validation_once_also_with_eval_step(planted):
     """on_epoch's ``last`` flag (what a Ray trial reports as recbole_done) is True at the stage's last validation
     only, whether it ends the epochs (eval_step 2 of 5 epochs: validations after epochs 2 and 4) or not."""

@@ -117,3 +117,16 @@ def test_outside_method_tune_through_the_one_driver(tower, run_cli, workdir, own
     assert result["best_yaml"] and os.path.isfile(result["best_yaml"])
     saved = json.loads((workdir / "tuned.json").read_text())  # --output: the outcomes and the printed tables
     assert saved[0]["target"] == "tgt" and "| target | best configuration |" in (workdir / "tuned.md").read_text()
+
+
+def test_a_registered_method_pickles_as_itself_and_an_unregistered_one_field_by_field():
+    """A leaderboard arm's task receives its plan's method pickled: the registered method there (its runner, its
+    strategy), never a detached copy; a Method not in the registry still copies and pickles."""
+    import copy
+    import pickle
+
+    method = registry.get_method("overlap_cdr")
+    assert pickle.loads(pickle.dumps(method)) is method and copy.deepcopy(method) is method
+    loose = registry.Method(name="not_registered", models={})
+    for twin in (copy.deepcopy(loose), pickle.loads(pickle.dumps(loose))):
+        assert twin is not loose and twin.name == "not_registered" and twin.models == {}

@@ -317,6 +317,7 @@ def test_bad_search_inputs_exit_2(tmp_path, run_cli):
         (["--resume=busy"], "no search.json there"),
         (["--tune", f"--ray_address=127.0.0.1:{_free_port()}", *KEYS[:-1]], "no Ray cluster answers there"),
         (["--tune", "--ray_address=ray://head:10001", *KEYS[:-1]], "Ray Client addresses are not supported"),
+        (["--tune", "--ray_address=127.0.0.1:1", "--num_cpus=2", *KEYS[:-1]], "with 2 CPUs: the CPUs are a local Ray's"),
     ]
     for args, message in cases:
         code, _out, err = run_cli(args, cwd=work)
@@ -400,15 +401,56 @@ def test_asha_never_stops_the_no_transfer_baseline():
 
 
 @pytest.mark.ray
-def test_a_local_rays_tasks_run_at_the_drivers_priority():
+def test_a_local_rays_tasks_run_at_the_drivers_priority(own_ray):
     """Ray starts its workers at nice 15 by default, where any other work on the machine starves them (a task 20x
     slower beside two busy processes on 2 cores); the local Ray of ray_session runs them at the driver's."""
     import ray
 
     from recbole_transfer.tune.cluster import ray_session
 
+    if os.nice(0) >= 15:
+        pytest.skip("the driver itself runs at nice >= 15: no difference to see")
+
     def niceness():  # a nested function: Ray sends it by value (a worker cannot import this test module)
         return os.nice(0)
 
     with ray_session(num_cpus=2):
         assert ray.get(ray.remote(num_cpus=1)(niceness).remote()) == os.nice(0)
+
+
+@pytest.mark.ray
+def test_tasks_run_at_most_limit_at_once_and_an_error_is_the_commands():
+    """``run_tasks``: every call's result reaches ``on_done`` under its index; never more than ``limit`` tasks are in
+    flight (counted between submission and ``on_done``); a task's TransferError is raised as itself (one line at the
+    command), not as Ray's wrapped traceback."""
+    import ray
+
+    from recbole_transfer.errors import TransferConfigError
+    from recbole_transfer.tune.cluster import run_tasks
+
+    class Counted:  # a task whose results are ready at once: what is measured is how many run_tasks has out
+        def __init__(self):
+            self.out = self.most = 0
+
+        def remote(self, value):
+            self.out += 1
+            self.most = max(self.most, self.out)
+            return ray.put(value * 10)
+
+    for limit, most in ((1, 1), (2, 2), (None, 4)):
+        task, done = Counted(), {}
+
+        def on_done(index, value, task=task, done=done):
+            task.out -= 1
+            done[index] = value
+
+        run_tasks(task, [(v,) for v in range(4)], limit, on_done)
+        assert done == {0: 0, 1: 10, 2: 20, 3: 30} and task.most == most, (limit, task.most)
+
+    def check(value):
+        if value < 0:
+            raise TransferConfigError(f"value={value}: must be >= 0")
+        return value
+
+    with pytest.raises(TransferConfigError, match="value=-1: must be >= 0"):
+        run_tasks(ray.remote(num_cpus=1, max_retries=0)(check), [(1,), (-1,), (2,)], 2, lambda index, out: None)

@@ -40,8 +40,8 @@ def build_parser():
                    + "; ".join(f"{m.name}: {', '.join(m.arms)}" for m in methods if m.arms) + ")")
     p.add_argument("--seeds", default=None, help="scenario seeds, e.g. \"[2020,2021,2022]\" (default: the seed key)")
     p.add_argument("--workers", type=int, default=None, help="scenario: run its (seed, arm) units as Ray tasks on a "
-                   "local Ray of this many CPUs (with --ray_address: on that cluster); leaderboard: run its arms at once, "
-                   "their trials sharing those CPUs; the same rows as one after another")
+                   "local Ray of this many CPUs (with --ray_address: at most this many at once on that cluster); "
+                   "leaderboard: run its arms at once, their trials sharing those CPUs; the same rows as one after another")
     p.add_argument("--output", default=None, help="scenario: write rows (JSON), tables (Markdown) and a plot (PNG) with this path "
                    "prefix; --tune: the search's outcomes (JSON) and tables (Markdown)")
     p.add_argument("--evaluate", metavar="CHECKPOINT", default=None, help="reload a recbole_transfer checkpoint and test it")

@@ -3,7 +3,6 @@ analyses of a checkpoint, ``--show_periods``, ``--show_overlap``, and ``--data=a
 
 import os
 
-from recbole.data import create_dataset
 
 from .. import registry
 from ..config import recbole_errors
@@ -13,6 +12,7 @@ from ..data.periods import check_period_args, dataset_periods, format_period_tab
 from ..errors import TransferError
 from ..logs import quiet_logging
 from ..pipeline import evaluate_checkpoint, load_transfer_model
+from ..pipeline.two_stage import read_dataset
 from ..request import domain_config
 from ..trainer import load_checkpoint
 
@@ -64,7 +64,7 @@ def overlap_cli(args, config_files, config_dict):
     for key, name in (("source", args.source), ("target", args.target)):
         config = domain_config(args.model or "Popularity", name, config_files, config_dict, key=key)
         with recbole_errors(config, key):
-            datasets.append(create_dataset(config))
+            datasets.append(read_dataset(config))
     source, target = datasets
     found = overlap(source, target, field or source.uid_field)
     for key, dataset in (("source", source), ("target", target)):
@@ -84,7 +84,7 @@ def periods_cli(args, config_files, config_dict):
     raw_time = None if {"normalize_all", "normalize_field"} & set(config_dict) else {"normalize_all": False}
     config = domain_config(args.model or "Popularity", args.target, config_files, config_dict, overrides=raw_time)
     check_period_args(config["periods"], config["period_by"])  # before the dataset is read
-    dataset = create_dataset(config)
+    dataset = read_dataset(config)
     period = dataset_periods(dataset, config["periods"], config["period_by"])
     feat = dataset.inter_feat
     rows = period_table(feat[dataset.uid_field].to_numpy(), feat[dataset.iid_field].to_numpy(),

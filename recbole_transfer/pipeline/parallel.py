@@ -1,4 +1,5 @@
-"""A scenario's runs as Ray tasks: ``--scenario --workers K`` (a local Ray of K CPUs) or ``--ray_address`` (a cluster).
+"""A scenario's runs as Ray tasks: ``--scenario --workers K`` (a local Ray of K CPUs) or ``--ray_address`` (a cluster;
+with ``--workers K``, at most K units at once there).
 
 A scenario is every seed x target x arm; a runner whose arms are independent of each other splits it into units of
 one seed and one arm (``Runner.parallel_units``), each unit its runner's own ``scenario`` call with that arm and that
@@ -104,23 +105,23 @@ def run_parallel(method, request, arms=None, seeds=None, workers=None, ray_addre
     """Every (seed, arm) unit of ``request``'s scenario as a Ray task; the rows in the sequential run's order."""
     import ray
 
-    from ..tune.cluster import import_roots, probe_address, ray_get, ray_session
+    from ..tune.cluster import check_workers, import_roots, probe_address, ray_get, ray_session, run_tasks
 
     runner = method.runner
     if not runner.parallel_units:
         raise TransferConfigError(f"--workers / --ray_address: the {method.name} scenario runs its arms inside one run "
                                   "(they are not independent units); run it without them")
-    if workers is not None and workers < 1:
-        raise TransferConfigError(f"--workers={workers}: must be >= 1")
+    check_workers(workers)
     chosen = bool(arms)
     arms = runner.scenario_arms(method, request, arms)
     seeds = list(seeds or [request.seed])
     probe_address(ray_address)
     say = progress or (lambda line: None)
     start = time.time()
-    with ray_session(ray_address, workers, import_roots(method)):
+    with ray_session(ray_address, None if ray_address else workers, import_roots(method)):
         cpus = ray.cluster_resources().get("CPU", 0)
-        say(f"Ray {ray.get_runtime_context().gcs_address}: {len(seeds) * len(arms)} units (seed x arm) on {cpus:g} CPUs")
+        say(f"Ray {ray.get_runtime_context().gcs_address}: {len(seeds) * len(arms)} units (seed x arm) on {cpus:g} CPUs"
+            + (f", at most {workers} at once" if ray_address and workers else ""))
         seed_task, unit_task = ray.remote(num_cpus=1)(_seed_task), ray.remote(num_cpus=1)(_unit_task)
         per_seed = {seed: {} for seed in seeds}
         if runner.prepares_per_seed:
@@ -129,17 +130,18 @@ def run_parallel(method, request, arms=None, seeds=None, workers=None, ray_addre
                 per_seed[seed] = keys
                 say(f"seed {seed}: prepared once for its units ({', '.join(f'{k} {v}' for k, v in keys.items())})")
         units = [(seed, arm) for seed in seeds for arm in arms]
-        refs = [unit_task.remote(_plain(request, seed=seed, **per_seed[seed]), arm, seed, chosen) for seed, arm in units]
-        results, left = {}, dict(zip(refs, range(len(units))))
-        while left:
-            done, _ = ray.wait(list(left), num_returns=1)
-            index = left.pop(done[0])
-            results[index] = ray_get(done)[0]
+        results = {}
+
+        def finished(index, result):
+            results[index] = result
             seed, arm = units[index]
-            for line in results[index][2]:
+            for line in result[2]:
                 say(f"seed {seed}: {line}")
-            say(f"[{len(results)}/{len(units)}] seed {seed}, {arm}: {len(results[index][0])} runs in "
-                f"{results[index][1]:.0f}s ({time.time() - start:.0f}s so far)")
+            say(f"[{len(results)}/{len(units)}] seed {seed}, {arm}: {len(result[0])} runs in {result[1]:.0f}s "
+                f"({time.time() - start:.0f}s so far)")
+
+        run_tasks(unit_task, [(_plain(request, seed=seed, **per_seed[seed]), arm, seed, chosen) for seed, arm in units],
+                  workers, finished)
     rows = []
     for seed in seeds:
         indices = [i for i, unit in enumerate(units) if unit[0] == seed]

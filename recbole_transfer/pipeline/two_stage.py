@@ -66,13 +66,19 @@ def builds_on_source(model_name):
     return bool(getattr(get_model(model_name), "builds_on_source", False))
 
 
+def read_dataset(config):
+    """RecBole's ``create_dataset(config)``, saying every 10 s that it still runs (it prints nothing as it goes)."""
+    with heartbeat(f"set-up {config['dataset']}: loading and filtering", logger):
+        return create_dataset(config)
+
+
 def load_dataset(config, key="dataset"):
     """RecBole's dataset of ``config`` (loaded and filtered as RecBole does), with a set-up line: counts and seconds."""
     set_threads(config["num_threads"])
     start = time.time()
     logger.info("set-up %s: loading and filtering (RecBole) ...", config["dataset"])
-    with recbole_errors(config, key), heartbeat(f"set-up {config['dataset']}: loading and filtering", logger):
-        dataset = create_dataset(config)
+    with recbole_errors(config, key):
+        dataset = read_dataset(config)
         check_enough_items(dataset, config, key)
     logger.info("set-up %s: loaded and filtered, %d interactions, %d users, %d items (%.1f s)", config["dataset"],
                 dataset.inter_num, dataset.user_num - 1, dataset.item_num - 1, time.time() - start)
@@ -222,7 +228,7 @@ def pretrain(request, verbose=True, before_fit=None):
     if keys["source_checkpoint"]:  # the checkpoint alone describes the source; its dataset is read only for a
         pretrained = source_from_checkpoint(keys["source_checkpoint"])  # plain run's file (no counts, no ids)
         if source is not None and (pretrained.user_counts.size == 0 or not pretrained.id_tokens):
-            dataset = create_dataset(source_request(request, model).config(source, key="source"))
+            dataset = read_dataset(source_request(request, model).config(source, key="source"))
             pretrained.user_counts, pretrained.id_tokens = user_counts(dataset), id_tokens(dataset)
         pretrained.dataset = source or pretrained.dataset
         if before_fit is not None:

@@ -18,6 +18,7 @@ def ray_session(address=None, num_cpus=None, paths=()):
     ``paths``: more import roots for the workers (where a method registered outside the package lives)."""
     import ray
 
+    check_cpus(address, num_cpus)
     if ray.is_initialized():
         yield
         return
@@ -32,7 +33,7 @@ def ray_session(address=None, num_cpus=None, paths=()):
     saved = {k: os.environ.get(k) for k in names}
     os.environ.update({"PYTHONWARNINGS": QUIET_WARNINGS, "RAY_AIR_NEW_OUTPUT": "0"})
     if not address:
-        os.environ["RAY_worker_niceness"] = "0"
+        os.environ.setdefault("RAY_worker_niceness", "0")  # unless the user chose one
     try:
         try:
             # "local": always a new Ray, never one found on the machine (another search, a `ray start`)
@@ -70,11 +71,20 @@ def import_roots(method):
     return (root,)
 
 
-def probe_address(address):
+def check_cpus(address, num_cpus):
+    if address and num_cpus:
+        raise TransferConfigError(f"ray_address={address!r} with {num_cpus} CPUs: the CPUs are a local Ray's "
+                                  "(--num_cpus starts one); a cluster joined by address has its own")
+
+
+def probe_address(address, num_cpus=None):
     """Fail in seconds, before any training, when nothing listens at a ``host:port`` Ray address
-    (Ray itself retries for minutes)."""
-    if not address:
+    (Ray itself retries for minutes); a CPU count for a local Ray given with it is an error."""
+    if address is None:
         return
+    check_cpus(address, num_cpus)
+    if not str(address).strip():
+        raise TransferConfigError("ray_address='': expected host:port, e.g. 127.0.0.1:6379 (leave it out for a local Ray)")
     if str(address).startswith("ray://"):
         raise TransferConfigError(f"ray_address={address!r}: Ray Client addresses are not supported; give the "
                                   "cluster's GCS address (host:port) from a node of the cluster")
@@ -107,4 +117,30 @@ def ray_get(refs):
         cause = getattr(exc, "cause", None)
         if isinstance(cause, TransferError):
             raise cause from None
+        raise
+
+
+def check_workers(workers):
+    if workers is not None and workers < 1:
+        raise TransferConfigError(f"--workers={workers}: must be >= 1")
+
+
+def run_tasks(task, calls, limit, on_done):
+    """``task.remote(*args)`` for each ``args`` of ``calls``, at most ``limit`` in flight at once (None: all), each
+    task's result given to ``on_done(index, result)`` as it finishes. A task's error cancels the others and is
+    raised as :func:`ray_get` raises it."""
+    import ray
+
+    pending, submitted = {}, 0
+    try:
+        while submitted < len(calls) or pending:
+            while submitted < len(calls) and (limit is None or len(pending) < limit):
+                pending[task.remote(*calls[submitted])] = submitted
+                submitted += 1
+            done, _ = ray.wait(list(pending), num_returns=1)
+            index = pending.pop(done[0])
+            on_done(index, ray_get(done)[0])
+    except BaseException:
+        for ref in pending:
+            ray.cancel(ref, force=True)
         raise

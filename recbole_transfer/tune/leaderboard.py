@@ -282,13 +282,13 @@ def run_leaderboard(families_=None, seeds=None, budget=None, arms=None, output=N
     of that many CPUs) or ``ray_address`` (a running cluster) every unfinished (family, seed, arm) is a Ray task of
     its own that runs the arm's search there, so the trials of all arms share the cluster's CPUs: the same rows
     (every trial trains its epochs with its own seed on the driver's data), in the same order."""
-    from .cluster import import_roots, probe_address, ray_session
+    from .cluster import check_workers, import_roots, probe_address, ray_session, run_tasks
 
-    if workers is not None and workers < 1:
-        raise TransferConfigError(f"--workers={workers}: must be >= 1")
-    if workers is not None and num_cpus is not None:
-        raise TransferConfigError("--workers and --num_cpus: give one (--workers runs the arms at once on a local Ray "
-                                  "of that many CPUs; --num_cpus runs them one after another)")
+    check_workers(workers)
+    if num_cpus is not None and (workers is not None or ray_address is not None):
+        raise TransferConfigError("--num_cpus: give it without --workers and --ray_address (--num_cpus: the arms one "
+                                  "after another on a local Ray of that many CPUs; --workers: the arms at once on a "
+                                  "local Ray of that many CPUs; --ray_address: the arms at once on that cluster)")
     emit = progress or (lambda msg: logger.info(msg))
     plans = [load_plan(m, budget, arms, (plan_files or {}).get(m.name), seeds)  # every plan checked first
              for m in select_families(families_)]
@@ -316,7 +316,7 @@ def run_leaderboard(families_=None, seeds=None, budget=None, arms=None, output=N
             finished(index, [{**row, "resumed": True} for row in kept], 0)
     if todo:  # Ray starts with the first arm that runs (a resumed one needs none)
         roots = tuple(dict.fromkeys(r for plan in plans for r in import_roots(plan.method)))
-        with ray_session(ray_address, workers or num_cpus, roots):
+        with ray_session(ray_address, None if ray_address else (num_cpus if workers is None else workers), roots):
             if workers is None and ray_address is None:
                 for index in todo:
                     t0 = time.time()
@@ -324,17 +324,16 @@ def run_leaderboard(families_=None, seeds=None, budget=None, arms=None, output=N
             else:
                 import ray
 
-                from .cluster import ray_get
-
                 cpus = ray.cluster_resources().get("CPU", 0)
-                emit(f"Ray {ray.get_runtime_context().gcs_address}: {len(todo)} arms at once on {cpus:g} CPUs")
-                # an arm's task only drives its search (no CPU of its own): its trials take the CPUs
-                task = ray.remote(num_cpus=0)(_arm_task)
-                left = {task.remote(units[index], work_dir, os.getcwd()): index for index in todo}
-                while left:
-                    done, _ = ray.wait(list(left), num_returns=1)
-                    arm_rows, seconds = ray_get(done)[0]
-                    finished(left.pop(done[0]), arm_rows, seconds)
+                at_once = workers or max(1, int(cpus))
+                emit(f"Ray {ray.get_runtime_context().gcs_address}: {len(todo)} arms, at most {at_once} at once, on "
+                     f"{cpus:g} CPUs")
+                # an arm's task drives its search (the data, the trials' checks, the winner's test): no CPU is reserved
+                # for it, so that its trials can have them; at most as many arms as CPUs (or --workers) at once keeps
+                # the drivers' own work bounded. A crashed arm is an error, not a silent rerun of its search.
+                task = ray.remote(num_cpus=0, max_retries=0)(_arm_task)
+                run_tasks(task, [(units[index], work_dir, os.getcwd()) for index in todo], at_once,
+                          lambda at, out: finished(todo[at], *out))
     rows = [row for index in range(len(units)) for row in results[index]]
     if output:
         write_leaderboard(output, rows)
@@ -361,9 +360,15 @@ def _arm_task(unit, work_dir, cwd):
     from ..logs import quiet_logging
 
     quiet_logging()
+    if not os.path.isdir(cwd):
+        raise TransferConfigError(f"a leaderboard arm on a Ray node: no folder {cwd!r} there (the driver's working "
+                                  "folder); run the leaderboard from a folder every node sees")
+    before, t0 = os.getcwd(), time.time()
     os.chdir(cwd)
-    t0 = time.time()
-    return _arm_rows(unit, work_dir, None), time.time() - t0
+    try:
+        return _arm_rows(unit, work_dir, None), time.time() - t0
+    finally:
+        os.chdir(before)
 
 
 def _finished(run_dir, plan, arm, request):

@@ -147,7 +147,7 @@ def run_search(
     Raises TransferError on bad input, SearchInterrupted when the search did not finish.
     """
     emit = progress or (lambda msg: logger.info(msg))
-    probe_address(ray_address)
+    probe_address(ray_address, num_cpus)
     if num_samples is not None and int(num_samples) < 1:
         raise TransferConfigError(f"num_samples={num_samples!r}: must be >= 1")
     if resume:

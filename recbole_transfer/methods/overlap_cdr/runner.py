@@ -22,6 +22,7 @@ import numpy as np
 from ...config import TransferConfig, get_model
 from ...errors import TransferConfigError
 from ...keys import data_seed_of, layered
+from ...logs import heartbeat
 from ...pipeline.base import Runner, SearchTarget
 from ...request import Request
 from ...stats import user_means
@@ -145,7 +146,8 @@ def build(model, config, pair):
     dataset = pair.target.train_data._dataset
     if config["doc_field"] and getattr(cls, "reads_documents", False):  # the pair builds them once, from its training rows
         pair.documents(config["doc_field"], config["max_doc_len"], config["code_faithful_aux"])
-    instance = cls(config, dataset, pair.links)
+    with heartbeat(f"set-up {config['dataset']}: building {model}", logger):  # an EASE-like build is its fit
+        instance = cls(config, dataset, pair.links)
     return instance.to(config["device"])
 
 

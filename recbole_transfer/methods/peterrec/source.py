@@ -4,10 +4,10 @@ import functools
 import os
 
 import numpy as np
-from recbole.data import create_dataset
 
 from ...config import TransferConfig
 from ...errors import TransferConfigError
+from ...pipeline.two_stage import read_dataset
 from ...trainer import load_checkpoint
 
 
@@ -56,4 +56,4 @@ def load_source(path):
 def _load_source(path, _mtime):
     checkpoint = load_checkpoint(path)
     config = TransferConfig.from_checkpoint(checkpoint)
-    return SourceData(config, create_dataset(config), checkpoint["state_dict"])
+    return SourceData(config, read_dataset(config), checkpoint["state_dict"])

@@ -36,7 +36,6 @@ import time
 
 import numpy as np
 import torch
-from recbole.data import create_dataset
 from recbole.data.dataloader import TrainDataLoader
 from recbole.data.interaction import Interaction
 from recbole.utils import init_seed
@@ -44,6 +43,7 @@ from recbole.utils import init_seed
 from ...config import get_model
 from ...errors import TransferConfigError
 from ...keys import read_yaml, recbole_model_defaults
+from ...pipeline.two_stage import read_dataset
 from ...trainer import TransferTrainer
 from ...utils import listish, set_threads
 from .model import build_base
@@ -250,7 +250,7 @@ def run_periodic(config, methods=None, progress=None, observer=None, last_period
     methods = list(methods or check_periodic_config(config))
     set_threads(config["num_threads"])
     init_seed(config["seed"], config["reproducibility"])
-    data = PeriodicData(config, create_dataset(config))
+    data = PeriodicData(config, read_dataset(config))
     if on_data is not None:
         on_data(data)
     build_base(config, data.dataset)  # a base that cannot serve fails before any method trains

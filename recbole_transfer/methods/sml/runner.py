@@ -6,10 +6,10 @@ import os
 import time
 
 import numpy as np
-from recbole.data import create_dataset
 
 from ...errors import TransferConfigError
 from ...pipeline.base import Runner, SearchTarget
+from ...pipeline.two_stage import read_dataset
 from ...utils import set_threads
 from .periods import PeriodicData
 from .retraining import METHOD_READS, check_periodic_config, run_periodic
@@ -82,7 +82,7 @@ class PeriodicRunner(Runner):
         for params in trials:
             check_periodic_config(request.with_keys(**params).keys)
         set_threads(config["num_threads"])
-        data = PeriodicData(config, create_dataset(config))
+        data = PeriodicData(config, read_dataset(config))
         return SearchTarget(config, data.fingerprint(), n_valid, n_valid)
 
     @staticmethod
