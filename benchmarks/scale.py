@@ -214,8 +214,12 @@ def report(saved):
     fitted = [[name] + [_cell(e[cost], "{:.2f}") for cost in COSTS] for name, e in saved["exponents"].items()]
     failed = "".join(f"\n- {r['command']} at {r['rows']:,} rows: {r['status']}; last lines: "
                      f"`{' / '.join(line[-160:] for line in r['tail'][-2:])}`" for r in rows if r["status"] != "ok")
-    return (f"# Cost against data size\n\nCommand: `OMP_NUM_THREADS=1 python benchmarks/scale.py {run.get('argv', '')}` "
-            f"(python {run['python']}, torch {run['torch']}, 1 thread, {run['cores']} cores; commit {run.get('commit')})"
+    command = (f"Command: `OMP_NUM_THREADS=1 python benchmarks/scale.py {run.get('argv', '')}` (python {run['python']}, "
+               f"torch {run['torch']}, 1 thread, {run['cores']} cores; commit {run.get('commit')})")
+    if not rows:
+        return (f"# Scale benchmark: the `--workers` comparison only\n\n{command}. No size was measured (`--commands` "
+                "named none).\n" + parallel_report(saved.get("parallel")))
+    return (f"# Cost against data size\n\n{command}"
             f"\n\nEach command: `run_recbole_transfer.py` with its arguments (below), `--epochs {run['epochs']}`, "
             f"`--train_batch_size {run['batch']}`, a fresh protocol folder (run 2: the folder run 1 wrote), on the "
             "synthetic pair of that size (`write_scale_pair`: target users, items as listed; a source sharing 90 % of "
@@ -321,7 +325,8 @@ def main(argv=None):
     saved = {"run": common.record(args.threads, argv=" ".join(argv), epochs=args.epochs, batch=args.train_batch_size),
              "rows": rows, "fit_from": args.fit_from, "exponents": exponents(rows, args.fit_from), "parallel": parallel}
     common.write(args.out, report(saved), saved)
-    plot(saved, args.out + ".png")
+    if rows:
+        plot(saved, args.out + ".png")
     return 0
 
 
