@@ -322,6 +322,31 @@ def gap_closed(rows):
             "1 = the ceiling, 0 = the item mean\n\n" + markdown(["setting"] + header, lines))
 
 
+def control_kept(rows):
+    """Per setting with a shuffled control and eta: CATN's gain over the item mean + source offset (cold-user MSE,
+    mean over runs) on the setting and on its control (the same draws, every source review given to another user),
+    and the share of the gain the control keeps (the goal: under one half)."""
+    lines, etas = [], sorted({r["eta"] for r in rows}, reverse=True)
+    for setting in [s for s in SETTINGS if f"{s}_shuffled" in SETTINGS and any(r["setting"] == f"{s}_shuffled" for r in rows)]:
+        cells = []
+        for eta in etas:
+            gains = []
+            for scope in (setting, f"{setting}_shuffled"):
+                mse = {arm: [r["mse"] for r in rows if r["setting"] == scope and r["eta"] == eta and r["arm"] == arm]
+                       for arm in ("item_mean_offset", "CATN")}
+                gains.append(float(np.mean(mse["item_mean_offset"]) - np.mean(mse["CATN"])) if all(mse.values()) else None)
+            real, control = gains
+            cells.append("-" if real is None or control is None else
+                         f"{control / real:.2f} ({control:+.3f} of {real:+.3f})" if real > 0 else
+                         f"no gain to keep ({real:+.3f})")
+        lines.append([setting] + cells)
+    if not lines:
+        return ""
+    return ("The shuffled control's share of CATN's gain over item_mean_offset (cold-user MSE, mean over runs: the "
+            "control's gain of the setting's gain; 0 = the control keeps none, 1 = all of it)\n\n"
+            + markdown(["setting"] + [f"eta {eta:g}" for eta in etas], lines))
+
+
 LEFT = 0.02  # validation RMSE this far below the start: the run has left its plateau
 
 
@@ -382,7 +407,7 @@ def variants(rows):
 
 
 def tables(rows):
-    parts = [summary(rows)] + [t for t in [gap_closed(rows), plateau(rows), variants(rows)] if t]
+    parts = [summary(rows)] + [t for t in [gap_closed(rows), control_kept(rows), plateau(rows), variants(rows)] if t]
     for setting in [s for s in SETTINGS if any(r["setting"] == s for r in rows)]:
         scoped = [r for r in rows if r["setting"] == setting]
         arms = [a for a in SHOWN if any(r["arm"] == a for r in scoped)]

@@ -170,7 +170,7 @@ def overlap(results):
 
 
 def catn(results):
-    rows = [r for r in _load(results, "catn") if r["setting"] != "planted_strong_shuffled"]  # a control, not a setting
+    rows = [r for r in _load(results, "catn") if not r["setting"].endswith("_shuffled")]  # controls, not settings
     etas = sorted({r["eta"] for r in rows}, reverse=True)
     kg = [r for r in rows if r["setting"] == "kg" and r["eta"] == etas[0]]
     if not kg:  # the rule's setting is not in the results file (not rerun since CATN's recipe changed): no row
