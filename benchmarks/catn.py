@@ -453,7 +453,13 @@ def report(saved):
     rows, run = saved["rows"], saved["run"]
     return (f"# CATN benchmark\n\nCommand: `OMP_NUM_THREADS=1 python benchmarks/catn.py {run.get('argv', command_of(rows))}`"
             f" (python {run['python']}, torch {run['torch']}, {run['threads']} thread; {common.number(run.get('wall_s'))}s "
-            "this run, parts reused)\n\n" + tables(rows) + "\n")
+            "this run, parts reused)\n\n" + missing_parts(run) + tables(rows) + "\n")
+
+
+def missing_parts(run):
+    missing = run.get("missing") or []
+    return ("**Not measured yet** (parts the command names that did not exist when it joined them; every table below "
+            "is over the runs that did): " + "; ".join(missing) + ".\n\n") if missing else ""
 
 
 def command_of(rows):
@@ -473,6 +479,8 @@ def main(argv=None):
     p.add_argument("--etas", nargs="+", type=float, default=list(ETAS))
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     p.add_argument("--data_root", default=os.path.join("saved", "catn_benchmark"), help="generated planted domains")
+    p.add_argument("--join_only", action="store_true", help="train nothing: join the parts kept so far (<out>.<setting>."
+                                                              "seed<N>[.model<M>].json) and list the missing ones")
     p.add_argument("--training_seeds", type=int, default=1,
                    help="training seeds per data seed: the data seed itself, then the data seed + 1000, + 2000, ... "
                         "(default 1); every arm of a data seed is scored on the same pair whatever its training seed")
@@ -485,16 +493,19 @@ def main(argv=None):
     progress = lambda text: print(text, flush=True)  # noqa: E731
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     start = time.time()
-    rows = []
+    rows, missing = [], []
     for setting in args.settings:
         for seed in args.seeds:
             for model_seed in [seed + 1000 * i for i in range(args.training_seeds)]:
                 name = f"seed{seed}" if model_seed == seed else f"seed{seed}.model{model_seed}"
-                rows += common.part(f"{args.out}.{setting}.{name}.json",
-                                    lambda: run_setting(setting, seed, args.etas, args.arms, args.data_root, progress,
-                                                        model_seed), progress)
+                path = f"{args.out}.{setting}.{name}.json"
+                if args.join_only and not os.path.isfile(path):
+                    missing.append(f"{setting} data seed {seed} training seed {model_seed}")
+                    continue
+                rows += common.part(path, lambda: run_setting(setting, seed, args.etas, args.arms, args.data_root,
+                                                              progress, model_seed), progress)
     argv = " ".join(sys.argv[1:] if argv is None else argv)
-    saved = {"run": common.record(args.threads, wall_s=time.time() - start, argv=argv), "rows": rows}
+    saved = {"run": common.record(args.threads, wall_s=time.time() - start, argv=argv, missing=missing), "rows": rows}
     common.write(args.out, report(saved), saved)
     return 0
 
