@@ -22,7 +22,7 @@ RESULTS = os.path.join(BENCHMARKS, "results")
 # results/<name>.md -> the script that writes it (with results/<name>.json)
 SCRIPTS = {name: f"{name}.py" for name in (
     "catn", "catn_speed", "headline", "layer_importance", "layer_transfer", "leaderboard", "mmtnet_transfer", "overlap_cdr", "peterrec_transfer",
-    "planted_transfer", "protocol_speed", "recbole_parity", "sml_retraining", "trainer_overhead", "tune_transfer")}
+    "planted_transfer", "protocol_speed", "recbole_parity", "scale", "sml_retraining", "trainer_overhead", "tune_transfer")}
 
 # written by the command line (`run_recbole_transfer.py --tune ... --output=benchmarks/results/<name>`): its .md is
 # recbole_transfer.tune.search_report of the outcomes in its .json
