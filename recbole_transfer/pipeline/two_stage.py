@@ -114,8 +114,14 @@ def build_model(data):
     """Seed as RecBole does, then instantiate the configured model on the domain's training data."""
     config = data.config
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
-    with heartbeat(f"set-up {config['dataset']}: building {config['model']}", logger):  # EASE's build is its fit
-        return get_model(config["model"])(config, data.train_data._dataset).to(config["device"])
+    return instantiate(get_model(config["model"]), config["model"], config, data.train_data._dataset)
+
+
+def instantiate(cls, name, config, *args):
+    """``cls(config, *args)`` on the configured device, saying every 10 s that it is still being built (an EASE-like
+    model fits in its constructor): every model build of the package goes through here."""
+    with heartbeat(f"set-up {config['dataset']}: building {name}", logger):
+        return cls(config, *args).to(config["device"])
 
 
 def train_domain(

@@ -294,7 +294,13 @@ def run_leaderboard(families_=None, seeds=None, budget=None, arms=None, output=N
              for m in select_families(families_)]
     probe_address(ray_address)
     work_dir = os.path.abspath(work_dir or os.path.join("saved", "leaderboard"))
-    units = [(plan, seed, arm) for plan in plans for seed in seeds or [plan.request().seed] for arm in plan.arms]
+    units, requests = [], []  # (plan, seed, arm) and its request, each plan's scenario read once
+    for plan in plans:
+        base = plan.request()
+        for seed in seeds or [base.seed]:
+            for arm in plan.arms:
+                units.append((plan, seed, arm))
+                requests.append(_arm_request(base, seed, arm))
     results, start = {}, time.time()
 
     def finished(index, arm_rows, seconds):
@@ -309,7 +315,7 @@ def run_leaderboard(families_=None, seeds=None, budget=None, arms=None, output=N
 
     todo = []
     for index, unit in enumerate(units):
-        kept = _finished(_run_dir(work_dir, *unit), unit[0], unit[2], _arm_request(*unit))
+        kept = _finished(_run_dir(work_dir, *unit), unit[0], unit[2], requests[index])
         if kept is None:
             todo.append(index)
         else:  # its seconds are those of the run that finished it
@@ -320,7 +326,7 @@ def run_leaderboard(families_=None, seeds=None, budget=None, arms=None, output=N
             if workers is None and ray_address is None:
                 for index in todo:
                     t0 = time.time()
-                    finished(index, _arm_rows(units[index], work_dir, num_cpus), time.time() - t0)
+                    finished(index, _arm_rows(units[index], requests[index], work_dir, num_cpus), time.time() - t0)
             else:
                 import ray
 
@@ -340,19 +346,20 @@ def run_leaderboard(families_=None, seeds=None, budget=None, arms=None, output=N
     return rows
 
 
-def _arm_request(plan, seed, arm):
-    return plan.request().with_keys(model=arm.model, seed=seed, **arm.run_keys())
+def _arm_request(base, seed, arm):
+    """The request of one arm at one data seed, over its plan's scenario ``base``."""
+    return base.with_keys(model=arm.model, seed=seed, **arm.run_keys())
 
 
 def _run_dir(work_dir, plan, seed, arm):
     return os.path.join(work_dir, plan.method.name, f"seed{seed}", arm.name)
 
 
-def _arm_rows(unit, work_dir, num_cpus):
+def _arm_rows(unit, request, work_dir, num_cpus):
     from .search import run_search
 
     quiet = lambda msg: logger.info(msg)  # noqa: E731 - the searches' own lines go to the log
-    return _run_arm(run_search, unit[0], unit[2], _arm_request(*unit), _run_dir(work_dir, *unit), quiet, num_cpus)
+    return _run_arm(run_search, unit[0], unit[2], request, _run_dir(work_dir, *unit), quiet, num_cpus)
 
 
 def _arm_task(unit, work_dir, cwd):
@@ -366,7 +373,8 @@ def _arm_task(unit, work_dir, cwd):
     before, t0 = os.getcwd(), time.time()
     os.chdir(cwd)
     try:
-        return _arm_rows(unit, work_dir, None), time.time() - t0
+        request = _arm_request(unit[0].request(), unit[1], unit[2])
+        return _arm_rows(unit, request, work_dir, None), time.time() - t0
     finally:
         os.chdir(before)
 

@@ -22,8 +22,8 @@ import numpy as np
 from ...config import TransferConfig, get_model
 from ...errors import TransferConfigError
 from ...keys import data_seed_of, layered
-from ...logs import heartbeat
 from ...pipeline.base import Runner, SearchTarget
+from ...pipeline.two_stage import instantiate
 from ...request import Request
 from ...stats import user_means
 from ...trainer import TransferTrainer, is_traditional, load_checkpoint, load_model_state
@@ -146,9 +146,7 @@ def build(model, config, pair):
     dataset = pair.target.train_data._dataset
     if config["doc_field"] and getattr(cls, "reads_documents", False):  # the pair builds them once, from its training rows
         pair.documents(config["doc_field"], config["max_doc_len"], config["code_faithful_aux"])
-    with heartbeat(f"set-up {config['dataset']}: building {model}", logger):  # an EASE-like build is its fit
-        instance = cls(config, dataset, pair.links)
-    return instance.to(config["device"])
+    return instantiate(cls, model, config, dataset, pair.links)
 
 
 def rating_per_user(trainer, eval_data):
