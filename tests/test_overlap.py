@@ -564,7 +564,7 @@ def test_cli_scenario_with_workers_gives_the_sequential_rows(planted, run_cli, t
     assert code == 0, err[-800:]
     code, out, err = run_cli([*args, "--workers=2", f"--output={tmp_path / 'two'}"], cwd=tmp_path)
     assert code == 0, err[-800:]
-    assert "6 units (seed x arm)" in out
+    assert "12 units (seed x arm x setting)" in out  # 2 seeds x 3 arms x (warm, cold_start eta=0.5)
     same_rows(json.loads((tmp_path / "two.json").read_text()), json.loads((tmp_path / "one.json").read_text()))
     code, _out, err = run_cli([*args, "--workers=0"], cwd=tmp_path)
     assert code == 2 and "--workers=0: must be >= 1" in err and "Traceback" not in err
@@ -729,3 +729,23 @@ def test_init_scale_pair_draws_the_tables_at_the_scale_of_one_table_over_both_do
         assert torch.allclose(scaled[f"{name}.weight"], table * factor), name
         assert scaled[f"{name}.weight"].std().item() == pytest.approx((2.0 / (rows[kind] + k)) ** 0.5, rel=0.15), name
     assert not scaled["item_bias.weight"].any() and not scaled["source_item_bias.weight"].any()
+
+
+def test_a_scenario_part_runs_one_setting_as_the_whole_scenario_runs_it(planted):
+    """``--workers`` splits an overlap unit by setting (``scenario_parts``): a part's rows are the whole scenario's
+    rows of that setting, a default arm left out of it says so, and a label that is no setting is refused."""
+    from recbole_transfer.pipeline.parallel import comparable
+
+    method = registry.get_method("overlap_cdr")
+    keys = {**FAST, "data_path": planted["data_path"], "checkpoint_dir": planted["checkpoint_dir"],
+            "protocol_dir": planted["protocol_dir"], "scenario_protocols": ["warm", "cold_start"], "scenario_etas": [0.5]}
+    request = Request("CMF", "psrc", ["ptgt"], [method.scenario], keys)
+    assert method.runner.scenario_parts(method, request) == ["warm", "cold_start eta=0.5"]
+    whole = method.runner.scenario(method, request, ["pop", "EASE"], [1], chosen=False)
+    lines = []
+    cold = method.runner.scenario(method, request, ["pop", "EASE"], [1], chosen=False, part="cold_start eta=0.5",
+                                  progress=lines.append)
+    assert [comparable(r) for r in cold] == [comparable(r) for r in whole if r["target"] == "cold_start eta=0.5"]
+    assert [r["arm"] for r in cold] == ["pop"] and any(line.startswith("EASE is not run under cold_start") for line in lines)
+    with pytest.raises(TransferConfigError, match="scenario part 'cold_start eta=0.2': not a setting"):
+        method.runner.scenario(method, request, ["pop"], [1], part="cold_start eta=0.2")

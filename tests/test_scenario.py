@@ -115,3 +115,29 @@ def test_workers_give_the_sequential_scenarios_rows_in_its_order(small_domains):
     assert [(r["seed"], r["target"], r["arm"]) for r in parallel][:3] == [(1, "tgt", "none"), (1, "tgt", "config-1"),
                                                                           (1, "tgt", "pop")]
     assert sum(line.startswith("seed ") and "prepared once" in line for line in lines) == 2
+
+
+def test_units_of_one_seed_share_what_they_build_in_a_worker_up_to_the_row_budget(monkeypatch):
+    """``parallel.shared``: outside a unit every call builds; inside one, a key is built once per run and seed (a
+    unit of another seed starts afresh), and a value past ``SHARED_ROWS`` is rebuilt each time rather than kept."""
+    from recbole_transfer.pipeline import parallel
+
+    built = []
+    make = lambda name, size: (lambda: built.append(name) or {"name": name, "size": size})  # noqa: E731
+    rows = lambda value: value["size"]  # noqa: E731
+    assert parallel.shared("a", make("a", 1), rows) is not parallel.shared("a", make("a", 1), rows)
+    monkeypatch.setattr(parallel, "SHARED_ROWS", 10)
+    monkeypatch.setattr(parallel, "_shared", {"scope": "run, seed 1", "items": {}, "rows": 0})
+    first = parallel.shared("a", make("a", 4), rows)
+    assert parallel.shared("a", make("a", 4), rows) is first
+    parallel.shared("big", make("big", 7), rows)
+    parallel.shared("big", make("big", 7), rows)
+    assert built == ["a", "a", "a", "big", "big"]
+    parallel._shared["scope"] = "run, seed 2"  # what _unit_task sets for a unit of another seed clears the rest
+    monkeypatch.setattr(parallel, "Request", lambda *a: (_ for _ in ()).throw(RuntimeError("stop")))
+    with pytest.raises(RuntimeError, match="stop"):
+        parallel._unit_task({"model": "m", "source": None, "targets": [], "config_files": [], "config_dict": {}},
+                            "arm", 3, False)
+    assert parallel._shared["items"] == {} and parallel._shared["rows"] == 0
+    parallel.shared("a", make("a", 4), rows)
+    assert built[-1] == "a" and len(built) == 6

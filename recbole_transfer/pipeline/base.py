@@ -7,8 +7,8 @@ only what this contract names:
 
 - ``run(method, request, progress)`` -> (result, text): one command-line run and the lines it prints;
 - ``scenario(method, request, arms, seeds, progress, verbose, chosen)`` -> rows: every seed x target x arm, one row
-  each; with ``parallel_units`` its (seed, arm) units run as Ray tasks (:mod:`.parallel`: ``scenario_arms``, and
-  ``seed_keys`` when ``prepares_per_seed``);
+  each; with ``parallel_units`` its (seed, arm) units, or (seed, arm, part) with ``scenario_parts``, run as Ray
+  tasks (:mod:`.parallel`: ``scenario_arms``, and ``seed_keys`` when ``prepares_per_seed``);
 - ``tables(method, rows)`` -> (Markdown, metric of the forest plot or None): the result tables of the rows;
 - for ``--tune`` (one Ray driver, :mod:`recbole_transfer.tune.search`): ``time_attr`` (what a trial counts in),
   ``prepare_search``, ``check_search``, ``trial``, ``trial_score`` and ``finish_search``.
@@ -64,6 +64,13 @@ class Runner(abc.ABC):
     def seed_keys(self, method, request):
         """Keys that give every unit of ``request``'s seed what the sequential run trains once per seed."""
         return {}
+
+    part_name = "part"  # what a part is called in the progress lines
+
+    def scenario_parts(self, method, request):
+        """What a (seed, arm) unit splits into, each part a unit of its own that ``scenario(..., part=p)`` runs alone
+        (the overlap family: its settings); ``[None]``: the unit runs whole."""
+        return [None]
 
     single_run = True  # False: one run already compares every arm (the CLI runs it as a scenario)
     # True: a command without --target runs the method's scenario; False: one run on the scenario's first target

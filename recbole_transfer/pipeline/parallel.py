@@ -3,7 +3,8 @@ with ``--workers K``, at most K units at once there).
 
 A scenario is every seed x target x arm; a runner whose arms are independent of each other splits it into units of
 one seed and one arm (``Runner.parallel_units``), each unit its runner's own ``scenario`` call with that arm and that
-seed. Every unit is one Ray task of one CPU and one torch thread. The units' rows are then put in the order the
+seed, and further into one unit per part where the runner names parts (``Runner.scenario_parts``: the overlap
+family's settings), so that no long unit is left running alone at the end. Every unit is one Ray task of one CPU and one torch thread. The units' rows are then put in the order the
 sequential run gives them (seed, then target, then arm, then the unit's own order), so ``--workers`` changes the
 wall time and nothing else: the same rows, tested against the sequential run.
 
@@ -14,8 +15,12 @@ wall time and nothing else: the same rows, tested against the sequential run.
   ``source_checkpoint``, and any other key whose value is a relative path that exists here) are made absolute first. On a cluster they must be on storage every node sees: the protocol one task draws and caches is
   read by the others.
 - A unit's error is the error of the command (a ``TransferError`` stays one, without a traceback).
+- What the units of one seed build alike (the overlap family's pair of each setting) a runner may take from
+  :func:`shared`: each worker builds it once and keeps it for its next unit of the same run and seed, as the
+  sequential run builds it once for all arms; kept only up to :data:`SHARED_ROWS` interactions per worker.
 """
 
+import json
 import os
 import time
 
@@ -23,6 +28,8 @@ from ..errors import TransferConfigError
 from ..request import Request
 
 PATH_KEYS = ("data_path", "protocol_dir", "checkpoint_dir", "domain_cache_dir", "source_checkpoint")
+SHARED_ROWS = 2_000_000  # interactions a worker keeps of what its units share (a larger pair is rebuilt per unit)
+_shared = {"scope": None, "items": {}, "rows": 0}  # this worker's: the unit's request (seed included) -> what it built
 # what differs between two runs of the same rows: wall times and checkpoint paths
 TIMING = ("seconds", "train_seconds", "valid_seconds", "seconds_per_epoch", "model_file")
 
@@ -64,16 +71,35 @@ def _seed_task(plain):
     return request.method.runner.seed_keys(request.method, request)
 
 
-def _unit_task(plain, arm, seed, chosen):
+def shared(key, build, rows):
+    """``build()``, or, inside a unit task, what a unit of the same run and seed already built under ``key`` in this
+    worker (``rows(value)``: its interactions, counted against :data:`SHARED_ROWS`). Outside a unit: ``build()``."""
+    if _shared["scope"] is None:
+        return build()
+    if key in _shared["items"]:
+        return _shared["items"][key]
+    value = build()
+    size = rows(value)
+    if _shared["rows"] + size <= SHARED_ROWS:
+        _shared["items"][key] = value
+        _shared["rows"] += size
+    return value
+
+
+def _unit_task(plain, arm, seed, chosen, part=None):
     from ..logs import quiet_logging
 
     quiet_logging()
+    scope = json.dumps(plain, sort_keys=True, default=str)  # the same for every unit of one run and seed
+    if _shared["scope"] != scope:
+        _shared.update(scope=scope, items={}, rows=0)
     request = _rebuild(plain)
     start, said = time.time(), []
     # the unit's progress lines are its runs' ("[k/n] ...") and its seed's ("seed S: ..."): the driver prints one line
     # per unit instead; any other line (a run the runner leaves out, and why) goes back to the driver
     keep = lambda line: said.append(line) if not line.startswith(("[", "seed ")) else None  # noqa: E731
-    rows = request.method.runner.scenario(request.method, request, [arm], [seed], progress=keep, chosen=chosen)
+    extra = {} if part is None else {"part": part}
+    rows = request.method.runner.scenario(request.method, request, [arm], [seed], progress=keep, chosen=chosen, **extra)
     return rows, time.time() - start, said
 
 
@@ -120,7 +146,10 @@ def run_parallel(method, request, arms=None, seeds=None, workers=None, ray_addre
     start = time.time()
     with ray_session(ray_address, None if ray_address else workers, import_roots(method)):
         cpus = ray.cluster_resources().get("CPU", 0)
-        say(f"Ray {ray.get_runtime_context().gcs_address}: {len(seeds) * len(arms)} units (seed x arm) on {cpus:g} CPUs"
+        parts = runner.scenario_parts(method, request)
+        units = [(seed, arm, part) for seed in seeds for arm in arms for part in parts]
+        say(f"Ray {ray.get_runtime_context().gcs_address}: {len(units)} units (seed x arm"
+            f"{'' if parts == [None] else ' x ' + runner.part_name}) on {cpus:g} CPUs"
             + (f", at most {workers} at once" if ray_address and workers else ""))
         seed_task, unit_task = ray.remote(num_cpus=1)(_seed_task), ray.remote(num_cpus=1)(_unit_task)
         per_seed = {seed: {} for seed in seeds}
@@ -129,19 +158,19 @@ def run_parallel(method, request, arms=None, seeds=None, workers=None, ray_addre
             for seed, keys in zip(pending.values(), ray_get(list(pending))):
                 per_seed[seed] = keys
                 say(f"seed {seed}: prepared once for its units ({', '.join(f'{k} {v}' for k, v in keys.items())})")
-        units = [(seed, arm) for seed in seeds for arm in arms]
         results = {}
 
         def finished(index, result):
             results[index] = result
-            seed, arm = units[index]
+            seed, arm, part = units[index]
             for line in result[2]:
                 say(f"seed {seed}: {line}")
-            say(f"[{len(results)}/{len(units)}] seed {seed}, {arm}: {len(result[0])} runs in {result[1]:.0f}s "
+            say(f"[{len(results)}/{len(units)}] seed {seed}, {arm}{'' if part is None else f', {part}'}: "
+                f"{len(result[0])} runs in {result[1]:.0f}s "
                 f"({time.time() - start:.0f}s so far)")
 
-        run_tasks(unit_task, [(_plain(request, seed=seed, **per_seed[seed]), arm, seed, chosen) for seed, arm in units],
-                  workers, finished)
+        run_tasks(unit_task, [(_plain(request, seed=seed, **per_seed[seed]), arm, seed, chosen, part)
+                              for seed, arm, part in units], workers, finished)
     rows = []
     for seed in seeds:
         indices = [i for i, unit in enumerate(units) if unit[0] == seed]

@@ -23,6 +23,7 @@ from ...config import TransferConfig, get_model
 from ...errors import TransferConfigError
 from ...keys import data_seed_of, layered
 from ...pipeline.base import Runner, SearchTarget
+from ...pipeline.parallel import shared
 from ...pipeline.two_stage import instantiate
 from ...request import Request
 from ...stats import user_means
@@ -136,6 +137,10 @@ def check_run(model, config):
         raise TransferConfigError(f"{model}: ranks a user by her target training rows, and under protocol cold_start the "
                                   "evaluated (cold) users have none; use pop, or a model that reads the source history")
     return cls
+
+
+def pair_rows(pair):
+    return sum(domain.dataset.inter_num for domain in (pair.source, pair.target))
 
 
 def build(model, config, pair):
@@ -260,13 +265,14 @@ class PairRunner(Runner):
     def scenario_arms(self, method, request, arms=None):
         return self.arms(method, request, arms)
 
-    def scenario(self, method, request, arms=None, seeds=None, progress=None, verbose=False, chosen=None, on_run=None):
-        """Every arm x setting x seed (see the module docstring); ``on_run(row, instance, pair)`` sees each trained
-        model before the next one trains (e.g. a benchmark's extra measurements). A default arm that cannot run in a
-        setting (EASE under cold_start: cold users have no target rows) is left out of that setting with a progress
-        line; an arm given in ``arms`` is refused there with its reason."""
-        chosen = bool(arms) if chosen is None else chosen
-        arms = self.arms(method, request, arms)
+    part_name = "setting"
+
+    def scenario_parts(self, method, request):
+        return [setting_label({"protocol": protocol, "eta": eta}) for protocol, eta in self.settings(request)]
+
+    @staticmethod
+    def settings(request):
+        """The scenario's (protocol, eta) settings: warm once, cold_start at each of ``scenario_etas``."""
         keys = pair_request(request).keys
         settings = []
         for protocol in listish(keys["scenario_protocols"]) or []:
@@ -274,6 +280,23 @@ class PairRunner(Runner):
             settings += [(protocol, float(eta)) for eta in etas]
         if not settings:
             raise TransferConfigError("scenario_protocols: no protocol given, e.g. [warm, cold_start]")
+        return settings
+
+    def scenario(self, method, request, arms=None, seeds=None, progress=None, verbose=False, chosen=None, on_run=None,
+                 part=None):
+        """Every arm x setting x seed (see the module docstring); ``on_run(row, instance, pair)`` sees each trained
+        model before the next one trains (e.g. a benchmark's extra measurements). A default arm that cannot run in a
+        setting (EASE under cold_start: cold users have no target rows) is left out of that setting with a progress
+        line; an arm given in ``arms`` is refused there with its reason. ``part``: only the setting of that label
+        (a ``--workers`` unit)."""
+        chosen = bool(arms) if chosen is None else chosen
+        arms = self.arms(method, request, arms)
+        settings = self.settings(request)
+        if part is not None:
+            settings = [s for s in settings if setting_label({"protocol": s[0], "eta": s[1]}) == part]
+            if not settings:
+                raise TransferConfigError(f"scenario part {part!r}: not a setting of this scenario "
+                                          f"({', '.join(self.scenario_parts(method, request))})")
         runs = {}
         for protocol, eta in settings:  # every key of every run, checked before anything trains
             for arm in list(arms):
@@ -297,7 +320,8 @@ class PairRunner(Runner):
                     continue
                 # one pair per (seed, setting): every arm trains and is scored on it; built with the config of an arm
                 # that reads documents, if one does (their field is then loaded too; the rows are the same)
-                pair = build_pair(*next((c for c in built.values() if c[1]["doc_field"]), next(iter(built.values()))))
+                configs = next((c for c in built.values() if c[1]["doc_field"]), next(iter(built.values())))
+                pair = shared((protocol, eta, bool(configs[1]["doc_field"])), lambda: build_pair(*configs), pair_rows)
                 check_same_pair(pair, {arm: configs[1] for arm, configs in built.items()})
                 for arm in [a for a in arms if (protocol, eta, a) in runs]:
                     model, target_config = ARMS[arm][0], built[arm][1]
