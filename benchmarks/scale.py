@@ -66,7 +66,20 @@ COMMANDS = {  # name -> arguments of run_recbole_transfer.py (the data, epochs a
     "CrossEASE full": ["--model=CrossEASE", "--source=ssrc", "--target=stgt"],
     "ItemKNN full": ["--model=ItemKNN", "--target=stgt", FULL],
 }
-COSTS = {"train": "train_s_per_epoch", "eval": "eval_s_per_pass", "wall": "wall_s", "rss": "peak_rss_gb"}
+COSTS = {"train": "train_s_per_epoch", "eval": "eval_s_per_pass", "wall": "wall_s", "rss": "peak_rss_gb",
+         "eval_per_score": "eval_ns_per_score"}
+
+
+def scores_per_pass(row):
+    """User-item scores one evaluation pass computes: every target user against every item (full ranking) or
+    against its 100 candidates (uni99). Full ranking's work grows as users x items, so as rows^2 here."""
+    return row["target_users"] * (100 if "uni99" in row["command"] else row["target_items"])
+
+
+def per_score(row):
+    """``eval_ns_per_score``: the evaluation pass's nanoseconds per user-item score (None without a pass)."""
+    value = row.get("eval_s_per_pass")
+    return {**row, "eval_ns_per_score": None if value is None else value * 1e9 / scores_per_pass(row)}
 _TRAIN = re.compile(r"epoch \d+ training \[time: ([\d.]+)s")
 _EVAL = re.compile(r"epoch \d+ evaluating \[time: ([\d.]+)s")
 
@@ -192,6 +205,7 @@ def fit(points):
 
 
 def exponents(rows, fit_from):
+    rows = [per_score(r) for r in rows]
     out = {}
     for name in dict.fromkeys(r["command"] for r in rows):
         done = [r for r in rows if r["command"] == name and r["run"] == 1 and r["status"] == "ok" and r["rows"] >= fit_from]
@@ -204,14 +218,15 @@ def _cell(value, fmt="{:.1f}"):
 
 
 def report(saved):
-    rows, run = saved["rows"], saved["run"]
+    rows, run = [per_score(r) for r in saved["rows"]], saved["run"]
     lines = [[r["command"], f"{r['rows']:,}", r["target_users"], r["target_items"], r["run"],
               r["status"], _cell(r["wall_s"]), _cell(r["setup_s"]), _cell(r["train_s_per_epoch"], "{:.2f}"),
-              _cell(r["eval_s_per_pass"], "{:.2f}"), _cell(r["test_s"]), _cell(r["peak_rss_gb"], "{:.2f}"),
-              _cell(r["protocol_mb"]), _cell(r["silent_s"])] for r in rows]
+              _cell(r["eval_s_per_pass"], "{:.2f}"), _cell(r["eval_ns_per_score"], "{:.2f}"), _cell(r["test_s"]),
+              _cell(r["peak_rss_gb"], "{:.2f}"), _cell(r["protocol_mb"]), _cell(r["silent_s"])] for r in rows]
     table = markdown(["command", "rows", "users", "items", "run", "status", "wall s", "set-up s", "train s / epoch",
-                      "eval s / pass", "test s", "peak RSS GB", "protocol MB", "longest silence s"], lines)
-    fitted = [[name] + [_cell(e[cost], "{:.2f}") for cost in COSTS] for name, e in saved["exponents"].items()]
+                      "eval s / pass", "eval ns / score", "test s", "peak RSS GB", "protocol MB", "longest silence s"],
+                     lines)
+    fitted = [[name] + [_cell(e.get(cost), "{:.2f}") for cost in COSTS] for name, e in saved["exponents"].items()]
     failed = "".join(f"\n- {r['command']} at {r['rows']:,} rows: {r['status']}; last lines: "
                      f"`{' / '.join(line[-160:] for line in r['tail'][-2:])}`" for r in rows if r["status"] != "ok")
     command = (f"Command: `OMP_NUM_THREADS=1 python benchmarks/scale.py {run.get('argv', '')}` (python {run['python']}, "
@@ -226,7 +241,11 @@ def report(saved):
             "the users). Set-up: start to the first training epoch; test: the last epoch to exit; longest silence: the "
             "longest time with no printed line.\n\n" + table + "\n\n"
             + f"## Growth exponents (slope of log cost on log rows, {saved['fit_from']:,} rows and up, run 1)\n\n"
-            + markdown(["command", "train s / epoch", "eval s / pass", "wall s", "peak RSS"], fitted) + "\n\n"
+            + "Eval ns / score: the pass's time per user-item score (full ranking scores every user against every "
+              "item: users x items, which grows as rows^2 on this generator; uni99: users x 100). Its exponent near "
+              "0 says the pass costs what its scores cost.\n\n"
+            + markdown(["command", "train s / epoch", "eval s / pass", "wall s", "peak RSS", "eval ns / score"], fitted)
+            + "\n\n"
             + "## Commands\n\n" + "\n".join(f"- {name}: `{' '.join(args)}`" for name, args in COMMANDS.items()
                                            if any(r['command'] == name for r in rows))
             + ("\n\n## Failed or stopped\n" + failed if failed else "") + "\n" + parallel_report(saved.get("parallel")))
