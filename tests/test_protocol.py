@@ -351,8 +351,8 @@ def test_set_up_reports_each_phase_with_counts_and_seconds(small_domains, workdi
 
 
 def test_phases_without_progress_of_their_own_say_they_are_still_running(small_domains, monkeypatch, caplog):
-    """RecBole's loading and filtering, the model's build (EASE's build is its fit), a training epoch and an evaluation
-    print nothing while they run: ``logs.heartbeat`` logs ``still running`` every ``EVERY_S`` seconds in each (here
+    """RecBole's loading and filtering, the split, the dataloaders and candidates (RecBole's sampler draws them user by
+    user), the model's build (EASE's build is its fit), a training epoch and an evaluation print nothing while they run: ``logs.heartbeat`` logs ``still running`` every ``EVERY_S`` seconds in each (here
     every 0.05 s, each phase held 0.3 s) and stops when the phase ends."""
     import logging
     import time
@@ -370,13 +370,16 @@ def test_phases_without_progress_of_their_own_say_they_are_still_running(small_d
 
     monkeypatch.setattr(logs, "EVERY_S", 0.05)
     monkeypatch.setattr(two_stage, "create_dataset", slow(two_stage.create_dataset))
+    monkeypatch.setattr(two_stage.Protocol, "of", staticmethod(slow(two_stage.Protocol.of)))
+    monkeypatch.setattr(two_stage.Protocol, "dataloaders", slow(two_stage.Protocol.dataloaders))
     monkeypatch.setattr(two_stage, "get_model", lambda name, get=two_stage.get_model: slow(get(name)))
     monkeypatch.setattr(Trainer, "_train_epoch", slow(Trainer._train_epoch))
     monkeypatch.setattr(Trainer, "evaluate", slow(Trainer.evaluate))
     caplog.set_level(logging.INFO, logger="recbole_transfer")
     run_transfer("BPR", None, "src", None, {**small_domains, "transfer": "none", "epochs": 1}, saved=False, verbose=False)
     beats = [r.getMessage() for r in caplog.records if "still running" in r.getMessage()]
-    for phase in ("set-up src: loading and filtering", "set-up src: building BPR", "epoch 0 training", "evaluating"):
+    for phase in ("set-up src: loading and filtering", "set-up src: split", "set-up src: dataloaders and evaluation "
+                  "candidates", "set-up src: building BPR", "epoch 0 training", "evaluating"):
         assert any(re.fullmatch(re.escape(phase) + r": still running \(\d+ s\)", b) for b in beats), (phase, beats)
     time.sleep(0.2)
     assert len([r for r in caplog.records if "still running" in r.getMessage()]) == len(beats)  # every beat stopped

@@ -90,11 +90,13 @@ def domain_data(config, dataset, key="dataset", user_parts=None):
     :meth:`Protocol.of`) and RecBole's dataloaders on it, each phase with a set-up line (what it did, seconds)."""
     with recbole_errors(config, key):
         start = time.time()
-        protocol = Protocol.of(config, dataset, user_parts=user_parts)
+        with heartbeat(f"set-up {config['dataset']}: split", logger):
+            protocol = Protocol.of(config, dataset, user_parts=user_parts)
         logger.info("set-up %s: split %s (%.1f s)", config["dataset"], "read from the protocol cache" if protocol.from_cache
                     else f"drawn under data_seed {data_seed_of(config)}", time.time() - start)
         start = time.time()
-        loaders = protocol.dataloaders(config, dataset)
+        with heartbeat(f"set-up {config['dataset']}: dataloaders and evaluation candidates", logger):
+            loaders = protocol.dataloaders(config, dataset)
         logger.info("set-up %s: dataloaders and evaluation candidates (%s), %.1f s", config["dataset"],
                     dict(config["eval_args"]).get("mode"), time.time() - start)
     logger.info("protocol %s: data_seed %d, eval_args %s; train %d / valid %d / test %d interactions", protocol.key[:12],
