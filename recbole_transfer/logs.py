@@ -4,6 +4,7 @@ Ray worker). Library modules log with ``logging.getLogger(__name__)`` and never 
 import contextlib
 import logging
 import os
+import sys
 import threading
 import time
 import warnings
@@ -28,25 +29,91 @@ def progress(iterable, total, what, logger, every=None):
             logger.info("%s: %d / %d (%.0f s)", what, done, total, now - start)
 
 
+_watch = {"on": False, "last": 0.0, "phases": []}  # the command's watchdog (:func:`watch`), one per process
+
+
+class _Stamping:
+    """A text stream that notes when it was last written to (the watchdog's last line); the rest is the stream's."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        _watch["last"] = time.time()
+        return self._stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 @contextlib.contextmanager
-def heartbeat(what, logger, every=None):
-    """While the block runs, log ``what: still running (seconds)`` every ``every`` seconds (default :data:`EVERY_S`),
-    from a thread: a phase inside code that prints nothing as it goes (RecBole's loading and filtering, an epoch or
-    an evaluation over millions of rows, a model built in one call) is never silent for longer."""
-    every = EVERY_S if every is None else every
-    done, start = threading.Event(), time.time()
+def _every(period, step, name):
+    """``step()`` every ``period`` seconds, from a daemon thread, while the block runs."""
+    done = threading.Event()
 
-    def beat():
-        while not done.wait(every):
-            logger.info("%s: still running (%.0f s)", what, time.time() - start)
+    def loop():
+        while not done.wait(period):
+            step()
 
-    thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
+    thread = threading.Thread(target=loop, name=name, daemon=True)
     thread.start()
     try:
         yield
     finally:
         done.set()
         thread.join()
+
+
+@contextlib.contextmanager
+def watch(logger, every=None):
+    """A whole command: whenever nothing has been written to stdout or stderr for ``every`` seconds (default
+    :data:`EVERY_S`), log ``<phase>: still running (seconds)`` for the innermost :func:`heartbeat` phase running, or
+    ``still running (seconds since the last line)`` between phases, from one thread. So no gap between two phases,
+    nor code outside any phase, stays silent for longer; inside it, :func:`heartbeat` only names its phase."""
+    if _watch["on"]:
+        yield
+        return
+    every = EVERY_S if every is None else every
+
+    def check():
+        now = time.time()
+        if now - _watch["last"] < every:
+            return
+        phases = list(_watch["phases"])
+        if phases:
+            logger.info("%s: still running (%.0f s)", phases[-1][0], now - phases[-1][1])
+        else:
+            logger.info("still running (%.0f s since the last line)", now - _watch["last"])
+        _watch["last"] = now  # also when the line went nowhere (a quieter log level)
+
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Stamping(sys.stdout), _Stamping(sys.stderr)
+    _watch.update(on=True, last=time.time(), phases=[])
+    try:
+        with _every(min(1.0, every / 4), check, "watchdog"):
+            yield
+    finally:
+        sys.stdout, sys.stderr = saved
+        _watch.update(on=False, phases=[])
+
+
+@contextlib.contextmanager
+def heartbeat(what, logger, every=None):
+    """While the block runs, log ``what: still running (seconds)`` every ``every`` seconds (default :data:`EVERY_S`),
+    from a thread: a phase inside code that prints nothing as it goes (RecBole's loading and filtering, an epoch or
+    an evaluation over millions of rows, a model built in one call) is never silent for longer. Inside
+    :func:`watch` (a CLI command), the watchdog speaks for the phase instead."""
+    start = time.time()
+    if _watch["on"]:
+        _watch["phases"].append((what, start))
+        try:
+            yield
+        finally:
+            _watch["phases"].pop()
+        return
+    with _every(EVERY_S if every is None else every,
+                lambda: logger.info("%s: still running (%.0f s)", what, time.time() - start), "heartbeat"):
+        yield
 
 
 def quiet_recbole_warnings():

@@ -496,3 +496,36 @@ def test_long_collation_prints_progress_lines(small_domains, monkeypatch, caplog
     assert lines and lines[0].startswith("src: collating the valid batches: 1 / ")
     total = int(lines[0].split(" / ")[1].split()[0])
     assert total > 1 and len(lines) == total - 1
+
+
+def test_a_watched_command_is_never_silent_between_phases_either(monkeypatch, caplog):
+    """``logs.watch`` (around every CLI command): when nothing has been written for ``EVERY_S`` seconds it logs the
+    innermost phase's ``still running``, or, outside any phase (code between two phases), ``still running (N s since
+    the last line)``; a heartbeat inside it starts no thread of its own (one line per silence), and the streams
+    are given back at the end."""
+    import logging
+    import sys
+    import threading
+    import time
+
+    from recbole_transfer import logs
+
+    monkeypatch.setattr(logs, "EVERY_S", 0.2)
+    logger = logging.getLogger("recbole_transfer.test_watch")
+    caplog.set_level(logging.INFO, logger="recbole_transfer")
+    stdout = sys.stdout
+    with logs.watch(logger):
+        assert sys.stdout is not stdout
+        time.sleep(0.5)  # between phases
+        between = [r.getMessage() for r in caplog.records if "since the last line" in r.getMessage()]
+        with logs.heartbeat("phase one", logger):
+            assert not any(t.name == "heartbeat" for t in threading.enumerate())
+            time.sleep(0.5)
+        print("a line")  # written: the silence starts again
+    assert sys.stdout is stdout
+    assert between and re.fullmatch(r"still running \(\d+ s since the last line\)", between[0]), between
+    beats = [r.getMessage() for r in caplog.records if r.getMessage().startswith("phase one: still running")]
+    assert 1 <= len(beats) <= 3, beats
+    count = len(caplog.records)
+    time.sleep(0.3)
+    assert len(caplog.records) == count  # the watchdog stopped with the command

@@ -5,13 +5,14 @@ Every command runs the model's method (:mod:`recbole_transfer.registry`): its de
 the command, its tables print the results. This module never names a method.
 """
 
+import logging
 import os
 import sys
 import time
 
 from .. import registry
 from ..errors import TransferError
-from ..logs import quiet_logging, quiet_recbole_warnings, recbole_logging
+from ..logs import quiet_logging, quiet_recbole_warnings, recbole_logging, watch
 from ..request import Request
 from ..utils import listish
 from .outputs import check_output, write_rows, write_search
@@ -24,6 +25,13 @@ def _print(msg):
 
 
 def main(argv=None):
+    """The command line (run_recbole_transfer.py): the command, watched so that it never stays silent for longer than
+    :data:`~recbole_transfer.logs.EVERY_S` seconds (:func:`~recbole_transfer.logs.watch`)."""
+    with watch(logging.getLogger("recbole_transfer")):
+        return _main(argv)
+
+
+def _main(argv=None):
     quiet_recbole_warnings()
     try:
         import_modules(argv if argv is not None else sys.argv[1:])
