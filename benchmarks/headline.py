@@ -180,7 +180,8 @@ def catn(results):
     diff = paired_vs([r for r in rows if r["setting"] == "kg"], "CATN", "item_mean_offset", "test_mse", [f"kg eta={etas[0]:g}"])
     return {
         "family": "CATN", "source": "catn.json",
-        "data": f"ml-100k knowledge-graph documents, cold users, eta {etas[0]:g}, {len({r['seed'] for r in kg})} data seeds",
+        "data": f"ml-100k knowledge-graph documents, cold users, eta {etas[0]:g}, {len({r.get('data_seed', r['seed']) for r in kg})} data seeds x "
+                f"{len({r['seed'] for r in kg}) // len({r.get('data_seed', r['seed']) for r in kg})} training seeds",
         "metric": "RMSE; paired: MSE per user (lower is better)", "baseline": "item mean + source offset",
         "arm": "CATN (the method, declared keys)",
         "baseline_value": _mean_over_seeds(kg, "item_mean_offset", "rmse"), "arm_value": _mean_over_seeds(kg, "CATN", "rmse"),

@@ -259,7 +259,7 @@ def parallel_report(parallel):
             many["status"], _cell(many["wall_s"]), _cell(parallel["speedup"], "{:.2f}x"), one["runs"],
             "yes" if parallel["identical_rows"] else "**no**"]
     return ("\n## `--scenario --workers`\n\nThe overlap family's default scenario on the bundled ml-100k pair, one data "
-            "seed: one unit after another, then its (seed, arm) units as Ray tasks on a local Ray of `--workers` CPUs; "
+            "seed: one unit after another, then its units (seed, arm, setting) as Ray tasks on a local Ray of `--workers` CPUs; "
             "each run in a fresh folder (its own domains and protocol draw). Identical rows: every row equal but for "
             "wall times and checkpoint paths.\n\n"
             + markdown(["command", "workers", "sequential", "sequential s", "parallel", "parallel s", "speed-up",
