@@ -224,7 +224,7 @@ def report(saved):
               _cell(r["eval_s_per_pass"], "{:.2f}"), _cell(r["eval_ns_per_score"], "{:.2f}"), _cell(r["test_s"]),
               _cell(r["peak_rss_gb"], "{:.2f}"), _cell(r["protocol_mb"]), _cell(r["silent_s"])] for r in rows]
     table = markdown(["command", "rows", "users", "items", "run", "status", "wall s", "set-up s", "train s / epoch",
-                      "eval s / pass", "eval ns / score", "test s", "peak RSS GB", "protocol MB", "longest silence s"],
+                      "eval s / pass", "eval ns / score", "test s", "peak RSS GiB", "protocol MB", "longest silence s"],
                      lines)
     fitted = [[name] + [_cell(e.get(cost), "{:.2f}") for cost in COSTS] for name, e in saved["exponents"].items()]
     failed = "".join(f"\n- {r['command']} at {r['rows']:,} rows: {r['status']}; last lines: "

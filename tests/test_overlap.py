@@ -749,3 +749,6 @@ def test_a_scenario_part_runs_one_setting_as_the_whole_scenario_runs_it(planted)
     assert [r["arm"] for r in cold] == ["pop"] and any(line.startswith("EASE is not run under cold_start") for line in lines)
     with pytest.raises(TransferConfigError, match="scenario part 'cold_start eta=0.2': not a setting"):
         method.runner.scenario(method, request, ["pop"], [1], part="cold_start eta=0.2")
+    twice = Request("CMF", "psrc", ["ptgt"], [method.scenario], {**keys, "scenario_etas": [0.5, 0.5]})
+    with pytest.raises(TransferConfigError, match="a setting is given twice"):  # two units would each run both
+        method.runner.scenario_parts(method, twice)

@@ -260,7 +260,7 @@ class PairRunner(Runner):
                                       f"{', '.join(ARMS)}")
         return arms
 
-    parallel_units = True  # every (seed, arm) trains on its own pair, rebuilt from the cached protocol
+    parallel_units = True  # every (seed, arm, setting) unit builds its setting's pair from the cached protocol (kept per worker)
 
     def scenario_arms(self, method, request, arms=None):
         return self.arms(method, request, arms)
@@ -280,6 +280,9 @@ class PairRunner(Runner):
             settings += [(protocol, float(eta)) for eta in etas]
         if not settings:
             raise TransferConfigError("scenario_protocols: no protocol given, e.g. [warm, cold_start]")
+        labels = [setting_label({"protocol": protocol, "eta": eta}) for protocol, eta in settings]
+        if len(set(labels)) < len(labels):
+            raise TransferConfigError(f"scenario_protocols / scenario_etas: a setting is given twice ({', '.join(labels)})")
         return settings
 
     def scenario(self, method, request, arms=None, seeds=None, progress=None, verbose=False, chosen=None, on_run=None,
