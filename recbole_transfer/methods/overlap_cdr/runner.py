@@ -268,21 +268,21 @@ class PairRunner(Runner):
     part_name = "setting"
 
     def scenario_parts(self, method, request):
-        return [setting_label({"protocol": protocol, "eta": eta}) for protocol, eta in self.settings(request)]
+        return list(self.settings(request))
 
     @staticmethod
     def settings(request):
-        """The scenario's (protocol, eta) settings: warm once, cold_start at each of ``scenario_etas``."""
+        """The scenario's settings, label -> (protocol, eta): warm once, cold_start at each of ``scenario_etas``."""
         keys = pair_request(request).keys
-        settings = []
+        settings = {}
         for protocol in listish(keys["scenario_protocols"]) or []:
-            etas = listish(keys["scenario_etas"]) if protocol == "cold_start" else [1.0]
-            settings += [(protocol, float(eta)) for eta in etas]
+            for eta in listish(keys["scenario_etas"]) if protocol == "cold_start" else [1.0]:
+                label = setting_label({"protocol": protocol, "eta": float(eta)})
+                if label in settings:
+                    raise TransferConfigError(f"scenario_protocols / scenario_etas: a setting is given twice ({label!r})")
+                settings[label] = (protocol, float(eta))
         if not settings:
             raise TransferConfigError("scenario_protocols: no protocol given, e.g. [warm, cold_start]")
-        labels = [setting_label({"protocol": protocol, "eta": eta}) for protocol, eta in settings]
-        if len(set(labels)) < len(labels):
-            raise TransferConfigError(f"scenario_protocols / scenario_etas: a setting is given twice ({', '.join(labels)})")
         return settings
 
     def scenario(self, method, request, arms=None, seeds=None, progress=None, verbose=False, chosen=None, on_run=None,
@@ -295,11 +295,9 @@ class PairRunner(Runner):
         chosen = bool(arms) if chosen is None else chosen
         arms = self.arms(method, request, arms)
         settings = self.settings(request)
-        if part is not None:
-            settings = [s for s in settings if setting_label({"protocol": s[0], "eta": s[1]}) == part]
-            if not settings:
-                raise TransferConfigError(f"scenario part {part!r}: not a setting of this scenario "
-                                          f"({', '.join(self.scenario_parts(method, request))})")
+        if part is not None and part not in settings:
+            raise TransferConfigError(f"scenario part {part!r}: not a setting of this scenario ({', '.join(settings)})")
+        settings = list(settings.values()) if part is None else [settings[part]]
         runs = {}
         for protocol, eta in settings:  # every key of every run, checked before anything trains
             for arm in list(arms):
